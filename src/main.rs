@@ -1,1 +1,85 @@
-fn main() {}
+//! tinymta: a small mail transfer agent for routers. This file only dispatches: it
+//! parses the command line and runs the subcommand.
+
+mod cli;
+mod config;
+mod inbound;
+mod logline;
+mod outbound;
+mod queue;
+mod sendmail;
+mod server;
+mod smtp;
+mod tls;
+
+use argh::FromArgs;
+
+use cli::{Subcommand, TopLevel};
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let invoked_as = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // Through a `sendmail` symlink, or as `tinymta sendmail`, the traditional sendmail
+    // options (-oi, -ffrom, ...) are understood.
+    let rest: Vec<String> = if invoked_as == "sendmail" {
+        let mut v = vec!["sendmail".to_string()];
+        v.extend(cli::normalize_sendmail_args(&args[1..]));
+        v
+    } else if args.get(1).map(String::as_str) == Some("sendmail") {
+        let mut v = vec!["sendmail".to_string()];
+        v.extend(cli::normalize_sendmail_args(&args[2..]));
+        v
+    } else {
+        args[1..].to_vec()
+    };
+    let rest_refs: Vec<&str> = rest.iter().map(String::as_str).collect();
+    let top = match TopLevel::from_args(&["tinymta"], &rest_refs) {
+        Ok(t) => t,
+        Err(early) => {
+            // argh's help output (exit 0) or usage error (exit 64).
+            if early.status.is_ok() {
+                println!("{}", early.output);
+                std::process::exit(0);
+            }
+            eprintln!("{}", early.output);
+            std::process::exit(server::EX_USAGE);
+        }
+    };
+    if top.version {
+        let p = tls::profile::active();
+        println!(
+            "tinymta {} (cipher profile: {}, {})",
+            env!("CARGO_PKG_VERSION"),
+            p.name,
+            openssl::version::version()
+        );
+        return;
+    }
+    let code = match top.command {
+        None => {
+            eprintln!("tinymta: a subcommand is required; try `tinymta --help`");
+            server::EX_USAGE
+        }
+        Some(Subcommand::Serve(a)) => {
+            logline::init();
+            match config::Config::from_args(&a) {
+                Ok(cfg) => server::serve(cfg),
+                Err(e) => {
+                    eprintln!("tinymta: {e}");
+                    server::EX_USAGE
+                }
+            }
+        }
+        Some(Subcommand::Sendmail(a)) => sendmail::run(a),
+        Some(Subcommand::Queue(a)) => queue::admin::run(a),
+        Some(Subcommand::TlsInfo(_)) => {
+            print!("{}", tls::profile::report());
+            0
+        }
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,400 @@
+//! Flags → a validated `Config`. Every error names the flag (or file and line) and the
+//! offending value, so a mistyped init script is fixed in one look.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::cli::ServeArgs;
+
+/// A configuration error: printed as `tinymta: <where>: <what>` and exit code 64/78.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub place: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn flag(flag: &str, value: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            place: format!("{flag} '{value}'"),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.place, self.message)
+    }
+}
+
+/// What a listener is for (SPEC "Roles").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Port 25: MX and relay for local networks; TLS per `--tls-level`.
+    Smtp,
+    /// Port 587: STARTTLS and AUTH required.
+    Submission,
+    /// Port 465: TLS from the first byte, AUTH required.
+    Smtps,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Smtp => "smtp",
+            Role::Submission => "submission",
+            Role::Smtps => "smtps",
+        }
+    }
+}
+
+/// Inbound TLS security level of a listener (Libraesva words; Cisco's No/Preferred/Required).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum InboundTls {
+    /// STARTTLS not offered.
+    None,
+    /// STARTTLS offered; plaintext accepted.
+    May,
+    /// Nothing but NOOP/EHLO/QUIT/STARTTLS before TLS (RFC 3207 §4).
+    Encrypt,
+    /// TLS from the first byte (port 465).
+    Implicit,
+}
+
+#[derive(Debug, Clone)]
+pub struct Listener {
+    pub addr: SocketAddr,
+    pub role: Role,
+    pub tls: InboundTls,
+}
+
+/// An IP network in CIDR form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl Cidr {
+    pub fn parse(s: &str) -> Option<Cidr> {
+        let (ip, prefix) = match s.split_once('/') {
+            Some((ip, p)) => (ip.parse::<IpAddr>().ok()?, Some(p.parse::<u8>().ok()?)),
+            None => (s.parse::<IpAddr>().ok()?, None),
+        };
+        let max = if ip.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        (prefix <= max).then_some(Cidr { addr: ip, prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        // Compare IPv4-mapped IPv6 clients (from a [::] listener) as IPv4.
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - self.prefix as u32).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX.checked_shl(128 - self.prefix as u32).unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Limits on sessions and messages.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_message_size: u64,
+    pub max_sessions: usize,
+    pub max_sessions_per_ip: usize,
+    pub max_recipients: usize,
+    pub command_timeout: Duration,
+    pub data_timeout: Duration,
+}
+
+/// Queue timing.
+#[derive(Debug, Clone)]
+pub struct Retry {
+    pub lifetime: Duration,
+    pub min: Duration,
+    pub max: Duration,
+}
+
+/// Everything `serve` needs, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listeners: Vec<Listener>,
+    pub hostname: String,
+    pub state_dir: PathBuf,
+    /// Local domains, lower case; the first is where bare `<postmaster>` goes.
+    pub domains: Vec<String>,
+    pub mail_dir: PathBuf,
+    pub relay_networks: Vec<Cidr>,
+    /// Certificate and key; `None` means the generated demonstration certificate.
+    pub tls_cert: Option<(PathBuf, PathBuf)>,
+    pub limits: Limits,
+    pub retry: Retry,
+}
+
+pub fn running_as_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// `/var/spool/tinymta` as root, `./tinymta-state` otherwise.
+pub fn default_state_dir(flag: &Option<String>) -> PathBuf {
+    match flag {
+        Some(dir) => PathBuf::from(dir),
+        None if running_as_root() => PathBuf::from("/var/spool/tinymta"),
+        None => PathBuf::from("tinymta-state"),
+    }
+}
+
+/// The system host name (the banner name unless `--hostname` is given).
+pub fn system_hostname() -> String {
+    let uname = rustix::system::uname();
+    let name = uname.nodename().to_string_lossy().into_owned();
+    if name.is_empty() {
+        "localhost".to_string()
+    } else {
+        name
+    }
+}
+
+fn parse_listeners(
+    flag: &str,
+    values: &[String],
+    role: Role,
+    tls: InboundTls,
+    out: &mut Vec<Listener>,
+) -> Result<(), ConfigError> {
+    for v in values {
+        let addr = v.parse::<SocketAddr>().map_err(|_| {
+            ConfigError::flag(flag, v, "expected IP:PORT, e.g. 127.0.0.1:2525 or [::]:25")
+        })?;
+        out.push(Listener { addr, role, tls });
+    }
+    Ok(())
+}
+
+impl Config {
+    pub fn from_args(args: &ServeArgs) -> Result<Config, ConfigError> {
+        let tls_level = match args.tls_level.as_str() {
+            "none" => InboundTls::None,
+            "may" => InboundTls::May,
+            "encrypt" => InboundTls::Encrypt,
+            other => {
+                return Err(ConfigError::flag(
+                    "--tls-level",
+                    other,
+                    "expected none, may or encrypt",
+                ))
+            }
+        };
+        let mut listeners = Vec::new();
+        parse_listeners("--smtp", &args.smtp, Role::Smtp, tls_level, &mut listeners)?;
+        parse_listeners(
+            "--submission",
+            &args.submission,
+            Role::Submission,
+            InboundTls::Encrypt,
+            &mut listeners,
+        )?;
+        parse_listeners(
+            "--smtps",
+            &args.smtps,
+            Role::Smtps,
+            InboundTls::Implicit,
+            &mut listeners,
+        )?;
+        if listeners.is_empty() {
+            let (host, ports) = if running_as_root() {
+                ("[::]", [25, 587, 465])
+            } else {
+                ("127.0.0.1", [2525, 2587, 2465])
+            };
+            let addr = |p: u16| format!("{host}:{p}");
+            parse_listeners(
+                "--smtp",
+                &[addr(ports[0])],
+                Role::Smtp,
+                tls_level,
+                &mut listeners,
+            )?;
+            parse_listeners(
+                "--submission",
+                &[addr(ports[1])],
+                Role::Submission,
+                InboundTls::Encrypt,
+                &mut listeners,
+            )?;
+            parse_listeners(
+                "--smtps",
+                &[addr(ports[2])],
+                Role::Smtps,
+                InboundTls::Implicit,
+                &mut listeners,
+            )?;
+        }
+
+        let hostname = args.hostname.clone().unwrap_or_else(system_hostname);
+        if crate::smtp::address::check_domain(&hostname).is_err() {
+            return Err(ConfigError::flag(
+                "--hostname",
+                &hostname,
+                "not a valid host name",
+            ));
+        }
+        let mut domains = Vec::new();
+        for d in &args.domain {
+            if crate::smtp::address::check_domain(d).is_err() {
+                return Err(ConfigError::flag("--domain", d, "not a valid domain"));
+            }
+            domains.push(d.to_ascii_lowercase());
+        }
+        if domains.is_empty() {
+            domains.push(hostname.to_ascii_lowercase());
+        }
+
+        let mut relay_networks = Vec::new();
+        for n in &args.relay_network {
+            relay_networks.push(Cidr::parse(n).ok_or_else(|| {
+                ConfigError::flag("--relay-network", n, "expected CIDR, e.g. 192.168.1.0/24")
+            })?);
+        }
+        if relay_networks.is_empty() {
+            relay_networks = ["127.0.0.0/8", "::1/128"]
+                .iter()
+                .filter_map(|n| Cidr::parse(n))
+                .collect();
+        }
+
+        let tls_cert = match (&args.tls_cert, &args.tls_key) {
+            (Some(c), Some(k)) => Some((PathBuf::from(c), PathBuf::from(k))),
+            (None, None) => None,
+            (Some(c), None) => {
+                return Err(ConfigError::flag(
+                    "--tls-cert",
+                    c,
+                    "--tls-key is required too",
+                ))
+            }
+            (None, Some(k)) => {
+                return Err(ConfigError::flag(
+                    "--tls-key",
+                    k,
+                    "--tls-cert is required too",
+                ))
+            }
+        };
+        if args.max_sessions == 0 {
+            return Err(ConfigError::flag(
+                "--max-sessions",
+                "0",
+                "must be at least 1",
+            ));
+        }
+        if args.max_sessions_per_ip == 0 {
+            return Err(ConfigError::flag(
+                "--max-sessions-per-ip",
+                "0",
+                "must be at least 1",
+            ));
+        }
+        if args.retry_min == 0 || args.retry_min > args.retry_max {
+            return Err(ConfigError::flag(
+                "--retry-min",
+                &args.retry_min.to_string(),
+                "must be at least 1 and at most --retry-max",
+            ));
+        }
+
+        let state_dir = default_state_dir(&args.state_dir);
+        let mail_dir = args
+            .mail_dir
+            .as_ref()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| state_dir.join("mail"));
+        Ok(Config {
+            listeners,
+            hostname,
+            state_dir,
+            domains,
+            mail_dir,
+            relay_networks,
+            tls_cert,
+            limits: Limits {
+                max_message_size: args.max_message_size,
+                max_sessions: args.max_sessions,
+                max_sessions_per_ip: args.max_sessions_per_ip,
+                max_recipients: args.max_recipients.max(1),
+                command_timeout: Duration::from_secs(args.command_timeout.max(1)),
+                data_timeout: Duration::from_secs(args.data_timeout.max(1)),
+            },
+            retry: Retry {
+                lifetime: Duration::from_secs(args.queue_lifetime),
+                min: Duration::from_secs(args.retry_min),
+                max: Duration::from_secs(args.retry_max),
+            },
+        })
+    }
+
+    /// True if `domain` (lower case) is delivered locally.
+    pub fn is_local_domain(&self, domain: &str) -> bool {
+        self.domains.iter().any(|d| d == domain)
+    }
+
+    /// True if the client may relay to foreign domains.
+    pub fn may_relay(&self, ip: IpAddr) -> bool {
+        self.relay_networks.iter().any(|n| n.contains(ip))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_matching() {
+        let n = Cidr::parse("192.168.1.0/24").unwrap();
+        assert!(n.contains("192.168.1.77".parse().unwrap()));
+        assert!(!n.contains("192.168.2.1".parse().unwrap()));
+        assert!(n.contains("::ffff:192.168.1.5".parse().unwrap()));
+        assert!(Cidr::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("8.8.8.8".parse().unwrap()));
+        assert!(Cidr::parse("::1/128")
+            .unwrap()
+            .contains("::1".parse().unwrap()));
+        assert!(Cidr::parse("10.0.0.0/33").is_none());
+        assert!(Cidr::parse("bogus").is_none());
+    }
+
+    #[test]
+    fn errors_name_the_flag() {
+        let args = ServeArgs {
+            smtp: vec!["localhost".into()],
+            tls_level: "may".into(),
+            max_sessions: 1,
+            max_sessions_per_ip: 1,
+            retry_min: 1,
+            retry_max: 2,
+            ..Default::default()
+        };
+        let e = Config::from_args(&args).unwrap_err().to_string();
+        assert!(e.starts_with("--smtp 'localhost'"), "{e}");
+        let args = ServeArgs {
+            tls_level: "sometimes".into(),
+            ..args
+        };
+        let e = Config::from_args(&args).unwrap_err().to_string();
+        assert!(e.starts_with("--tls-level 'sometimes'"), "{e}");
+    }
+}

@@ -1,0 +1,108 @@
+//! Receiving mail: listeners, the server-side SMTP session, and the decisions made
+//! while a client talks to us (may it relay, must it use TLS, is it over a limit).
+//!
+//! Sessions drive `smtp::` parsers, ask `tls::` for handshakes through `MaybeTls`, and
+//! hand complete messages to `queue::` — they never see OpenSSL or queue internals.
+
+pub mod listener;
+pub mod session;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::rc::Rc;
+
+use openssl::ssl::SslContext;
+use smol::channel::{Receiver, Sender};
+
+use crate::config::Config;
+use crate::queue::scheduler::Event;
+use crate::queue::spool::GroupCommit;
+use crate::queue::Spool;
+
+/// State shared by all sessions of the (single-threaded) server.
+pub struct Shared {
+    pub cfg: Config,
+    /// Current server TLS context; replaced on SIGHUP, sessions take a clone.
+    pub tls: RefCell<Rc<SslContext>>,
+    pub spool: Spool,
+    pub commit: GroupCommit,
+    pub scheduler: Sender<Event>,
+    /// Closed when the server shuts down; sessions watch it between commands.
+    pub shutdown: Receiver<()>,
+    sessions: Cell<usize>,
+    per_ip: RefCell<HashMap<IpAddr, usize>>,
+}
+
+/// Why a new connection was turned away.
+pub enum Refusal {
+    TooManySessions,
+    TooManyFromIp,
+}
+
+/// Counts a session for as long as it lives.
+pub struct SessionSlot {
+    shared: Rc<Shared>,
+    ip: IpAddr,
+}
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        self.shared.sessions.set(self.shared.sessions.get() - 1);
+        let mut per_ip = self.shared.per_ip.borrow_mut();
+        if let Some(n) = per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl Shared {
+    pub fn new(
+        cfg: Config,
+        tls: SslContext,
+        spool: Spool,
+        commit: GroupCommit,
+        scheduler: Sender<Event>,
+        shutdown: Receiver<()>,
+    ) -> Shared {
+        Shared {
+            cfg,
+            tls: RefCell::new(Rc::new(tls)),
+            spool,
+            commit,
+            scheduler,
+            shutdown,
+            sessions: Cell::new(0),
+            per_ip: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// Takes a session slot, or says which limit is reached.
+    pub fn admit(self: &Rc<Self>, ip: IpAddr) -> Result<SessionSlot, Refusal> {
+        if self.sessions.get() >= self.cfg.limits.max_sessions {
+            return Err(Refusal::TooManySessions);
+        }
+        let mut per_ip = self.per_ip.borrow_mut();
+        let n = per_ip.entry(ip).or_insert(0);
+        if *n >= self.cfg.limits.max_sessions_per_ip {
+            return Err(Refusal::TooManyFromIp);
+        }
+        *n += 1;
+        self.sessions.set(self.sessions.get() + 1);
+        Ok(SessionSlot {
+            shared: self.clone(),
+            ip,
+        })
+    }
+
+    pub fn active_sessions(&self) -> usize {
+        self.sessions.get()
+    }
+
+    pub fn current_tls(&self) -> Rc<SslContext> {
+        self.tls.borrow().clone()
+    }
+}

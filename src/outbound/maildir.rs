@@ -1,0 +1,71 @@
+//! Local delivery into Maildir (`tmp/` → fsync → rename into `new/` → fsync `new/`),
+//! with `Return-Path:` and `Delivered-To:` prepended as Postfix's local delivery does.
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::queue::spool::sync_dir;
+use crate::queue::Envelope;
+
+static DELIVERIES: AtomicU64 = AtomicU64::new(0);
+
+/// A Maildir file name unique on this host: `secs.MmicrosPpidQn.host`.
+fn unique_name(hostname: &str) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    format!(
+        "{}.M{}P{}Q{}.{}",
+        now.as_secs(),
+        now.subsec_micros(),
+        std::process::id(),
+        DELIVERIES.fetch_add(1, Ordering::Relaxed),
+        hostname.replace(['/', ':'], "_")
+    )
+}
+
+/// Delivers `content` for `rcpt` into `<mail_dir>/<domain>/<user>/new/`, creating the
+/// Maildir if needed. Returns the path of the delivered file.
+pub fn deliver(
+    mail_dir: &Path,
+    domain: &str,
+    user: &str,
+    hostname: &str,
+    env: &Envelope,
+    rcpt: &str,
+    content: &[u8],
+) -> io::Result<PathBuf> {
+    let maildir = mail_dir.join(domain).join(user);
+    for sub in ["tmp", "new", "cur"] {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(maildir.join(sub))?;
+    }
+    let name = unique_name(hostname);
+    let tmp = maildir.join("tmp").join(&name);
+    let new = maildir.join("new").join(&name);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    let head = format!(
+        "Return-Path: <{}>\r\nDelivered-To: {}\r\n",
+        env.sender, rcpt
+    );
+    let res = f
+        .write_all(head.as_bytes())
+        .and_then(|_| f.write_all(content))
+        .and_then(|_| f.sync_all())
+        .and_then(|_| fs::rename(&tmp, &new))
+        .and_then(|_| sync_dir(&maildir.join("new")));
+    if res.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    res.map(|_| new)
+}

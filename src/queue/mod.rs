@@ -1,0 +1,16 @@
+//! The durable queue: message files under `<state-dir>/queue`, their recovery after a
+//! restart or crash, the retry schedule, and the commands that inspect it.
+//!
+//! Layout (one file per message, flash-friendly):
+//! - `tmp/ID`      a message being received; never delivered, removed at start-up
+//! - `messages/ID` envelope header + content, written once, fsynced, then renamed here
+//! - `status/ID`   small per-attempt record (attempts, next retry, finished recipients)
+//! - `wakeup`      datagram socket of the running daemon (sendmail, queue flush)
+//!
+//! The queue knows nothing of SMTP sessions or TLS; it stores envelopes and bytes.
+
+pub mod admin;
+pub mod scheduler;
+pub mod spool;
+
+pub use spool::{Envelope, QueueId, Spool};

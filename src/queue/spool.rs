@@ -1,0 +1,447 @@
+//! Writing, committing, reading and removing queue files.
+//!
+//! A message is acknowledged only after its file is complete, fsynced and renamed into
+//! `messages/`, and the directory is fsynced. Directory fsyncs of concurrent sessions
+//! are batched by `GroupCommit`: one fsync covers every rename made before it started.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use ring::rand::{SecureRandom, SystemRandom};
+use smol::channel::{self, Receiver, Sender};
+
+/// First line of every queue file; bumped if the format changes.
+const MAGIC: &str = "tinymta-queue 1";
+
+/// A queue ID: 8 hex digits of arrival time and 6 random ones (`6566D1A2F3B9C1`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct QueueId(pub String);
+
+impl QueueId {
+    pub fn generate() -> QueueId {
+        let mut rnd = [0u8; 3];
+        // SystemRandom only fails if the OS has no entropy source at all.
+        let _ = SystemRandom::new().fill(&mut rnd);
+        QueueId(format!(
+            "{:08X}{:02X}{:02X}{:02X}",
+            unix_now() as u32,
+            rnd[0],
+            rnd[1],
+            rnd[2]
+        ))
+    }
+
+    /// Validates an ID typed by a user or found on disk (it becomes a file name).
+    pub fn parse(s: &str) -> Option<QueueId> {
+        (!s.is_empty() && s.len() <= 32 && s.bytes().all(|b| b.is_ascii_alphanumeric()))
+            .then(|| QueueId(s.to_string()))
+    }
+}
+
+impl std::fmt::Display for QueueId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The envelope stored at the head of a queue file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    pub id: QueueId,
+    /// Seconds since the epoch when the message was accepted.
+    pub arrival: u64,
+    /// Envelope sender; empty for the null sender `<>`.
+    pub sender: String,
+    pub recipients: Vec<String>,
+    /// `host[ip]` of the client, or `local` for sendmail.
+    pub client: String,
+    /// How it arrived: ESMTP, ESMTPS, ESMTPA, ESMTPSA, SMTP, local.
+    pub protocol: String,
+}
+
+impl Envelope {
+    fn header(&self) -> String {
+        let mut h = format!(
+            "{MAGIC}\nid {}\narrival {}\nsender {}\nclient {}\nprotocol {}\n",
+            self.id, self.arrival, self.sender, self.client, self.protocol
+        );
+        for r in &self.recipients {
+            h.push_str("rcpt ");
+            h.push_str(r);
+            h.push('\n');
+        }
+        h.push('\n');
+        h
+    }
+
+    /// Reads the envelope from the start of a queue file, leaving `r` at the content.
+    pub fn read_from(r: &mut impl BufRead) -> io::Result<Envelope> {
+        let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_string());
+        let mut line = String::new();
+        r.read_line(&mut line)?;
+        if line.trim_end() != MAGIC {
+            return Err(bad("not a tinymta queue file"));
+        }
+        let mut env = Envelope {
+            id: QueueId(String::new()),
+            arrival: 0,
+            sender: String::new(),
+            recipients: Vec::new(),
+            client: String::new(),
+            protocol: String::new(),
+        };
+        loop {
+            line.clear();
+            if r.read_line(&mut line)? == 0 {
+                return Err(bad("truncated envelope"));
+            }
+            let l = line.trim_end_matches('\n');
+            if l.is_empty() {
+                break;
+            }
+            let (key, value) = l.split_once(' ').unwrap_or((l, ""));
+            match key {
+                "id" => env.id = QueueId::parse(value).ok_or_else(|| bad("bad id"))?,
+                "arrival" => env.arrival = value.parse().map_err(|_| bad("bad arrival"))?,
+                "sender" => env.sender = value.to_string(),
+                "client" => env.client = value.to_string(),
+                "protocol" => env.protocol = value.to_string(),
+                "rcpt" => env.recipients.push(value.to_string()),
+                _ => {} // unknown keys from a newer version are skipped
+            }
+        }
+        if env.id.0.is_empty() || env.recipients.is_empty() {
+            return Err(bad("envelope without id or recipients"));
+        }
+        Ok(env)
+    }
+}
+
+/// Per-message delivery state, rewritten after each attempt.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Status {
+    pub attempts: u32,
+    /// Unix time of the next attempt (0: as soon as possible).
+    pub next_attempt: u64,
+    /// Recipients that need no more attempts (delivered or bounced).
+    pub finished: Vec<String>,
+    /// Last reason per deferred recipient, for `queue list`.
+    pub last_reason: String,
+}
+
+impl Status {
+    fn encode(&self) -> String {
+        let mut s = format!(
+            "attempts {}\nnext {}\nreason {}\n",
+            self.attempts,
+            self.next_attempt,
+            self.last_reason.replace('\n', " ")
+        );
+        for f in &self.finished {
+            s.push_str("finished ");
+            s.push_str(f);
+            s.push('\n');
+        }
+        s
+    }
+
+    fn decode(text: &str) -> Status {
+        let mut st = Status::default();
+        for line in text.lines() {
+            let (k, v) = line.split_once(' ').unwrap_or((line, ""));
+            match k {
+                "attempts" => st.attempts = v.parse().unwrap_or(0),
+                "next" => st.next_attempt = v.parse().unwrap_or(0),
+                "reason" => st.last_reason = v.to_string(),
+                "finished" => st.finished.push(v.to_string()),
+                _ => {}
+            }
+        }
+        st
+    }
+}
+
+/// The queue directories under the state directory.
+#[derive(Debug, Clone)]
+pub struct Spool {
+    root: PathBuf,
+}
+
+fn create_dir_private(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+}
+
+/// fsync a directory, so a rename or unlink in it survives a crash.
+pub fn sync_dir(path: &Path) -> io::Result<()> {
+    File::open(path)?.sync_all()
+}
+
+impl Spool {
+    /// Opens (creating if needed) the queue under `state_dir`.
+    pub fn open(state_dir: &Path) -> io::Result<Spool> {
+        let root = state_dir.join("queue");
+        for sub in ["tmp", "messages", "status"] {
+            create_dir_private(&root.join(sub)).map_err(|e| {
+                io::Error::new(e.kind(), format!("{}: {e}", root.join(sub).display()))
+            })?;
+        }
+        Ok(Spool { root })
+    }
+
+    pub fn messages_dir(&self) -> PathBuf {
+        self.root.join("messages")
+    }
+    pub fn message_path(&self, id: &QueueId) -> PathBuf {
+        self.root.join("messages").join(&id.0)
+    }
+    fn tmp_path(&self, id: &QueueId) -> PathBuf {
+        self.root.join("tmp").join(&id.0)
+    }
+    fn status_path(&self, id: &QueueId) -> PathBuf {
+        self.root.join("status").join(&id.0)
+    }
+    pub fn wakeup_socket(&self) -> PathBuf {
+        self.root.join("wakeup")
+    }
+
+    /// Starts a message: creates `tmp/ID` (never an existing file) and writes the
+    /// envelope. The content follows through the returned file.
+    pub fn create(&self, env: &Envelope) -> io::Result<File> {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(self.tmp_path(&env.id))?;
+        f.write_all(env.header().as_bytes())?;
+        Ok(f)
+    }
+
+    /// Makes a complete message durable: fsync the file, rename it into `messages/`.
+    /// The caller must then fsync `messages/` (see `GroupCommit`) before acknowledging.
+    pub fn finish(&self, id: &QueueId, file: File) -> io::Result<()> {
+        file.sync_all()?;
+        drop(file);
+        fs::rename(self.tmp_path(id), self.message_path(id))
+    }
+
+    /// Drops a message that was being received (client gone, rejected content).
+    pub fn abandon(&self, id: &QueueId) {
+        let _ = fs::remove_file(self.tmp_path(id));
+    }
+
+    /// Writes a whole message at once (sendmail, bounces) and makes it durable.
+    pub fn store(&self, env: &Envelope, content: &[u8]) -> io::Result<()> {
+        let mut f = self.create(env)?;
+        let res = f
+            .write_all(content)
+            .and_then(|_| self.finish(&env.id, f))
+            .and_then(|_| sync_dir(&self.messages_dir()));
+        if res.is_err() {
+            self.abandon(&env.id);
+        }
+        res
+    }
+
+    /// Opens a queued message positioned at its content.
+    pub fn open_message(&self, id: &QueueId) -> io::Result<(Envelope, BufReader<File>)> {
+        let mut r = BufReader::new(File::open(self.message_path(id))?);
+        let env = Envelope::read_from(&mut r)?;
+        Ok((env, r))
+    }
+
+    /// The message content as bytes (for `queue show`).
+    pub fn read_content(&self, id: &QueueId) -> io::Result<(Envelope, Vec<u8>)> {
+        let (env, mut r) = self.open_message(id)?;
+        let mut content = Vec::new();
+        r.read_to_end(&mut content)?;
+        Ok((env, content))
+    }
+
+    pub fn status(&self, id: &QueueId) -> Status {
+        fs::read_to_string(self.status_path(id))
+            .map(|s| Status::decode(&s))
+            .unwrap_or_default()
+    }
+
+    /// Replaces the status record atomically (write, fsync, rename). A lost update
+    /// costs at most a repeated delivery attempt, never a message.
+    pub fn set_status(&self, id: &QueueId, st: &Status) -> io::Result<()> {
+        let tmp = self.root.join("status").join(format!("{}.new", id.0));
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(st.encode().as_bytes())?;
+        f.sync_all()?;
+        fs::rename(&tmp, self.status_path(id))
+    }
+
+    /// Removes a message and its status once nothing is left to do.
+    pub fn remove(&self, id: &QueueId) -> io::Result<()> {
+        let res = fs::remove_file(self.message_path(id));
+        let _ = fs::remove_file(self.status_path(id));
+        res
+    }
+
+    /// IDs of all committed messages, oldest first.
+    pub fn list(&self) -> io::Result<Vec<QueueId>> {
+        let mut ids: Vec<QueueId> = fs::read_dir(self.messages_dir())?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| QueueId::parse(&e.file_name().to_string_lossy()))
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Start-up recovery: half-received files in `tmp/` were never acknowledged, so
+    /// they are removed; status records without a message are removed too.
+    /// Returns the committed messages to schedule.
+    pub fn recover(&self) -> io::Result<Vec<QueueId>> {
+        for e in fs::read_dir(self.root.join("tmp"))?.flatten() {
+            let _ = fs::remove_file(e.path());
+        }
+        let ids = self.list()?;
+        for e in fs::read_dir(self.root.join("status"))?.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let orphan = match QueueId::parse(&name) {
+                Some(id) => !self.message_path(&id).exists(),
+                None => true,
+            };
+            if orphan {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+        Ok(ids)
+    }
+}
+
+/// Batches directory fsyncs: every session that renamed a message into `messages/`
+/// asks for a commit; one fsync answers all requests that arrived before it began.
+#[derive(Clone)]
+pub struct GroupCommit {
+    requests: Sender<Sender<io::Result<()>>>,
+}
+
+impl GroupCommit {
+    /// Spawns the committer on the current executor; it ends when every handle is dropped.
+    pub fn start(ex: &smol::LocalExecutor<'_>, dir: PathBuf) -> GroupCommit {
+        let (tx, rx) = channel::unbounded::<Sender<io::Result<()>>>();
+        ex.spawn(Self::run(rx, dir)).detach();
+        GroupCommit { requests: tx }
+    }
+
+    async fn run(rx: Receiver<Sender<io::Result<()>>>, dir: PathBuf) {
+        while let Ok(first) = rx.recv().await {
+            let mut waiters = vec![first];
+            while let Ok(more) = rx.try_recv() {
+                waiters.push(more);
+            }
+            let d = dir.clone();
+            let res = smol::unblock(move || sync_dir(&d)).await;
+            for w in waiters {
+                let r = match &res {
+                    Ok(()) => Ok(()),
+                    Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+                };
+                let _ = w.try_send(r);
+            }
+        }
+    }
+
+    /// Returns once `messages/` has been fsynced after this call.
+    pub async fn commit(&self) -> io::Result<()> {
+        let (tx, rx) = channel::bounded(1);
+        self.requests
+            .send(tx)
+            .await
+            .map_err(|_| io::Error::other("queue committer stopped"))?;
+        rx.recv()
+            .await
+            .map_err(|_| io::Error::other("queue committer stopped"))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tempdir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("tinymta-spool-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    fn env() -> Envelope {
+        Envelope {
+            id: QueueId::generate(),
+            arrival: 1_700_000_000,
+            sender: "a@b.example".into(),
+            recipients: vec!["c@d.example".into(), "e@f.example".into()],
+            client: "localhost[127.0.0.1]".into(),
+            protocol: "ESMTPS".into(),
+        }
+    }
+
+    #[test]
+    fn store_read_status_remove() {
+        let dir = tempdir("roundtrip");
+        let spool = Spool::open(&dir).unwrap();
+        let e = env();
+        spool.store(&e, b"Subject: hi\r\n\r\nbody\r\n").unwrap();
+        let (back, content) = spool.read_content(&e.id).unwrap();
+        assert_eq!(back, e);
+        assert_eq!(content, b"Subject: hi\r\n\r\nbody\r\n");
+        let st = Status {
+            attempts: 2,
+            next_attempt: 99,
+            finished: vec!["c@d.example".into()],
+            last_reason: "4.4.1 no answer".into(),
+        };
+        spool.set_status(&e.id, &st).unwrap();
+        assert_eq!(spool.status(&e.id), st);
+        assert_eq!(spool.list().unwrap(), vec![e.id.clone()]);
+        spool.remove(&e.id).unwrap();
+        assert!(spool.list().unwrap().is_empty());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn recovery_drops_unfinished_and_keeps_committed() {
+        let dir = tempdir("recover");
+        let spool = Spool::open(&dir).unwrap();
+        let done = env();
+        spool.store(&done, b"x\r\n").unwrap();
+        let mut half = env();
+        half.id = QueueId(format!("{}Z", done.id));
+        let mut f = spool.create(&half).unwrap();
+        f.write_all(b"partial").unwrap();
+        drop(f);
+        let ids = Spool::open(&dir).unwrap().recover().unwrap();
+        assert_eq!(ids, vec![done.id.clone()]);
+        assert!(!spool.tmp_path(&half.id).exists());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn rejects_foreign_files() {
+        let mut r = BufReader::new(&b"hello\n\n"[..]);
+        assert!(Envelope::read_from(&mut r).is_err());
+        assert!(QueueId::parse("../etc").is_none());
+    }
+}

@@ -1,0 +1,305 @@
+//! `tinymta sendmail` (and the `sendmail` symlink): reads a message on stdin, completes
+//! its headers as Postfix's pickup/cleanup do, and drops it into the queue of the
+//! daemon that uses the same state directory, then wakes the daemon.
+
+use std::io::Read;
+
+use crate::cli::SendmailArgs;
+use crate::config::{default_state_dir, system_hostname};
+use crate::logline::rfc5322_date;
+use crate::queue::spool::unix_now;
+use crate::queue::{Envelope, QueueId, Spool};
+use crate::server::{poke_daemon, EX_DATAERR, EX_TEMPFAIL, EX_USAGE};
+use crate::smtp::address::parse_mailbox;
+
+/// Largest message accepted on stdin (as the daemon's default SIZE limit).
+const MAX_INPUT: u64 = 10_240_000;
+
+pub fn run(args: SendmailArgs) -> i32 {
+    match queue_message(&args, &mut std::io::stdin().lock()) {
+        Ok(_) => 0,
+        Err((code, msg)) => {
+            eprintln!("sendmail: {msg}");
+            code
+        }
+    }
+}
+
+fn login_name() -> String {
+    std::env::var("LOGNAME")
+        .or_else(|_| std::env::var("USER"))
+        .ok()
+        .filter(|u| {
+            !u.is_empty()
+                && u.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        })
+        .unwrap_or_else(|| {
+            if rustix::process::geteuid().is_root() {
+                "root".to_string()
+            } else {
+                format!("uid{}", rustix::process::geteuid().as_raw())
+            }
+        })
+}
+
+/// Qualifies `user` with `@hostname`, then checks RFC 5321 syntax.
+fn qualify(addr: &str, hostname: &str) -> Result<String, String> {
+    let addr = addr.trim();
+    let addr = addr
+        .strip_prefix('<')
+        .and_then(|a| a.strip_suffix('>'))
+        .unwrap_or(addr);
+    let full = if addr.contains('@') {
+        addr.to_string()
+    } else {
+        format!("{addr}@{hostname}")
+    };
+    match parse_mailbox(&full, true, false, false) {
+        Ok(Some(m)) => Ok(m.to_string()),
+        _ => Err(format!("bad address syntax: {addr}")),
+    }
+}
+
+/// Turns any mix of CRLF, LF and CR line ends into CRLF; with `dot_ends`, a line with
+/// a single `.` ends the input (traditional sendmail without `-i`).
+fn canonical_lines(raw: &[u8], dot_ends: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len() + raw.len() / 40);
+    let text = raw.strip_suffix(b"\n").unwrap_or(raw);
+    for line in text.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if dot_ends && line == b"." {
+            break;
+        }
+        for part in line.split(|&b| b == b'\r') {
+            out.extend_from_slice(part);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out
+}
+
+/// Splits a message into its header section (unfolded fields) and body offset.
+fn header_fields(msg: &[u8]) -> (Vec<(String, String)>, usize) {
+    let mut fields: Vec<(String, String)> = Vec::new();
+    let mut pos = 0;
+    while pos < msg.len() {
+        let end = msg[pos..]
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .map(|i| pos + i)
+            .unwrap_or(msg.len());
+        let line = String::from_utf8_lossy(&msg[pos..end]).into_owned();
+        let next = (end + 2).min(msg.len());
+        if line.is_empty() {
+            return (fields, next);
+        }
+        if line.starts_with([' ', '\t']) {
+            if let Some(last) = fields.last_mut() {
+                last.1.push(' ');
+                last.1.push_str(line.trim());
+            }
+        } else if let Some((name, value)) = line.split_once(':') {
+            if name.is_empty() || name.contains(' ') {
+                return (fields, pos); // not a header: the body starts here
+            }
+            fields.push((name.to_string(), value.trim().to_string()));
+        } else {
+            return (fields, pos);
+        }
+        pos = next;
+    }
+    (fields, msg.len())
+}
+
+/// Addresses in an address-list header value: `a@b, "Name" <c@d>, group: e@f;`.
+fn addresses_in(value: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let (mut depth_angle, mut in_quote, mut depth_comment) = (false, false, 0u32);
+    let mut current = String::new();
+    let flush = |cur: &mut String, out: &mut Vec<String>| {
+        let item = cur.trim();
+        let addr = match (item.find('<'), item.rfind('>')) {
+            (Some(a), Some(b)) if a < b => item[a + 1..b].trim().to_string(),
+            _ => item.rsplit(':').next().unwrap_or("").trim().to_string(),
+        };
+        if !addr.is_empty() {
+            out.push(addr);
+        }
+        cur.clear();
+    };
+    for c in value.chars() {
+        match c {
+            '"' if depth_comment == 0 => in_quote = !in_quote,
+            '(' if !in_quote => depth_comment += 1,
+            ')' if !in_quote && depth_comment > 0 => {
+                depth_comment -= 1;
+                continue;
+            }
+            '<' if !in_quote && depth_comment == 0 => depth_angle = true,
+            '>' if !in_quote && depth_comment == 0 => depth_angle = false,
+            ',' | ';' if !in_quote && !depth_angle && depth_comment == 0 => {
+                flush(&mut current, &mut out);
+                continue;
+            }
+            _ => {}
+        }
+        if depth_comment == 0 && c != ')' {
+            current.push(c);
+        }
+    }
+    flush(&mut current, &mut out);
+    out
+}
+
+/// Everything but the I/O: builds the envelope and content and stores them.
+fn queue_message(args: &SendmailArgs, stdin: &mut impl Read) -> Result<QueueId, (i32, String)> {
+    let hostname = args.hostname.clone().unwrap_or_else(system_hostname);
+    let mut raw = Vec::new();
+    stdin
+        .take(MAX_INPUT + 1)
+        .read_to_end(&mut raw)
+        .map_err(|e| (EX_TEMPFAIL, format!("cannot read message: {e}")))?;
+    if raw.len() as u64 > MAX_INPUT {
+        return Err((EX_DATAERR, format!("message larger than {MAX_INPUT} bytes")));
+    }
+    if raw.contains(&0) {
+        return Err((EX_DATAERR, "message contains NUL bytes".into()));
+    }
+    let msg = canonical_lines(&raw, !args.ignore_dots);
+    let (fields, body_at) = header_fields(&msg);
+
+    let sender = match &args.from {
+        Some(f) if f.is_empty() || f == "<>" => String::new(),
+        Some(f) => qualify(f, &hostname).map_err(|e| (EX_USAGE, format!("-f: {e}")))?,
+        None => format!("{}@{}", login_name(), hostname),
+    };
+    let mut recipients = Vec::new();
+    for r in &args.recipients {
+        for a in addresses_in(r) {
+            recipients.push(qualify(&a, &hostname).map_err(|e| (EX_USAGE, e))?);
+        }
+    }
+    if args.read_recipients {
+        for (name, value) in &fields {
+            if ["to", "cc", "bcc"].contains(&name.to_ascii_lowercase().as_str()) {
+                for a in addresses_in(value) {
+                    recipients.push(
+                        qualify(&a, &hostname)
+                            .map_err(|e| (EX_DATAERR, format!("{name}: header: {e}")))?,
+                    );
+                }
+            }
+        }
+    }
+    recipients.dedup();
+    if recipients.is_empty() {
+        return Err((
+            EX_USAGE,
+            "no recipients specified (give them as arguments or use -t)".into(),
+        ));
+    }
+
+    let id = QueueId::generate();
+    let now = unix_now();
+    let has = |n: &str| fields.iter().any(|(k, _)| k.eq_ignore_ascii_case(n));
+    let mut head = format!(
+        "Received: by {hostname} (tinymta, from userid {})\r\n\tid {id}; {}\r\n",
+        rustix::process::getuid().as_raw(),
+        rfc5322_date(now)
+    );
+    if !has("From") {
+        let from = if sender.is_empty() {
+            format!("MAILER-DAEMON@{hostname}")
+        } else {
+            sender.clone()
+        };
+        head.push_str(&format!("From: {from}\r\n"));
+    }
+    if !has("Date") {
+        head.push_str(&format!("Date: {}\r\n", rfc5322_date(now)));
+    }
+    if !has("Message-ID") {
+        head.push_str(&format!("Message-ID: <{now}.{id}@{hostname}>\r\n"));
+    }
+    // Bcc: is removed from the header (it is in the envelope only).
+    let mut content = head.into_bytes();
+    let mut pos = 0;
+    let header_end = body_at.min(msg.len());
+    while pos < header_end {
+        let mut end = msg[pos..header_end]
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .map(|i| pos + i + 2)
+            .unwrap_or(header_end);
+        while end < header_end && (msg[end] == b' ' || msg[end] == b'\t') {
+            end = msg[end..header_end]
+                .windows(2)
+                .position(|w| w == b"\r\n")
+                .map(|i| end + i + 2)
+                .unwrap_or(header_end);
+        }
+        let field = &msg[pos..end];
+        if !(field.len() >= 4 && field[..4].eq_ignore_ascii_case(b"bcc:")) {
+            content.extend_from_slice(field);
+        }
+        pos = end;
+    }
+    if fields.is_empty() || body_at > msg.len() || !msg[..body_at].ends_with(b"\r\n\r\n") {
+        content.extend_from_slice(b"\r\n");
+    }
+    content.extend_from_slice(&msg[header_end..]);
+
+    let state_dir = default_state_dir(&args.state_dir);
+    let spool = Spool::open(&state_dir).map_err(|e| {
+        (
+            EX_TEMPFAIL,
+            format!("cannot open queue in {}: {e}", state_dir.display()),
+        )
+    })?;
+    let env = Envelope {
+        id: id.clone(),
+        arrival: now,
+        sender,
+        recipients,
+        client: "local".into(),
+        protocol: "local".into(),
+    };
+    spool
+        .store(&env, &content)
+        .map_err(|e| (EX_TEMPFAIL, format!("cannot write queue file: {e}")))?;
+    // A daemon that is not running finds the file at its next start.
+    poke_daemon(&spool, "new");
+    Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_ends_and_dot() {
+        assert_eq!(canonical_lines(b"a\nb\r\nc", true), b"a\r\nb\r\nc\r\n");
+        assert_eq!(canonical_lines(b"a\n.\nb\n", true), b"a\r\n");
+        assert_eq!(canonical_lines(b"a\n.\nb\n", false), b"a\r\n.\r\nb\r\n");
+    }
+
+    #[test]
+    fn header_addresses() {
+        assert_eq!(
+            addresses_in(
+                "\"Doe, J\" <j@x.example>, k@y.example (Kay), team: a@z.example, b@z.example;"
+            ),
+            ["j@x.example", "k@y.example", "a@z.example", "b@z.example"]
+        );
+        let (fields, body) = header_fields(b"To: a@b,\r\n c@d\r\nSubject: s\r\n\r\nbody\r\n");
+        assert_eq!(fields[0], ("To".into(), "a@b, c@d".into()));
+        assert_eq!(body, b"To: a@b,\r\n c@d\r\nSubject: s\r\n\r\n".len());
+    }
+
+    #[test]
+    fn qualifies_bare_users() {
+        assert_eq!(qualify("root", "router.lan").unwrap(), "root@router.lan");
+        assert!(qualify("a b", "router.lan").is_err());
+    }
+}

@@ -1,0 +1,235 @@
+//! The daemon (`tinymta serve`): opens the queue and recovers it, loads TLS, binds the
+//! listeners, starts the queue manager and the wakeup socket, and handles signals
+//! (SIGHUP reloads the certificate, SIGTERM/SIGINT shut down gracefully).
+
+use std::os::unix::net::UnixDatagram;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use async_signal::{Signal, Signals};
+use smol::stream::StreamExt;
+use smol::Async;
+
+use crate::config::{Config, InboundTls, Role};
+use crate::inbound::{listener, Shared};
+use crate::outbound::DeliveryContext;
+use crate::queue::scheduler::{self, Event};
+use crate::queue::spool::GroupCommit;
+use crate::queue::{QueueId, Spool};
+use crate::tls;
+
+/// How long sessions get to finish after SIGTERM before the process exits anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Exit codes from sysexits.h.
+pub const EX_USAGE: i32 = 64;
+pub const EX_DATAERR: i32 = 65;
+pub const EX_TEMPFAIL: i32 = 75;
+pub const EX_CONFIG: i32 = 78;
+
+/// Resolves the certificate to use: the configured one, or the demonstration one
+/// (generated on first start, with a warning every start).
+fn load_tls(cfg: &Config) -> Result<openssl::ssl::SslContext, String> {
+    let (cert, key) = match &cfg.tls_cert {
+        Some((c, k)) => (c.clone(), k.clone()),
+        None => {
+            let paths = tls::cert::ensure_demo(&cfg.state_dir, &cfg.hostname)?;
+            log::warn!(
+                "using the generated demonstration certificate {}: it is self-signed and not for production; give --tls-cert and --tls-key",
+                paths.0.display()
+            );
+            paths
+        }
+    };
+    tls::server_context(&cert, &key)
+}
+
+/// Runs the daemon until SIGTERM/SIGINT. Returns the process exit code.
+pub fn serve(cfg: Config) -> i32 {
+    let spool = match Spool::open(&cfg.state_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!(
+                "cannot open queue in --state-dir {}: {e}",
+                cfg.state_dir.display()
+            );
+            return EX_CONFIG;
+        }
+    };
+    let recovered = match spool.recover() {
+        Ok(ids) => ids,
+        Err(e) => {
+            log::error!("cannot read queue: {e}");
+            return EX_CONFIG;
+        }
+    };
+    let tls_ctx = match load_tls(&cfg) {
+        Ok(c) => c,
+        Err(e) => {
+            log::error!("{e}");
+            return EX_CONFIG;
+        }
+    };
+    let unavailable = tls::profile::availability().unavailable;
+    if !unavailable.is_empty() {
+        let names: Vec<String> = unavailable
+            .iter()
+            .map(|(p, s)| format!("{s} ({p})"))
+            .collect();
+        log::warn!(
+            "cipher profile {}: the linked OpenSSL cannot offer {}",
+            tls::profile::active().name,
+            names.join(", ")
+        );
+    }
+
+    let mut sockets = Vec::new();
+    for l in &cfg.listeners {
+        match listener::bind(l.addr) {
+            Ok(s) => sockets.push((l.clone(), s)),
+            Err(e) => {
+                log::error!("cannot listen on {} (--{}): {e}", l.addr, l.role.name());
+                return EX_CONFIG;
+            }
+        }
+        if l.role == Role::Smtp && l.tls == InboundTls::Encrypt && l.addr.port() == 25 {
+            log::warn!(
+                "--tls-level encrypt on port 25: RFC 3207 says a publicly referenced server must not require TLS; mail from servers without TLS will be refused"
+            );
+        }
+    }
+
+    let ex = Rc::new(smol::LocalExecutor::new());
+    let ex2 = ex.clone();
+    smol::block_on(ex.run(async move { run(ex2, cfg, spool, recovered, tls_ctx, sockets).await }))
+}
+
+async fn run(
+    ex: Rc<smol::LocalExecutor<'static>>,
+    cfg: Config,
+    spool: Spool,
+    recovered: Vec<QueueId>,
+    tls_ctx: openssl::ssl::SslContext,
+    sockets: Vec<(crate::config::Listener, Async<std::net::TcpListener>)>,
+) -> i32 {
+    let signals = Signals::new([Signal::Term, Signal::Int, Signal::Hup]);
+    let mut signals = match signals {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("cannot install signal handlers: {e}");
+            return EX_CONFIG;
+        }
+    };
+    let (shutdown_tx, shutdown_rx) = smol::channel::bounded::<()>(1);
+    let (events_tx, events_rx) = smol::channel::unbounded::<Event>();
+    let commit = GroupCommit::start(&ex, spool.messages_dir());
+
+    let delivery = DeliveryContext {
+        spool: spool.clone(),
+        hostname: cfg.hostname.clone(),
+        domains: cfg.domains.clone(),
+        mail_dir: cfg.mail_dir.clone(),
+    };
+    log::info!("queue: {} message(s) recovered", recovered.len());
+    ex.spawn(scheduler::run(
+        ex.clone(),
+        delivery,
+        cfg.retry.clone(),
+        events_rx,
+        recovered,
+    ))
+    .detach();
+
+    match wakeup_socket(&spool) {
+        Ok(sock) => {
+            let events = events_tx.clone();
+            ex.spawn(async move {
+                let mut buf = [0u8; 128];
+                while let Ok(n) = sock.recv(&mut buf).await {
+                    let msg = String::from_utf8_lossy(&buf[..n]);
+                    let ev = match msg.split_once(' ') {
+                        Some(("forget", id)) => QueueId::parse(id).map(Event::Forget),
+                        _ if msg == "flush" => Some(Event::Flush),
+                        _ => Some(Event::Rescan),
+                    };
+                    if let Some(ev) = ev {
+                        let _ = events.send(ev).await;
+                    }
+                }
+            })
+            .detach();
+        }
+        Err(e) => log::warn!(
+            "cannot open wakeup socket {}: {e}; sendmail drops are found by the periodic rescan",
+            spool.wakeup_socket().display()
+        ),
+    }
+
+    let shared = Rc::new(Shared::new(
+        cfg.clone(),
+        tls_ctx,
+        spool,
+        commit,
+        events_tx,
+        shutdown_rx,
+    ));
+    for (l, sock) in sockets {
+        log::info!(
+            "listening on {} ({}, tls {:?})",
+            l.addr,
+            l.role.name(),
+            l.tls
+        );
+        ex.spawn(listener::run(ex.clone(), shared.clone(), l, sock))
+            .detach();
+    }
+    log::info!(
+        "tinymta {} started: hostname {}, domains {}, profile {}",
+        env!("CARGO_PKG_VERSION"),
+        cfg.hostname,
+        cfg.domains.join(" "),
+        tls::profile::active().name
+    );
+
+    while let Some(sig) = signals.next().await {
+        match sig {
+            Ok(Signal::Hup) => match load_tls(&cfg) {
+                Ok(ctx) => {
+                    *shared.tls.borrow_mut() = Rc::new(ctx);
+                    log::info!("SIGHUP: certificate and key reloaded");
+                }
+                Err(e) => log::error!("SIGHUP: keeping the old certificate: {e}"),
+            },
+            Ok(_) => break,
+            Err(e) => log::warn!("signal: {e}"),
+        }
+    }
+
+    log::info!(
+        "shutting down: {} session(s) active",
+        shared.active_sessions()
+    );
+    drop(shutdown_tx);
+    let deadline = Instant::now() + SHUTDOWN_GRACE;
+    while shared.active_sessions() > 0 && Instant::now() < deadline {
+        smol::Timer::after(Duration::from_millis(50)).await;
+    }
+    let _ = std::fs::remove_file(shared.spool.wakeup_socket());
+    log::info!("stopped");
+    0
+}
+
+/// The datagram socket sendmail and `queue flush` poke (a stale one is replaced).
+fn wakeup_socket(spool: &Spool) -> std::io::Result<Async<UnixDatagram>> {
+    let path = spool.wakeup_socket();
+    let _ = std::fs::remove_file(&path);
+    Async::new(UnixDatagram::bind(&path)?)
+}
+
+/// Tells a running daemon something (`new`, `flush`, `forget ID`). Returns false when
+/// no daemon listens.
+pub fn poke_daemon(spool: &Spool, message: &str) -> bool {
+    UnixDatagram::unbound()
+        .and_then(|s| s.send_to(message.as_bytes(), spool.wakeup_socket()))
+        .is_ok()
+}

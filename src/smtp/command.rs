@@ -1,0 +1,279 @@
+//! SMTP command parsing (RFC 5321 §4.1.1) with the parameters of the extensions tinymta
+//! advertises: SIZE (RFC 1870), BODY=8BITMIME (RFC 6152), SMTPUTF8 (RFC 6531).
+
+use super::address::{self, AddressError, Mailbox};
+use super::reply::{canned, Reply};
+
+/// A parsed command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Ehlo(String),
+    Helo(String),
+    Mail {
+        from: Option<Mailbox>,
+        params: MailParams,
+    },
+    Rcpt {
+        to: Mailbox,
+    },
+    Data,
+    Rset,
+    Noop,
+    Quit,
+    Vrfy,
+    Expn,
+    Help,
+    Starttls,
+    Auth {
+        mechanism: String,
+        initial_response: Option<String>,
+    },
+}
+
+/// The `BODY=` parameter of MAIL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Body {
+    #[default]
+    SevenBit,
+    EightBitMime,
+}
+
+/// Parameters of MAIL FROM.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MailParams {
+    pub size: Option<u64>,
+    pub body: Body,
+    pub smtputf8: bool,
+    /// RFC 4954 `AUTH=` (accepted and ignored: we never trust a client's claim).
+    pub auth: Option<String>,
+}
+
+impl Command {
+    /// The verb, for logs ("MAIL", "RCPT"...).
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Command::Ehlo(_) => "EHLO",
+            Command::Helo(_) => "HELO",
+            Command::Mail { .. } => "MAIL",
+            Command::Rcpt { .. } => "RCPT",
+            Command::Data => "DATA",
+            Command::Rset => "RSET",
+            Command::Noop => "NOOP",
+            Command::Quit => "QUIT",
+            Command::Vrfy => "VRFY",
+            Command::Expn => "EXPN",
+            Command::Help => "HELP",
+            Command::Starttls => "STARTTLS",
+            Command::Auth { .. } => "AUTH",
+        }
+    }
+}
+
+/// Parses one command line (without CRLF). `rcpt_utf8` says whether the current
+/// transaction's MAIL carried SMTPUTF8, which allows UTF-8 in RCPT addresses.
+/// An error is the reply to send.
+pub fn parse(line: &[u8], rcpt_utf8: bool) -> Result<Command, Reply> {
+    if line.contains(&0) {
+        return Err(canned::nul_in_input());
+    }
+    let line = std::str::from_utf8(line)
+        .map_err(|_| Reply::new(500, "5.5.2", "Error: invalid UTF-8 in command"))?;
+    let (verb, arg) = match line.find(' ') {
+        Some(i) => (&line[..i], line[i + 1..].trim_end()),
+        None => (line.trim_end(), ""),
+    };
+    let upper = verb.to_ascii_uppercase();
+    let no_arg = |cmd: Command| {
+        if arg.trim().is_empty() {
+            Ok(cmd)
+        } else {
+            Err(canned::syntax(&format!("Syntax: {upper}")))
+        }
+    };
+    match upper.as_str() {
+        "EHLO" | "HELO" => {
+            let name = arg.trim();
+            if name.is_empty() {
+                return Err(canned::syntax(&format!("Syntax: {upper} hostname")));
+            }
+            let name = name.to_string();
+            Ok(if upper == "EHLO" {
+                Command::Ehlo(name)
+            } else {
+                Command::Helo(name)
+            })
+        }
+        "MAIL" => parse_mail(arg),
+        "RCPT" => parse_rcpt(arg, rcpt_utf8),
+        "DATA" => no_arg(Command::Data),
+        "RSET" => no_arg(Command::Rset),
+        "NOOP" => Ok(Command::Noop),
+        "QUIT" => no_arg(Command::Quit),
+        "VRFY" => Ok(Command::Vrfy),
+        "EXPN" => Ok(Command::Expn),
+        "HELP" => Ok(Command::Help),
+        "STARTTLS" => no_arg(Command::Starttls),
+        "AUTH" => {
+            let mut words = arg.split_whitespace();
+            let mechanism = words
+                .next()
+                .ok_or_else(|| canned::syntax("Syntax: AUTH mechanism"))?
+                .to_ascii_uppercase();
+            let initial_response = words.next().map(str::to_string);
+            if words.next().is_some() {
+                return Err(canned::syntax("Syntax: AUTH mechanism [initial-response]"));
+            }
+            Ok(Command::Auth {
+                mechanism,
+                initial_response,
+            })
+        }
+        _ => Err(Reply::new(502, "5.5.2", "Error: command not recognized")),
+    }
+}
+
+/// Strips `FROM:`/`TO:` case-insensitively, allowing the space after the colon that
+/// many clients send (Postfix accepts it too).
+fn strip_keyword<'a>(arg: &'a str, keyword: &str) -> Option<&'a str> {
+    let head = arg.get(..keyword.len())?;
+    head.eq_ignore_ascii_case(keyword)
+        .then(|| arg[keyword.len()..].trim_start())
+}
+
+fn address_reply(e: AddressError, sender: bool) -> Reply {
+    match e {
+        AddressError::NeedsUtf8 => {
+            Reply::new(553, "5.6.7", "Error: non-ASCII address requires SMTPUTF8")
+        }
+        e => Reply::new(
+            501,
+            if sender { "5.1.7" } else { "5.1.3" },
+            format!(
+                "Bad {} address syntax: {e}",
+                if sender { "sender" } else { "recipient" }
+            ),
+        ),
+    }
+}
+
+fn parse_mail(arg: &str) -> Result<Command, Reply> {
+    let rest =
+        strip_keyword(arg, "FROM:").ok_or_else(|| canned::syntax("Syntax: MAIL FROM:<address>"))?;
+    let (path, params_text) = address::split_path(rest).map_err(|e| address_reply(e, true))?;
+    let mut params = MailParams::default();
+    for p in params_text.split_whitespace() {
+        let (key, value) = match p.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (p, None),
+        };
+        match (key.to_ascii_uppercase().as_str(), value) {
+            ("SIZE", Some(v)) => {
+                let n = v
+                    .parse::<u64>()
+                    .map_err(|_| canned::syntax("Bad SIZE parameter"))?;
+                params.size = Some(n);
+            }
+            ("BODY", Some(v)) if v.eq_ignore_ascii_case("7BIT") => params.body = Body::SevenBit,
+            ("BODY", Some(v)) if v.eq_ignore_ascii_case("8BITMIME") => {
+                params.body = Body::EightBitMime
+            }
+            ("SMTPUTF8", None) => params.smtputf8 = true,
+            ("AUTH", Some(v)) => params.auth = Some(v.to_string()),
+            _ => return Err(Reply::new(555, "5.5.4", format!("Unsupported option: {p}"))),
+        }
+    }
+    let from = address::parse_mailbox(path, params.smtputf8, true, false)
+        .map_err(|e| address_reply(e, true))?;
+    Ok(Command::Mail { from, params })
+}
+
+fn parse_rcpt(arg: &str, utf8: bool) -> Result<Command, Reply> {
+    let rest =
+        strip_keyword(arg, "TO:").ok_or_else(|| canned::syntax("Syntax: RCPT TO:<address>"))?;
+    let (path, params_text) = address::split_path(rest).map_err(|e| address_reply(e, false))?;
+    if let Some(p) = params_text.split_whitespace().next() {
+        return Err(Reply::new(555, "5.5.4", format!("Unsupported option: {p}")));
+    }
+    match address::parse_mailbox(path, utf8, false, true) {
+        Ok(Some(to)) => Ok(Command::Rcpt { to }),
+        Ok(None) => Err(address_reply(AddressError::Syntax("empty address"), false)),
+        Err(e) => Err(address_reply(e, false)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Result<Command, Reply> {
+        parse(s.as_bytes(), false)
+    }
+
+    #[test]
+    fn verbs_case_insensitive() {
+        assert_eq!(
+            p("ehlo client.example"),
+            Ok(Command::Ehlo("client.example".into()))
+        );
+        assert_eq!(p("QUIT"), Ok(Command::Quit));
+        assert_eq!(p("StartTLS"), Ok(Command::Starttls));
+        assert_eq!(p("BOGUS").unwrap_err().code, 502);
+        assert_eq!(p("EHLO").unwrap_err().code, 501);
+        assert_eq!(p("DATA x").unwrap_err().code, 501);
+    }
+
+    #[test]
+    fn mail_with_params() {
+        match p("MAIL FROM:<a@b.example> SIZE=1000 BODY=8BITMIME") {
+            Ok(Command::Mail { from, params }) => {
+                assert_eq!(from.unwrap().to_string(), "a@b.example");
+                assert_eq!(params.size, Some(1000));
+                assert_eq!(params.body, Body::EightBitMime);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            p("MAIL FROM:<>"),
+            Ok(Command::Mail { from: None, .. })
+        ));
+        assert!(matches!(p("mail from: <a@b>"), Ok(Command::Mail { .. })));
+        assert_eq!(p("MAIL FROM:<a@b> RET=FULL").unwrap_err().code, 555);
+        assert_eq!(p("MAIL FROM:<a@b> SIZE=x").unwrap_err().code, 501);
+        assert_eq!(p("MAIL TO:<a@b>").unwrap_err().code, 501);
+        assert_eq!(p("MAIL FROM:<a@@b>").unwrap_err().lines[0][..5], *"5.1.7");
+    }
+
+    #[test]
+    fn smtputf8_governs_utf8_addresses() {
+        assert_eq!(p("MAIL FROM:<jörg@b.example>").unwrap_err().code, 553);
+        assert!(p("MAIL FROM:<jörg@b.example> SMTPUTF8").is_ok());
+        assert_eq!(p("RCPT TO:<ü@b.example>").unwrap_err().code, 553);
+        assert!(parse("RCPT TO:<ü@b.example>".as_bytes(), true).is_ok());
+    }
+
+    #[test]
+    fn rcpt_and_postmaster() {
+        assert!(
+            matches!(p("RCPT TO:<Postmaster>"), Ok(Command::Rcpt { to }) if to.is_bare_postmaster())
+        );
+        assert_eq!(p("RCPT TO:<>").unwrap_err().code, 501);
+        assert_eq!(p("RCPT TO:<a@b> NOTIFY=NEVER").unwrap_err().code, 555);
+    }
+
+    #[test]
+    fn nul_and_bad_utf8_rejected() {
+        assert_eq!(parse(b"NOOP\0", false).unwrap_err().code, 500);
+        assert_eq!(parse(b"EHLO \xff", false).unwrap_err().code, 500);
+    }
+
+    #[test]
+    fn auth_initial_response() {
+        assert_eq!(
+            p("AUTH plain AHVAcA=="),
+            Ok(Command::Auth {
+                mechanism: "PLAIN".into(),
+                initial_response: Some("AHVAcA==".into())
+            })
+        );
+    }
+}

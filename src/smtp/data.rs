@@ -1,0 +1,253 @@
+//! The DATA phase reader: dot-unstuffing and a smuggling-safe end-of-data detector.
+//!
+//! End of data is only `<CRLF>.<CRLF>` (RFC 5321 §4.1.1.4). A bare LF or bare CR never
+//! takes part in it, so `\n.\n`, `\r\n.\n`, `\n.\r\n` and friends stay message content
+//! (SMTP smuggling, CVE-2023-51764). Such bare line ends are stored as CRLF, so the
+//! queue holds canonical lines and anything relayed onward is unambiguous.
+//!
+//! The reader is a byte-level state machine: it never needs a whole line in memory,
+//! and it keeps counting (size, line length, NULs) after a limit is hit so the session
+//! stays in step and can reject the message with the right reply after the final dot.
+
+use super::reply::{canned, Reply};
+use super::MAX_TEXT_LINE;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// At the start of a line that followed a CRLF (or the start of DATA).
+    LineStart,
+    /// `.` at a CRLF line start.
+    Dot,
+    /// `.\r` at a CRLF line start.
+    DotCr,
+    /// Inside a line.
+    Mid,
+    /// A CR inside a line; a LF next makes it a CRLF.
+    Cr,
+}
+
+/// Decodes one message's DATA stream.
+pub struct DataReader {
+    state: State,
+    line_len: usize,
+    size: u64,
+    max_size: u64,
+    too_long_line: bool,
+    nul: bool,
+    done: bool,
+}
+
+impl DataReader {
+    /// `max_size` is the SIZE limit on the decoded content.
+    pub fn new(max_size: u64) -> DataReader {
+        DataReader {
+            state: State::LineStart,
+            line_len: 0,
+            size: 0,
+            max_size,
+            too_long_line: false,
+            nul: false,
+            done: false,
+        }
+    }
+
+    /// True once `<CRLF>.<CRLF>` has been seen.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Decoded content size so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Decodes as much of `input` as belongs to the message, appending content to `out`
+    /// (only while within the size limit). Returns the number of bytes consumed: when
+    /// the end of data is found the rest of `input` is the next pipelined command.
+    pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> usize {
+        for (i, &b) in input.iter().enumerate() {
+            if self.done {
+                return i;
+            }
+            self.step(b, out);
+        }
+        input.len()
+    }
+
+    /// The reply owed after the end of data if the content broke a rule, else `None`.
+    pub fn verdict(&self) -> Option<Reply> {
+        if self.nul {
+            Some(canned::nul_in_input())
+        } else if self.too_long_line {
+            Some(Reply::new(
+                500,
+                "5.5.2",
+                "Error: message contains a line longer than 1000 octets",
+            ))
+        } else if self.size > self.max_size {
+            Some(Reply::new(552, "5.3.4", "Error: message file too big"))
+        } else {
+            None
+        }
+    }
+
+    fn emit(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
+        self.size += bytes.len() as u64;
+        if self.size <= self.max_size {
+            out.extend_from_slice(bytes);
+        }
+    }
+
+    fn newline(&mut self, out: &mut Vec<u8>) {
+        self.emit(b"\r\n", out);
+        self.line_len = 0;
+    }
+
+    fn step(&mut self, b: u8, out: &mut Vec<u8>) {
+        match self.state {
+            State::LineStart if b == b'.' => self.state = State::Dot,
+            State::LineStart | State::Mid => self.mid(b, out),
+            State::Dot => match b {
+                b'\r' => self.state = State::DotCr,
+                // `.` then a bare LF: not the end; keep the dot as content.
+                b'\n' => {
+                    self.emit(b".", out);
+                    self.newline(out);
+                    self.state = State::Mid;
+                }
+                // A stuffed dot: drop it (RFC 5321 §4.5.2).
+                _ => self.mid(b, out),
+            },
+            State::DotCr => {
+                if b == b'\n' {
+                    self.done = true;
+                } else {
+                    // `.` then a bare CR: content, and the CR ends that line.
+                    self.emit(b".", out);
+                    self.newline(out);
+                    self.state = State::Mid;
+                    self.mid(b, out);
+                }
+            }
+            State::Cr => match b {
+                b'\n' => {
+                    self.newline(out);
+                    self.state = State::LineStart;
+                }
+                b'\r' => self.newline(out), // bare CR, another CR follows
+                _ => {
+                    self.newline(out); // bare CR
+                    self.state = State::Mid;
+                    self.mid(b, out);
+                }
+            },
+        }
+    }
+
+    fn mid(&mut self, b: u8, out: &mut Vec<u8>) {
+        self.state = State::Mid;
+        match b {
+            b'\r' => self.state = State::Cr,
+            b'\n' => self.newline(out), // bare LF: a line end, never a CRLF line start
+            0 => self.nul = true,
+            _ => {
+                self.line_len += 1;
+                if self.line_len + 2 > MAX_TEXT_LINE {
+                    self.too_long_line = true;
+                }
+                self.emit(&[b], out);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `input` in chunks of `chunk` bytes; returns (content, consumed, done).
+    fn run(input: &[u8], chunk: usize) -> (Vec<u8>, usize, bool) {
+        let mut r = DataReader::new(1 << 20);
+        let mut out = Vec::new();
+        let mut consumed = 0;
+        for part in input.chunks(chunk) {
+            let n = r.feed(part, &mut out);
+            consumed += n;
+            if n < part.len() {
+                break;
+            }
+        }
+        (out, consumed, r.is_done())
+    }
+
+    #[test]
+    fn ends_only_at_crlf_dot_crlf() {
+        for chunk in [1, 2, 3, 7, 1000] {
+            let (out, n, done) = run(b"Subject: x\r\n\r\nbody\r\n.\r\nQUIT\r\n", chunk);
+            assert!(done);
+            assert_eq!(out, b"Subject: x\r\n\r\nbody\r\n");
+            assert_eq!(n, b"Subject: x\r\n\r\nbody\r\n.\r\n".len());
+        }
+    }
+
+    #[test]
+    fn empty_message() {
+        let (out, _, done) = run(b".\r\n", 1);
+        assert!(done);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn smuggling_variants_never_end_data() {
+        for v in [
+            &b"a\n.\nMAIL FROM:<x@y>\r\n"[..],
+            b"a\r\n.\nMAIL FROM:<x@y>\r\n",
+            b"a\n.\r\nMAIL FROM:<x@y>\r\n",
+            b"a\r.\rMAIL FROM:<x@y>\r\n",
+            b"a\r\n.\rMAIL FROM:<x@y>\r\n",
+            b"a\r.\r\nMAIL FROM:<x@y>\r\n",
+        ] {
+            for chunk in [1, 3, 100] {
+                let (out, n, done) = run(v, chunk);
+                assert!(!done, "{v:?} ended DATA");
+                assert_eq!(n, v.len());
+                // Bare line ends are stored as CRLF and the dot stays content.
+                assert!(out.windows(3).any(|w| w == b"\r\n."), "{out:?}");
+                assert!(!out.windows(2).any(|w| w[0] != b'\r' && w[1] == b'\n'));
+            }
+        }
+    }
+
+    #[test]
+    fn dot_unstuffing() {
+        let (out, _, done) = run(b"..leading\r\n...\r\n.\r\n", 2);
+        assert!(done);
+        assert_eq!(out, b".leading\r\n..\r\n");
+    }
+
+    #[test]
+    fn long_lines_nul_and_size_give_verdicts() {
+        let mut msg = vec![b'x'; 998];
+        msg.extend_from_slice(b"\r\n.\r\n");
+        let mut r = DataReader::new(1 << 20);
+        r.feed(&msg, &mut Vec::new());
+        assert!(r.is_done() && r.verdict().is_none());
+
+        let mut msg = vec![b'x'; 999];
+        msg.extend_from_slice(b"\r\n.\r\n");
+        let mut r = DataReader::new(1 << 20);
+        r.feed(&msg, &mut Vec::new());
+        assert_eq!(r.verdict().unwrap().code, 500);
+
+        let mut r = DataReader::new(1 << 20);
+        r.feed(b"a\0b\r\n.\r\n", &mut Vec::new());
+        assert_eq!(r.verdict().unwrap().code, 500);
+
+        let mut r = DataReader::new(10);
+        let mut out = Vec::new();
+        r.feed(b"0123456789abc\r\n.\r\n", &mut out);
+        assert!(r.is_done());
+        assert_eq!(r.verdict().unwrap().code, 552);
+        assert!(out.len() <= 10);
+    }
+}

@@ -1,0 +1,109 @@
+//! TLS for both sides: the compiled cipher profile, server contexts, the demonstration
+//! certificate, and the stream type that turns a plaintext connection into TLS.
+//!
+//! Sessions get a `TlsInfo` summary and never touch OpenSSL types; this module knows
+//! nothing of queues or SMTP state.
+
+pub mod cert;
+#[path = "profile_stub.rs"]
+pub mod profile;
+pub mod stream;
+
+use std::fmt;
+use std::path::Path;
+
+use openssl::ssl::{SslContext, SslContextBuilder, SslFiletype, SslMethod, SslRef};
+
+pub use stream::MaybeTls;
+
+/// Builds the server context from a certificate chain and key (PEM files) under the
+/// compiled profile. Errors name the file.
+pub fn server_context(cert: &Path, key: &Path) -> Result<SslContext, String> {
+    let mut b = SslContextBuilder::new(SslMethod::tls_server())
+        .map_err(|e| format!("cannot create TLS context: {e}"))?;
+    profile::apply_server(&mut b).map_err(|e| format!("cannot apply cipher profile: {e}"))?;
+    b.set_certificate_chain_file(cert)
+        .map_err(|e| format!("{}: cannot load certificate chain: {e}", cert.display()))?;
+    b.set_private_key_file(key, SslFiletype::PEM)
+        .map_err(|e| format!("{}: cannot load private key: {e}", key.display()))?;
+    b.check_private_key().map_err(|_| {
+        format!(
+            "{}: private key does not match certificate {}",
+            key.display(),
+            cert.display()
+        )
+    })?;
+    b.set_session_id_context(b"tinymta")
+        .map_err(|e| format!("cannot set session id context: {e}"))?;
+    Ok(b.build())
+}
+
+/// How far the peer's certificate was checked, in Postfix's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trust {
+    /// No certificate presented.
+    Anonymous,
+    /// A certificate that does not chain to a trusted CA.
+    Untrusted,
+    /// Chains to a trusted CA (name not checked).
+    Trusted,
+    /// Chains to a trusted CA and the name matches.
+    Verified,
+}
+
+impl fmt::Display for Trust {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Trust::Anonymous => "Anonymous",
+            Trust::Untrusted => "Untrusted",
+            Trust::Trusted => "Trusted",
+            Trust::Verified => "Verified",
+        })
+    }
+}
+
+/// What a finished handshake negotiated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsInfo {
+    pub protocol: String,
+    pub cipher: String,
+    pub secret_bits: i32,
+    pub algorithm_bits: i32,
+    pub trust: Trust,
+}
+
+impl TlsInfo {
+    pub fn from_ssl(ssl: &SslRef) -> TlsInfo {
+        let (cipher, secret_bits, algorithm_bits) = match ssl.current_cipher() {
+            // OpenSSL's cipher names, as Postfix logs them.
+            Some(c) => (c.name().to_string(), c.bits().secret, c.bits().algorithm),
+            None => ("unknown".to_string(), 0, 0),
+        };
+        let trust = if ssl.peer_certificate().is_none() {
+            Trust::Anonymous
+        } else if ssl.verify_result() == openssl::x509::X509VerifyResult::OK {
+            Trust::Trusted
+        } else {
+            Trust::Untrusted
+        };
+        TlsInfo {
+            protocol: ssl.version_str().to_string(),
+            cipher,
+            secret_bits,
+            algorithm_bits,
+            trust,
+        }
+    }
+}
+
+/// `TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)`, as Postfix writes it in
+/// logs and in the `Received:` header.
+impl fmt::Display for TlsInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} with cipher {} ({}/{} bits)",
+            self.protocol, self.cipher, self.secret_bits, self.algorithm_bits
+        )
+    }
+}
