@@ -1,0 +1,473 @@
+//! Shared test harness: starts the real `tinymta` binary on loopback with its own state
+//! directory and ports, talks SMTP to it (plaintext and TLS), runs external peers with
+//! time limits, and cleans up every process it started by PID.
+//!
+//! `TINYMTA_TEST_RUNNER` (e.g. `qemu-mips-static`) runs the binary under an emulator
+//! for the cross-architecture runs in `cross/test`.
+
+#![allow(dead_code)]
+
+pub mod postfix;
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use openssl::ssl::{SslConnector, SslMethod, SslStream, SslVerifyMode};
+
+/// The binary under test, as a Command (through the emulator when cross-testing).
+pub fn tinymta_command() -> Command {
+    let bin = env!("CARGO_BIN_EXE_tinymta");
+    match std::env::var("TINYMTA_TEST_RUNNER") {
+        Ok(runner) if !runner.is_empty() => {
+            let mut c = Command::new(runner);
+            c.arg(bin);
+            c
+        }
+        _ => Command::new(bin),
+    }
+}
+
+/// Runs the binary to completion (for subcommands such as `queue list`).
+pub fn tinymta(args: &[&str]) -> Output {
+    run_with_timeout(tinymta_command().args(args), None, Duration::from_secs(60))
+}
+
+/// Runs a command with optional stdin, killing it after `limit`.
+pub fn run_with_timeout(cmd: &mut Command, stdin: Option<&[u8]>, limit: Duration) -> Output {
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    if let Some(data) = stdin {
+        let mut pipe = child.stdin.take().unwrap();
+        let data = data.to_vec();
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(&data);
+        });
+    }
+    let start = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "{cmd:?} timed out after {limit:?}\nstdout: {}\nstderr: {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A fresh directory under the system temp dir, removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "tinymta-test-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = fs::remove_dir_all(&p);
+        fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::env::var_os("TINYMTA_KEEP_TEST_DIRS").is_none() {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// A running `tinymta serve` on loopback.
+pub struct Server {
+    pub child: Option<Child>,
+    pub dir: TempDir,
+    pub state: PathBuf,
+    pub smtp: String,
+    pub submission: String,
+    pub smtps: String,
+    pub log_path: PathBuf,
+    pub extra: Vec<String>,
+}
+
+pub const DOMAIN: &str = "example.test";
+pub const HOSTNAME: &str = "mx.example.test";
+
+impl Server {
+    /// Starts with the three listeners on free ports, domain `example.test`, and any
+    /// extra flags.
+    pub fn start(extra: &[&str]) -> Server {
+        let dir = TempDir::new("server");
+        let state = dir.path().join("state");
+        let mut s = Server {
+            child: None,
+            state,
+            smtp: format!("127.0.0.1:{}", free_port()),
+            submission: format!("127.0.0.1:{}", free_port()),
+            smtps: format!("127.0.0.1:{}", free_port()),
+            log_path: dir.path().join("tinymta.log"),
+            dir,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        s.spawn();
+        s
+    }
+
+    /// (Re)starts the process with the same state directory and ports.
+    pub fn spawn(&mut self) {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .unwrap();
+        let mut cmd = tinymta_command();
+        cmd.args(["serve", "--smtp", &self.smtp, "--submission", &self.submission])
+            .args(["--smtps", &self.smtps, "--domain", DOMAIN, "--hostname", HOSTNAME])
+            .arg("--state-dir")
+            .arg(&self.state)
+            .args(&self.extra)
+            .env("TINYMTA_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        self.child = Some(cmd.spawn().expect("start tinymta"));
+        let start = Instant::now();
+        while TcpStream::connect(&self.smtp).is_err() {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("tinymta exited with {status}:\n{}", self.log());
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "tinymta did not start:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let _ = Command::new("kill").args([&format!("-{sig}"), &self.pid().to_string()]).status();
+    }
+
+    /// SIGKILL and reap: a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait (bounded) for a clean exit; returns the exit status code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let mut c = self.child.take()?;
+        self.signal_pid(c.id(), "TERM");
+        let start = Instant::now();
+        loop {
+            if let Some(st) = c.try_wait().unwrap() {
+                return st.code();
+            }
+            if start.elapsed() > Duration::from_secs(40) {
+                let _ = c.kill();
+                let _ = c.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn signal_pid(&self, pid: u32, sig: &str) {
+        let _ = Command::new("kill").args([&format!("-{sig}"), &pid.to_string()]).status();
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Waits (bounded) for a log line containing `needle`; returns it.
+    pub fn wait_log(&self, needle: &str) -> String {
+        let start = Instant::now();
+        loop {
+            if let Some(l) = self.log().lines().find(|l| l.contains(needle)) {
+                return l.to_string();
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "no log line with {needle:?} in:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn maildir(&self, user: &str) -> PathBuf {
+        self.state.join("mail").join(DOMAIN).join(user).join("new")
+    }
+
+    /// Messages delivered to `user@example.test`.
+    pub fn delivered(&self, user: &str) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(self.maildir(user))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| fs::read_to_string(e.path()).unwrap_or_default())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// Waits (bounded) until `user` has at least `n` messages; returns them.
+    pub fn wait_delivered(&self, user: &str, n: usize) -> Vec<String> {
+        let start = Instant::now();
+        loop {
+            let d = self.delivered(user);
+            if d.len() >= n {
+                return d;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "{user} has {} of {n} messages; log:\n{}",
+                d.len(),
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Files in the queue's `messages/` directory.
+    pub fn queued(&self) -> usize {
+        fs::read_dir(self.state.join("queue/messages")).map(|d| d.count()).unwrap_or(0)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A minimal SMTP client for tests: raw lines out, whole replies in.
+pub struct Client {
+    stream: Stream,
+    reader_buf: Vec<u8>,
+}
+
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<SslStream<TcpStream>>),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// A reply: code and the text lines (without the code).
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub code: u16,
+    pub lines: Vec<String>,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        self.lines.join("\n")
+    }
+    pub fn has_keyword(&self, kw: &str) -> bool {
+        self.lines.iter().skip(1).any(|l| l.split(' ').next() == Some(kw))
+    }
+}
+
+fn tls_connector() -> SslConnector {
+    let mut b = SslConnector::builder(SslMethod::tls_client()).unwrap();
+    b.set_verify(SslVerifyMode::NONE);
+    b.build()
+}
+
+impl Client {
+    pub fn connect(addr: &str) -> Client {
+        let s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        Client {
+            stream: Stream::Plain(s),
+            reader_buf: Vec::new(),
+        }
+    }
+
+    /// Connects and reads the 220 greeting.
+    pub fn greeted(addr: &str) -> Client {
+        let mut c = Client::connect(addr);
+        assert_eq!(c.reply().code, 220);
+        c
+    }
+
+    /// Implicit TLS (port 465), then the greeting.
+    pub fn greeted_tls(addr: &str) -> Client {
+        let mut c = Client::connect(addr);
+        c.start_tls();
+        assert_eq!(c.reply().code, 220);
+        c
+    }
+
+    pub fn start_tls(&mut self) {
+        let Stream::Plain(tcp) = &self.stream else { panic!("already TLS") };
+        let tcp = tcp.try_clone().unwrap();
+        let cfg = tls_connector().configure().unwrap().verify_hostname(false);
+        let tls = cfg.connect("mx.example.test", tcp).expect("TLS handshake");
+        self.stream = Stream::Tls(Box::new(tls));
+    }
+
+    /// The server certificate of the TLS session, PEM.
+    pub fn peer_cert_pem(&self) -> Vec<u8> {
+        match &self.stream {
+            Stream::Tls(s) => s.ssl().peer_certificate().unwrap().to_pem().unwrap(),
+            Stream::Plain(_) => panic!("not TLS"),
+        }
+    }
+
+    /// Sends raw bytes.
+    pub fn raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+        self.stream.flush().unwrap();
+    }
+
+    /// Sends a line with CRLF.
+    pub fn send(&mut self, line: &str) {
+        self.raw(format!("{line}\r\n").as_bytes());
+    }
+
+    /// Reads one (possibly multi-line) reply.
+    pub fn reply(&mut self) -> Reply {
+        self.try_reply().expect("connection closed while waiting for a reply")
+    }
+
+    pub fn try_reply(&mut self) -> Option<Reply> {
+        let mut lines = Vec::new();
+        loop {
+            let line = self.read_line()?;
+            assert!(line.len() >= 3, "short reply line {line:?}");
+            let code: u16 = line[..3].parse().unwrap_or_else(|_| panic!("bad reply {line:?}"));
+            lines.push(line.get(4..).unwrap_or("").to_string());
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return Some(Reply { code, lines });
+            }
+        }
+    }
+
+    fn read_line(&mut self) -> Option<String> {
+        loop {
+            if let Some(pos) = self.reader_buf.iter().position(|&b| b == b'\n') {
+                let mut line: Vec<u8> = self.reader_buf.drain(..=pos).collect();
+                line.pop();
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                return Some(String::from_utf8_lossy(&line).into_owned());
+            }
+            let mut buf = [0u8; 4096];
+            match self.stream.read(&mut buf) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.reader_buf.extend_from_slice(&buf[..n]),
+            }
+        }
+    }
+
+    /// Sends a command and returns the reply.
+    pub fn cmd(&mut self, line: &str) -> Reply {
+        self.send(line);
+        self.reply()
+    }
+
+    /// EHLO, then STARTTLS and EHLO again when `tls`.
+    pub fn ehlo(&mut self, tls: bool) -> Reply {
+        let r = self.cmd("EHLO client.test");
+        assert_eq!(r.code, 250, "{r:?}");
+        if !tls {
+            return r;
+        }
+        assert_eq!(self.cmd("STARTTLS").code, 220);
+        self.start_tls();
+        let r = self.cmd("EHLO client.test");
+        assert_eq!(r.code, 250);
+        r
+    }
+
+    /// A whole transaction; returns the reply to the end of data.
+    pub fn send_mail(&mut self, from: &str, to: &[&str], body: &str) -> Reply {
+        let r = self.cmd(&format!("MAIL FROM:<{from}>"));
+        assert_eq!(r.code, 250, "MAIL: {r:?}");
+        for t in to {
+            let r = self.cmd(&format!("RCPT TO:<{t}>"));
+            assert_eq!(r.code, 250, "RCPT {t}: {r:?}");
+        }
+        assert_eq!(self.cmd("DATA").code, 354);
+        self.raw(body.as_bytes());
+        self.raw(b"\r\n.\r\n");
+        self.reply()
+    }
+
+    /// True when the server closed the connection.
+    pub fn is_closed(&mut self) -> bool {
+        self.read_line().is_none()
+    }
+}
+
+/// Reads a file line by line (for a log-like file).
+pub fn lines_of(path: &Path) -> Vec<String> {
+    fs::File::open(path)
+        .map(|f| BufReader::new(f).lines().map_while(Result::ok).collect())
+        .unwrap_or_default()
+}
+
+/// Path of a command, or a panic saying which package the test command installs it from.
+pub fn require_tool(name: &str, package: &str) -> String {
+    for dir in ["/usr/bin", "/usr/sbin", "/usr/local/bin"] {
+        let p = format!("{dir}/{name}");
+        if Path::new(&p).exists() {
+            return p;
+        }
+    }
+    panic!("{name} is not installed: `bash tests/run` installs it (Debian package {package})");
+}
