@@ -16,6 +16,8 @@ pub struct TopLevel {
 
 #[derive(FromArgs, Debug)]
 #[argh(subcommand)]
+// Parsed once at start-up: the size of the serve variant does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Subcommand {
     Serve(ServeArgs),
     Sendmail(SendmailArgs),

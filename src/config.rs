@@ -123,6 +123,8 @@ pub struct Limits {
 /// Queue timing.
 #[derive(Debug, Clone)]
 pub struct Retry {
+    /// Read once bounces exist (outbound delivery); until then nothing expires.
+    #[allow(dead_code)]
     pub lifetime: Duration,
     pub min: Duration,
     pub max: Duration,
@@ -344,11 +346,6 @@ impl Config {
                 max: Duration::from_secs(args.retry_max),
             },
         })
-    }
-
-    /// True if `domain` (lower case) is delivered locally.
-    pub fn is_local_domain(&self, domain: &str) -> bool {
-        self.domains.iter().any(|d| d == domain)
     }
 
     /// True if the client may relay to foreign domains.

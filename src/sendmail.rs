@@ -209,10 +209,17 @@ fn queue_message(args: &SendmailArgs, stdin: &mut impl Read) -> Result<QueueId, 
         rfc5322_date(now)
     );
     if !has("From") {
-        let from = if sender.is_empty() {
+        let addr = if sender.is_empty() {
             format!("MAILER-DAEMON@{hostname}")
         } else {
             sender.clone()
+        };
+        // -F gives the display name, as with Postfix's sendmail.
+        let from = match &args.full_name {
+            Some(name) if !name.is_empty() => {
+                format!("\"{}\" <{addr}>", name.replace(['"', '\\'], ""))
+            }
+            _ => addr,
         };
         head.push_str(&format!("From: {from}\r\n"));
     }

@@ -10,29 +10,62 @@ use common::{require_tool, run_with_timeout, Server};
 fn swaks(args: &[&str]) -> (i32, String) {
     let bin = require_tool("swaks", "swaks");
     let out = run_with_timeout(Command::new(bin).args(args), None, Duration::from_secs(60));
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.code().unwrap_or(-1), text)
 }
 
 fn s_client(args: &[&str], input: &[u8]) -> String {
-    let out = run_with_timeout(Command::new("openssl").arg("s_client").args(args), Some(input), Duration::from_secs(30));
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    let out = run_with_timeout(
+        Command::new("openssl").arg("s_client").args(args),
+        Some(input),
+        Duration::from_secs(30),
+    );
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 #[test]
 fn swaks_starttls_delivery() {
     let s = Server::start(&[]);
-    let (code, out) = swaks(&["--server", &s.smtp, "--from", "a@client.test", "--to", "swaks@example.test", "--tls", "--header", "Subject: swaks tls"]);
+    let (code, out) = swaks(&[
+        "--server",
+        &s.smtp,
+        "--from",
+        "a@client.test",
+        "--to",
+        "swaks@example.test",
+        "--tls",
+        "--header",
+        "Subject: swaks tls",
+    ]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("250 2.0.0 Ok: queued as"), "{out}");
     let m = &s.wait_delivered("swaks", 1)[0];
-    assert!(m.contains("Subject: swaks tls") && m.contains("(using TLSv1.3 with cipher"), "{m}");
+    assert!(
+        m.contains("Subject: swaks tls") && m.contains("(using TLSv1.3 with cipher"),
+        "{m}"
+    );
 }
 
 #[test]
 fn swaks_pipelining_and_plaintext() {
     let s = Server::start(&[]);
-    let (code, out) = swaks(&["--server", &s.smtp, "--from", "a@client.test", "--to", "pipe@example.test", "--pipeline"]);
+    let (code, out) = swaks(&[
+        "--server",
+        &s.smtp,
+        "--from",
+        "a@client.test",
+        "--to",
+        "pipe@example.test",
+        "--pipeline",
+    ]);
     assert_eq!(code, 0, "{out}");
     let m = &s.wait_delivered("pipe", 1)[0];
     assert!(m.contains("with ESMTP id"), "{m}");
@@ -41,10 +74,28 @@ fn swaks_pipelining_and_plaintext() {
 #[test]
 fn swaks_encrypt_level_refuses_plaintext_mail() {
     let s = Server::start(&["--tls-level", "encrypt"]);
-    let (code, out) = swaks(&["--server", &s.smtp, "--from", "a@client.test", "--to", "u@example.test"]);
+    let (code, out) = swaks(&[
+        "--server",
+        &s.smtp,
+        "--from",
+        "a@client.test",
+        "--to",
+        "u@example.test",
+    ]);
     assert_ne!(code, 0, "{out}");
-    assert!(out.contains("530 5.7.0 Must issue a STARTTLS command first"), "{out}");
-    let (code, out) = swaks(&["--server", &s.smtp, "--from", "a@client.test", "--to", "u@example.test", "--tls"]);
+    assert!(
+        out.contains("530 5.7.0 Must issue a STARTTLS command first"),
+        "{out}"
+    );
+    let (code, out) = swaks(&[
+        "--server",
+        &s.smtp,
+        "--from",
+        "a@client.test",
+        "--to",
+        "u@example.test",
+        "--tls",
+    ]);
     assert_eq!(code, 0, "{out}");
     s.wait_delivered("u", 1);
 }
@@ -52,7 +103,15 @@ fn swaks_encrypt_level_refuses_plaintext_mail() {
 #[test]
 fn swaks_tls_on_connect_to_smtps() {
     let s = Server::start(&[]);
-    let (code, out) = swaks(&["--server", &s.smtps, "--from", "a@client.test", "--to", "u@example.test", "--tls-on-connect"]);
+    let (code, out) = swaks(&[
+        "--server",
+        &s.smtps,
+        "--from",
+        "a@client.test",
+        "--to",
+        "u@example.test",
+        "--tls-on-connect",
+    ]);
     // The TLS session works; MAIL needs AUTH on port 465.
     assert_ne!(code, 0);
     assert!(out.contains("220 mx.example.test ESMTP tinymta"), "{out}");
@@ -62,31 +121,81 @@ fn swaks_tls_on_connect_to_smtps() {
 #[test]
 fn swaks_relay_denied_for_foreign_client_network() {
     let s = Server::start(&["--relay-network", "10.9.9.0/24"]);
-    let (code, out) = swaks(&["--server", &s.smtp, "--from", "a@client.test", "--to", "x@elsewhere.test"]);
+    let (code, out) = swaks(&[
+        "--server",
+        &s.smtp,
+        "--from",
+        "a@client.test",
+        "--to",
+        "x@elsewhere.test",
+    ]);
     assert_ne!(code, 0);
-    assert!(out.contains("554 5.7.1 <x@elsewhere.test>: Relay access denied"), "{out}");
+    assert!(
+        out.contains("554 5.7.1 <x@elsewhere.test>: Relay access denied"),
+        "{out}"
+    );
 }
 
 #[test]
 fn openssl_s_client_starttls_and_implicit() {
     let s = Server::start(&[]);
-    let out = s_client(&["-starttls", "smtp", "-connect", &s.smtp, "-brief", "-crlf"], b"EHLO sclient.test\nQUIT\n");
+    let out = s_client(
+        &[
+            "-starttls",
+            "smtp",
+            "-connect",
+            &s.smtp,
+            "-brief",
+            "-crlf",
+            "-ign_eof",
+        ],
+        b"EHLO sclient.test\nQUIT\n",
+    );
     assert!(out.contains("Protocol version: TLSv1.3"), "{out}");
     assert!(out.contains("Ciphersuite: TLS_AES_256_GCM_SHA384"), "{out}");
     assert!(out.contains("250-mx.example.test"), "{out}");
     assert!(out.contains("221 2.0.0 Bye"), "{out}");
     s.wait_log("TLS connection established from unknown[127.0.0.1]: TLSv1.3");
 
-    let out = s_client(&["-connect", &s.smtps, "-brief", "-crlf"], b"EHLO sclient.test\nQUIT\n");
+    let out = s_client(
+        &["-connect", &s.smtps, "-brief", "-crlf", "-ign_eof"],
+        b"EHLO sclient.test\nQUIT\n",
+    );
     assert!(out.contains("Protocol version: TLSv1.3"), "{out}");
     assert!(out.contains("220 mx.example.test ESMTP tinymta"), "{out}");
 
     // TLS 1.2 negotiates too, with an ECDHE suite from the profile.
-    let out = s_client(&["-starttls", "smtp", "-connect", &s.smtp, "-brief", "-tls1_2", "-crlf"], b"QUIT\n");
+    let out = s_client(
+        &[
+            "-starttls",
+            "smtp",
+            "-connect",
+            &s.smtp,
+            "-brief",
+            "-tls1_2",
+            "-crlf",
+        ],
+        b"QUIT\n",
+    );
     assert!(out.contains("Protocol version: TLSv1.2"), "{out}");
-    assert!(out.contains("Ciphersuite: ECDHE-RSA-AES256-GCM-SHA384"), "{out}");
+    assert!(
+        out.contains("Ciphersuite: ECDHE-RSA-AES256-GCM-SHA384"),
+        "{out}"
+    );
     // TLS 1.1 is not part of the default profile.
-    let out = s_client(&["-starttls", "smtp", "-connect", &s.smtp, "-brief", "-tls1_1", "-cipher", "ALL:@SECLEVEL=0"], b"QUIT\n");
+    let out = s_client(
+        &[
+            "-starttls",
+            "smtp",
+            "-connect",
+            &s.smtp,
+            "-brief",
+            "-tls1_1",
+            "-cipher",
+            "ALL:@SECLEVEL=0",
+        ],
+        b"QUIT\n",
+    );
     assert!(!out.contains("Protocol version: TLSv1.1"), "{out}");
     s.wait_log("TLS handshake failed from");
 }
@@ -94,6 +203,9 @@ fn openssl_s_client_starttls_and_implicit() {
 #[test]
 fn openssl_s_client_against_level_none_gets_no_tls() {
     let s = Server::start(&["--tls-level", "none"]);
-    let out = s_client(&["-starttls", "smtp", "-connect", &s.smtp, "-brief"], b"QUIT\n");
+    let out = s_client(
+        &["-starttls", "smtp", "-connect", &s.smtp, "-brief"],
+        b"QUIT\n",
+    );
     assert!(!out.contains("Protocol version"), "{out}");
 }

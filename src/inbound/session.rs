@@ -63,7 +63,7 @@ enum Next {
 
 /// Outcome of waiting for input.
 enum Input {
-    Bytes(usize),
+    Bytes,
     Closed,
     TimedOut,
     ShuttingDown,
@@ -182,7 +182,7 @@ impl Session {
                 .read_input(self.shared.cfg.limits.command_timeout)
                 .await?
             {
-                Input::Bytes(_) => {}
+                Input::Bytes => {}
                 Input::Closed => return Err(std::io::ErrorKind::UnexpectedEof.into()),
                 Input::TimedOut => {
                     log::info!("timeout after command from {}", self.client);
@@ -244,7 +244,7 @@ impl Session {
             Some(Ok(0)) => Ok(Input::Closed),
             Some(Ok(n)) => {
                 self.input.extend(&buf[..n]);
-                Ok(Input::Bytes(n))
+                Ok(Input::Bytes)
             }
             Some(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => Ok(Input::ShuttingDown),
             Some(Err(e)) => Err(e),
@@ -444,11 +444,7 @@ impl Session {
                         self.client,
                         txn.sender.as_ref().map(|m| m.to_string()).unwrap_or_default()
                     );
-                    Some(Reply::new(
-                        554,
-                        "5.7.1",
-                        format!("<{rcpt}>: Relay access denied"),
-                    ))
+                    Some(canned::relay_denied(&rcpt))
                 }
             }
         };
@@ -536,7 +532,7 @@ impl Session {
         self.input.extend(&pending[used..]);
         while !reader.is_done() {
             match self.read_input(self.shared.cfg.limits.data_timeout).await {
-                Ok(Input::Bytes(_)) => {
+                Ok(Input::Bytes) => {
                     let pending = self.input.take_pending();
                     let used = reader.feed(&pending, &mut chunk);
                     self.input.extend(&pending[used..]);

@@ -23,7 +23,7 @@ pub fn classify(rcpt: &str, local_domains: &[String]) -> Destination {
         return Destination::Invalid("recipient without a domain");
     };
     let domain = domain.to_ascii_lowercase();
-    if !local_domains.iter().any(|d| *d == domain) {
+    if !local_domains.contains(&domain) {
         return Destination::Remote { domain };
     }
     match maildir_user(local) {

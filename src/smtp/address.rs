@@ -22,16 +22,6 @@ impl Mailbox {
     pub fn is_bare_postmaster(&self) -> bool {
         self.domain.is_empty()
     }
-
-    /// The domain in lower case, for routing decisions.
-    pub fn domain_lower(&self) -> String {
-        self.domain.to_ascii_lowercase()
-    }
-
-    /// True when either part needs SMTPUTF8.
-    pub fn is_utf8(&self) -> bool {
-        !self.local.is_ascii() || !self.domain.is_ascii()
-    }
 }
 
 impl fmt::Display for Mailbox {
@@ -237,7 +227,7 @@ mod tests {
     fn plain_and_null_and_postmaster() {
         let m = mb("user.name+tag@Example.COM").unwrap().unwrap();
         assert_eq!(m.local, "user.name+tag");
-        assert_eq!(m.domain_lower(), "example.com");
+        assert_eq!(m.domain, "Example.COM");
         assert_eq!(mb("").unwrap(), None);
         assert!(mb("Postmaster").unwrap().unwrap().is_bare_postmaster());
         assert!(parse_mailbox("", false, false, false).is_err());

@@ -48,27 +48,6 @@ pub struct MailParams {
     pub auth: Option<String>,
 }
 
-impl Command {
-    /// The verb, for logs ("MAIL", "RCPT"...).
-    pub fn verb(&self) -> &'static str {
-        match self {
-            Command::Ehlo(_) => "EHLO",
-            Command::Helo(_) => "HELO",
-            Command::Mail { .. } => "MAIL",
-            Command::Rcpt { .. } => "RCPT",
-            Command::Data => "DATA",
-            Command::Rset => "RSET",
-            Command::Noop => "NOOP",
-            Command::Quit => "QUIT",
-            Command::Vrfy => "VRFY",
-            Command::Expn => "EXPN",
-            Command::Help => "HELP",
-            Command::Starttls => "STARTTLS",
-            Command::Auth { .. } => "AUTH",
-        }
-    }
-}
-
 /// Parses one command line (without CRLF). `rcpt_utf8` says whether the current
 /// transaction's MAIL carried SMTPUTF8, which allows UTF-8 in RCPT addresses.
 /// An error is the reply to send.

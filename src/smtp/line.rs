@@ -26,11 +26,6 @@ impl LineBuffer {
         self.buf.extend_from_slice(data);
     }
 
-    /// Bytes received but not yet consumed (pipelined commands, or DATA content).
-    pub fn pending(&self) -> &[u8] {
-        &self.buf
-    }
-
     /// Removes and returns everything buffered.
     pub fn take_pending(&mut self) -> Vec<u8> {
         self.discarding = false;

@@ -24,10 +24,6 @@ impl Reply {
         Reply { code, lines }
     }
 
-    pub fn is_success(&self) -> bool {
-        (200..400).contains(&self.code)
-    }
-
     /// Wire form: `250-first` ... `250 last`, CRLF after each line.
     pub fn to_wire(&self) -> String {
         let mut out = String::new();
@@ -71,8 +67,8 @@ pub mod canned {
     pub fn must_starttls() -> Reply {
         Reply::new(530, "5.7.0", "Must issue a STARTTLS command first")
     }
-    pub fn relay_denied() -> Reply {
-        Reply::new(554, "5.7.1", "Relay access denied")
+    pub fn relay_denied(rcpt: &str) -> Reply {
+        Reply::new(554, "5.7.1", format!("<{rcpt}>: Relay access denied"))
     }
     pub fn shutting_down() -> Reply {
         Reply::new(

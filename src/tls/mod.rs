@@ -5,23 +5,22 @@
 //! nothing of queues or SMTP state.
 
 pub mod cert;
-#[path = "profile_stub.rs"]
 pub mod profile;
 pub mod stream;
 
 use std::fmt;
 use std::path::Path;
 
-use openssl::ssl::{SslContext, SslContextBuilder, SslFiletype, SslMethod, SslRef};
+use openssl::ssl::{SslContext, SslFiletype, SslRef};
 
 pub use stream::MaybeTls;
 
 /// Builds the server context from a certificate chain and key (PEM files) under the
 /// compiled profile. Errors name the file.
 pub fn server_context(cert: &Path, key: &Path) -> Result<SslContext, String> {
-    let mut b = SslContextBuilder::new(SslMethod::tls_server())
-        .map_err(|e| format!("cannot create TLS context: {e}"))?;
-    profile::apply_server(&mut b).map_err(|e| format!("cannot apply cipher profile: {e}"))?;
+    // The profile's builder loads the legacy provider (SEED) before the context exists.
+    let mut b =
+        profile::server_builder().map_err(|e| format!("cannot apply cipher profile: {e}"))?;
     b.set_certificate_chain_file(cert)
         .map_err(|e| format!("{}: cannot load certificate chain: {e}", cert.display()))?;
     b.set_private_key_file(key, SslFiletype::PEM)
@@ -47,7 +46,9 @@ pub enum Trust {
     Untrusted,
     /// Chains to a trusted CA (name not checked).
     Trusted,
-    /// Chains to a trusted CA and the name matches.
+    /// Chains to a trusted CA and the name matches (or DANE matched). Only outbound
+    /// verification (verify/secure/dane levels) reaches it.
+    #[allow(dead_code)]
     Verified,
 }
 

@@ -37,10 +37,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MaybeTls<S> {
         *self = MaybeTls::Tls(Box::new(tls));
         Ok(info)
     }
-
-    pub fn is_tls(&self) -> bool {
-        matches!(self, MaybeTls::Tls(_))
-    }
 }
 
 /// Shortens OpenSSL's error text to what an administrator needs in a log line.
