@@ -14,12 +14,18 @@ use common::{Client, Server};
 fn sender(addr: String, thread: usize, stop: Arc<AtomicBool>, acked: Arc<Mutex<Vec<String>>>) {
     let mut n = 0;
     while !stop.load(Ordering::Relaxed) {
-        let Ok(stream) = std::net::TcpStream::connect(&addr) else { return };
+        let Ok(stream) = std::net::TcpStream::connect(&addr) else {
+            return;
+        };
         drop(stream);
         let result = std::panic::catch_unwind(|| {
             let mut c = Client::greeted(&addr);
             c.cmd("EHLO load.test");
-            c.send_mail("load@client.test", &["crash@example.test"], &format!("Subject: crash {thread}-{n}\r\n\r\nbody {thread}-{n}"))
+            c.send_mail(
+                "load@client.test",
+                &["crash@example.test"],
+                &format!("Subject: crash {thread}-{n}\r\n\r\nbody {thread}-{n}"),
+            )
         });
         match result {
             Ok(r) if r.code == 250 => {
@@ -54,7 +60,11 @@ fn sigkill_under_load_loses_no_acknowledged_message() {
         let _ = t.join();
     }
     let acked: Vec<String> = acked.lock().unwrap().clone();
-    assert!(acked.len() >= 50, "too little load before the crash: {}", acked.len());
+    assert!(
+        acked.len() >= 50,
+        "too little load before the crash: {}",
+        acked.len()
+    );
 
     s.spawn();
     s.wait_log("message(s) recovered");
@@ -64,7 +74,14 @@ fn sigkill_under_load_loses_no_acknowledged_message() {
         let delivered: HashSet<String> = s
             .delivered("crash")
             .iter()
-            .filter_map(|m| m.split(" id ").nth(1).map(|rest| rest.split(|c: char| c.is_whitespace()).next().unwrap_or("").to_string()))
+            .filter_map(|m| {
+                m.split(" id ").nth(1).map(|rest| {
+                    rest.split(|c: char| c.is_whitespace())
+                        .next()
+                        .unwrap_or("")
+                        .to_string()
+                })
+            })
             .collect();
         let missing: Vec<&String> = acked.iter().filter(|id| !delivered.contains(*id)).collect();
         if missing.is_empty() || start.elapsed() > Duration::from_secs(30) {
@@ -72,8 +89,21 @@ fn sigkill_under_load_loses_no_acknowledged_message() {
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    eprintln!("acknowledged before SIGKILL: {}; missing after restart: {}", acked.len(), missing.len());
-    assert!(missing.is_empty(), "lost {} acknowledged messages: {missing:?}", missing.len());
+    eprintln!(
+        "acknowledged before SIGKILL: {}; missing after restart: {}",
+        acked.len(),
+        missing.len()
+    );
+    assert!(
+        missing.is_empty(),
+        "lost {} acknowledged messages: {missing:?}",
+        missing.len()
+    );
     // Nothing half-received is left behind for delivery.
-    assert_eq!(std::fs::read_dir(s.state.join("queue/tmp")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(s.state.join("queue/tmp"))
+            .unwrap()
+            .count(),
+        0
+    );
 }

@@ -12,7 +12,14 @@ const MSG: &str = "Subject: test\r\nFrom: a@client.test\r\n\r\nhello";
 fn ehlo_keywords_per_level() {
     let may = Server::start(&[]);
     let r = Client::greeted(&may.smtp).cmd("EHLO c.test");
-    for kw in ["PIPELINING", "SIZE", "STARTTLS", "ENHANCEDSTATUSCODES", "8BITMIME", "SMTPUTF8"] {
+    for kw in [
+        "PIPELINING",
+        "SIZE",
+        "STARTTLS",
+        "ENHANCEDSTATUSCODES",
+        "8BITMIME",
+        "SMTPUTF8",
+    ] {
         assert!(r.has_keyword(kw), "may: {kw} missing in {r:?}");
     }
     assert!(r.lines.iter().any(|l| l == "SIZE 10240000"), "{r:?}");
@@ -42,7 +49,15 @@ fn encrypt_level_refuses_everything_but_noop_ehlo_quit_starttls() {
     let mut c = Client::greeted(&s.smtp);
     assert_eq!(c.cmd("EHLO c.test").code, 250);
     assert_eq!(c.cmd("NOOP").code, 250);
-    for cmd in ["HELO c.test", "MAIL FROM:<a@client.test>", "RCPT TO:<u@example.test>", "DATA", "RSET", "VRFY u", "HELP"] {
+    for cmd in [
+        "HELO c.test",
+        "MAIL FROM:<a@client.test>",
+        "RCPT TO:<u@example.test>",
+        "DATA",
+        "RSET",
+        "VRFY u",
+        "HELP",
+    ] {
         let r = c.cmd(cmd);
         assert_eq!(r.code, 530, "{cmd}: {r:?}");
         assert_eq!(r.lines[0], "5.7.0 Must issue a STARTTLS command first");
@@ -91,23 +106,39 @@ fn bytes_pipelined_after_starttls_are_discarded() {
 #[test]
 fn smuggling_variants_never_end_data() {
     let s = Server::start(&[]);
-    for (i, sep) in ["\n.\n", "\r\n.\n", "\n.\r\n", "\r.\r\n", "\r\n.\r"].iter().enumerate() {
+    for (i, sep) in ["\n.\n", "\r\n.\n", "\n.\r\n", "\r.\r\n", "\r\n.\r"]
+        .iter()
+        .enumerate()
+    {
         let mut c = Client::greeted(&s.smtp);
         c.ehlo(false);
         assert_eq!(c.cmd("MAIL FROM:<a@client.test>").code, 250);
-        assert_eq!(c.cmd(&format!("RCPT TO:<smuggle{i}@example.test>")).code, 250);
+        assert_eq!(
+            c.cmd(&format!("RCPT TO:<smuggle{i}@example.test>")).code,
+            250
+        );
         assert_eq!(c.cmd("DATA").code, 354);
         // A smuggled second transaction behind a fake end-of-data.
         c.raw(format!("Subject: one\r\n\r\nfirst{sep}MAIL FROM:<x@evil.test>\r\nRCPT TO:<victim@example.test>\r\nDATA\r\nSubject: smuggled\r\n\r\nevil\r\n.\r\n").as_bytes());
         let r = c.reply();
         assert_eq!(r.code, 250, "{sep:?}: {r:?}");
         // Exactly one reply: the next thing we read answers our NOOP.
-        assert_eq!(c.cmd("NOOP").code, 250, "{sep:?}: extra replies on the wire");
+        assert_eq!(
+            c.cmd("NOOP").code,
+            250,
+            "{sep:?}: extra replies on the wire"
+        );
         let msgs = s.wait_delivered(&format!("smuggle{i}"), 1);
         assert_eq!(msgs.len(), 1);
-        assert!(msgs[0].contains("MAIL FROM:<x@evil.test>"), "{sep:?}: smuggled text must stay content");
+        assert!(
+            msgs[0].contains("MAIL FROM:<x@evil.test>"),
+            "{sep:?}: smuggled text must stay content"
+        );
     }
-    assert!(s.delivered("victim").is_empty(), "a smuggled message was delivered");
+    assert!(
+        s.delivered("victim").is_empty(),
+        "a smuggled message was delivered"
+    );
 }
 
 #[test]
@@ -141,7 +172,10 @@ fn long_lines_and_nul_get_500_and_session_continues() {
     assert_eq!(c.cmd("NOOP").code, 250, "session must continue");
 
     // In DATA: a 1001-octet line and a NUL each reject the message with 500.
-    for body in [format!("Subject: long\r\n\r\n{}", "y".repeat(1001)), "Subject: nul\r\n\r\na\0b".to_string()] {
+    for body in [
+        format!("Subject: long\r\n\r\n{}", "y".repeat(1001)),
+        "Subject: nul\r\n\r\na\0b".to_string(),
+    ] {
         assert_eq!(c.cmd("MAIL FROM:<a@client.test>").code, 250);
         assert_eq!(c.cmd("RCPT TO:<long@example.test>").code, 250);
         assert_eq!(c.cmd("DATA").code, 354);
@@ -152,7 +186,11 @@ fn long_lines_and_nul_get_500_and_session_continues() {
         assert_eq!(c.cmd("NOOP").code, 250);
     }
     // A line of exactly 998 octets + CRLF is fine.
-    let r = c.send_mail("a@client.test", &["long@example.test"], &format!("Subject: ok\r\n\r\n{}", "z".repeat(998)));
+    let r = c.send_mail(
+        "a@client.test",
+        &["long@example.test"],
+        &format!("Subject: ok\r\n\r\n{}", "z".repeat(998)),
+    );
     assert_eq!(r.code, 250, "{r:?}");
     assert_eq!(s.wait_delivered("long", 1).len(), 1);
 }
@@ -188,7 +226,10 @@ fn relay_control() {
     assert_eq!(c.cmd("MAIL FROM:<a@client.test>").code, 250);
     let r = c.cmd("RCPT TO:<someone@foreign.test>");
     assert_eq!(r.code, 554, "{r:?}");
-    assert!(r.lines[0].starts_with("5.7.1") && r.lines[0].contains("Relay access denied"), "{r:?}");
+    assert!(
+        r.lines[0].starts_with("5.7.1") && r.lines[0].contains("Relay access denied"),
+        "{r:?}"
+    );
     // Local domains (any case) and postmaster are accepted.
     assert_eq!(c.cmd("RCPT TO:<User@EXAMPLE.TEST>").code, 250);
     assert_eq!(c.cmd("RCPT TO:<Postmaster>").code, 250);
@@ -211,9 +252,17 @@ fn relay_control() {
 fn address_syntax_and_sequence_errors() {
     let s = Server::start(&[]);
     let mut c = Client::greeted(&s.smtp);
-    assert_eq!(c.cmd("MAIL FROM:<a@client.test>").code, 503, "MAIL before EHLO");
+    assert_eq!(
+        c.cmd("MAIL FROM:<a@client.test>").code,
+        503,
+        "MAIL before EHLO"
+    );
     c.ehlo(false);
-    assert_eq!(c.cmd("RCPT TO:<u@example.test>").code, 503, "RCPT before MAIL");
+    assert_eq!(
+        c.cmd("RCPT TO:<u@example.test>").code,
+        503,
+        "RCPT before MAIL"
+    );
     assert_eq!(c.cmd("DATA").code, 503);
     assert_eq!(c.cmd("MAIL FROM:<a@@client.test>").code, 501);
     assert_eq!(c.cmd("MAIL FROM:<jörg@client.test>").code, 553);
@@ -235,10 +284,24 @@ fn tls_received_header_and_log_line() {
     assert_eq!(r.code, 250);
     let id = r.lines[0].rsplit(' ').next().unwrap().to_string();
     let m = &s.wait_delivered("tls", 1)[0];
-    let received: String = m.split("\r\n").skip_while(|l| !l.starts_with("Received:")).take(4).collect::<Vec<_>>().join("\n");
-    assert!(received.starts_with("Received: from client.test (unknown [127.0.0.1])"), "{received}");
-    assert!(received.contains("(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits))"), "{received}");
-    assert!(received.contains(&format!("by mx.example.test (tinymta) with ESMTPS id {id}")), "{received}");
+    let received: String = m
+        .split("\r\n")
+        .skip_while(|l| !l.starts_with("Received:"))
+        .take(4)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        received.starts_with("Received: from client.test (unknown [127.0.0.1])"),
+        "{received}"
+    );
+    assert!(
+        received.contains("(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits))"),
+        "{received}"
+    );
+    assert!(
+        received.contains(&format!("by mx.example.test (tinymta) with ESMTPS id {id}")),
+        "{received}"
+    );
     assert!(received.contains("for <tls@example.test>; "), "{received}");
     let line = s.wait_log("TLS connection established from");
     assert!(
@@ -251,7 +314,11 @@ fn tls_received_header_and_log_line() {
     // Plaintext: ESMTP keyword, no "using" clause.
     let mut c = Client::greeted(&s.smtp);
     c.ehlo(false);
-    assert_eq!(c.send_mail("a@client.test", &["plain@example.test"], MSG).code, 250);
+    assert_eq!(
+        c.send_mail("a@client.test", &["plain@example.test"], MSG)
+            .code,
+        250
+    );
     let m = &s.wait_delivered("plain", 1)[0];
     assert!(m.contains("with ESMTP id") && !m.contains("(using"), "{m}");
 }
@@ -268,7 +335,11 @@ fn implicit_tls_and_submission_require_auth() {
 
     let mut c = Client::greeted(&s.submission);
     c.cmd("EHLO c.test");
-    assert_eq!(c.cmd("MAIL FROM:<a@client.test>").code, 530, "submission requires STARTTLS");
+    assert_eq!(
+        c.cmd("MAIL FROM:<a@client.test>").code,
+        530,
+        "submission requires STARTTLS"
+    );
     assert_eq!(c.cmd("STARTTLS").code, 220);
     c.start_tls();
     c.cmd("EHLO c.test");
@@ -330,7 +401,11 @@ fn sighup_reloads_certificate_and_sigterm_stops_cleanly() {
     assert_ne!(before, after);
     let mut c = Client::greeted(&s.smtp);
     c.ehlo(true);
-    assert_eq!(c.peer_cert_pem(), after, "new sessions must get the reloaded certificate");
+    assert_eq!(
+        c.peer_cert_pem(),
+        after,
+        "new sessions must get the reloaded certificate"
+    );
     drop(c);
     assert_eq!(s.stop(), Some(0));
     assert!(s.log().contains("stopped"));

@@ -20,14 +20,33 @@ fn postfix_delivers_to_tinymta_over_starttls() {
             .set("smtp_tls_loglevel", "1"),
     )
     .unwrap_or_else(|e| panic!("postfix: {e}"));
-    pf.sendmail("sender@pf.test", "postfix@example.test", b"Subject: from postfix\r\n\r\nhello from postfix\r\n")
-        .unwrap();
-    let sent = pf.wait_log("status=sent", Duration::from_secs(30)).unwrap_or_else(|e| panic!("{e}\ntinymta log:\n{}", s.log()));
+    pf.sendmail(
+        "sender@pf.test",
+        "postfix@example.test",
+        b"Subject: from postfix\r\n\r\nhello from postfix\r\n",
+    )
+    .unwrap();
+    let sent = pf
+        .wait_log("status=sent", Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e}\ntinymta log:\n{}", s.log()));
     assert!(sent.contains("250 2.0.0 Ok: queued as"), "{sent}");
-    let pf_tls = pf.wait_log("TLS connection established to", Duration::from_secs(5)).unwrap();
-    assert!(pf_tls.contains("TLSv1.3 with cipher TLS_AES_256_GCM_SHA384"), "{pf_tls}");
+    let pf_tls = pf
+        .wait_log("TLS connection established to", Duration::from_secs(5))
+        .unwrap();
+    assert!(
+        pf_tls.contains("TLSv1.3 with cipher TLS_AES_256_GCM_SHA384"),
+        "{pf_tls}"
+    );
     let ours = s.wait_log("TLS connection established from");
-    assert!(ours.contains("Anonymous TLS connection established from unknown[127.0.0.1]: TLSv1.3 with cipher"), "{ours}");
+    assert!(
+        ours.contains(
+            "Anonymous TLS connection established from unknown[127.0.0.1]: TLSv1.3 with cipher"
+        ),
+        "{ours}"
+    );
     let m = &s.wait_delivered("postfix", 1)[0];
-    assert!(m.contains("Subject: from postfix") && m.contains("with ESMTPS id"), "{m}");
+    assert!(
+        m.contains("Subject: from postfix") && m.contains("with ESMTPS id"),
+        "{m}"
+    );
 }

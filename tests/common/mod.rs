@@ -39,10 +39,16 @@ pub fn tinymta(args: &[&str]) -> Output {
 
 /// Runs a command with optional stdin, killing it after `limit`.
 pub fn run_with_timeout(cmd: &mut Command, stdin: Option<&[u8]>, limit: Duration) -> Output {
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     if let Some(data) = stdin {
         let mut pipe = child.stdin.take().unwrap();
         let data = data.to_vec();
@@ -70,7 +76,11 @@ pub fn run_with_timeout(cmd: &mut Command, stdin: Option<&[u8]>, limit: Duration
 
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A fresh directory under the system temp dir, removed when dropped.
@@ -144,22 +154,39 @@ impl Server {
             .open(&self.log_path)
             .unwrap();
         let mut cmd = tinymta_command();
-        cmd.args(["serve", "--smtp", &self.smtp, "--submission", &self.submission])
-            .args(["--smtps", &self.smtps, "--domain", DOMAIN, "--hostname", HOSTNAME])
-            .arg("--state-dir")
-            .arg(&self.state)
-            .args(&self.extra)
-            .env("TINYMTA_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log);
+        cmd.args([
+            "serve",
+            "--smtp",
+            &self.smtp,
+            "--submission",
+            &self.submission,
+        ])
+        .args([
+            "--smtps",
+            &self.smtps,
+            "--domain",
+            DOMAIN,
+            "--hostname",
+            HOSTNAME,
+        ])
+        .arg("--state-dir")
+        .arg(&self.state)
+        .args(&self.extra)
+        .env("TINYMTA_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
         self.child = Some(cmd.spawn().expect("start tinymta"));
         let start = Instant::now();
         while TcpStream::connect(&self.smtp).is_err() {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("tinymta exited with {status}:\n{}", self.log());
             }
-            assert!(start.elapsed() < Duration::from_secs(30), "tinymta did not start:\n{}", self.log());
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "tinymta did not start:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -169,7 +196,9 @@ impl Server {
     }
 
     pub fn signal(&self, sig: &str) {
-        let _ = Command::new("kill").args([&format!("-{sig}"), &self.pid().to_string()]).status();
+        let _ = Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status();
     }
 
     /// SIGKILL and reap: a crash.
@@ -199,7 +228,9 @@ impl Server {
     }
 
     fn signal_pid(&self, pid: u32, sig: &str) {
-        let _ = Command::new("kill").args([&format!("-{sig}"), &pid.to_string()]).status();
+        let _ = Command::new("kill")
+            .args([&format!("-{sig}"), &pid.to_string()])
+            .status();
     }
 
     pub fn log(&self) -> String {
@@ -259,7 +290,9 @@ impl Server {
 
     /// Files in the queue's `messages/` directory.
     pub fn queued(&self) -> usize {
-        fs::read_dir(self.state.join("queue/messages")).map(|d| d.count()).unwrap_or(0)
+        fs::read_dir(self.state.join("queue/messages"))
+            .map(|d| d.count())
+            .unwrap_or(0)
     }
 }
 
@@ -316,7 +349,10 @@ impl Reply {
         self.lines.join("\n")
     }
     pub fn has_keyword(&self, kw: &str) -> bool {
-        self.lines.iter().skip(1).any(|l| l.split(' ').next() == Some(kw))
+        self.lines
+            .iter()
+            .skip(1)
+            .any(|l| l.split(' ').next() == Some(kw))
     }
 }
 
@@ -352,7 +388,9 @@ impl Client {
     }
 
     pub fn start_tls(&mut self) {
-        let Stream::Plain(tcp) = &self.stream else { panic!("already TLS") };
+        let Stream::Plain(tcp) = &self.stream else {
+            panic!("already TLS")
+        };
         let tcp = tcp.try_clone().unwrap();
         let cfg = tls_connector().configure().unwrap().verify_hostname(false);
         let tls = cfg.connect("mx.example.test", tcp).expect("TLS handshake");
@@ -380,7 +418,8 @@ impl Client {
 
     /// Reads one (possibly multi-line) reply.
     pub fn reply(&mut self) -> Reply {
-        self.try_reply().expect("connection closed while waiting for a reply")
+        self.try_reply()
+            .expect("connection closed while waiting for a reply")
     }
 
     pub fn try_reply(&mut self) -> Option<Reply> {
@@ -388,7 +427,9 @@ impl Client {
         loop {
             let line = self.read_line()?;
             assert!(line.len() >= 3, "short reply line {line:?}");
-            let code: u16 = line[..3].parse().unwrap_or_else(|_| panic!("bad reply {line:?}"));
+            let code: u16 = line[..3]
+                .parse()
+                .unwrap_or_else(|_| panic!("bad reply {line:?}"));
             lines.push(line.get(4..).unwrap_or("").to_string());
             if line.as_bytes().get(3) != Some(&b'-') {
                 return Some(Reply { code, lines });

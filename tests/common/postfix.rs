@@ -1,0 +1,796 @@
+//! A private Postfix instance as a test peer (std only).
+//!
+//! Each instance lives in its own directory under /tmp:
+//!
+//! ```text
+//! DIR/conf/{main.cf,master.cf}   config_directory (what `postfix -c` gets)
+//! DIR/queue/                     queue_directory (pid file: queue/pid/master.pid)
+//! DIR/data/                      data_directory (owned by `postfix`)
+//! DIR/postfix.log                maillog_file (written by postlogd)
+//! DIR/tls/                       generated server certificate when asked for
+//! ```
+//!
+//! Config and queue are siblings, not nested: `postfix-script` warns about every queue
+//! directory "not owned by root" when the queue sits inside the config directory.
+//!
+//! Gotchas this module handles:
+//! - `postfix start` exits 0 and prints nothing when stderr is not a TTY, even when the
+//!   master never started: we wait for "daemon started" in the maillog, and on failure
+//!   rerun `postfix check` under `script` (a pty) to put Postfix's complaint into the error.
+//! - "mail for [127.0.0.1]:2525 loops back to myself": the smtp client treats every
+//!   address in `inet_interfaces` as itself, also for a `[ip]:port` relayhost.
+//!   `inet_interfaces` must name an address of a real interface (127.0.0.1 or ::1, not
+//!   127.0.0.7), so we set it to `[::1]` (with `inet_protocols = all`) when ::1 exists;
+//!   then no IPv4 loopback address counts as "myself" and relaying to 127.0.0.1 works.
+//!   The smtpd listener is an explicit `127.0.0.x:port` master.cf entry, which does not
+//!   depend on `inet_interfaces`. Without ::1 we fall back to 127.0.0.1 (then a
+//!   relayhost on 127.0.0.1 would bounce: give peers other 127.x addresses).
+//! - chroot is off for every service; `smtpd_peername_lookup = no` so no reverse DNS
+//!   query leaves the machine for 127.x clients.
+//! - Retries are fast (`queue_run_delay`, backoff 1-2 s) so a test that starts the
+//!   receiving side late, or calls [`Postfix::flush`], does not wait minutes.
+//!
+//! Every wait is bounded; `Drop` stops the instance (`postfix stop`, then SIGKILL to the
+//! master's process group) and removes the directory unless `TINYMTA_KEEP_POSTFIX` is set.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+/// How a private Postfix instance is set up.
+#[derive(Clone, Debug)]
+pub struct PostfixOptions {
+    /// smtpd listener "127.0.0.x:port"; `None` for a client-only instance (no smtpd).
+    pub listen: Option<String>,
+    /// `relayhost`, e.g. "[127.0.0.1]:2525".
+    pub relayhost: Option<String>,
+    /// Sink: accept mail for any domain from 127.0.0.0/8, queue it, then discard it
+    /// (`default_transport = discard`, as the TESTBENCH baselines).
+    pub sink: bool,
+    /// Offer STARTTLS on the smtpd listener with a generated self-signed certificate
+    /// (`smtpd_tls_security_level = may`); see [`Postfix::cert_path`].
+    pub smtpd_tls: bool,
+    /// `myhostname`; default "pfN.test".
+    pub hostname: Option<String>,
+    /// Extra main.cf settings; they replace defaults of the same name.
+    pub main_cf: Vec<(String, String)>,
+    /// Extra `-o name=value` overrides for the smtpd listener.
+    pub smtpd_overrides: Vec<(String, String)>,
+    /// Extra master.cf lines, verbatim.
+    pub master_cf: Vec<String>,
+    /// Bound on start-up (default 20 s).
+    pub start_timeout: Duration,
+}
+
+impl Default for PostfixOptions {
+    fn default() -> Self {
+        PostfixOptions {
+            listen: None,
+            relayhost: None,
+            sink: false,
+            smtpd_tls: false,
+            hostname: None,
+            main_cf: Vec::new(),
+            smtpd_overrides: Vec::new(),
+            master_cf: Vec::new(),
+            start_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+impl PostfixOptions {
+    /// A queue-and-discard sink listening on `listen` ("127.0.0.x:port").
+    pub fn sink(listen: &str) -> Self {
+        PostfixOptions {
+            listen: Some(listen.to_string()),
+            sink: true,
+            ..Default::default()
+        }
+    }
+
+    /// A client-only instance (no listener) that sends everything to `relayhost`.
+    pub fn client(relayhost: &str) -> Self {
+        PostfixOptions {
+            relayhost: Some(relayhost.to_string()),
+            ..Default::default()
+        }
+    }
+
+    /// Builder helper: add a main.cf setting.
+    pub fn set(mut self, name: &str, value: &str) -> Self {
+        self.main_cf.push((name.to_string(), value.to_string()));
+        self
+    }
+}
+
+/// A running private Postfix instance. Stopped and removed on drop.
+pub struct Postfix {
+    /// Instance root (see module docs).
+    pub dir: PathBuf,
+    /// config_directory, the argument to `postfix -c`, `postqueue -c`, `sendmail -C`.
+    pub conf_dir: PathBuf,
+    /// smtpd listener "127.0.0.x:port", or "" for a client-only instance.
+    pub listen: String,
+    /// `myhostname`.
+    pub hostname: String,
+    /// maillog_file.
+    pub log_path: PathBuf,
+    /// PID of the master process.
+    pub master_pid: u32,
+    command_dir: PathBuf,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+fn next_id() -> u32 {
+    COUNTER.fetch_add(1, Ordering::SeqCst)
+}
+
+/// A fresh loopback address 127.A.B.C (never 127.0.0.1), distinct per process and call,
+/// so parallel tests and parallel test binaries do not share addresses.
+pub fn unique_loopback() -> String {
+    let pid = std::process::id();
+    let n = next_id();
+    // A in 64..=191 from the pid; B.C from pid bits and a per-process counter.
+    let a = 64 + (pid % 128);
+    let b = ((pid / 128) % 64) * 4 + (n / 250) % 4;
+    let c = 2 + n % 250;
+    format!("127.{a}.{b}.{c}")
+}
+
+/// A TCP port that is free on `ip` right now (bind to port 0, read it, close).
+pub fn free_port(ip: &str) -> u16 {
+    let l = TcpListener::bind((ip, 0)).expect("bind to find a free port");
+    l.local_addr().unwrap().port()
+}
+
+/// "127.x.y.z:port" on a fresh loopback address with a free port.
+pub fn unique_listen_addr() -> String {
+    let ip = unique_loopback();
+    let port = free_port(&ip);
+    format!("{ip}:{port}")
+}
+
+/// Whether the loopback interface has ::1.
+fn have_ipv6_loopback() -> bool {
+    fs::read_to_string("/proc/net/if_inet6")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("00000000000000000000000000000001"))
+        })
+        .unwrap_or(false)
+}
+
+/// Run `cmd` with optional stdin, bounded by `timeout`; stdout and stderr go to a
+/// temporary file (not a pipe: daemons such as the Postfix master may keep inherited
+/// descriptors open, and reading a pipe to EOF would then hang). Returns the status
+/// and the combined output.
+pub fn run_timeout(
+    cmd: &mut Command,
+    stdin: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<(ExitStatus, String), String> {
+    let out_path = std::env::temp_dir().join(format!(
+        "tinymta-cmd-{}-{}.out",
+        std::process::id(),
+        next_id()
+    ));
+    let out = fs::File::create(&out_path).map_err(|e| format!("create {out_path:?}: {e}"))?;
+    let err = out.try_clone().map_err(|e| e.to_string())?;
+    cmd.stdout(Stdio::from(out)).stderr(Stdio::from(err));
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
+    let desc = format!("{cmd:?}");
+    let mut child = cmd.spawn().map_err(|e| {
+        let _ = fs::remove_file(&out_path);
+        format!("spawn {desc}: {e}")
+    })?;
+    let writer = stdin.map(|data| {
+        let mut pipe = child.stdin.take().unwrap();
+        let data = data.to_vec();
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(&data);
+        })
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break Ok(st),
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break Err(format!("{desc}: timed out after {timeout:?}"));
+            }
+            Ok(None) => sleep(Duration::from_millis(20)),
+            Err(e) => break Err(format!("{desc}: wait: {e}")),
+        }
+    };
+    if let Some(w) = writer {
+        let _ = w.join();
+    }
+    let mut text = String::new();
+    if let Ok(mut f) = fs::File::open(&out_path) {
+        let mut buf = Vec::new();
+        let _ = f.read_to_end(&mut buf);
+        text = String::from_utf8_lossy(&buf).into_owned();
+    }
+    let _ = fs::remove_file(&out_path);
+    match status {
+        Ok(st) => Ok((st, text)),
+        Err(e) => Err(format!("{e}\n{text}")),
+    }
+}
+
+/// Run and require exit status 0.
+fn run_ok(cmd: &mut Command, stdin: Option<&[u8]>, timeout: Duration) -> Result<String, String> {
+    let desc = format!("{cmd:?}");
+    let (st, out) = run_timeout(cmd, stdin, timeout)?;
+    if st.success() {
+        Ok(out)
+    } else {
+        Err(format!("{desc}: {st}\n{out}"))
+    }
+}
+
+fn postconf_default(name: &str) -> Option<String> {
+    let (st, out) = run_timeout(
+        Command::new("postconf").args(["-dh", name]),
+        None,
+        Duration::from_secs(10),
+    )
+    .ok()?;
+    if st.success() {
+        let v = out.trim().to_string();
+        if !v.is_empty() {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// Is `pid` alive (and not a zombie)?
+fn pid_alive(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // Field 3 is the state; the command name (field 2) is in parentheses.
+        Ok(s) => s
+            .rsplit(')')
+            .next()
+            .map(|r| !r.trim_start().starts_with('Z'))
+            .unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+/// Process group of `pid`.
+fn pgid_of(pid: u32) -> Option<u32> {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = s.rsplit(')').next()?;
+    // After ")": state ppid pgrp ...
+    rest.split_whitespace().nth(2)?.parse().ok()
+}
+
+fn kill(sig: &str, target: &str) {
+    let _ = run_timeout(
+        Command::new("kill").args([sig, "--", target]),
+        None,
+        Duration::from_secs(5),
+    );
+}
+
+/// Whether a TCP socket listens on `addr` ("ip:port", IPv4), from /proc/net/tcp.
+pub fn is_listening(addr: &str) -> bool {
+    let Ok(sa) = addr.parse::<std::net::SocketAddrV4>() else {
+        // Not a plain IPv4 address: fall back to connecting.
+        return std::net::TcpStream::connect(addr).is_ok();
+    };
+    let local = format!(
+        "{:08X}:{:04X}",
+        u32::from_ne_bytes(sa.ip().octets()),
+        sa.port()
+    );
+    let any = format!("{:08X}:{:04X}", 0u32, sa.port());
+    fs::read_to_string("/proc/net/tcp")
+        .map(|t| {
+            t.lines().skip(1).any(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                f.len() > 3 && (f[1] == local || f[1] == any) && f[3] == "0A"
+            })
+        })
+        .unwrap_or(false)
+}
+
+fn read_master_pid(dir: &Path) -> Option<u32> {
+    fs::read_to_string(dir.join("queue/pid/master.pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+impl Postfix {
+    /// Create, configure and start an instance; returns once the master logged
+    /// "daemon started" (and, with a listener, the port accepts connections).
+    pub fn start(opts: PostfixOptions) -> Result<Postfix, String> {
+        let id = next_id();
+        let dir = PathBuf::from(format!(
+            "/tmp/tinymta-postfix-{}-{}",
+            std::process::id(),
+            id
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        let conf_dir = dir.join("conf");
+        let queue_dir = dir.join("queue");
+        let data_dir = dir.join("data");
+        let tls_dir = dir.join("tls");
+        let log_path = dir.join("postfix.log");
+        for d in [&conf_dir, &queue_dir, &data_dir] {
+            fs::create_dir_all(d).map_err(|e| format!("mkdir {d:?}: {e}"))?;
+        }
+        let hostname = opts
+            .hostname
+            .clone()
+            .unwrap_or_else(|| format!("pf{id}.test"));
+        let command_dir = PathBuf::from(
+            postconf_default("command_directory").unwrap_or_else(|| "/usr/sbin".into()),
+        );
+
+        // From here on, a half-made instance is cleaned up by Drop.
+        let mut pf = Postfix {
+            dir: dir.clone(),
+            conf_dir: conf_dir.clone(),
+            listen: opts.listen.clone().unwrap_or_default(),
+            hostname: hostname.clone(),
+            log_path: log_path.clone(),
+            master_pid: 0,
+            command_dir,
+        };
+
+        let (inet_interfaces, inet_protocols) = if have_ipv6_loopback() {
+            ("[::1]", "all")
+        } else {
+            ("127.0.0.1", "ipv4")
+        };
+        let d = |p: &Path| p.display().to_string();
+        let mut main: Vec<(String, String)> = vec![
+            ("compatibility_level", "3.6".to_string()),
+            ("config_directory", d(&conf_dir)),
+            ("queue_directory", d(&queue_dir)),
+            ("data_directory", d(&data_dir)),
+            ("maillog_file", d(&log_path)),
+            ("maillog_file_prefixes", d(dir.parent().unwrap())),
+            ("myhostname", hostname.clone()),
+            ("mydomain", hostname.clone()),
+            ("myorigin", "$myhostname".into()),
+            ("mydestination", String::new()),
+            ("relay_domains", String::new()),
+            ("inet_interfaces", inet_interfaces.into()),
+            ("inet_protocols", inet_protocols.into()),
+            ("mynetworks", "127.0.0.0/8 [::1]/128".into()),
+            (
+                "smtpd_relay_restrictions",
+                "permit_mynetworks, reject_unauth_destination".into(),
+            ),
+            ("smtpd_peername_lookup", "no".into()),
+            ("smtpd_banner", "$myhostname ESMTP Postfix".into()),
+            ("alias_maps", String::new()),
+            ("alias_database", String::new()),
+            ("local_recipient_maps", String::new()),
+            ("biff", "no".into()),
+            ("append_dot_mydomain", "no".into()),
+            ("queue_run_delay", "1s".into()),
+            ("minimal_backoff_time", "1s".into()),
+            ("maximal_backoff_time", "2s".into()),
+            ("smtp_connect_timeout", "5s".into()),
+            ("smtp_helo_timeout", "15s".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        if let Some(r) = &opts.relayhost {
+            main.push(("relayhost".into(), r.clone()));
+        }
+        if opts.sink {
+            for t in [
+                "default_transport",
+                "local_transport",
+                "relay_transport",
+                "virtual_transport",
+            ] {
+                main.push((t.into(), "discard".into()));
+            }
+        }
+        if opts.smtpd_tls {
+            fs::create_dir_all(&tls_dir).map_err(|e| format!("mkdir {tls_dir:?}: {e}"))?;
+            let (cert, key) = (tls_dir.join("cert.pem"), tls_dir.join("key.pem"));
+            run_ok(
+                Command::new("openssl")
+                    .args([
+                        "req",
+                        "-x509",
+                        "-newkey",
+                        "ec",
+                        "-pkeyopt",
+                        "ec_paramgen_curve:prime256v1",
+                        "-nodes",
+                        "-days",
+                        "30",
+                        "-subj",
+                    ])
+                    .arg(format!("/CN={hostname}"))
+                    .arg("-addext")
+                    .arg(format!("subjectAltName=DNS:{hostname}"))
+                    .arg("-keyout")
+                    .arg(&key)
+                    .arg("-out")
+                    .arg(&cert),
+                None,
+                Duration::from_secs(20),
+            )?;
+            main.push(("smtpd_tls_security_level".into(), "may".into()));
+            main.push(("smtpd_tls_cert_file".into(), d(&cert)));
+            main.push(("smtpd_tls_key_file".into(), d(&key)));
+            main.push(("smtpd_tls_loglevel".into(), "1".into()));
+        }
+        for (k, v) in &opts.main_cf {
+            main.retain(|(k2, _)| k2 != k);
+            main.push((k.clone(), v.clone()));
+        }
+        let mut main_text = String::new();
+        for (k, v) in &main {
+            main_text.push_str(&format!("{k} = {v}\n"));
+        }
+        fs::write(conf_dir.join("main.cf"), main_text).map_err(|e| e.to_string())?;
+
+        // master.cf: the Debian defaults that matter, chroot off everywhere.
+        let mut master = String::new();
+        if let Some(l) = &opts.listen {
+            master.push_str(&format!("{l} inet n - n - - smtpd\n"));
+            for (k, v) in &opts.smtpd_overrides {
+                master.push_str(&format!("  -o {k}={v}\n"));
+            }
+        }
+        master.push_str(MASTER_CF);
+        for l in &opts.master_cf {
+            master.push_str(l);
+            master.push('\n');
+        }
+        fs::write(conf_dir.join("master.cf"), master).map_err(|e| e.to_string())?;
+
+        run_ok(
+            Command::new("chown").arg("postfix").arg(&data_dir),
+            None,
+            Duration::from_secs(5),
+        )?;
+
+        // `postfix start` creates the missing queue directories with their owners.
+        let start_out = run_timeout(
+            Command::new(pf.command_dir.join("postfix"))
+                .arg("-c")
+                .arg(&conf_dir)
+                .arg("start"),
+            None,
+            opts.start_timeout,
+        );
+        let deadline = Instant::now() + opts.start_timeout;
+        let started = loop {
+            if pf.log().contains("daemon started") {
+                break true;
+            }
+            if Instant::now() >= deadline {
+                break false;
+            }
+            // Exit status 1 from `postfix start`: no point in waiting.
+            if let Ok((st, _)) = &start_out {
+                if !st.success() {
+                    break false;
+                }
+            }
+            sleep(Duration::from_millis(50));
+        };
+        if !started {
+            return Err(format!(
+                "postfix did not start in {}\npostfix start: {:?}\ndiagnostics:\n{}\nlog:\n{}",
+                pf.dir.display(),
+                start_out,
+                pf.diagnose(),
+                pf.log()
+            ));
+        }
+        pf.master_pid = read_master_pid(&dir).ok_or("no master.pid after start")?;
+        if let Some(l) = &opts.listen {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            // Look for the LISTEN socket rather than connecting: a probe connection
+            // would put "lost connection after CONNECT" into the log.
+            while !is_listening(l) {
+                if Instant::now() >= deadline {
+                    return Err(format!(
+                        "postfix started but {l} refuses connections\n{}",
+                        pf.log()
+                    ));
+                }
+                sleep(Duration::from_millis(50));
+            }
+        }
+        Ok(pf)
+    }
+
+    /// What Postfix says about its configuration when stderr is a TTY.
+    fn diagnose(&self) -> String {
+        let cmd = format!(
+            "{} -c {} check",
+            self.command_dir.join("postfix").display(),
+            self.conf_dir.display()
+        );
+        match run_timeout(
+            Command::new("script").args(["-qec", &cmd, "/dev/null"]),
+            None,
+            Duration::from_secs(15),
+        ) {
+            Ok((_, out)) => out,
+            Err(e) => e,
+        }
+    }
+
+    /// Server certificate (PEM) when started with `smtpd_tls`.
+    pub fn cert_path(&self) -> PathBuf {
+        self.dir.join("tls/cert.pem")
+    }
+
+    /// Inject a message with Postfix's own `sendmail -C conf` (through postdrop and
+    /// pickup); Postfix then delivers it as configured (e.g. to its relayhost).
+    pub fn sendmail(&self, from: &str, to: &str, message: &[u8]) -> Result<(), String> {
+        self.sendmail_rcpts(from, &[to], message)
+    }
+
+    /// Like [`Postfix::sendmail`] with several recipients.
+    pub fn sendmail_rcpts(&self, from: &str, to: &[&str], message: &[u8]) -> Result<(), String> {
+        let mut cmd = Command::new(self.command_dir.join("sendmail"));
+        cmd.arg("-C")
+            .arg(&self.conf_dir)
+            .arg("-i")
+            .arg("-f")
+            .arg(from)
+            .arg("--")
+            .args(to);
+        cmd.env("MAIL_CONFIG", &self.conf_dir);
+        run_ok(&mut cmd, Some(message), Duration::from_secs(20)).map(|_| ())
+    }
+
+    /// The whole maillog so far ("" before postlogd wrote anything).
+    pub fn log(&self) -> String {
+        fs::read(&self.log_path)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Current length of the log in bytes: a mark for [`Postfix::wait_log_since`].
+    pub fn log_mark(&self) -> usize {
+        fs::metadata(&self.log_path)
+            .map(|m| m.len() as usize)
+            .unwrap_or(0)
+    }
+
+    /// Wait until a log line contains `needle`; returns that line. On timeout the error
+    /// carries the log.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> Result<String, String> {
+        self.wait_log_since(0, needle, timeout)
+    }
+
+    /// Like [`Postfix::wait_log`], looking only at lines after byte offset `mark`.
+    pub fn wait_log_since(
+        &self,
+        mark: usize,
+        needle: &str,
+        timeout: Duration,
+    ) -> Result<String, String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let log = self.log();
+            let tail = log.get(mark..).unwrap_or("");
+            if let Some(line) = tail.lines().find(|l| l.contains(needle)) {
+                return Ok(line.to_string());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "no log line containing {needle:?} within {timeout:?} in {}:\n{}",
+                    self.log_path.display(),
+                    tail
+                ));
+            }
+            sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Log lines containing `needle`.
+    pub fn log_lines(&self, needle: &str) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// `postqueue -p` output ("Mail queue is empty" when empty).
+    pub fn queue(&self) -> String {
+        let mut cmd = Command::new(self.command_dir.join("postqueue"));
+        cmd.arg("-c").arg(&self.conf_dir).arg("-p");
+        match run_timeout(&mut cmd, None, Duration::from_secs(10)) {
+            Ok((_, out)) => out,
+            Err(e) => e,
+        }
+    }
+
+    /// `postqueue -f`: retry deferred mail now.
+    pub fn flush(&self) -> Result<(), String> {
+        let mut cmd = Command::new(self.command_dir.join("postqueue"));
+        cmd.arg("-c").arg(&self.conf_dir).arg("-f");
+        run_ok(&mut cmd, None, Duration::from_secs(10)).map(|_| ())
+    }
+
+    /// Change main.cf settings (`postconf -e`) and `postfix reload`.
+    pub fn reconfigure(&self, settings: &[(&str, &str)]) -> Result<(), String> {
+        let mut cmd = Command::new(self.command_dir.join("postconf"));
+        cmd.arg("-c").arg(&self.conf_dir).arg("-e");
+        for (k, v) in settings {
+            cmd.arg(format!("{k}={v}"));
+        }
+        run_ok(&mut cmd, None, Duration::from_secs(10))?;
+        let mark = self.log_mark();
+        let mut cmd = Command::new(self.command_dir.join("postfix"));
+        cmd.arg("-c").arg(&self.conf_dir).arg("reload");
+        run_ok(&mut cmd, None, Duration::from_secs(10))?;
+        self.wait_log_since(mark, "reload", Duration::from_secs(10))
+            .map(|_| ())
+    }
+
+    /// PIDs of the master and all its descendants (the Postfix daemons).
+    pub fn pids(&self) -> Vec<u32> {
+        if self.master_pid == 0 || !pid_alive(self.master_pid) {
+            return Vec::new();
+        }
+        let mut pids = vec![self.master_pid];
+        let mut i = 0;
+        while i < pids.len() {
+            let parent = pids[i];
+            if let Ok(rd) = fs::read_dir("/proc") {
+                for e in rd.flatten() {
+                    let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                        continue;
+                    };
+                    let ppid = fs::read_to_string(format!("/proc/{p}/stat"))
+                        .ok()
+                        .and_then(|s| {
+                            s.rsplit(')')
+                                .next()?
+                                .split_whitespace()
+                                .nth(1)?
+                                .parse::<u32>()
+                                .ok()
+                        });
+                    if ppid == Some(parent) && !pids.contains(&p) {
+                        pids.push(p);
+                    }
+                }
+            }
+            i += 1;
+        }
+        pids
+    }
+
+    /// Sum of Pss (kB) over all Postfix processes of this instance.
+    pub fn pss_kb(&self) -> u64 {
+        self.pids()
+            .iter()
+            .filter_map(|p| fs::read_to_string(format!("/proc/{p}/smaps_rollup")).ok())
+            .filter_map(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("Pss:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            })
+            .sum()
+    }
+
+    fn stop(&mut self) {
+        let pid = if self.master_pid != 0 {
+            Some(self.master_pid)
+        } else {
+            read_master_pid(&self.dir)
+        };
+        let _ = run_timeout(
+            Command::new(self.command_dir.join("postfix"))
+                .arg("-c")
+                .arg(&self.conf_dir)
+                .arg("stop"),
+            None,
+            Duration::from_secs(10),
+        );
+        let Some(pid) = pid else { return };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while pid_alive(pid) && Instant::now() < deadline {
+            sleep(Duration::from_millis(50));
+        }
+        if pid_alive(pid) {
+            // The master is a session leader: its group holds the daemons.
+            match pgid_of(pid) {
+                Some(g) if g == pid => kill("-KILL", &format!("-{pid}")),
+                _ => kill("-KILL", &pid.to_string()),
+            }
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while pid_alive(pid) && Instant::now() < deadline {
+                sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+impl Drop for Postfix {
+    fn drop(&mut self) {
+        self.stop();
+        if std::env::var_os("TINYMTA_KEEP_POSTFIX").is_none() {
+            let _ = fs::remove_dir_all(&self.dir);
+        } else {
+            eprintln!("keeping Postfix instance {}", self.dir.display());
+        }
+    }
+}
+
+/// Run `posttls-finger ARGS` with `MAIL_CONFIG` pointing at a directory with an empty
+/// main.cf; returns stdout + stderr (posttls-finger always exits 0: look for
+/// "Verified|Trusted|Untrusted|Anonymous TLS connection established"; there is no such
+/// line when STARTTLS is not offered). Bounded to 60 s.
+pub fn posttls_finger(args: &[&str]) -> String {
+    let dir = PathBuf::from(format!(
+        "/tmp/tinymta-ptf-{}-{}",
+        std::process::id(),
+        next_id()
+    ));
+    let _ = fs::create_dir_all(&dir);
+    let _ = fs::write(dir.join("main.cf"), "");
+    let mut cmd = Command::new("posttls-finger");
+    cmd.args(args).env("MAIL_CONFIG", &dir);
+    let out = match run_timeout(&mut cmd, None, Duration::from_secs(60)) {
+        Ok((_, out)) => out,
+        Err(e) => e,
+    };
+    let _ = fs::remove_dir_all(&dir);
+    out
+}
+
+/// The services of Debian's master.cf that a test peer needs, chroot off.
+const MASTER_CF: &str = "\
+pickup     unix  n  -  n  60     1  pickup
+cleanup    unix  n  -  n  -      0  cleanup
+qmgr       unix  n  -  n  300    1  qmgr
+tlsmgr     unix  -  -  n  1000?  1  tlsmgr
+rewrite    unix  -  -  n  -      -  trivial-rewrite
+bounce     unix  -  -  n  -      0  bounce
+defer      unix  -  -  n  -      0  bounce
+trace      unix  -  -  n  -      0  bounce
+verify     unix  -  -  n  -      1  verify
+flush      unix  n  -  n  1000?  0  flush
+proxymap   unix  -  -  n  -      -  proxymap
+proxywrite unix  -  -  n  -      1  proxymap
+smtp       unix  -  -  n  -      -  smtp
+relay      unix  -  -  n  -      -  smtp
+  -o syslog_name=postfix/$service_name
+showq      unix  n  -  n  -      -  showq
+error      unix  -  -  n  -      -  error
+retry      unix  -  -  n  -      -  error
+discard    unix  -  -  n  -      -  discard
+local      unix  -  n  n  -      -  local
+virtual    unix  -  n  n  -      -  virtual
+lmtp       unix  -  -  n  -      -  lmtp
+anvil      unix  -  -  n  -      1  anvil
+scache     unix  -  -  n  -      1  scache
+postlog    unix-dgram n - n - 1  postlogd
+";
