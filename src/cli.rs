@@ -23,6 +23,7 @@ pub enum Subcommand {
     Sendmail(SendmailArgs),
     Queue(QueueArgs),
     TlsInfo(TlsInfoArgs),
+    CheckTls(CheckTlsArgs),
 }
 
 #[derive(FromArgs, Debug, Default)]
@@ -77,6 +78,44 @@ pub struct ServeArgs {
     /// most recipients in one message (default 1000)
     #[argh(option, default = "1000")]
     pub max_recipients: usize,
+    /// send all non-local mail via this host: [HOST]:PORT (brackets: no MX lookup)
+    #[argh(option)]
+    pub relayhost: Option<String>,
+    /// per-domain next hops, lines 'domain  [host]:port' (local domains too: relayed)
+    #[argh(option)]
+    pub transport: Option<String>,
+    /// outbound per-destination TLS policy table (Postfix smtp_tls_policy_maps syntax)
+    #[argh(option)]
+    pub tls_policy: Option<String>,
+    /// outbound TLS level when the policy table has no match: none, may, encrypt, dane,
+    /// dane-only, fingerprint, verify or secure (default may)
+    #[argh(option, default = "String::from(\"may\")")]
+    pub tls_default_level: String,
+    /// trust anchors (PEM bundle) for the verify and secure levels (default: system store)
+    #[argh(option)]
+    pub tls_ca_file: Option<String>,
+    /// directory of hashed CA certificates for verify and secure (default: system store)
+    #[argh(option)]
+    pub tls_ca_dir: Option<String>,
+    /// digest of fingerprint-level matches: sha256, sha1 or md5 (default sha256)
+    #[argh(option, default = "String::from(\"sha256\")")]
+    pub tls_fingerprint_digest: String,
+    /// client certificate (PEM chain) presented to every destination
+    #[argh(option)]
+    pub tls_client_cert: Option<String>,
+    /// key of --tls-client-cert
+    #[argh(option)]
+    pub tls_client_key: Option<String>,
+    /// DNS server to ask, ADDR[:PORT], trusted for the DNSSEC AD bit (default: the
+    /// first nameserver in /etc/resolv.conf)
+    #[argh(option)]
+    pub resolver: Option<String>,
+    /// port used for MX deliveries (default 25; for tests)
+    #[argh(option, default = "25")]
+    pub mx_port: u16,
+    /// where TLS-failure alerts go (at most one per destination per hour)
+    #[argh(option)]
+    pub alert_rcpt: Option<String>,
     /// seconds a queued message is retried before it bounces (default 432000, 5 days)
     #[argh(option, default = "432_000")]
     pub queue_lifetime: u64,
@@ -174,6 +213,54 @@ pub struct QueueFlush {}
 /// Print the compiled cipher profile and the effective suites per protocol.
 #[argh(subcommand, name = "tls-info")]
 pub struct TlsInfoArgs {}
+
+#[derive(FromArgs, Debug, Default)]
+/// Resolve DEST, connect and report the TLS outcome under the policy table, like
+/// posttls-finger. DEST is a domain (MX lookup), [host]:port or host:port.
+#[argh(subcommand, name = "check-tls")]
+pub struct CheckTlsArgs {
+    /// destination: example.com, [mx.example.com]:25 or 192.0.2.7:2525
+    #[argh(positional)]
+    pub dest: String,
+    /// name sent in EHLO (default: the system host name)
+    #[argh(option)]
+    pub hostname: Option<String>,
+    /// send all non-local mail via this host: [HOST]:PORT (brackets: no MX lookup)
+    #[argh(option)]
+    pub relayhost: Option<String>,
+    /// per-domain next hops, lines 'domain  [host]:port' (local domains too: relayed)
+    #[argh(option)]
+    pub transport: Option<String>,
+    /// outbound per-destination TLS policy table (Postfix smtp_tls_policy_maps syntax)
+    #[argh(option)]
+    pub tls_policy: Option<String>,
+    /// outbound TLS level when the policy table has no match: none, may, encrypt, dane,
+    /// dane-only, fingerprint, verify or secure (default may)
+    #[argh(option, default = "String::from(\"may\")")]
+    pub tls_default_level: String,
+    /// trust anchors (PEM bundle) for the verify and secure levels (default: system store)
+    #[argh(option)]
+    pub tls_ca_file: Option<String>,
+    /// directory of hashed CA certificates for verify and secure (default: system store)
+    #[argh(option)]
+    pub tls_ca_dir: Option<String>,
+    /// digest of fingerprint-level matches: sha256, sha1 or md5 (default sha256)
+    #[argh(option, default = "String::from(\"sha256\")")]
+    pub tls_fingerprint_digest: String,
+    /// client certificate (PEM chain) presented to every destination
+    #[argh(option)]
+    pub tls_client_cert: Option<String>,
+    /// key of --tls-client-cert
+    #[argh(option)]
+    pub tls_client_key: Option<String>,
+    /// DNS server to ask, ADDR[:PORT], trusted for the DNSSEC AD bit (default: the
+    /// first nameserver in /etc/resolv.conf)
+    #[argh(option)]
+    pub resolver: Option<String>,
+    /// port used for MX deliveries (default 25; for tests)
+    #[argh(option, default = "25")]
+    pub mx_port: u16,
+}
 
 /// Rewrites a traditional sendmail command line into the argh form: `-oi` → `-i`,
 /// `-ffrom` → `-f from`, `-Fname` → `-F name`, and drops options that are meaningless

@@ -6,7 +6,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cli::ServeArgs;
+use crate::cli::{CheckTlsArgs, ServeArgs};
+use crate::outbound::transport::{parse_nexthop, TransportTable};
+use crate::tls::fingerprint::Digest;
+use crate::tls::policy::{Level, NextHop, PolicyTable};
 
 /// A configuration error: printed as `tinymta: <where>: <what>` and exit code 64/78.
 #[derive(Debug)]
@@ -123,8 +126,6 @@ pub struct Limits {
 /// Queue timing.
 #[derive(Debug, Clone)]
 pub struct Retry {
-    /// Read once bounces exist (outbound delivery); until then nothing expires.
-    #[allow(dead_code)]
     pub lifetime: Duration,
     pub min: Duration,
     pub max: Duration,
@@ -143,7 +144,160 @@ pub struct Config {
     /// Certificate and key; `None` means the generated demonstration certificate.
     pub tls_cert: Option<(PathBuf, PathBuf)>,
     pub limits: Limits,
+    /// Where TLS-failure alerts go.
+    pub alert_rcpt: Option<String>,
     pub retry: Retry,
+    pub outbound: OutboundConfig,
+}
+
+/// The outbound flags, the same for `serve` and `check-tls`.
+#[derive(Debug, Clone)]
+pub struct OutboundFlags<'a> {
+    pub relayhost: &'a Option<String>,
+    pub transport: &'a Option<String>,
+    pub tls_policy: &'a Option<String>,
+    pub tls_default_level: &'a str,
+    pub tls_ca_file: &'a Option<String>,
+    pub tls_ca_dir: &'a Option<String>,
+    pub tls_fingerprint_digest: &'a str,
+    pub tls_client_cert: &'a Option<String>,
+    pub tls_client_key: &'a Option<String>,
+    pub resolver: &'a Option<String>,
+    pub mx_port: u16,
+}
+
+macro_rules! outbound_flags {
+    ($a:expr) => {
+        OutboundFlags {
+            relayhost: &$a.relayhost,
+            transport: &$a.transport,
+            tls_policy: &$a.tls_policy,
+            tls_default_level: &$a.tls_default_level,
+            tls_ca_file: &$a.tls_ca_file,
+            tls_ca_dir: &$a.tls_ca_dir,
+            tls_fingerprint_digest: &$a.tls_fingerprint_digest,
+            tls_client_cert: &$a.tls_client_cert,
+            tls_client_key: &$a.tls_client_key,
+            resolver: &$a.resolver,
+            mx_port: $a.mx_port,
+        }
+    };
+}
+
+impl<'a> From<&'a ServeArgs> for OutboundFlags<'a> {
+    fn from(a: &'a ServeArgs) -> Self {
+        outbound_flags!(a)
+    }
+}
+
+impl<'a> From<&'a CheckTlsArgs> for OutboundFlags<'a> {
+    fn from(a: &'a CheckTlsArgs) -> Self {
+        outbound_flags!(a)
+    }
+}
+
+/// Validated outbound settings: routing tables, TLS policy, trust, DNS.
+#[derive(Debug, Clone)]
+pub struct OutboundConfig {
+    pub relayhost: Option<NextHop>,
+    pub transport: TransportTable,
+    pub policy: PolicyTable,
+    pub default_level: Level,
+    pub ca_file: Option<PathBuf>,
+    pub ca_dir: Option<PathBuf>,
+    pub digest: Digest,
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// `--resolver` as given (resolved when the daemon starts).
+    pub resolver: Option<String>,
+    pub mx_port: u16,
+}
+
+impl OutboundConfig {
+    pub fn from_flags(f: OutboundFlags) -> Result<OutboundConfig, ConfigError> {
+        let relayhost = match f.relayhost {
+            Some(r) => Some(parse_nexthop(r, 25).ok_or_else(|| {
+                ConfigError::flag(
+                    "--relayhost",
+                    r,
+                    "expected [HOST]:PORT, e.g. [smtp.example.net]:587",
+                )
+            })?),
+            None => None,
+        };
+        let transport = match f.transport {
+            Some(p) => TransportTable::load(std::path::Path::new(p)).map_err(|e| ConfigError {
+                place: "--transport".into(),
+                message: e,
+            })?,
+            None => TransportTable::default(),
+        };
+        let policy = match f.tls_policy {
+            Some(p) => PolicyTable::load(std::path::Path::new(p)).map_err(|e| ConfigError {
+                place: "--tls-policy".into(),
+                message: e,
+            })?,
+            None => PolicyTable::default(),
+        };
+        let default_level = Level::parse(f.tls_default_level).ok_or_else(|| {
+            ConfigError::flag(
+                "--tls-default-level",
+                f.tls_default_level,
+                "expected none, may, encrypt, dane, dane-only, fingerprint, verify or secure",
+            )
+        })?;
+        crate::tls::policy::check_default_level(default_level)
+            .map_err(|e| ConfigError::flag("--tls-default-level", f.tls_default_level, e))?;
+        let digest = Digest::parse(f.tls_fingerprint_digest).ok_or_else(|| {
+            ConfigError::flag(
+                "--tls-fingerprint-digest",
+                f.tls_fingerprint_digest,
+                "expected sha256, sha1 or md5",
+            )
+        })?;
+        policy
+            .check_fingerprint_length(digest.name(), digest.output_len())
+            .map_err(|e| ConfigError {
+                place: "--tls-policy".into(),
+                message: e,
+            })?;
+        let client_cert = match (f.tls_client_cert, f.tls_client_key) {
+            (Some(c), Some(k)) => Some((PathBuf::from(c), PathBuf::from(k))),
+            (None, None) => None,
+            (Some(c), None) => {
+                return Err(ConfigError::flag(
+                    "--tls-client-cert",
+                    c,
+                    "--tls-client-key is required too",
+                ))
+            }
+            (None, Some(k)) => {
+                return Err(ConfigError::flag(
+                    "--tls-client-key",
+                    k,
+                    "--tls-client-cert is required too",
+                ))
+            }
+        };
+        if let Some(r) = f.resolver {
+            crate::dns::Resolver::from_flag_or_system(Some(r))
+                .map_err(|e| ConfigError::flag("--resolver", r, e))?;
+        }
+        if f.mx_port == 0 {
+            return Err(ConfigError::flag("--mx-port", "0", "must be a port number"));
+        }
+        Ok(OutboundConfig {
+            relayhost,
+            transport,
+            policy,
+            default_level,
+            ca_file: f.tls_ca_file.as_ref().map(PathBuf::from),
+            ca_dir: f.tls_ca_dir.as_ref().map(PathBuf::from),
+            digest,
+            client_cert,
+            resolver: f.resolver.clone(),
+            mx_port: f.mx_port,
+        })
+    }
 }
 
 pub fn running_as_root() -> bool {
@@ -318,6 +472,14 @@ impl Config {
             ));
         }
 
+        let outbound = OutboundConfig::from_flags(OutboundFlags::from(args))?;
+        let alert_rcpt = match &args.alert_rcpt {
+            Some(a) => match crate::smtp::address::parse_mailbox(a, true, false, false) {
+                Ok(Some(m)) => Some(m.to_string()),
+                _ => return Err(ConfigError::flag("--alert-rcpt", a, "not an email address")),
+            },
+            None => None,
+        };
         let state_dir = default_state_dir(&args.state_dir);
         let mail_dir = args
             .mail_dir
@@ -340,11 +502,13 @@ impl Config {
                 command_timeout: Duration::from_secs(args.command_timeout.max(1)),
                 data_timeout: Duration::from_secs(args.data_timeout.max(1)),
             },
+            alert_rcpt,
             retry: Retry {
                 lifetime: Duration::from_secs(args.queue_lifetime),
                 min: Duration::from_secs(args.retry_min),
                 max: Duration::from_secs(args.retry_max),
             },
+            outbound,
         })
     }
 

@@ -43,6 +43,16 @@ pub fn tls_inbound_established(client: &str, info: &TlsInfo) {
     );
 }
 
+/// `Verified TLS connection established to mx.example.com[192.0.2.1]:25: TLSv1.3 with cipher ...`
+pub fn tls_outbound_established(server: &str, info: &TlsInfo) {
+    log::info!(
+        "{} TLS connection established to {}: {}",
+        info.trust,
+        server,
+        info
+    );
+}
+
 pub fn tls_inbound_failed(client: &str, reason: &str) {
     log::warn!("TLS handshake failed from {client}: {reason}");
 }

@@ -3,6 +3,7 @@
 
 mod cli;
 mod config;
+mod dns;
 mod inbound;
 mod logline;
 mod outbound;
@@ -76,6 +77,7 @@ fn main() {
         }
         Some(Subcommand::Sendmail(a)) => sendmail::run(a),
         Some(Subcommand::Queue(a)) => queue::admin::run(a),
+        Some(Subcommand::CheckTls(a)) => outbound::check::run(a),
         Some(Subcommand::TlsInfo(_)) => {
             print!("{}", tls::profile::report());
             0

@@ -12,11 +12,13 @@ use smol::Async;
 
 use crate::config::{Config, InboundTls, Role};
 use crate::inbound::{listener, Shared};
+use crate::outbound::remote::Remote;
 use crate::outbound::DeliveryContext;
 use crate::queue::scheduler::{self, Event};
 use crate::queue::spool::GroupCommit;
 use crate::queue::{QueueId, Spool};
 use crate::tls;
+use crate::tls::client::ClientSettings;
 
 /// How long sessions get to finish after SIGTERM before the process exits anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -124,12 +126,13 @@ async fn run(
     let (events_tx, events_rx) = smol::channel::unbounded::<Event>();
     let commit = GroupCommit::start(&ex, spool.messages_dir());
 
-    let delivery = DeliveryContext {
+    let delivery = Rc::new(DeliveryContext {
         spool: spool.clone(),
         hostname: cfg.hostname.clone(),
         domains: cfg.domains.clone(),
         mail_dir: cfg.mail_dir.clone(),
-    };
+        remote: remote_delivery(&cfg, &spool),
+    });
     log::info!("queue: {} message(s) recovered", recovered.len());
     ex.spawn(scheduler::run(
         ex.clone(),
@@ -217,6 +220,33 @@ async fn run(
     let _ = std::fs::remove_file(shared.spool.wakeup_socket());
     log::info!("stopped");
     0
+}
+
+/// Remote delivery settings from the outbound configuration. A resolver that cannot be
+/// set up is logged; remote mail is then deferred with that reason.
+pub fn remote_delivery(cfg: &Config, spool: &Spool) -> Remote {
+    let out = &cfg.outbound;
+    let resolver = crate::dns::Resolver::from_flag_or_system(out.resolver.as_deref());
+    if let Err(e) = &resolver {
+        log::warn!("no DNS resolver: {e}; mail to other domains stays queued");
+    }
+    Remote::new(
+        resolver,
+        out.relayhost.clone(),
+        out.transport.clone(),
+        out.policy.clone(),
+        out.default_level,
+        out.mx_port,
+        ClientSettings {
+            ca_file: out.ca_file.clone(),
+            ca_dir: out.ca_dir.clone(),
+            cert: out.client_cert.clone(),
+        },
+        out.digest,
+        cfg.alert_rcpt.clone(),
+        Some(spool.clone()),
+        cfg.hostname.clone(),
+    )
 }
 
 /// The datagram socket sendmail and `queue flush` poke (a stale one is replaced).

@@ -1,14 +1,20 @@
 //! Delivery: where each recipient goes (routing) and getting the message there — into
-//! a local Maildir, or (later) over SMTP to the next hop. Returns one outcome per
-//! recipient; the queue decides what happens next.
+//! a local Maildir, or over SMTP to the next hop under the destination's TLS policy.
+//! Returns one outcome per recipient; the queue decides what happens next.
 
+pub mod alert;
+pub mod check;
+pub mod client;
 pub mod maildir;
+pub mod remote;
 pub mod route;
+pub mod transport;
 
-use std::io::{self, Read};
 use std::path::PathBuf;
 
-use crate::queue::{Envelope, QueueId, Spool};
+use crate::queue::{Envelope, Spool};
+use crate::smtp::response::dot_stuff;
+use crate::tls::policy::NextHop;
 
 /// What happened to one recipient in one attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,61 +43,106 @@ impl Outcome {
 }
 
 /// What delivery needs from the configuration.
-#[derive(Debug, Clone)]
 pub struct DeliveryContext {
     pub spool: Spool,
     pub hostname: String,
     pub domains: Vec<String>,
     pub mail_dir: PathBuf,
+    pub remote: remote::Remote,
 }
 
-/// One delivery attempt of message `id` to the recipients in `pending`. Blocking (file
-/// I/O): the scheduler runs it on the blocking pool.
-pub fn attempt(
+/// One delivery attempt of a message to the recipients in `pending`: local ones into
+/// Maildirs (on the blocking pool), remote ones grouped by next hop over SMTP.
+pub async fn attempt(
     ctx: &DeliveryContext,
-    id: &QueueId,
+    env: &Envelope,
+    content: &[u8],
     pending: &[String],
-) -> io::Result<(Envelope, Vec<(String, Outcome)>)> {
-    let (env, mut reader) = ctx.spool.open_message(id)?;
-    let mut content = Vec::new();
-    reader.read_to_end(&mut content)?;
+) -> Vec<(String, Outcome)> {
     let mut results = Vec::new();
+    let mut local = Vec::new();
+    let mut groups: Vec<(NextHop, Vec<String>)> = Vec::new();
     for rcpt in pending {
-        let outcome = match route::classify(rcpt, &ctx.domains) {
-            route::Destination::Local { domain, user } => {
-                match maildir::deliver(
-                    &ctx.mail_dir,
-                    &domain,
-                    &user,
-                    &ctx.hostname,
-                    &env,
-                    rcpt,
-                    &content,
-                ) {
-                    Ok(path) => Outcome::Sent {
-                        relay: "local".into(),
-                        dsn: "2.0.0".into(),
-                        detail: format!("delivered to maildir {}", path.display()),
-                    },
-                    Err(e) => Outcome::Deferred {
-                        relay: "local".into(),
-                        dsn: "4.2.0".into(),
-                        detail: format!("cannot write maildir: {e}"),
-                    },
+        let domain = rcpt
+            .rsplit_once('@')
+            .map(|(_, d)| d.to_ascii_lowercase())
+            .unwrap_or_default();
+        // A transport entry routes even a local domain onward (a gateway in front of an
+        // internal server).
+        let dest = if ctx.remote.transport.lookup(&domain).is_some() {
+            route::Destination::Remote {
+                domain: domain.clone(),
+            }
+        } else {
+            route::classify(rcpt, &ctx.domains)
+        };
+        match dest {
+            route::Destination::Local { domain, user } => local.push((rcpt.clone(), domain, user)),
+            route::Destination::Invalid(why) => results.push((
+                rcpt.clone(),
+                Outcome::Bounced {
+                    relay: "local".into(),
+                    dsn: "5.1.3".into(),
+                    detail: why.to_string(),
+                },
+            )),
+            route::Destination::Remote { domain } => {
+                let hop = ctx.remote.nexthop(&domain);
+                match groups.iter_mut().find(|(h, _)| *h == hop) {
+                    Some((_, rcpts)) => rcpts.push(rcpt.clone()),
+                    None => groups.push((hop, vec![rcpt.clone()])),
                 }
             }
-            route::Destination::Remote { .. } => Outcome::Deferred {
-                relay: "none".into(),
-                dsn: "4.4.0".into(),
-                detail: "remote delivery is not available in this build yet".into(),
-            },
-            route::Destination::Invalid(why) => Outcome::Bounced {
-                relay: "local".into(),
-                dsn: "5.1.3".into(),
-                detail: why.to_string(),
-            },
-        };
-        results.push((rcpt.clone(), outcome));
+        }
     }
-    Ok((env, results))
+    if !local.is_empty() {
+        let (mail_dir, hostname, env2, content2) = (
+            ctx.mail_dir.clone(),
+            ctx.hostname.clone(),
+            env.clone(),
+            content.to_vec(),
+        );
+        let local_results = smol::unblock(move || {
+            local
+                .into_iter()
+                .map(|(rcpt, domain, user)| {
+                    let outcome = match maildir::deliver(
+                        &mail_dir, &domain, &user, &hostname, &env2, &rcpt, &content2,
+                    ) {
+                        Ok(path) => Outcome::Sent {
+                            relay: "local".into(),
+                            dsn: "2.0.0".into(),
+                            detail: format!("delivered to maildir {}", path.display()),
+                        },
+                        Err(e) => Outcome::Deferred {
+                            relay: "local".into(),
+                            dsn: "4.2.0".into(),
+                            detail: format!("cannot write maildir: {e}"),
+                        },
+                    };
+                    (rcpt, outcome)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await;
+        results.extend(local_results);
+    }
+    if !groups.is_empty() {
+        let stuffed = dot_stuff(content);
+        for (hop, rcpts) in groups {
+            results.extend(
+                remote::deliver(
+                    &ctx.remote,
+                    &ctx.hostname,
+                    &env.id.0,
+                    env,
+                    &stuffed,
+                    &hop,
+                    &rcpts,
+                )
+                .await,
+            );
+        }
+    }
+    results
 }

@@ -10,6 +10,7 @@
 //! The queue knows nothing of SMTP sessions or TLS; it stores envelopes and bytes.
 
 pub mod admin;
+pub mod bounce;
 pub mod scheduler;
 pub mod spool;
 

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use smol::channel::{Receiver, Sender};
 use smol::future::FutureExt;
 
+use super::bounce;
 use super::spool::{unix_now, QueueId, Spool};
 use crate::config::Retry;
 use crate::logline;
@@ -41,16 +42,27 @@ pub fn backoff(retry: &Retry, attempts: u32) -> Duration {
 }
 
 /// One attempt for one message, from reading it to recording the outcome. Returns
-/// the Unix time of the next attempt, or `None` when the message has left the queue.
-fn process(ctx: &DeliveryContext, retry: &Retry, id: &QueueId) -> Option<u64> {
-    let spool = &ctx.spool;
-    let mut status = spool.status(id);
-    let env = match spool.open_message(id) {
-        Ok((env, _)) => env,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None, // deleted
+/// the Unix time of the next attempt (`None` when the message has left the queue) and
+/// any bounce messages it queued.
+async fn process(
+    ctx: &DeliveryContext,
+    retry: &Retry,
+    id: &QueueId,
+) -> (Option<u64>, Vec<QueueId>) {
+    let spool = ctx.spool.clone();
+    let id2 = id.clone();
+    let loaded = smol::unblock(move || {
+        spool
+            .read_content(&id2)
+            .map(|(env, content)| (spool.status(&id2), env, content))
+    })
+    .await;
+    let (mut status, env, content) = match loaded {
+        Ok(x) => x,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (None, Vec::new()), // deleted
         Err(e) => {
             log::error!("{id}: cannot read queue file: {e}");
-            return Some(unix_now() + retry.max.as_secs());
+            return (Some(unix_now() + retry.max.as_secs()), Vec::new());
         }
     };
     let pending: Vec<String> = env
@@ -59,17 +71,27 @@ fn process(ctx: &DeliveryContext, retry: &Retry, id: &QueueId) -> Option<u64> {
         .filter(|r| !status.finished.contains(r))
         .cloned()
         .collect();
-    let results = match outbound::attempt(ctx, id, &pending) {
-        Ok((_, results)) => results,
-        Err(e) => {
-            log::error!("{id}: delivery attempt failed: {e}");
-            Vec::new()
-        }
-    };
-    let delay = Duration::from_secs(unix_now().saturating_sub(env.arrival));
+    let mut results = outbound::attempt(ctx, &env, &content, &pending).await;
+
+    let age = unix_now().saturating_sub(env.arrival);
+    let expired = age >= retry.lifetime.as_secs();
+    let delay = Duration::from_secs(age);
     let mut deferred = 0;
-    for (rcpt, outcome) in &results {
-        let (status_word, relay, dsn, detail) = match outcome {
+    for (rcpt, outcome) in results.iter_mut() {
+        if expired {
+            if let Outcome::Deferred { relay, dsn, detail } = outcome {
+                // Past --queue-lifetime: give up, the sender gets a bounce (4.x.x kept).
+                *outcome = Outcome::Bounced {
+                    relay: relay.clone(),
+                    dsn: dsn.clone(),
+                    detail: format!(
+                        "message expired after {} days; last error: {detail}",
+                        age / 86_400
+                    ),
+                };
+            }
+        }
+        let (status_word, relay, dsn, detail) = match &*outcome {
             Outcome::Sent { relay, dsn, detail } => ("sent", relay, dsn, detail),
             Outcome::Deferred { relay, dsn, detail } => ("deferred", relay, dsn, detail),
             Outcome::Bounced { relay, dsn, detail } => ("bounced", relay, dsn, detail),
@@ -82,36 +104,74 @@ fn process(ctx: &DeliveryContext, retry: &Retry, id: &QueueId) -> Option<u64> {
             status.last_reason = format!("{dsn} {detail}");
         }
     }
-    if deferred == 0 && !results.is_empty() || pending.is_empty() {
-        if let Err(e) = spool.remove(id) {
+
+    let mut new_ids = Vec::new();
+    let failed: Vec<bounce::Failed> = results
+        .iter()
+        .filter_map(|(rcpt, o)| match o {
+            Outcome::Bounced { relay, dsn, detail } => Some(bounce::Failed {
+                rcpt,
+                relay,
+                dsn,
+                detail,
+            }),
+            _ => None,
+        })
+        .collect();
+    // Never bounce a bounce: the null sender gets no notification (RFC 5321 §6.1).
+    if !failed.is_empty() && !env.sender.is_empty() {
+        let (benv, bcontent) =
+            bounce::delivery_status_notification(&ctx.hostname, &env, &content, &failed);
+        let spool = ctx.spool.clone();
+        let bid = benv.id.clone();
+        match smol::unblock(move || spool.store(&benv, &bcontent)).await {
+            Ok(()) => {
+                log::info!("{id}: sender non-delivery notification: {bid}");
+                new_ids.push(bid);
+            }
+            Err(e) => {
+                // Keep the message (and retry the bounce) rather than lose the news.
+                log::error!("{id}: cannot queue the bounce: {e}");
+                return (Some(unix_now() + retry.min.as_secs()), new_ids);
+            }
+        }
+    }
+
+    let spool = ctx.spool.clone();
+    let id2 = id.clone();
+    if deferred == 0 {
+        if let Err(e) = smol::unblock(move || spool.remove(&id2)).await {
             log::error!("{id}: cannot remove queue file: {e}");
         }
         logline::removed(&id.0);
-        return None;
+        return (None, new_ids);
     }
     status.attempts += 1;
     status.next_attempt = unix_now() + backoff(retry, status.attempts).as_secs();
-    if let Err(e) = spool.set_status(id, &status) {
+    let next = status.next_attempt;
+    if let Err(e) = smol::unblock(move || spool.set_status(&id2, &status)).await {
         log::error!("{id}: cannot record delivery status: {e}");
     }
-    Some(status.next_attempt)
+    (Some(next), new_ids)
 }
+
+/// A finished attempt: the message, its next attempt time, bounces it queued.
+type Finished = (QueueId, Option<u64>, Vec<QueueId>);
 
 /// Runs the scheduler until `events` closes.
 pub async fn run(
     ex: Rc<smol::LocalExecutor<'static>>,
-    ctx: DeliveryContext,
+    ctx: Rc<DeliveryContext>,
     retry: Retry,
     events: Receiver<Event>,
     initial: Vec<QueueId>,
 ) {
     let spool: Spool = ctx.spool.clone();
-    let ctx = std::sync::Arc::new(ctx);
-    let retry = std::sync::Arc::new(retry);
+    let retry = Rc::new(retry);
     // Next attempt time per waiting message.
     let mut waiting: HashMap<QueueId, u64> = HashMap::new();
     let mut in_flight: HashSet<QueueId> = HashSet::new();
-    let (done_tx, done_rx): (Sender<(QueueId, Option<u64>)>, _) = smol::channel::unbounded();
+    let (done_tx, done_rx): (Sender<Finished>, _) = smol::channel::unbounded();
     for id in initial {
         let next = spool.status(&id).next_attempt;
         waiting.insert(id, next);
@@ -134,9 +194,8 @@ pub async fn run(
             in_flight.insert(id.clone());
             let (ctx, retry, done) = (ctx.clone(), retry.clone(), done_tx.clone());
             ex.spawn(async move {
-                let id2 = id.clone();
-                let next = smol::unblock(move || process(&ctx, &retry, &id2)).await;
-                let _ = done.send((id, next)).await;
+                let (next, new_ids) = process(&ctx, &retry, &id).await;
+                let _ = done.send((id, next, new_ids)).await;
             })
             .detach();
         }
@@ -149,7 +208,7 @@ pub async fn run(
             .min(RESCAN.saturating_sub(last_rescan.elapsed()));
         enum Wake {
             Event(Option<Event>),
-            Done((QueueId, Option<u64>)),
+            Done(Finished),
             Timer,
         }
         let wake = async { Wake::Event(events.recv().await.ok()) }
@@ -185,8 +244,11 @@ pub async fn run(
                 rescan(&spool, &mut waiting, &in_flight);
                 last_rescan = Instant::now();
             }
-            Wake::Done((id, next)) => {
+            Wake::Done((id, next, new_ids)) => {
                 in_flight.remove(&id);
+                for new in new_ids {
+                    waiting.insert(new, 0);
+                }
                 if let Some(next) = next {
                     waiting.insert(id, next);
                 }

@@ -10,6 +10,7 @@ pub mod command;
 pub mod data;
 pub mod line;
 pub mod reply;
+pub mod response;
 
 pub use address::Mailbox;
 

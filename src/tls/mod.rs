@@ -5,6 +5,10 @@
 //! nothing of queues or SMTP state.
 
 pub mod cert;
+pub mod client;
+pub mod dane;
+pub mod fingerprint;
+pub mod policy;
 pub mod profile;
 pub mod stream;
 
@@ -46,9 +50,8 @@ pub enum Trust {
     Untrusted,
     /// Chains to a trusted CA (name not checked).
     Trusted,
-    /// Chains to a trusted CA and the name matches (or DANE matched). Only outbound
-    /// verification (verify/secure/dane levels) reaches it.
-    #[allow(dead_code)]
+    /// Chains to a trusted CA and the name matches, or a fingerprint or DANE record
+    /// matched. Only outbound verification reaches it.
     Verified,
 }
 
@@ -71,6 +74,8 @@ pub struct TlsInfo {
     pub secret_bits: i32,
     pub algorithm_bits: i32,
     pub trust: Trust,
+    /// Extra detail for the log, e.g. which DANE record matched.
+    pub note: Option<String>,
 }
 
 impl TlsInfo {
@@ -93,6 +98,7 @@ impl TlsInfo {
             secret_bits,
             algorithm_bits,
             trust,
+            note: None,
         }
     }
 }

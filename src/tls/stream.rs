@@ -40,7 +40,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MaybeTls<S> {
 }
 
 /// Shortens OpenSSL's error text to what an administrator needs in a log line.
-fn handshake_error(e: openssl::ssl::Error) -> String {
+pub(super) fn handshake_error(e: openssl::ssl::Error) -> String {
     match e.ssl_error() {
         Some(stack) => stack
             .errors()

@@ -7,6 +7,8 @@
 
 #![allow(dead_code)]
 
+pub mod certs;
+pub mod dns;
 pub mod postfix;
 
 use std::fs;
@@ -171,6 +173,13 @@ impl Server {
         ])
         .arg("--state-dir")
         .arg(&self.state)
+        // Never the system resolver: tests stay on loopback. Port 9 (discard) has no
+        // DNS server, so lookups fail at once unless a test passes its own --resolver.
+        .args(if self.extra.iter().any(|a| a == "--resolver") {
+            vec![]
+        } else {
+            vec!["--resolver", "127.0.0.1:9"]
+        })
         .args(&self.extra)
         .env("TINYMTA_LOG", "info")
         .stdin(Stdio::null())

@@ -1,0 +1,358 @@
+//! The client side of one SMTP session (the sending half, like Postfix's `smtp` and
+//! OpenSMTPD's `mta_session`): connect, greeting, EHLO (HELO fallback), STARTTLS,
+//! and a transaction with per-recipient results, PIPELINING when offered.
+
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::time::Duration;
+
+use smol::future::FutureExt;
+use smol::io::{AsyncReadExt, AsyncWriteExt};
+use smol::Async;
+
+use crate::smtp::line::{Line, LineBuffer};
+use crate::smtp::reply::Reply;
+use crate::smtp::response::{self, Extensions, ReplyParser, MAX_REPLY_LINE};
+use crate::tls::client::ClientTls;
+use crate::tls::{MaybeTls, TlsInfo};
+
+/// One address to try: the host name it came from (MX or relay host), the address,
+/// the port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub host: String,
+    pub ip: IpAddr,
+    pub port: u16,
+}
+
+impl Candidate {
+    /// `host[ip]:port`, as Postfix names a server in logs.
+    pub fn name(&self) -> String {
+        format!("{}[{}]:{}", self.host, self.ip, self.port)
+    }
+}
+
+/// Timeouts as Postfix's smtp client defaults.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub command: Duration,
+    /// Waiting for the reply to the final dot.
+    pub data_done: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Timeouts {
+        Timeouts {
+            connect: Duration::from_secs(30),
+            command: Duration::from_secs(300),
+            data_done: Duration::from_secs(600),
+        }
+    }
+}
+
+/// What one recipient got in a transaction.
+#[derive(Debug, Clone)]
+pub struct RcptReply {
+    pub rcpt: String,
+    pub reply: Reply,
+    /// The command the reply answered ("RCPT TO", "end of DATA"), for the log.
+    pub stage: &'static str,
+}
+
+/// A transaction's outcome: either every recipient has its own reply, or the whole
+/// transaction got one (MAIL or DATA refused).
+#[derive(Debug)]
+pub enum TransactionResult {
+    PerRecipient(Vec<RcptReply>),
+    /// The reply and the command it answered.
+    Whole(Reply, &'static str),
+}
+
+/// An open client session.
+pub struct ClientSession {
+    conn: MaybeTls<Async<TcpStream>>,
+    input: LineBuffer,
+    parser: ReplyParser,
+    pub server: Candidate,
+    pub ext: Extensions,
+    pub timeouts: Timeouts,
+    pub tls: Option<TlsInfo>,
+}
+
+impl ClientSession {
+    /// Opens the TCP connection and reads the greeting; a greeting that is not 220 is
+    /// returned as an error reply text ("host refused to talk to me").
+    pub async fn connect(server: &Candidate, timeouts: Timeouts) -> Result<ClientSession, String> {
+        let addr = SocketAddr::new(server.ip, server.port);
+        let stream = async {
+            Async::<TcpStream>::connect(addr)
+                .await
+                .map_err(|e| e.to_string())
+        }
+        .or(async {
+            smol::Timer::after(timeouts.connect).await;
+            Err("Connection timed out".to_string())
+        })
+        .await
+        .map_err(|e| format!("connect to {}: {e}", server.name()))?;
+        let _ = stream.get_ref().set_nodelay(true);
+        let mut s = ClientSession {
+            conn: MaybeTls::Plain(stream),
+            input: LineBuffer::default(),
+            parser: ReplyParser::default(),
+            server: server.clone(),
+            ext: Extensions::default(),
+            timeouts,
+            tls: None,
+        };
+        let greeting = s.read_reply("initial server greeting").await?;
+        if greeting.code != 220 {
+            return Err(format!(
+                "host {} refused to talk to me: {}",
+                server.name(),
+                greeting.summary()
+            ));
+        }
+        Ok(s)
+    }
+
+    /// Reads one reply; `stage` names the wait for the timeout message.
+    pub async fn read_reply(&mut self, stage: &str) -> Result<Reply, String> {
+        self.read_reply_within(stage, self.timeouts.command).await
+    }
+
+    async fn read_reply_within(&mut self, stage: &str, timeout: Duration) -> Result<Reply, String> {
+        loop {
+            while let Some(line) = self.input.next_line(MAX_REPLY_LINE) {
+                let bytes = match line {
+                    Line::Complete(b) => b,
+                    Line::TooLong => {
+                        return Err(format!(
+                            "{} sent a reply line that is too long",
+                            self.server.name()
+                        ))
+                    }
+                };
+                match self.parser.feed(&bytes) {
+                    Ok(Some(reply)) => return Ok(reply),
+                    Ok(None) => {}
+                    Err(e) => return Err(format!("{}: {e}", self.server.name())),
+                }
+            }
+            let mut buf = [0u8; 4096];
+            let conn = &mut self.conn;
+            let n = async { Some(conn.read(&mut buf).await) }
+                .or(async {
+                    smol::Timer::after(timeout).await;
+                    None
+                })
+                .await;
+            match n {
+                None => {
+                    return Err(format!(
+                        "conversation with {} timed out while receiving the {stage}",
+                        self.server.name()
+                    ))
+                }
+                Some(Ok(0)) => {
+                    return Err(format!(
+                        "lost connection with {} while receiving the {stage}",
+                        self.server.name()
+                    ))
+                }
+                Some(Ok(n)) => self.input.extend(&buf[..n]),
+                Some(Err(e)) => {
+                    return Err(format!(
+                        "lost connection with {} while receiving the {stage}: {e}",
+                        self.server.name()
+                    ))
+                }
+            }
+        }
+    }
+
+    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let res = async {
+            self.conn.write_all(bytes).await?;
+            self.conn.flush().await
+        }
+        .await;
+        res.map_err(|e| {
+            format!(
+                "lost connection with {} while sending: {e}",
+                self.server.name()
+            )
+        })
+    }
+
+    /// Sends one command and reads its reply.
+    pub async fn command(&mut self, line: &str, stage: &str) -> Result<Reply, String> {
+        self.write(format!("{line}\r\n").as_bytes()).await?;
+        self.read_reply(stage).await
+    }
+
+    /// EHLO, falling back to HELO when the server refuses EHLO (RFC 5321 §3.2).
+    pub async fn hello(&mut self, helo_name: &str) -> Result<(), String> {
+        let r = self
+            .command(&format!("EHLO {helo_name}"), "reply to EHLO")
+            .await?;
+        if r.code == 250 {
+            self.ext = Extensions::from_ehlo(&r);
+            return Ok(());
+        }
+        let r = self
+            .command(&format!("HELO {helo_name}"), "reply to HELO")
+            .await?;
+        if r.code == 250 {
+            self.ext = Extensions::default();
+            return Ok(());
+        }
+        Err(format!(
+            "host {} refused to talk to me: {}",
+            self.server.name(),
+            r.summary()
+        ))
+    }
+
+    /// STARTTLS, the handshake and the policy's certificate check, then EHLO again.
+    pub async fn starttls(&mut self, tls: &ClientTls, helo_name: &str) -> Result<TlsInfo, String> {
+        let r = self.command("STARTTLS", "reply to STARTTLS").await?;
+        if r.code != 220 {
+            return Err(format!(
+                "{} refused STARTTLS: {}",
+                self.server.name(),
+                r.summary()
+            ));
+        }
+        // Anything the server sent after its 220 would be plaintext injected into TLS.
+        self.input.clear();
+        let conn = &mut self.conn;
+        let timeout = self.timeouts.command;
+        let info = async { conn.connect(tls).await }
+            .or(async {
+                smol::Timer::after(timeout).await;
+                Err("handshake timed out".to_string())
+            })
+            .await
+            .map_err(|e| format!("TLS with {} failed: {e}", self.server.name()))?;
+        self.tls = Some(info.clone());
+        self.hello(helo_name).await?;
+        Ok(info)
+    }
+
+    /// One mail transaction. `content` is already dot-stuffed and ends with `.CRLF`.
+    /// `utf8` adds SMTPUTF8 (the caller checked the server offers it).
+    pub async fn transaction(
+        &mut self,
+        mail_from: &str,
+        rcpts: &[String],
+        content: &[u8],
+        utf8: bool,
+    ) -> Result<TransactionResult, String> {
+        let mail = format!("MAIL FROM:<{mail_from}>{}", self.mail_params(content, utf8));
+        if self.ext.pipelining {
+            // RFC 2920: MAIL, all RCPTs and DATA in one write, replies in order.
+            let mut batch = format!("{mail}\r\n");
+            for r in rcpts {
+                batch.push_str(&format!("RCPT TO:<{r}>\r\n"));
+            }
+            batch.push_str("DATA\r\n");
+            self.write(batch.as_bytes()).await?;
+            let mail_reply = self.read_reply("reply to MAIL FROM").await?;
+            let mut replies = Vec::new();
+            for r in rcpts {
+                let reply = self.read_reply("reply to RCPT TO").await?;
+                replies.push(RcptReply {
+                    rcpt: r.clone(),
+                    reply,
+                    stage: "RCPT TO",
+                });
+            }
+            let data_reply = self.read_reply("reply to DATA").await?;
+            if mail_reply.code != 250 {
+                return Ok(TransactionResult::Whole(mail_reply, "MAIL FROM"));
+            }
+            self.finish_data(replies, data_reply, content).await
+        } else {
+            let mail_reply = self.command(&mail, "reply to MAIL FROM").await?;
+            if mail_reply.code != 250 {
+                return Ok(TransactionResult::Whole(mail_reply, "MAIL FROM"));
+            }
+            let mut replies = Vec::new();
+            for r in rcpts {
+                let reply = self
+                    .command(&format!("RCPT TO:<{r}>"), "reply to RCPT TO")
+                    .await?;
+                replies.push(RcptReply {
+                    rcpt: r.clone(),
+                    reply,
+                    stage: "RCPT TO",
+                });
+            }
+            if !replies.iter().any(|r| r.reply.code / 100 == 2) {
+                let _ = self.command("RSET", "reply to RSET").await;
+                return Ok(TransactionResult::PerRecipient(replies));
+            }
+            let data_reply = self.command("DATA", "reply to DATA").await?;
+            self.finish_data(replies, data_reply, content).await
+        }
+    }
+
+    async fn finish_data(
+        &mut self,
+        mut replies: Vec<RcptReply>,
+        data_reply: Reply,
+        content: &[u8],
+    ) -> Result<TransactionResult, String> {
+        let accepted = replies.iter().any(|r| r.reply.code / 100 == 2);
+        if data_reply.code != 354 {
+            if !accepted {
+                // No recipient accepted: the DATA refusal is expected; keep RCPT replies.
+                return Ok(TransactionResult::PerRecipient(replies));
+            }
+            return Ok(TransactionResult::Whole(data_reply, "DATA"));
+        }
+        if !accepted {
+            // RFC 2920: DATA was accepted although no RCPT was; end it empty.
+            self.write(b".\r\n").await?;
+            let _ = self.read_reply("reply to end of DATA").await;
+            return Ok(TransactionResult::PerRecipient(replies));
+        }
+        self.write(content).await?;
+        let done = self
+            .read_reply_within("reply to end of DATA", self.timeouts.data_done)
+            .await?;
+        for r in replies.iter_mut() {
+            if r.reply.code / 100 == 2 {
+                r.reply = done.clone();
+                r.stage = "end of DATA";
+            }
+        }
+        Ok(TransactionResult::PerRecipient(replies))
+    }
+
+    fn mail_params(&self, content: &[u8], utf8: bool) -> String {
+        let mut p = String::new();
+        if utf8 {
+            p.push_str(" SMTPUTF8");
+        }
+        if self.ext.size.is_some() {
+            p.push_str(&format!(" SIZE={}", content.len()));
+        }
+        if self.ext.eightbitmime && !content.is_ascii() {
+            p.push_str(" BODY=8BITMIME");
+        }
+        p
+    }
+
+    /// QUIT, without caring about the answer.
+    pub async fn quit(mut self) {
+        let _ = self.command("QUIT", "reply to QUIT").await;
+        let _ = self.conn.close().await;
+    }
+}
+
+/// RFC 3463 status of a reply, for the log's `dsn=`.
+pub fn dsn(reply: &Reply) -> String {
+    response::enhanced_status(reply)
+}

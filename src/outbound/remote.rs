@@ -1,0 +1,576 @@
+//! Delivery to another host: next hop → candidate addresses (MX or relay host), the
+//! destination's TLS policy level → what TLS must happen and what the certificate
+//! must prove (including the DANE downgrade rules of RFC 7672), candidates tried in
+//! order, one outcome per recipient, and alerts when TLS that was required failed.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use super::client::{dsn, Candidate, ClientSession, RcptReply, Timeouts, TransactionResult};
+use super::Outcome;
+use crate::dns::{DnsError, Resolver};
+use crate::logline;
+use crate::queue::Envelope;
+use crate::smtp::reply::Reply;
+use crate::tls::client::{client_tls, ClientSettings, PeerCheck};
+use crate::tls::dane::{self, Tlsa};
+use crate::tls::fingerprint::{self, Digest};
+use crate::tls::policy::{self, DaneDecision, DaneState, Level, NextHop, Policy, PolicyTable};
+
+/// Most addresses tried per delivery (Postfix's smtp_mx_address_limit is 5).
+const MAX_CANDIDATES: usize = 10;
+/// At most one alert per destination in this period (Cisco ESA behaviour).
+const ALERT_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Everything remote delivery needs, built once at start-up.
+pub struct Remote {
+    pub resolver: Result<Resolver, String>,
+    pub relayhost: Option<NextHop>,
+    pub transport: super::transport::TransportTable,
+    pub policy: PolicyTable,
+    pub default_level: Level,
+    pub mx_port: u16,
+    pub tls: ClientSettings,
+    pub digest: Digest,
+    pub alert_rcpt: Option<String>,
+    pub timeouts: Timeouts,
+    /// For alert mails (none in `check-tls`).
+    pub spool: Option<crate::queue::Spool>,
+    pub hostname: String,
+    alerts: RefCell<HashMap<String, Instant>>,
+}
+
+impl Remote {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        resolver: Result<Resolver, String>,
+        relayhost: Option<NextHop>,
+        transport: super::transport::TransportTable,
+        policy: PolicyTable,
+        default_level: Level,
+        mx_port: u16,
+        tls: ClientSettings,
+        digest: Digest,
+        alert_rcpt: Option<String>,
+        spool: Option<crate::queue::Spool>,
+        hostname: String,
+    ) -> Remote {
+        Remote {
+            resolver,
+            relayhost,
+            transport,
+            policy,
+            default_level,
+            mx_port,
+            tls,
+            digest,
+            alert_rcpt,
+            timeouts: Timeouts::default(),
+            spool,
+            hostname,
+            alerts: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// The next hop for a recipient domain: transport table, then relay host, then MX.
+    pub fn nexthop(&self, domain: &str) -> NextHop {
+        if let Some(hop) = self.transport.lookup(domain) {
+            return hop.clone();
+        }
+        if let Some(hop) = &self.relayhost {
+            return hop.clone();
+        }
+        NextHop::Domain(domain.to_string())
+    }
+
+    /// Returns true when an alert mail should be sent now for `destination`, and
+    /// remembers that it was.
+    pub fn alert_due(&self, destination: &str) -> bool {
+        let mut alerts = self.alerts.borrow_mut();
+        let now = Instant::now();
+        match alerts.get(destination) {
+            Some(last) if now.duration_since(*last) < ALERT_INTERVAL => false,
+            _ => {
+                alerts.insert(destination.to_string(), now);
+                true
+            }
+        }
+    }
+}
+
+/// How a failure applies to the recipients of this attempt.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub relay: String,
+    pub dsn: String,
+    pub detail: String,
+    pub permanent: bool,
+    /// A TLS requirement was not met (alert-worthy).
+    pub tls: bool,
+}
+
+impl Failure {
+    fn temp(relay: &str, dsn: &str, detail: String) -> Failure {
+        Failure {
+            relay: relay.to_string(),
+            dsn: dsn.to_string(),
+            detail,
+            permanent: false,
+            tls: false,
+        }
+    }
+    fn tls(relay: &str, detail: String) -> Failure {
+        Failure {
+            relay: relay.to_string(),
+            dsn: "4.7.5".to_string(),
+            detail,
+            permanent: false,
+            tls: true,
+        }
+    }
+    fn outcome(&self) -> Outcome {
+        let (relay, dsn, detail) = (self.relay.clone(), self.dsn.clone(), self.detail.clone());
+        if self.permanent {
+            Outcome::Bounced { relay, dsn, detail }
+        } else {
+            Outcome::Deferred { relay, dsn, detail }
+        }
+    }
+}
+
+/// A host to connect to, with whether its DNS was DNSSEC-validated end to end.
+#[derive(Debug, Clone)]
+pub struct Host {
+    pub name: String,
+    pub addrs: Vec<IpAddr>,
+    pub port: u16,
+    /// MX (if any) and address records were authenticated: DANE may apply.
+    pub secure: bool,
+}
+
+/// The domain used for `nexthop`/`dot-nexthop` name matching and DANE reference names.
+pub fn nexthop_domain(hop: &NextHop) -> String {
+    match hop {
+        NextHop::Domain(d) => d.clone(),
+        NextHop::Host { host, .. } => host.clone(),
+    }
+}
+
+fn dns_reason(name: &str, rtype: &str, e: &DnsError) -> String {
+    format!("Host or domain name not found. Name service error for name={name} type={rtype}: {e}")
+}
+
+/// Resolves a next hop into hosts in preference order. An error applies to every
+/// recipient (temporary or permanent).
+pub async fn resolve(remote: &Remote, hop: &NextHop) -> Result<Vec<Host>, Failure> {
+    let resolver = remote
+        .resolver
+        .as_ref()
+        .map_err(|e| Failure::temp("none", "4.3.0", format!("no DNS resolver: {e}")))?;
+    let (domain, port, mx_lookup) = match hop {
+        NextHop::Domain(d) => (d.clone(), remote.mx_port, true),
+        NextHop::Host {
+            host,
+            port,
+            bracketed,
+        } => (host.clone(), *port, !*bracketed),
+    };
+    if let Ok(ip) = domain.parse::<IpAddr>() {
+        return Ok(vec![Host {
+            name: domain,
+            addrs: vec![ip],
+            port,
+            secure: false,
+        }]);
+    }
+    let mut names: Vec<String> = Vec::new();
+    let mut mx_secure = true;
+    if mx_lookup {
+        match resolver.mx(&domain).await {
+            Err(e) => return Err(Failure::temp("none", "4.4.3", dns_reason(&domain, "MX", &e))),
+            Ok(l) if l.nxdomain => {
+                return Err(Failure {
+                    permanent: true,
+                    ..Failure::temp("none", "5.4.4", format!("Host or domain name not found. Name service error for name={domain} type=MX: Host not found"))
+                })
+            }
+            Ok(l) => {
+                mx_secure = l.authenticated;
+                let mut mxs = l.records;
+                if mxs.len() == 1 && mxs[0].exchange.is_empty() {
+                    // RFC 7505 null MX.
+                    return Err(Failure {
+                        permanent: true,
+                        ..Failure::temp("none", "5.1.10", format!("Domain {domain} does not accept mail (nullMX)"))
+                    });
+                }
+                mxs.sort_by_key(|m| m.preference);
+                names = mxs.into_iter().filter(|m| !m.exchange.is_empty()).map(|m| m.exchange).collect();
+            }
+        }
+    }
+    if names.is_empty() {
+        // RFC 5321 §5.1: no MX records, the domain itself is the implicit MX.
+        names.push(domain.clone());
+    }
+    let mut hosts = Vec::new();
+    let mut last_error = None;
+    for name in names {
+        match resolver.ips(&name).await {
+            Ok(l) if !l.records.is_empty() => hosts.push(Host {
+                secure: mx_secure && l.authenticated,
+                name,
+                addrs: l.records,
+                port,
+            }),
+            Ok(_) => {
+                last_error = Some(Failure::temp(
+                    "none",
+                    "4.4.4",
+                    format!("{name}: no address records"),
+                ))
+            }
+            Err(e) => last_error = Some(Failure::temp("none", "4.4.3", dns_reason(&name, "A", &e))),
+        }
+    }
+    if hosts.is_empty() {
+        return Err(last_error.unwrap_or_else(|| {
+            Failure::temp("none", "4.4.4", format!("{domain}: no usable mail host"))
+        }));
+    }
+    Ok(hosts)
+}
+
+/// What the TLS policy demands of one connection.
+#[derive(Debug, Clone)]
+pub enum TlsPlan {
+    /// Never STARTTLS (level none).
+    Off,
+    /// STARTTLS if offered; a failed handshake is retried in plaintext.
+    Opportunistic,
+    /// STARTTLS must succeed and the check must pass; otherwise defer.
+    Required(PeerCheck),
+}
+
+/// What the TLSA lookup for one host found (RFC 7672 §2.2). `policy::DaneState` is
+/// the same without the records; the level decision lives there.
+#[derive(Debug, Clone)]
+pub enum TlsaLookup {
+    /// Validated TLSA with usable records.
+    Usable(Vec<Tlsa>),
+    /// Validated TLSA, but none usable: mandatory TLS without authentication.
+    Unusable,
+    /// No DNSSEC (or no TLSA): opportunistic.
+    Insecure,
+    /// The lookup failed (SERVFAIL, bogus, timeout): defer.
+    Failed(String),
+}
+
+pub async fn tlsa_lookup(remote: &Remote, host: &Host) -> TlsaLookup {
+    if !host.secure {
+        return TlsaLookup::Insecure;
+    }
+    let Ok(resolver) = remote.resolver.as_ref() else {
+        return TlsaLookup::Failed("no DNS resolver".into());
+    };
+    let qname = format!("_{}._tcp.{}", host.port, host.name);
+    match resolver.tlsa(&qname).await {
+        Err(e) => TlsaLookup::Failed(format!("TLSA lookup error for {qname}: {e}")),
+        Ok(l) if !l.authenticated || l.records.is_empty() => TlsaLookup::Insecure,
+        Ok(l) => {
+            let records: Vec<Tlsa> = l
+                .records
+                .into_iter()
+                .map(|r| Tlsa {
+                    usage: r.usage,
+                    selector: r.selector,
+                    matching: r.matching,
+                    data: r.data,
+                })
+                .collect();
+            let usable: Vec<Tlsa> = dane::usable(&records).into_iter().cloned().collect();
+            if usable.is_empty() {
+                TlsaLookup::Unusable
+            } else {
+                TlsaLookup::Usable(usable)
+            }
+        }
+    }
+}
+
+/// The plan for one host under `policy`, or the reason not to connect at all.
+pub async fn plan(
+    remote: &Remote,
+    policy: &Policy,
+    hop: &NextHop,
+    host: &Host,
+) -> Result<TlsPlan, String> {
+    let domain = nexthop_domain(hop);
+    Ok(match policy.level {
+        Level::None => TlsPlan::Off,
+        Level::May => TlsPlan::Opportunistic,
+        Level::Encrypt => TlsPlan::Required(PeerCheck::Nothing),
+        Level::Fingerprint => {
+            let wanted = policy
+                .matches
+                .iter()
+                .filter_map(|m| fingerprint::parse_fingerprint(m))
+                .collect();
+            TlsPlan::Required(PeerCheck::Fingerprint {
+                digest: remote.digest,
+                wanted,
+            })
+        }
+        Level::Verify | Level::Secure => TlsPlan::Required(PeerCheck::Pkix {
+            names: policy::name_patterns(policy, &domain, &host.name),
+        }),
+        Level::Dane | Level::DaneOnly => {
+            let (state, records, failure) = match tlsa_lookup(remote, host).await {
+                TlsaLookup::Usable(records) => (DaneState::Secure, records, None),
+                TlsaLookup::Unusable => (DaneState::SecureUnusable, Vec::new(), None),
+                TlsaLookup::Insecure => (DaneState::Insecure, Vec::new(), None),
+                TlsaLookup::Failed(why) => (DaneState::Failed, Vec::new(), Some(why)),
+            };
+            match policy.level.effective_for_dane(state) {
+                DaneDecision::Defer(reason) => {
+                    return Err(failure.unwrap_or_else(|| format!("{reason} ({})", host.name)))
+                }
+                DaneDecision::Proceed(Level::Dane) => TlsPlan::Required(PeerCheck::Dane {
+                    records,
+                    reference_names: vec![host.name.clone(), domain],
+                }),
+                DaneDecision::Proceed(level) if level.requires_tls() => {
+                    TlsPlan::Required(PeerCheck::Nothing)
+                }
+                DaneDecision::Proceed(_) => TlsPlan::Opportunistic,
+            }
+        }
+    })
+}
+
+/// Delivers one message to the recipients that share next hop `hop`.
+pub async fn deliver(
+    remote: &Remote,
+    helo: &str,
+    id: &str,
+    env: &Envelope,
+    stuffed: &[u8],
+    hop: &NextHop,
+    rcpts: &[String],
+) -> Vec<(String, Outcome)> {
+    let all = |f: &Failure| {
+        rcpts
+            .iter()
+            .map(|r| (r.clone(), f.outcome()))
+            .collect::<Vec<_>>()
+    };
+    let policy = remote.policy.lookup(hop, remote.default_level);
+    let hosts = match resolve(remote, hop).await {
+        Ok(h) => h,
+        Err(f) => return all(&f),
+    };
+    let mut last: Option<Failure> = None;
+    let mut tried = 0;
+    'hosts: for host in &hosts {
+        let tls_plan = match plan(remote, &policy, hop, host).await {
+            Ok(p) => p,
+            Err(why) => {
+                last = Some(Failure::tls(&host.name, why));
+                continue;
+            }
+        };
+        for ip in &host.addrs {
+            if tried >= MAX_CANDIDATES {
+                break 'hosts;
+            }
+            tried += 1;
+            let cand = Candidate {
+                host: host.name.clone(),
+                ip: *ip,
+                port: host.port,
+            };
+            match attempt_candidate(
+                remote, helo, id, env, stuffed, &policy, &tls_plan, &cand, rcpts,
+            )
+            .await
+            {
+                Ok(results) => return results,
+                Err(f) => {
+                    log::info!("{id}: {}", f.detail);
+                    last = Some(f);
+                }
+            }
+        }
+    }
+    let failure = last
+        .unwrap_or_else(|| Failure::temp("none", "4.4.1", "no mail host could be reached".into()));
+    if failure.tls && policy.level.requires_tls() {
+        raise_alert(remote, &nexthop_domain(hop), &policy, &failure.detail);
+    }
+    all(&failure)
+}
+
+fn raise_alert(remote: &Remote, destination: &str, policy: &Policy, reason: &str) {
+    log::warn!(
+        "TLS failure for destination {destination} (level {}, policy {}): {reason}",
+        policy.level.name(),
+        policy.source
+    );
+    if remote.alert_rcpt.is_some() && remote.alert_due(destination) {
+        super::alert::queue_alert(remote, destination, policy, reason);
+    }
+}
+
+/// Opens a session to `cand` and applies the TLS plan: the part of a delivery that
+/// `check-tls` also runs. Returns the session and the TLS outcome (None: plaintext).
+pub async fn open_session(
+    remote: &Remote,
+    helo: &str,
+    id: &str,
+    policy: &Policy,
+    tls_plan: &TlsPlan,
+    cand: &Candidate,
+) -> Result<(ClientSession, Option<crate::tls::TlsInfo>), Failure> {
+    let relay = cand.name();
+    let temp = |detail: String| Failure::temp(&relay, "4.4.2", detail);
+    let mut session = ClientSession::connect(cand, remote.timeouts)
+        .await
+        .map_err(|e| Failure::temp(&relay, "4.4.1", e))?;
+    session.hello(helo).await.map_err(temp)?;
+    match tls_plan {
+        TlsPlan::Off => {
+            if session.ext.starttls {
+                log::info!("{id}: host {relay} offered STARTTLS: [STARTTLS]");
+            }
+            Ok((session, None))
+        }
+        TlsPlan::Opportunistic => {
+            if !session.ext.starttls {
+                return Ok((session, None));
+            }
+            let tls = client_tls(&remote.tls, policy, Some(&cand.host), PeerCheck::Nothing)
+                .map_err(|e| Failure::temp(&relay, "4.7.5", e))?;
+            match session.starttls(&tls, helo).await {
+                Ok(info) => {
+                    log_tls(id, cand, &info);
+                    Ok((session, Some(info)))
+                }
+                Err(e) => {
+                    // Opportunistic: bad encryption beats plaintext, but a failed
+                    // handshake is retried once without TLS on a new connection.
+                    log::warn!(
+                        "{id}: {e}; retrying in plaintext (level {})",
+                        policy.level.name()
+                    );
+                    let mut session = ClientSession::connect(cand, remote.timeouts)
+                        .await
+                        .map_err(|e| Failure::temp(&relay, "4.4.1", e))?;
+                    session.hello(helo).await.map_err(temp)?;
+                    Ok((session, None))
+                }
+            }
+        }
+        TlsPlan::Required(check) => {
+            if !session.ext.starttls {
+                session.quit().await;
+                return Err(Failure::tls(
+                    &relay,
+                    format!("TLS is required, but was not offered by host {relay}"),
+                ));
+            }
+            let tls = client_tls(&remote.tls, policy, Some(&cand.host), check.clone())
+                .map_err(|e| Failure::tls(&relay, e))?;
+            match session.starttls(&tls, helo).await {
+                Ok(info) => {
+                    log_tls(id, cand, &info);
+                    Ok((session, Some(info)))
+                }
+                Err(e) => Err(Failure::tls(&relay, e)),
+            }
+        }
+    }
+}
+
+/// One connection: Ok with per-recipient outcomes once a transaction happened, Err
+/// when this address could not be used (the next one is tried).
+#[allow(clippy::too_many_arguments)]
+async fn attempt_candidate(
+    remote: &Remote,
+    helo: &str,
+    id: &str,
+    env: &Envelope,
+    stuffed: &[u8],
+    policy: &Policy,
+    tls_plan: &TlsPlan,
+    cand: &Candidate,
+    rcpts: &[String],
+) -> Result<Vec<(String, Outcome)>, Failure> {
+    let relay = cand.name();
+    let (mut session, _) = open_session(remote, helo, id, policy, tls_plan, cand).await?;
+    let utf8 = !env.sender.is_ascii() || rcpts.iter().any(|r| !r.is_ascii());
+    if utf8 && !session.ext.smtputf8 {
+        session.quit().await;
+        let f = Failure {
+            permanent: true,
+            ..Failure::temp(
+                &relay,
+                "5.6.7",
+                format!("SMTPUTF8 is required, but was not offered by host {relay}"),
+            )
+        };
+        return Ok(rcpts.iter().map(|r| (r.clone(), f.outcome())).collect());
+    }
+    let result = session
+        .transaction(&env.sender, rcpts, stuffed, utf8)
+        .await
+        .map_err(|e| Failure::temp(&relay, "4.4.2", e))?;
+    session.quit().await;
+    Ok(match result {
+        TransactionResult::Whole(reply, stage) => {
+            let o = outcome_for(&relay, &reply, stage);
+            rcpts.iter().map(|r| (r.clone(), o.clone())).collect()
+        }
+        TransactionResult::PerRecipient(replies) => replies
+            .into_iter()
+            .map(|RcptReply { rcpt, reply, stage }| (rcpt, outcome_for(&relay, &reply, stage)))
+            .collect(),
+    })
+}
+
+fn log_tls(id: &str, cand: &Candidate, info: &crate::tls::TlsInfo) {
+    if let Some(note) = &info.note {
+        log::info!("{id}: {}: {note}", cand.name());
+    }
+    logline::tls_outbound_established(&cand.name(), info);
+}
+
+/// Postfix's wording: `250 2.0.0 Ok` for success, `host X said: 550 ... (in reply to
+/// RCPT TO command)` otherwise.
+fn outcome_for(relay: &str, reply: &Reply, stage: &str) -> Outcome {
+    let dsn = dsn(reply);
+    match reply.code / 100 {
+        2 => Outcome::Sent {
+            relay: relay.to_string(),
+            dsn,
+            detail: reply.summary(),
+        },
+        4 => Outcome::Deferred {
+            relay: relay.to_string(),
+            dsn,
+            detail: format!(
+                "host {relay} said: {} (in reply to {stage} command)",
+                reply.summary()
+            ),
+        },
+        _ => Outcome::Bounced {
+            relay: relay.to_string(),
+            dsn,
+            detail: format!(
+                "host {relay} said: {} (in reply to {stage} command)",
+                reply.summary()
+            ),
+        },
+    }
+}

@@ -1,0 +1,163 @@
+//! Messages the MTA writes itself: RFC 3464 delivery status notifications (bounces)
+//! to the sender of a message that failed, and short notices (TLS alerts) to an
+//! administrator. Both are sent with the null sender `<>`, so they never bounce back.
+
+use super::spool::unix_now;
+use super::{Envelope, QueueId};
+use crate::logline::rfc5322_date;
+
+/// One failed recipient for a DSN.
+pub struct Failed<'a> {
+    pub rcpt: &'a str,
+    /// The relay that answered (`host[ip]:port`), or `none`/`local`.
+    pub relay: &'a str,
+    pub dsn: &'a str,
+    pub detail: &'a str,
+}
+
+fn envelope(hostname: &str, to: &str) -> Envelope {
+    Envelope {
+        id: QueueId::generate(),
+        arrival: unix_now(),
+        sender: String::new(),
+        recipients: vec![to.to_string()],
+        client: format!("{hostname}[local]"),
+        protocol: "local".into(),
+    }
+}
+
+fn headers(env: &Envelope, hostname: &str, to: &str, subject: &str) -> String {
+    format!(
+        "From: MAILER-DAEMON@{hostname} (Mail Delivery System)\r\nTo: <{to}>\r\nSubject: {subject}\r\nDate: {}\r\nMessage-ID: <{}.{}@{hostname}>\r\nAuto-Submitted: auto-replied\r\n",
+        rfc5322_date(env.arrival),
+        env.arrival,
+        env.id
+    )
+}
+
+/// Keeps a line of diagnostic text plain: no CR/LF, printable ASCII.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect()
+}
+
+/// The header section of the original message (up to the first empty line).
+fn header_section(content: &[u8]) -> &[u8] {
+    match content.windows(4).position(|w| w == b"\r\n\r\n") {
+        Some(i) => &content[..i + 2],
+        None => content,
+    }
+}
+
+/// Builds the bounce for `original` (whose sender is not empty).
+pub fn delivery_status_notification(
+    hostname: &str,
+    original: &Envelope,
+    content: &[u8],
+    failed: &[Failed],
+) -> (Envelope, Vec<u8>) {
+    let env = envelope(hostname, &original.sender);
+    let boundary = format!("{}/{}", env.id, hostname);
+    let mut m = headers(
+        &env,
+        hostname,
+        &original.sender,
+        "Undelivered Mail Returned to Sender",
+    );
+    m.push_str(&format!(
+        "MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"{boundary}\"\r\n\r\nThis is a MIME-encapsulated message.\r\n\r\n--{boundary}\r\nContent-Description: Notification\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nThis is the mail system at host {hostname}.\r\n\r\nI'm sorry to have to inform you that your message could not\r\nbe delivered to one or more recipients.\r\n\r\n"
+    ));
+    for f in failed {
+        m.push_str(&format!("<{}>: {}\r\n\r\n", f.rcpt, one_line(f.detail)));
+    }
+    m.push_str(&format!(
+        "--{boundary}\r\nContent-Description: Delivery report\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; {hostname}\r\nX-Tinymta-Queue-ID: {}\r\nArrival-Date: {}\r\n",
+        original.id,
+        rfc5322_date(original.arrival)
+    ));
+    for f in failed {
+        m.push_str(&format!(
+            "\r\nFinal-Recipient: rfc822; {}\r\nAction: failed\r\nStatus: {}\r\n",
+            f.rcpt, f.dsn
+        ));
+        let smtp_reply = f.detail.split_once(" said: ").map(|(_, r)| r);
+        match smtp_reply {
+            Some(reply) => {
+                let host = f.relay.split('[').next().unwrap_or(f.relay);
+                m.push_str(&format!(
+                    "Remote-MTA: dns; {host}\r\nDiagnostic-Code: smtp; {}\r\n",
+                    one_line(reply)
+                ));
+            }
+            None => m.push_str(&format!(
+                "Diagnostic-Code: X-Tinymta; {}\r\n",
+                one_line(f.detail)
+            )),
+        }
+    }
+    m.push_str(&format!(
+        "\r\n--{boundary}\r\nContent-Description: Undelivered Message Headers\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+    ));
+    let mut bytes = m.into_bytes();
+    bytes.extend_from_slice(header_section(content));
+    bytes.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (env, bytes)
+}
+
+/// A short plain-text notice to an administrator.
+pub fn notice(hostname: &str, to: &str, subject: &str, body: &str) -> (Envelope, Vec<u8>) {
+    let env = envelope(hostname, to);
+    let mut m = headers(&env, hostname, to, &one_line(subject));
+    m.push_str("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n");
+    for line in body.lines() {
+        m.push_str(&one_line(line));
+        m.push_str("\r\n");
+    }
+    (env, m.into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dsn_shape() {
+        let orig = Envelope {
+            id: QueueId("ABC".into()),
+            arrival: 0,
+            sender: "alice@example.org".into(),
+            recipients: vec!["bob@example.net".into()],
+            client: "x".into(),
+            protocol: "ESMTP".into(),
+        };
+        let (env, msg) = delivery_status_notification(
+            "mx.example.org",
+            &orig,
+            b"Subject: hi\r\nFrom: alice@example.org\r\n\r\nsecret body\r\n",
+            &[Failed {
+                rcpt: "bob@example.net",
+                relay: "mx.example.net[192.0.2.1]:25",
+                dsn: "5.1.1",
+                detail: "host mx.example.net[192.0.2.1]:25 said: 550 5.1.1 no such user (in reply to RCPT TO command)",
+            }],
+        );
+        let text = String::from_utf8(msg).unwrap();
+        assert_eq!(env.sender, "");
+        assert_eq!(env.recipients, ["alice@example.org"]);
+        assert!(text.contains("Content-Type: multipart/report; report-type=delivery-status;"));
+        assert!(text.contains("Final-Recipient: rfc822; bob@example.net\r\nAction: failed\r\nStatus: 5.1.1\r\nRemote-MTA: dns; mx.example.net\r\nDiagnostic-Code: smtp; 550 5.1.1 no such user (in reply to RCPT TO command)"));
+        assert!(text.contains("Subject: hi\r\n"));
+        assert!(
+            !text.contains("secret body"),
+            "only the headers are returned"
+        );
+        assert!(!text.split("\r\n").any(|l| l.len() > 998));
+    }
+}
