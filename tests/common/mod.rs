@@ -7,6 +7,7 @@
 
 #![allow(dead_code)]
 
+pub mod capture;
 pub mod certs;
 pub mod dns;
 pub mod postfix;
@@ -132,12 +133,18 @@ impl Server {
     /// Starts with the three listeners on free ports, domain `example.test`, and any
     /// extra flags.
     pub fn start(extra: &[&str]) -> Server {
+        Server::start_at(&format!("127.0.0.1:{}", free_port()), extra)
+    }
+
+    /// Like `start`, with the `--smtp` listener on `smtp` (e.g. a receiving MX on
+    /// `127.0.0.21:PORT`).
+    pub fn start_at(smtp: &str, extra: &[&str]) -> Server {
         let dir = TempDir::new("server");
         let state = dir.path().join("state");
         let mut s = Server {
             child: None,
             state,
-            smtp: format!("127.0.0.1:{}", free_port()),
+            smtp: smtp.to_string(),
             submission: format!("127.0.0.1:{}", free_port()),
             smtps: format!("127.0.0.1:{}", free_port()),
             log_path: dir.path().join("tinymta.log"),
@@ -268,7 +275,13 @@ impl Server {
 
     /// Messages delivered to `user@example.test`.
     pub fn delivered(&self, user: &str) -> Vec<String> {
-        let mut v: Vec<String> = fs::read_dir(self.maildir(user))
+        self.delivered_in(DOMAIN, user)
+    }
+
+    /// Messages delivered to `user@domain`.
+    pub fn delivered_in(&self, domain: &str, user: &str) -> Vec<String> {
+        let dir = self.state.join("mail").join(domain).join(user).join("new");
+        let mut v: Vec<String> = fs::read_dir(dir)
             .map(|d| {
                 d.flatten()
                     .map(|e| fs::read_to_string(e.path()).unwrap_or_default())
@@ -281,9 +294,14 @@ impl Server {
 
     /// Waits (bounded) until `user` has at least `n` messages; returns them.
     pub fn wait_delivered(&self, user: &str, n: usize) -> Vec<String> {
+        self.wait_delivered_in(DOMAIN, user, n)
+    }
+
+    /// Waits (bounded) until `user@domain` has at least `n` messages; returns them.
+    pub fn wait_delivered_in(&self, domain: &str, user: &str, n: usize) -> Vec<String> {
         let start = Instant::now();
         loop {
-            let d = self.delivered(user);
+            let d = self.delivered_in(domain, user);
             if d.len() >= n {
                 return d;
             }
