@@ -586,3 +586,192 @@ fn check_tls_agrees_with_posttls_finger() {
     );
     drop(plain);
 }
+
+#[test]
+fn connection_reuse_for_the_next_message_to_the_same_destination() {
+    let w = World::new();
+    let r = w.receiver("127.0.0.46", "reuse.test", &[]);
+    let u = Unbound::start(&[Zone::new("reuse.test", false)
+        .record("@ IN MX 10 mx.reuse.test.")
+        .record("mx IN A 127.0.0.46")]);
+    let s = w.sender(&u, &[]);
+    for n in 1..=3 {
+        let id = submit(&s, &format!("u{n}@reuse.test"));
+        assert!(outcome(&s, &id, &format!("u{n}@reuse.test")).contains("status=sent"));
+    }
+    s.wait_log("reusing connection to mx.reuse.test");
+    // One connection for three messages (plus the harness's start-up probe).
+    assert_eq!(
+        r.log()
+            .matches("connect from unknown[127.0.0.1] to smtp")
+            .count(),
+        2,
+        "{}",
+        r.log()
+    );
+    for n in 1..=3 {
+        r.wait_delivered_in("reuse.test", &format!("u{n}"), 1);
+    }
+    // Only one TLS handshake for the three messages.
+    assert_eq!(
+        r.log().matches("TLS connection established from").count(),
+        1
+    );
+}
+
+#[test]
+fn per_recipient_replies_and_retry_of_the_deferred_one() {
+    let w = World::new();
+    // The receiver takes one recipient per message: the second gets 452 4.5.3.
+    let r = w.receiver(
+        "127.0.0.47",
+        "multi.test",
+        &["--max-recipients".into(), "1".into()],
+    );
+    let u = Unbound::start(&[Zone::new("multi.test", false)
+        .record("@ IN MX 10 mx.multi.test.")
+        .record("mx IN A 127.0.0.47")]);
+    let s = w.sender(&u, &[]);
+    let mut c = Client::greeted(&s.smtp);
+    c.ehlo(false);
+    let reply = c.send_mail(
+        "sender@example.test",
+        &["one@multi.test", "two@multi.test"],
+        "Subject: two\r\n\r\nx",
+    );
+    let id = reply.lines[0].rsplit(' ').next().unwrap().to_string();
+    assert!(outcome(&s, &id, "one@multi.test").contains("status=sent"));
+    let line = outcome(&s, &id, "two@multi.test");
+    assert!(
+        line.contains("status=deferred")
+            && line.contains("dsn=4.5.3")
+            && line.contains("in reply to RCPT TO command"),
+        "{line}"
+    );
+    r.wait_delivered_in("multi.test", "one", 1);
+    // A flush retries only the deferred recipient.
+    let st = s.state.display().to_string();
+    assert!(tinymta(&["queue", "--state-dir", &st, "flush"])
+        .status
+        .success());
+    s.wait_log(&format!("{id}: removed"));
+    r.wait_delivered_in("multi.test", "two", 1);
+    assert_eq!(
+        r.delivered_in("multi.test", "one").len(),
+        1,
+        "no duplicate for the finished recipient"
+    );
+}
+
+#[test]
+fn queue_lifetime_expiry_bounces_to_the_sender() {
+    let w = World::new();
+    let u = Unbound::start(&[Zone::new("unused.test", false)]);
+    let s = w.sender(
+        &u,
+        &["--relayhost", "[127.0.0.1]:1", "--queue-lifetime", "0"],
+    );
+    let id = submit(&s, "user@gone.test");
+    let line = outcome(&s, &id, "user@gone.test");
+    assert!(
+        line.contains("status=bounced")
+            && line.contains("message expired after 0 days; last error: connect to"),
+        "{line}"
+    );
+    let dsn = &s.wait_delivered("sender", 1)[0];
+    assert!(
+        dsn.contains("Final-Recipient: rfc822; user@gone.test") && dsn.contains("Action: failed"),
+        "{dsn}"
+    );
+}
+
+#[test]
+fn client_certificate_global_and_per_destination() {
+    let w = World::new();
+    // Postfix asks for client certificates and, at log level 2, logs their subject.
+    let ask = |ip: &str| {
+        Postfix::start(PostfixOptions {
+            smtpd_tls: true,
+            smtpd_overrides: vec![
+                ("smtpd_tls_ask_ccert".into(), "yes".into()),
+                ("smtpd_tls_loglevel".into(), "2".into()),
+            ],
+            ..PostfixOptions::sink(&format!("{ip}:{}", w.port))
+        })
+        .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let pf_global = ask("127.0.0.48");
+    let pf_dest = ask("127.0.0.49");
+    let u = Unbound::start(&[
+        Zone::new("cc1.test", false)
+            .record("@ IN MX 10 mx.cc1.test.")
+            .record("mx IN A 127.0.0.48"),
+        Zone::new("cc2.test", false)
+            .record("@ IN MX 10 mx.cc2.test.")
+            .record("mx IN A 127.0.0.49"),
+    ]);
+    let global = w.cert("client", "client.example.test");
+    let dedicated = w.cert("dedicated", "dedicated.example.test");
+    let policy = w.file(
+        "policy",
+        &format!(
+            "cc2.test may cert={} key={}\n",
+            dedicated.cert.display(),
+            dedicated.key.display()
+        ),
+    );
+
+    // Without a client certificate the receiver sees an anonymous client.
+    let plain = w.sender(&u, &[]);
+    let id = submit(&plain, "a@cc1.test");
+    assert!(outcome(&plain, &id, "a@cc1.test").contains("status=sent"));
+    let line = pf_global
+        .wait_log("TLS connection established from", Duration::from_secs(10))
+        .unwrap();
+    assert!(line.contains("Anonymous TLS connection"), "{line}");
+
+    let (c, k) = (
+        global.cert.display().to_string(),
+        global.key.display().to_string(),
+    );
+    let s = w.sender(
+        &u,
+        &[
+            "--tls-client-cert",
+            &c,
+            "--tls-client-key",
+            &k,
+            "--tls-policy",
+            &policy,
+        ],
+    );
+    let mark = pf_global.log_mark();
+    let id = submit(&s, "b@cc1.test");
+    assert!(outcome(&s, &id, "b@cc1.test").contains("status=sent"));
+    let line = pf_global
+        .wait_log_since(
+            mark,
+            "TLS connection established from",
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    assert!(
+        line.contains("Untrusted TLS connection"),
+        "a client certificate was presented: {line}"
+    );
+    pf_global
+        .wait_log_since(
+            mark,
+            "subject_CN=client.example.test",
+            Duration::from_secs(10),
+        )
+        .unwrap();
+
+    // The destination's own cert=/key= replaces the global certificate.
+    let id = submit(&s, "c@cc2.test");
+    assert!(outcome(&s, &id, "c@cc2.test").contains("status=sent"));
+    pf_dest
+        .wait_log("subject_CN=dedicated.example.test", Duration::from_secs(10))
+        .unwrap();
+    assert!(!pf_dest.log().contains("subject_CN=client.example.test"));
+}

@@ -345,6 +345,16 @@ impl ClientSession {
         p
     }
 
+    /// RSET before another message on a reused connection.
+    pub async fn reset(&mut self) -> Result<(), String> {
+        let r = self.command("RSET", "reply to RSET").await?;
+        if r.code == 250 {
+            Ok(())
+        } else {
+            Err(r.summary())
+        }
+    }
+
     /// QUIT, without caring about the answer.
     pub async fn quit(mut self) {
         let _ = self.command("QUIT", "reply to QUIT").await;

@@ -21,6 +21,12 @@ use crate::tls::policy::{self, DaneDecision, DaneState, Level, NextHop, Policy, 
 
 /// Most addresses tried per delivery (Postfix's smtp_mx_address_limit is 5).
 const MAX_CANDIDATES: usize = 10;
+/// How long an idle session is kept for the next message to the same destination
+/// (Postfix's smtp_connection_cache_time_limit is 2 s; a little longer suits a box
+/// that sends in small bursts).
+pub const PARK_TIME: Duration = Duration::from_secs(5);
+/// Idle sessions kept per destination.
+const MAX_PARKED: usize = 2;
 /// At most one alert per destination in this period (Cisco ESA behaviour).
 const ALERT_INTERVAL: Duration = Duration::from_secs(3600);
 
@@ -40,6 +46,8 @@ pub struct Remote {
     pub spool: Option<crate::queue::Spool>,
     pub hostname: String,
     alerts: RefCell<HashMap<String, Instant>>,
+    /// Idle sessions kept for the next message to the same destination.
+    parked: RefCell<HashMap<String, Vec<(ClientSession, Instant)>>>,
 }
 
 impl Remote {
@@ -71,6 +79,7 @@ impl Remote {
             spool,
             hostname,
             alerts: RefCell::new(HashMap::new()),
+            parked: RefCell::new(HashMap::new()),
         }
     }
 
@@ -83,6 +92,47 @@ impl Remote {
             return hop.clone();
         }
         NextHop::Domain(domain.to_string())
+    }
+
+    /// Keeps an idle session for reuse (at most `MAX_PARKED` per destination).
+    pub fn park(&self, key: String, session: ClientSession) {
+        let mut parked = self.parked.borrow_mut();
+        let list = parked.entry(key).or_default();
+        if list.len() < MAX_PARKED {
+            list.push((session, Instant::now()));
+        }
+    }
+
+    /// A parked session for `key` that has not been idle too long.
+    pub fn take_parked(&self, key: &str) -> Option<ClientSession> {
+        let mut parked = self.parked.borrow_mut();
+        let list = parked.get_mut(key)?;
+        while let Some((session, since)) = list.pop() {
+            if since.elapsed() < PARK_TIME {
+                return Some(session);
+            }
+        }
+        None
+    }
+
+    /// Removes sessions idle longer than `PARK_TIME`, for the caller to QUIT.
+    pub fn expired_sessions(&self) -> Vec<ClientSession> {
+        let mut out = Vec::new();
+        let mut parked = self.parked.borrow_mut();
+        for list in parked.values_mut() {
+            let (old, young): (Vec<_>, Vec<_>) = list
+                .drain(..)
+                .partition(|(_, since)| since.elapsed() >= PARK_TIME);
+            *list = young;
+            out.extend(old.into_iter().map(|(s, _)| s));
+        }
+        parked.retain(|_, l| !l.is_empty());
+        out
+    }
+
+    /// True while sessions are parked (the queue manager then wakes to expire them).
+    pub fn has_parked(&self) -> bool {
+        !self.parked.borrow().is_empty()
     }
 
     /// Returns true when an alert mail should be sent now for `destination`, and
@@ -367,6 +417,9 @@ pub async fn deliver(
             .collect::<Vec<_>>()
     };
     let policy = remote.policy.lookup(hop, remote.default_level);
+    if let Some(results) = reuse(remote, id, &cache_key(hop, &policy), env, stuffed, rcpts).await {
+        return results;
+    }
     let hosts = match resolve(remote, hop).await {
         Ok(h) => h,
         Err(f) => return all(&f),
@@ -392,7 +445,7 @@ pub async fn deliver(
                 port: host.port,
             };
             match attempt_candidate(
-                remote, helo, id, env, stuffed, &policy, &tls_plan, &cand, rcpts,
+                remote, helo, id, env, stuffed, hop, &policy, &tls_plan, &cand, rcpts,
             )
             .await
             {
@@ -502,16 +555,31 @@ async fn attempt_candidate(
     id: &str,
     env: &Envelope,
     stuffed: &[u8],
+    hop: &NextHop,
     policy: &Policy,
     tls_plan: &TlsPlan,
     cand: &Candidate,
     rcpts: &[String],
 ) -> Result<Vec<(String, Outcome)>, Failure> {
-    let relay = cand.name();
-    let (mut session, _) = open_session(remote, helo, id, policy, tls_plan, cand).await?;
+    let (session, _) = open_session(remote, helo, id, policy, tls_plan, cand).await?;
+    let (results, session) = send_on(session, env, stuffed, rcpts).await?;
+    if let Some(session) = session {
+        remote.park(cache_key(hop, policy), session);
+    }
+    Ok(results)
+}
+
+/// One transaction on an open session. The session comes back when it can carry
+/// another message (connection reuse), or is closed here.
+async fn send_on(
+    mut session: ClientSession,
+    env: &Envelope,
+    stuffed: &[u8],
+    rcpts: &[String],
+) -> Result<(Vec<(String, Outcome)>, Option<ClientSession>), Failure> {
+    let relay = session.server.name();
     let utf8 = !env.sender.is_ascii() || rcpts.iter().any(|r| !r.is_ascii());
     if utf8 && !session.ext.smtputf8 {
-        session.quit().await;
         let f = Failure {
             permanent: true,
             ..Failure::temp(
@@ -520,14 +588,16 @@ async fn attempt_candidate(
                 format!("SMTPUTF8 is required, but was not offered by host {relay}"),
             )
         };
-        return Ok(rcpts.iter().map(|r| (r.clone(), f.outcome())).collect());
+        return Ok((
+            rcpts.iter().map(|r| (r.clone(), f.outcome())).collect(),
+            Some(session),
+        ));
     }
     let result = session
         .transaction(&env.sender, rcpts, stuffed, utf8)
         .await
         .map_err(|e| Failure::temp(&relay, "4.4.2", e))?;
-    session.quit().await;
-    Ok(match result {
+    let results = match result {
         TransactionResult::Whole(reply, stage) => {
             let o = outcome_for(&relay, &reply, stage);
             rcpts.iter().map(|r| (r.clone(), o.clone())).collect()
@@ -536,7 +606,43 @@ async fn attempt_candidate(
             .into_iter()
             .map(|RcptReply { rcpt, reply, stage }| (rcpt, outcome_for(&relay, &reply, stage)))
             .collect(),
-    })
+    };
+    Ok((results, Some(session)))
+}
+
+/// Sessions are reused only under the same next hop and the same policy entry, so a
+/// reused connection always satisfied the TLS the new message needs.
+fn cache_key(hop: &NextHop, policy: &Policy) -> String {
+    format!("{hop:?}|{}|{}", policy.level.name(), policy.source)
+}
+
+/// Tries a parked session for `hop`: RSET, then the transaction. `None` when there was
+/// none or it no longer worked (the caller connects afresh).
+async fn reuse(
+    remote: &Remote,
+    id: &str,
+    key: &str,
+    env: &Envelope,
+    stuffed: &[u8],
+    rcpts: &[String],
+) -> Option<Vec<(String, Outcome)>> {
+    let mut session = remote.take_parked(key)?;
+    if session.reset().await.is_err() {
+        return None;
+    }
+    log::info!("{id}: reusing connection to {}", session.server.name());
+    match send_on(session, env, stuffed, rcpts).await {
+        Ok((results, session)) => {
+            if let Some(session) = session {
+                remote.park(key.to_string(), session);
+            }
+            Some(results)
+        }
+        Err(f) => {
+            log::info!("{id}: reused connection failed: {}", f.detail);
+            None
+        }
+    }
 }
 
 fn log_tls(id: &str, cand: &Candidate, info: &crate::tls::TlsInfo) {

@@ -200,12 +200,22 @@ pub async fn run(
             .detach();
         }
 
+        // Idle outbound sessions past their reuse time are closed politely.
+        for session in ctx.remote.expired_sessions() {
+            ex.spawn(session.quit()).detach();
+        }
+        let park_wait = if ctx.remote.has_parked() {
+            crate::outbound::remote::PARK_TIME
+        } else {
+            RESCAN
+        };
         let wait = waiting
             .values()
             .min()
             .map(|&next| Duration::from_secs(next.saturating_sub(now)))
             .unwrap_or(RESCAN)
-            .min(RESCAN.saturating_sub(last_rescan.elapsed()));
+            .min(RESCAN.saturating_sub(last_rescan.elapsed()))
+            .min(park_wait);
         enum Wake {
             Event(Option<Event>),
             Done(Finished),
