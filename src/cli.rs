@@ -57,12 +57,13 @@ pub struct ServeArgs {
     /// client network allowed to relay, CIDR, repeatable (default 127.0.0.0/8 and ::1/128)
     #[argh(option)]
     pub relay_network: Vec<String>,
-    /// server certificate chain, PEM (default: a generated demonstration certificate)
+    /// server certificate chain, PEM (default: a generated demonstration certificate);
+    /// give it twice, with two --tls-key, for an RSA and an ECDSA certificate at once
     #[argh(option)]
-    pub tls_cert: Option<String>,
-    /// server private key, PEM
+    pub tls_cert: Vec<String>,
+    /// server private key, PEM (one per --tls-cert, in the same order)
     #[argh(option)]
-    pub tls_key: Option<String>,
+    pub tls_key: Vec<String>,
     /// TLS on --smtp listeners: none, may or encrypt (default may)
     #[argh(option, default = "String::from(\"may\")")]
     pub tls_level: String,

@@ -141,8 +141,9 @@ pub struct Config {
     pub domains: Vec<String>,
     pub mail_dir: PathBuf,
     pub relay_networks: Vec<Cidr>,
-    /// Certificate and key; `None` means the generated demonstration certificate.
-    pub tls_cert: Option<(PathBuf, PathBuf)>,
+    /// Certificate/key pairs (one, or an RSA and an ECDSA one); empty means the
+    /// generated demonstration certificate.
+    pub tls_cert: Vec<(PathBuf, PathBuf)>,
     pub limits: Limits,
     /// Where TLS-failure alerts go.
     pub alert_rcpt: Option<String>,
@@ -432,24 +433,31 @@ impl Config {
                 .collect();
         }
 
-        let tls_cert = match (&args.tls_cert, &args.tls_key) {
-            (Some(c), Some(k)) => Some((PathBuf::from(c), PathBuf::from(k))),
-            (None, None) => None,
-            (Some(c), None) => {
-                return Err(ConfigError::flag(
-                    "--tls-cert",
-                    c,
-                    "--tls-key is required too",
-                ))
-            }
-            (None, Some(k)) => {
-                return Err(ConfigError::flag(
-                    "--tls-key",
-                    k,
-                    "--tls-cert is required too",
-                ))
-            }
-        };
+        if args.tls_cert.len() != args.tls_key.len() {
+            let (flag, values) = if args.tls_cert.len() > args.tls_key.len() {
+                ("--tls-cert", &args.tls_cert)
+            } else {
+                ("--tls-key", &args.tls_key)
+            };
+            return Err(ConfigError::flag(
+                flag,
+                values.last().map(String::as_str).unwrap_or(""),
+                "give --tls-cert and --tls-key in pairs (one key per certificate)",
+            ));
+        }
+        if args.tls_cert.len() > 2 {
+            return Err(ConfigError::flag(
+                "--tls-cert",
+                &args.tls_cert[2],
+                "at most two certificates (one RSA, one ECDSA)",
+            ));
+        }
+        let tls_cert: Vec<(PathBuf, PathBuf)> = args
+            .tls_cert
+            .iter()
+            .zip(&args.tls_key)
+            .map(|(c, k)| (PathBuf::from(c), PathBuf::from(k)))
+            .collect();
         if args.max_sessions == 0 {
             return Err(ConfigError::flag(
                 "--max-sessions",

@@ -32,18 +32,15 @@ pub const EX_CONFIG: i32 = 78;
 /// Resolves the certificate to use: the configured one, or the demonstration one
 /// (generated on first start, with a warning every start).
 fn load_tls(cfg: &Config) -> Result<openssl::ssl::SslContext, String> {
-    let (cert, key) = match &cfg.tls_cert {
-        Some((c, k)) => (c.clone(), k.clone()),
-        None => {
-            let paths = tls::cert::ensure_demo(&cfg.state_dir, &cfg.hostname)?;
-            log::warn!(
-                "using the generated demonstration certificate {}: it is self-signed and not for production; give --tls-cert and --tls-key",
-                paths.0.display()
-            );
-            paths
-        }
-    };
-    tls::server_context(&cert, &key)
+    if !cfg.tls_cert.is_empty() {
+        return tls::server_context(&cfg.tls_cert);
+    }
+    let paths = tls::cert::ensure_demo(&cfg.state_dir, &cfg.hostname)?;
+    log::warn!(
+        "using the generated demonstration certificate {}: it is self-signed and not for production; give --tls-cert and --tls-key",
+        paths.0.display()
+    );
+    tls::server_context(&[paths])
 }
 
 /// Runs the daemon until SIGTERM/SIGINT. Returns the process exit code.

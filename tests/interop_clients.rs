@@ -209,3 +209,108 @@ fn openssl_s_client_against_level_none_gets_no_tls() {
     );
     assert!(!out.contains("Protocol version"), "{out}");
 }
+
+#[test]
+fn dual_rsa_and_ecdsa_certificates() {
+    let dir = common::TempDir::new("dual");
+    let gen = |name: &str, key: &[&str]| {
+        let (c, k) = (
+            dir.path().join(format!("{name}.pem")),
+            dir.path().join(format!("{name}.key")),
+        );
+        let mut args = vec!["req", "-x509", "-nodes", "-days", "30", "-subj"];
+        let subj = format!("/CN={name}.mx.test");
+        args.push(&subj);
+        args.extend_from_slice(key);
+        let (cs, ks) = (c.display().to_string(), k.display().to_string());
+        args.extend_from_slice(&["-keyout", &ks, "-out", &cs]);
+        let out = run_with_timeout(
+            Command::new("openssl").args(&args),
+            None,
+            Duration::from_secs(60),
+        );
+        assert!(out.status.success(), "{out:?}");
+        (cs, ks)
+    };
+    let (rc, rk) = gen("rsa", &["-newkey", "rsa:2048"]);
+    let (ec, ek) = gen(
+        "ec",
+        &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+    );
+    let s = Server::start(&[
+        "--tls-cert",
+        &rc,
+        "--tls-key",
+        &rk,
+        "--tls-cert",
+        &ec,
+        "--tls-key",
+        &ek,
+    ]);
+    let peer = |sigalgs: &str| {
+        s_client(
+            &[
+                "-starttls",
+                "smtp",
+                "-connect",
+                &s.smtp,
+                "-brief",
+                "-tls1_3",
+                "-sigalgs",
+                sigalgs,
+                "-crlf",
+                "-ign_eof",
+            ],
+            b"QUIT\n",
+        )
+    };
+    let out = peer("ECDSA+SHA256");
+    assert!(out.contains("Peer certificate: CN = ec.mx.test"), "{out}");
+    let out = peer("rsa_pss_rsae_sha256");
+    assert!(out.contains("Peer certificate: CN = rsa.mx.test"), "{out}");
+    // TLS 1.2 suites of the profile are all RSA-authenticated: the RSA certificate.
+    let out = s_client(
+        &[
+            "-starttls",
+            "smtp",
+            "-connect",
+            &s.smtp,
+            "-brief",
+            "-tls1_2",
+            "-crlf",
+            "-ign_eof",
+        ],
+        b"QUIT\n",
+    );
+    assert!(out.contains("Peer certificate: CN = rsa.mx.test"), "{out}");
+
+    // Unpaired or same-type certificates are refused at start-up, naming the flag/file.
+    let out = common::tinymta(&["serve", "--smtp", "127.0.0.1:1", "--tls-cert", &rc]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--tls-cert"),
+        "{out:?}"
+    );
+    let dir2 = common::TempDir::new("dual2");
+    let st = dir2.path().display().to_string();
+    let out = common::tinymta(&[
+        "serve",
+        "--smtp",
+        "127.0.0.1:1",
+        "--state-dir",
+        &st,
+        "--tls-cert",
+        &rc,
+        "--tls-key",
+        &rk,
+        "--tls-cert",
+        &rc,
+        "--tls-key",
+        &rk,
+    ]);
+    assert_eq!(out.status.code(), Some(78));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("another key type"),
+        "{out:?}"
+    );
+}

@@ -13,29 +13,52 @@ pub mod profile;
 pub mod stream;
 
 use std::fmt;
-use std::path::Path;
+use std::path::PathBuf;
 
 use openssl::ssl::{SslContext, SslFiletype, SslRef};
+use openssl::x509::X509;
 
 pub use stream::MaybeTls;
 
-/// Builds the server context from a certificate chain and key (PEM files) under the
-/// compiled profile. Errors name the file.
-pub fn server_context(cert: &Path, key: &Path) -> Result<SslContext, String> {
+/// Builds the server context from certificate chains and keys (PEM files) under the
+/// compiled profile. Two pairs of different key types (RSA and ECDSA) are served side
+/// by side, as Postfix's dual certificates: OpenSSL picks per handshake what the
+/// client supports. Errors name the file.
+pub fn server_context(pairs: &[(PathBuf, PathBuf)]) -> Result<SslContext, String> {
     // The profile's builder loads the legacy provider (SEED) before the context exists.
     let mut b =
         profile::server_builder().map_err(|e| format!("cannot apply cipher profile: {e}"))?;
-    b.set_certificate_chain_file(cert)
-        .map_err(|e| format!("{}: cannot load certificate chain: {e}", cert.display()))?;
-    b.set_private_key_file(key, SslFiletype::PEM)
-        .map_err(|e| format!("{}: cannot load private key: {e}", key.display()))?;
-    b.check_private_key().map_err(|_| {
-        format!(
-            "{}: private key does not match certificate {}",
-            key.display(),
-            cert.display()
-        )
-    })?;
+    let mut key_types = Vec::new();
+    for (cert, key) in pairs {
+        let leaf = std::fs::read(cert)
+            .ok()
+            .and_then(|pem| X509::from_pem(&pem).ok())
+            .ok_or_else(|| format!("{}: not a PEM certificate", cert.display()))?;
+        let key_type = leaf
+            .public_key()
+            .map(|k| k.id())
+            .map_err(|e| format!("{}: unreadable public key: {e}", cert.display()))?;
+        if key_types.contains(&key_type) {
+            return Err(format!(
+                "{}: a second certificate must have another key type (one RSA, one ECDSA)",
+                cert.display()
+            ));
+        }
+        key_types.push(key_type);
+        // Loading the chain selects the slot of the certificate's key type; the key
+        // and the check below apply to that slot.
+        b.set_certificate_chain_file(cert)
+            .map_err(|e| format!("{}: cannot load certificate chain: {e}", cert.display()))?;
+        b.set_private_key_file(key, SslFiletype::PEM)
+            .map_err(|e| format!("{}: cannot load private key: {e}", key.display()))?;
+        b.check_private_key().map_err(|_| {
+            format!(
+                "{}: private key does not match certificate {}",
+                key.display(),
+                cert.display()
+            )
+        })?;
+    }
     b.set_session_id_context(b"tinymta")
         .map_err(|e| format!("cannot set session id context: {e}"))?;
     Ok(b.build())

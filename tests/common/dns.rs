@@ -56,6 +56,18 @@ impl Zone {
     }
 }
 
+/// A port that is free for both TCP and UDP on 127.0.0.1 right now (unbound binds
+/// both).
+fn free_tcp_and_udp_port() -> u16 {
+    loop {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
 /// A running unbound.
 pub struct Unbound {
     child: Option<Child>,
@@ -91,7 +103,7 @@ impl Unbound {
             .port();
         let d = dir.path().to_path_buf();
         let mut conf = format!(
-            "server:\n  interface: 127.0.0.1\n  port: {port}\n  username: \"\"\n  chroot: \"\"\n  directory: \"{0}\"\n  pidfile: \"{0}/unbound.pid\"\n  use-syslog: no\n  logfile: \"{0}/unbound.log\"\n  verbosity: 1\n  do-not-query-localhost: no\n  module-config: \"validator iterator\"\n  local-zone: \"test.\" nodefault\n  val-log-level: 2\n",
+            "server:\n  interface: 127.0.0.1\n  port: @PORT@\n  username: \"\"\n  chroot: \"\"\n  directory: \"{0}\"\n  pidfile: \"{0}/unbound.pid\"\n  use-syslog: no\n  logfile: \"{0}/unbound.log\"\n  verbosity: 1\n  do-not-query-localhost: no\n  module-config: \"validator iterator\"\n  local-zone: \"test.\" nodefault\n  val-log-level: 2\n",
             d.display()
         );
         let mut auth = String::new();
@@ -134,51 +146,63 @@ impl Unbound {
         }
         conf.push_str(&auth);
         let conf_path = d.join("unbound.conf");
-        fs::write(&conf_path, conf).unwrap();
-        let child = Command::new(unbound)
-            .args(["-d", "-c"])
-            .arg(&conf_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(d.join("unbound.stderr")).unwrap())
-            .spawn()
-            .expect("start unbound");
-        let u = Unbound {
-            child: Some(child),
-            dir,
-            addr: format!("127.0.0.1:{port}"),
-        };
-        let start = Instant::now();
         let zone = zones
             .first()
             .map(|z| z.name.clone())
             .unwrap_or_else(|| "test".into());
-        loop {
-            let out = run_with_timeout(
-                Command::new(&dig).args([
-                    "+short",
-                    "+time=1",
-                    "+tries=1",
-                    "-p",
-                    &port.to_string(),
-                    "@127.0.0.1",
-                    &zone,
-                    "SOA",
-                ]),
-                None,
-                Duration::from_secs(10),
-            );
-            if out.status.success() && !out.stdout.is_empty() {
-                break;
+        // Another process can take the port between choosing and binding it: unbound
+        // then exits at once, and we try again on another port.
+        let mut u = Unbound {
+            child: None,
+            dir,
+            addr: String::new(),
+        };
+        for _attempt in 0..5 {
+            let port = free_tcp_and_udp_port();
+            fs::write(&conf_path, conf.replace("@PORT@", &port.to_string())).unwrap();
+            let child = Command::new(&unbound)
+                .args(["-d", "-c"])
+                .arg(&conf_path)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(fs::File::create(d.join("unbound.stderr")).unwrap())
+                .spawn()
+                .expect("start unbound");
+            u.child = Some(child);
+            u.addr = format!("127.0.0.1:{port}");
+            let start = Instant::now();
+            loop {
+                let out = run_with_timeout(
+                    Command::new(&dig).args([
+                        "+short",
+                        "+time=1",
+                        "+tries=1",
+                        "-p",
+                        &port.to_string(),
+                        "@127.0.0.1",
+                        &zone,
+                        "SOA",
+                    ]),
+                    None,
+                    Duration::from_secs(10),
+                );
+                if out.status.success() && !out.stdout.is_empty() {
+                    return u;
+                }
+                if let Some(c) = u.child.as_mut() {
+                    if c.try_wait().unwrap().is_some() {
+                        break; // exited: port taken; retry
+                    }
+                }
+                assert!(
+                    start.elapsed() < Duration::from_secs(15),
+                    "unbound did not answer:\n{}",
+                    u.log()
+                );
+                std::thread::sleep(Duration::from_millis(50));
             }
-            assert!(
-                start.elapsed() < Duration::from_secs(15),
-                "unbound did not answer:\n{}",
-                u.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
         }
-        u
+        panic!("unbound could not start:\n{}", u.log());
     }
 
     pub fn log(&self) -> String {
