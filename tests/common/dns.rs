@@ -96,11 +96,6 @@ impl Unbound {
         require_tool("ldns-signzone", "ldnsutils");
         let dig = require_tool("dig", "bind9-dnsutils");
         let dir = TempDir::new("unbound");
-        let port = std::net::UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let d = dir.path().to_path_buf();
         let mut conf = format!(
             "server:\n  interface: 127.0.0.1\n  port: @PORT@\n  username: \"\"\n  chroot: \"\"\n  directory: \"{0}\"\n  pidfile: \"{0}/unbound.pid\"\n  use-syslog: no\n  logfile: \"{0}/unbound.log\"\n  verbosity: 1\n  do-not-query-localhost: no\n  module-config: \"validator iterator\"\n  local-zone: \"test.\" nodefault\n  val-log-level: 2\n",
