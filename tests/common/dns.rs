@@ -92,6 +92,19 @@ fn run_in(dir: &Path, cmd: &str, args: &[&str]) -> String {
 
 impl Unbound {
     pub fn start(zones: &[Zone]) -> Unbound {
+        Unbound::start_in(zones, None)
+    }
+
+    /// Starts inside network namespace `netns` (created by the caller) on port 53, so
+    /// programs there that use the system resolver (posttls-finger) ask it.
+    pub fn start_in(zones: &[Zone], netns: Option<&str>) -> Unbound {
+        let in_ns = |program: &str| {
+            let mut c = Command::new(if netns.is_some() { "ip" } else { program });
+            if let Some(ns) = netns {
+                c.args(["netns", "exec", ns, program]);
+            }
+            c
+        };
         let unbound = require_tool("unbound", "unbound");
         require_tool("ldns-signzone", "ldnsutils");
         let dig = require_tool("dig", "bind9-dnsutils");
@@ -153,9 +166,13 @@ impl Unbound {
             addr: String::new(),
         };
         for _attempt in 0..5 {
-            let port = free_tcp_and_udp_port();
+            let port = if netns.is_some() {
+                53
+            } else {
+                free_tcp_and_udp_port()
+            };
             fs::write(&conf_path, conf.replace("@PORT@", &port.to_string())).unwrap();
-            let child = Command::new(&unbound)
+            let child = in_ns(&unbound)
                 .args(["-d", "-c"])
                 .arg(&conf_path)
                 .stdin(Stdio::null())
@@ -168,7 +185,7 @@ impl Unbound {
             let start = Instant::now();
             loop {
                 let out = run_with_timeout(
-                    Command::new(&dig).args([
+                    in_ns(&dig).args([
                         "+short",
                         "+time=1",
                         "+tries=1",

@@ -1,0 +1,235 @@
+//! DANE seen by Postfix's posttls-finger and by `tinymta check-tls` on the same
+//! destinations. posttls-finger uses the system resolver, so the test builds a network
+//! namespace with its own /etc/resolv.conf, a validating unbound on port 53 and
+//! receiving MX hosts on port 25 (TESTBENCH.md "Network namespaces"). Needs root.
+
+mod common;
+
+use std::fs;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::dns::{tlsa_311_of, Unbound, Zone};
+use common::{run_with_timeout, TempDir};
+
+/// A network namespace with loopback up and its own resolv.conf; removed on drop.
+struct Netns(String);
+
+fn ip(args: &[&str]) {
+    let out = run_with_timeout(Command::new("ip").args(args), None, Duration::from_secs(10));
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Netns {
+    fn new() -> Netns {
+        let name = format!("tinymta{}", std::process::id());
+        let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        ip(&["netns", "add", &name]);
+        ip(&["netns", "exec", &name, "ip", "link", "set", "lo", "up"]);
+        let etc = format!("/etc/netns/{name}");
+        fs::create_dir_all(&etc).unwrap();
+        fs::write(format!("{etc}/resolv.conf"), "nameserver 127.0.0.1\n").unwrap();
+        Netns(name)
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.0, program]);
+        c
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+        let _ = fs::remove_dir_all(format!("/etc/netns/{}", self.0));
+    }
+}
+
+/// A tinymta receiver inside the namespace, killed by PID on drop.
+struct Receiver {
+    child: Child,
+    dir: TempDir,
+}
+
+impl Receiver {
+    fn start(ns: &Netns, ip: &str, domain: &str, extra: &[&str]) -> Receiver {
+        let dir = TempDir::new("netns-rx");
+        let log = fs::File::create(dir.path().join("log")).unwrap();
+        let child = ns
+            .command(env!("CARGO_BIN_EXE_tinymta"))
+            .args([
+                "serve",
+                "--smtp",
+                &format!("{ip}:25"),
+                "--submission",
+                &format!("{ip}:587"),
+            ])
+            .args([
+                "--smtps",
+                &format!("{ip}:465"),
+                "--domain",
+                domain,
+                "--hostname",
+                &format!("mx.{domain}"),
+            ])
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let r = Receiver { child, dir };
+        let start = Instant::now();
+        while !r.log().contains("started:") {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "receiver did not start:\n{}",
+                r.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        r
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+    }
+
+    fn cert(&self) -> std::path::PathBuf {
+        self.dir.path().join("state/tls/demo-cert.pem")
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The first `X TLS connection established` verdict in a transcript.
+fn verdict(text: &str) -> Option<&'static str> {
+    let line = text
+        .lines()
+        .find(|l| l.contains("TLS connection established to"))?;
+    ["Verified", "Trusted", "Untrusted", "Anonymous"]
+        .into_iter()
+        .find(|v| line.contains(&format!("{v} TLS connection")))
+}
+
+#[test]
+fn posttls_finger_and_check_tls_agree_on_dane() {
+    let ns = Netns::new();
+    let good = Receiver::start(&ns, "127.0.0.2", "dane.test", &[]);
+    let forged = Receiver::start(&ns, "127.0.0.3", "forged.test", &[]);
+    let plain = Receiver::start(&ns, "127.0.0.4", "plain.test", &[]);
+    let tlsa = tlsa_311_of(&good.cert());
+    let zones = [
+        Zone::new("dane.test", true)
+            .record("@ IN MX 10 mx.dane.test.")
+            .record("mx IN A 127.0.0.2")
+            .record(&format!("_25._tcp.mx IN TLSA 3 1 1 {tlsa}")),
+        // forged.test publishes dane.test's key, but its MX has another certificate.
+        Zone::new("forged.test", true)
+            .record("@ IN MX 10 mx.forged.test.")
+            .record("mx IN A 127.0.0.3")
+            .record(&format!("_25._tcp.mx IN TLSA 3 1 1 {tlsa}")),
+        Zone::new("plain.test", false)
+            .record("@ IN MX 10 mx.plain.test.")
+            .record("mx IN A 127.0.0.4"),
+    ];
+    let _unbound = Unbound::start_in(&zones, Some(&ns.0));
+    let pf_conf = TempDir::new("posttls");
+    fs::write(pf_conf.path().join("main.cf"), "").unwrap();
+
+    for (domain, expect) in [
+        ("dane.test", Some("Verified")),
+        ("forged.test", None),
+        ("plain.test", Some("Untrusted")),
+    ] {
+        let theirs = run_with_timeout(
+            ns.command("posttls-finger")
+                .args(["-c", "-l", "dane", domain])
+                .env("MAIL_CONFIG", pf_conf.path()),
+            None,
+            Duration::from_secs(60),
+        );
+        let theirs = format!(
+            "{}{}",
+            String::from_utf8_lossy(&theirs.stdout),
+            String::from_utf8_lossy(&theirs.stderr)
+        );
+        let ours = run_with_timeout(
+            ns.command(env!("CARGO_BIN_EXE_tinymta")).args([
+                "check-tls",
+                "--resolver",
+                "127.0.0.1:53",
+                "--tls-default-level",
+                "dane",
+                domain,
+            ]),
+            None,
+            Duration::from_secs(60),
+        );
+        let ours_text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&ours.stdout),
+            String::from_utf8_lossy(&ours.stderr)
+        );
+        match expect {
+            Some("Verified") => {
+                assert_eq!(
+                    verdict(&theirs),
+                    Some("Verified"),
+                    "posttls-finger {domain}:\n{theirs}"
+                );
+                assert_eq!(
+                    verdict(&ours_text),
+                    Some("Verified"),
+                    "check-tls {domain}:\n{ours_text}"
+                );
+                assert!(
+                    theirs.contains("Matched DANE") && ours_text.contains("Matched DANE EE"),
+                    "{theirs}\n{ours_text}"
+                );
+                assert!(ours_text.contains(&format!("3 1 1 {tlsa}")), "{ours_text}");
+                assert!(ours.status.success());
+            }
+            Some(v) => {
+                assert_eq!(
+                    verdict(&theirs),
+                    Some(v),
+                    "posttls-finger {domain}:\n{theirs}"
+                );
+                assert_eq!(
+                    verdict(&ours_text),
+                    Some(v),
+                    "check-tls {domain}:\n{ours_text}"
+                );
+                assert!(ours_text.contains("DNSSEC not validated"), "{ours_text}");
+            }
+            None => {
+                // A TLSA mismatch: Postfix does not verify the peer; tinymta defers.
+                assert_ne!(
+                    verdict(&theirs),
+                    Some("Verified"),
+                    "posttls-finger {domain}:\n{theirs}"
+                );
+                assert_eq!(ours.status.code(), Some(75), "{ours_text}");
+                assert!(
+                    ours_text.contains("DANE TLSA authentication failed")
+                        && ours_text.contains("result: defer"),
+                    "{ours_text}"
+                );
+            }
+        }
+    }
+    drop((good, forged, plain));
+}
