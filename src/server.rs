@@ -18,7 +18,6 @@ use crate::queue::scheduler::{self, Event};
 use crate::queue::spool::GroupCommit;
 use crate::queue::{QueueId, Spool};
 use crate::tls;
-use crate::tls::client::ClientSettings;
 
 /// How long sessions get to finish after SIGTERM before the process exits anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -219,31 +218,14 @@ async fn run(
     0
 }
 
-/// Remote delivery settings from the outbound configuration. A resolver that cannot be
-/// set up is logged; remote mail is then deferred with that reason.
-pub fn remote_delivery(cfg: &Config, spool: &Spool) -> Remote {
-    let out = &cfg.outbound;
-    let resolver = crate::dns::Resolver::from_flag_or_system(out.resolver.as_deref());
-    if let Err(e) = &resolver {
+/// Remote delivery for the daemon; a missing resolver is logged once here.
+fn remote_delivery(cfg: &Config, spool: &Spool) -> Remote {
+    let alerts = cfg.alert_rcpt.clone().map(|rcpt| (rcpt, spool.clone()));
+    let remote = Remote::new(&cfg.outbound, &cfg.hostname, alerts);
+    if let Err(e) = &remote.resolver {
         log::warn!("no DNS resolver: {e}; mail to other domains stays queued");
     }
-    Remote::new(
-        resolver,
-        out.relayhost.clone(),
-        out.transport.clone(),
-        out.policy.clone(),
-        out.default_level,
-        out.mx_port,
-        ClientSettings {
-            ca_file: out.ca_file.clone(),
-            ca_dir: out.ca_dir.clone(),
-            cert: out.client_cert.clone(),
-        },
-        out.digest,
-        cfg.alert_rcpt.clone(),
-        Some(spool.clone()),
-        cfg.hostname.clone(),
-    )
+    remote
 }
 
 /// The datagram socket sendmail and `queue flush` poke (a stale one is replaced).

@@ -9,7 +9,6 @@ use super::transport::parse_nexthop;
 use crate::cli::CheckTlsArgs;
 use crate::config::{system_hostname, OutboundConfig, OutboundFlags};
 use crate::server::{EX_TEMPFAIL, EX_USAGE};
-use crate::tls::client::ClientSettings;
 use crate::tls::policy::{Level, NextHop};
 
 pub fn run(args: CheckTlsArgs) -> i32 {
@@ -36,24 +35,7 @@ pub fn run(args: CheckTlsArgs) -> i32 {
         NextHop::Domain(dest.trim_end_matches('.').to_string())
     };
     let helo = args.hostname.clone().unwrap_or_else(system_hostname);
-    let resolver = crate::dns::Resolver::from_flag_or_system(out.resolver.as_deref());
-    let remote = Remote::new(
-        resolver,
-        out.relayhost.clone(),
-        out.transport.clone(),
-        out.policy.clone(),
-        out.default_level,
-        out.mx_port,
-        ClientSettings {
-            ca_file: out.ca_file.clone(),
-            ca_dir: out.ca_dir.clone(),
-            cert: out.client_cert.clone(),
-        },
-        out.digest,
-        None,
-        None,
-        helo.clone(),
-    );
+    let remote = Remote::new(&out, &helo, None);
     smol::block_on(check(&remote, &helo, &hop))
 }
 

@@ -51,33 +51,35 @@ pub struct Remote {
 }
 
 impl Remote {
-    #[allow(clippy::too_many_arguments)]
+    /// Remote delivery from the outbound configuration. `alerts` is where TLS-failure
+    /// alerts go and the spool that queues them (none for `check-tls`). A resolver that
+    /// cannot be set up is kept as the reason remote mail is deferred.
     pub fn new(
-        resolver: Result<Resolver, String>,
-        relayhost: Option<NextHop>,
-        transport: super::transport::TransportTable,
-        policy: PolicyTable,
-        default_level: Level,
-        mx_port: u16,
-        tls: ClientSettings,
-        digest: Digest,
-        alert_rcpt: Option<String>,
-        spool: Option<crate::queue::Spool>,
-        hostname: String,
+        out: &crate::config::OutboundConfig,
+        hostname: &str,
+        alerts: Option<(String, crate::queue::Spool)>,
     ) -> Remote {
+        let (alert_rcpt, spool) = match alerts {
+            Some((rcpt, spool)) => (Some(rcpt), Some(spool)),
+            None => (None, None),
+        };
         Remote {
-            resolver,
-            relayhost,
-            transport,
-            policy,
-            default_level,
-            mx_port,
-            tls,
-            digest,
+            resolver: crate::dns::Resolver::from_flag_or_system(out.resolver.as_deref()),
+            relayhost: out.relayhost.clone(),
+            transport: out.transport.clone(),
+            policy: out.policy.clone(),
+            default_level: out.default_level,
+            mx_port: out.mx_port,
+            tls: ClientSettings {
+                ca_file: out.ca_file.clone(),
+                ca_dir: out.ca_dir.clone(),
+                cert: out.client_cert.clone(),
+            },
+            digest: out.digest,
             alert_rcpt,
             timeouts: Timeouts::default(),
             spool,
-            hostname,
+            hostname: hostname.to_string(),
             alerts: RefCell::new(HashMap::new()),
             parked: RefCell::new(HashMap::new()),
         }
