@@ -24,6 +24,7 @@ pub enum Subcommand {
     Queue(QueueArgs),
     TlsInfo(TlsInfoArgs),
     CheckTls(CheckTlsArgs),
+    Cert(crate::certtool::CertArgs),
 }
 
 #[derive(FromArgs, Debug, Default)]

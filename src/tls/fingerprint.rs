@@ -302,8 +302,6 @@ pub fn fingerprint_matches(
 /// The TLSA record data to publish for this certificate's key: `3 1 1 <sha256 of the
 /// SPKI, lower-case hex>` (DANE-EE, SPKI, SHA-256: the record RFC 7672 recommends, as
 /// it survives renewal with the same key). Empty if the key cannot be found.
-// Used by `tinymta cert fingerprint` (certificate tooling) and the tests.
-#[allow(dead_code)]
 pub fn tlsa_311(cert: &X509Ref) -> String {
     let fp = spki_fingerprint(cert, Digest::Sha256);
     if fp.is_empty() {
