@@ -18,8 +18,23 @@ use argh::FromArgs;
 
 use cli::{Subcommand, TopLevel};
 
+/// For the short-lived commands (`queue list | head`, `--help | less`): a reader that
+/// goes away ends the process quietly, as for any Unix filter, instead of a failed
+/// write turning into a panic. The daemon keeps Rust's default (SIGPIPE ignored, EPIPE
+/// returned), since a client hanging up must never stop it.
+fn default_sigpipe() {
+    // SAFETY: called first thing in main, before any thread exists; it only restores
+    // the default disposition of one signal and installs no Rust handler.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) != Some("serve") {
+        default_sigpipe();
+    }
     let invoked_as = args
         .first()
         .and_then(|a| std::path::Path::new(a).file_name())

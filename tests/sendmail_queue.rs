@@ -184,3 +184,28 @@ fn queue_commands_and_restart_recovery() {
     let out = tinymta(&["queue", "--state-dir", st, "show", "NOSUCHID"]);
     assert_eq!(out.status.code(), Some(65));
 }
+
+#[test]
+fn a_closed_output_pipe_ends_commands_quietly() {
+    use std::io::Read;
+    use std::process::Stdio;
+    // `tinymta tls-info | true`: the reader is gone before the first write.
+    let mut child = tinymta_command()
+        .arg("tls-info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(!err.contains("panicked"), "{err}");
+    // Ended by SIGPIPE (no exit code), like any Unix filter.
+    assert_eq!(status.code(), None, "{status:?} {err}");
+}
