@@ -1,7 +1,8 @@
 //! DANE seen by Postfix's posttls-finger and by `tinymta check-tls` on the same
 //! destinations. posttls-finger uses the system resolver, so the test builds a network
 //! namespace with its own /etc/resolv.conf, a validating unbound on port 53 and
-//! receiving MX hosts on port 25 (TESTBENCH.md "Network namespaces"). Needs root.
+//! receiving MX hosts on port 25 (TESTBENCH.md "Network namespaces"). The TLSA record
+//! is the one `tinymta cert fingerprint` prints. Needs root.
 
 mod common;
 
@@ -130,7 +131,21 @@ fn posttls_finger_and_check_tls_agree_on_dane() {
     let good = Receiver::start(&ns, "127.0.0.2", "dane.test", &[]);
     let forged = Receiver::start(&ns, "127.0.0.3", "forged.test", &[]);
     let plain = Receiver::start(&ns, "127.0.0.4", "plain.test", &[]);
-    let tlsa = tlsa_311_of(&good.cert());
+    // The record `tinymta cert fingerprint` tells the administrator to publish.
+    let printed = common::tinymta(&["cert", "fingerprint", good.cert().to_str().unwrap()]);
+    let printed = String::from_utf8_lossy(&printed.stdout).into_owned();
+    let tlsa = printed
+        .lines()
+        .find_map(|l| {
+            l.split_once(" IN TLSA 3 1 1 ")
+                .map(|(_, hex)| hex.trim().to_string())
+        })
+        .unwrap_or_else(|| panic!("no 3 1 1 record in:\n{printed}"));
+    assert_eq!(
+        tlsa,
+        tlsa_311_of(&good.cert()),
+        "the openssl pipeline agrees"
+    );
     let zones = [
         Zone::new("dane.test", true)
             .record("@ IN MX 10 mx.dane.test.")
