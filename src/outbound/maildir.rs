@@ -5,13 +5,14 @@ use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::queue::spool::sync_dir;
 use crate::queue::Envelope;
 
-static DELIVERIES: AtomicU64 = AtomicU64::new(0);
+// 32 bits: MIPS32 has no 64-bit atomics; the name also has time and PID in it.
+static DELIVERIES: AtomicU32 = AtomicU32::new(0);
 
 /// A Maildir file name unique on this host: `secs.MmicrosPpidQn.host`.
 fn unique_name(hostname: &str) -> String {

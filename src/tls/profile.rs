@@ -484,13 +484,20 @@ const ALLOW_CLIENT_RENEGOTIATION: u64 = 1 << 8;
 
 /// The legacy provider, loaded once and never unloaded: every SSL_CTX
 /// created afterwards can fetch SEED from it. `None` when it cannot load.
-static LEGACY: OnceLock<Option<Provider>> = OnceLock::new();
+static LEGACY: OnceLock<Option<(Provider, Provider)>> = OnceLock::new();
 
-/// Loads the legacy provider (keeping the default one) on first use;
-/// returns whether it is loaded.
+/// Loads the legacy provider on first use, with the default provider loaded
+/// explicitly first; returns whether both are loaded. Loading only the legacy one
+/// leaves it without a random generator: SEED handshakes then complete, but every
+/// record without Encrypt-then-MAC fails to decrypt ("unable to fetch drbg"), which
+/// is what old peers, the ones SEED is for, send.
 fn legacy_provider() -> bool {
     LEGACY
-        .get_or_init(|| Provider::try_load(None, "legacy", true).ok())
+        .get_or_init(|| {
+            let default = Provider::load(None, "default").ok()?;
+            let legacy = Provider::try_load(None, "legacy", true).ok()?;
+            Some((default, legacy))
+        })
         .is_some()
 }
 
