@@ -24,6 +24,7 @@ pub enum Subcommand {
     Queue(QueueArgs),
     TlsInfo(TlsInfoArgs),
     CheckTls(CheckTlsArgs),
+    Passwd(PasswdArgs),
     Cert(crate::certtool::CertArgs),
 }
 
@@ -65,6 +66,9 @@ pub struct ServeArgs {
     /// server private key, PEM (one per --tls-cert, in the same order)
     #[argh(option)]
     pub tls_key: Vec<String>,
+    /// users for SMTP AUTH: lines made by `tinymta passwd USER` (default: no AUTH)
+    #[argh(option)]
+    pub auth_file: Option<String>,
     /// TLS on --smtp listeners: none, may or encrypt (default may)
     #[argh(option, default = "String::from(\"may\")")]
     pub tls_level: String,
@@ -215,6 +219,19 @@ pub struct QueueFlush {}
 /// Print the compiled cipher profile and the effective suites per protocol.
 #[argh(subcommand, name = "tls-info")]
 pub struct TlsInfoArgs {}
+
+#[derive(FromArgs, Debug)]
+/// Print an --auth-file line for USER. The password is read twice without echo from a
+/// terminal, or as one line from standard input (for scripts).
+#[argh(subcommand, name = "passwd")]
+pub struct PasswdArgs {
+    /// the user name clients give in AUTH
+    #[argh(positional)]
+    pub user: String,
+    /// PBKDF2-SHA256 rounds (default 20000: cheap on a router, costly to guess)
+    #[argh(option, default = "crate::auth::DEFAULT_ITERATIONS")]
+    pub iterations: u32,
+}
 
 #[derive(FromArgs, Debug, Default)]
 /// Resolve DEST, connect and report the TLS outcome under the policy table, like

@@ -147,6 +147,8 @@ pub struct Config {
     pub limits: Limits,
     /// Where TLS-failure alerts go.
     pub alert_rcpt: Option<String>,
+    /// `--auth-file`; read at start and on SIGHUP.
+    pub auth_file: Option<PathBuf>,
     pub retry: Retry,
     pub outbound: OutboundConfig,
 }
@@ -511,6 +513,7 @@ impl Config {
                 data_timeout: Duration::from_secs(args.data_timeout.max(1)),
             },
             alert_rcpt,
+            auth_file: args.auth_file.as_ref().map(PathBuf::from),
             retry: Retry {
                 lifetime: Duration::from_secs(args.queue_lifetime),
                 min: Duration::from_secs(args.retry_min),

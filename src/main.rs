@@ -1,6 +1,7 @@
 //! tinymta: a small mail transfer agent for routers. This file only dispatches: it
 //! parses the command line and runs the subcommand.
 
+mod auth;
 mod certtool;
 mod cli;
 mod config;
@@ -94,6 +95,7 @@ fn main() {
         Some(Subcommand::Sendmail(a)) => sendmail::run(a),
         Some(Subcommand::Queue(a)) => queue::admin::run(a),
         Some(Subcommand::CheckTls(a)) => outbound::check::run(a),
+        Some(Subcommand::Passwd(a)) => auth::passwd_command(&a.user, a.iterations),
         Some(Subcommand::Cert(a)) => certtool::run(a),
         Some(Subcommand::TlsInfo(_)) => {
             print!("{}", tls::profile::report());

@@ -10,6 +10,7 @@ use async_signal::{Signal, Signals};
 use smol::stream::StreamExt;
 use smol::Async;
 
+use crate::auth::AuthFile;
 use crate::config::{Config, InboundTls, Role};
 use crate::inbound::{listener, Shared};
 use crate::outbound::remote::Remote;
@@ -42,6 +43,24 @@ fn load_tls(cfg: &Config) -> Result<openssl::ssl::SslContext, String> {
     tls::server_context(&[paths])
 }
 
+/// Reads `--auth-file`, if given.
+fn load_auth(cfg: &Config) -> Result<Option<AuthFile>, String> {
+    cfg.auth_file.as_deref().map(AuthFile::load).transpose()
+}
+
+/// Each session is a socket: raise the soft limit on open files to the hard limit so
+/// `--max-sessions` (1000 by default) is not cut short at 1024 descriptors.
+fn raise_file_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, limit) {
+            log::warn!("cannot raise the open-file limit: {e}");
+        }
+    }
+}
+
 /// Runs the daemon until SIGTERM/SIGINT. Returns the process exit code.
 pub fn serve(cfg: Config) -> i32 {
     let spool = match Spool::open(&cfg.state_dir) {
@@ -68,6 +87,14 @@ pub fn serve(cfg: Config) -> i32 {
             return EX_CONFIG;
         }
     };
+    let auth = match load_auth(&cfg) {
+        Ok(a) => a,
+        Err(e) => {
+            log::error!("--auth-file {e}");
+            return EX_CONFIG;
+        }
+    };
+    raise_file_limit();
     let unavailable = tls::profile::availability().unavailable;
     if !unavailable.is_empty() {
         let names: Vec<String> = unavailable
@@ -99,7 +126,9 @@ pub fn serve(cfg: Config) -> i32 {
 
     let ex = Rc::new(smol::LocalExecutor::new());
     let ex2 = ex.clone();
-    smol::block_on(ex.run(async move { run(ex2, cfg, spool, recovered, tls_ctx, sockets).await }))
+    smol::block_on(
+        ex.run(async move { run(ex2, cfg, spool, recovered, tls_ctx, auth, sockets).await }),
+    )
 }
 
 async fn run(
@@ -108,6 +137,7 @@ async fn run(
     spool: Spool,
     recovered: Vec<QueueId>,
     tls_ctx: openssl::ssl::SslContext,
+    auth: Option<AuthFile>,
     sockets: Vec<(crate::config::Listener, Async<std::net::TcpListener>)>,
 ) -> i32 {
     let signals = Signals::new([Signal::Term, Signal::Int, Signal::Hup]);
@@ -171,6 +201,7 @@ async fn run(
         commit,
         events_tx,
         shutdown_rx,
+        auth,
     ));
     for (l, sock) in sockets {
         log::info!(
@@ -192,13 +223,24 @@ async fn run(
 
     while let Some(sig) = signals.next().await {
         match sig {
-            Ok(Signal::Hup) => match load_tls(&cfg) {
-                Ok(ctx) => {
-                    *shared.tls.borrow_mut() = Rc::new(ctx);
-                    log::info!("SIGHUP: certificate and key reloaded");
+            Ok(Signal::Hup) => {
+                match load_tls(&cfg) {
+                    Ok(ctx) => {
+                        *shared.tls.borrow_mut() = Rc::new(ctx);
+                        log::info!("SIGHUP: certificate and key reloaded");
+                    }
+                    Err(e) => log::error!("SIGHUP: keeping the old certificate: {e}"),
                 }
-                Err(e) => log::error!("SIGHUP: keeping the old certificate: {e}"),
-            },
+                if cfg.auth_file.is_some() {
+                    match load_auth(&cfg) {
+                        Ok(auth) => {
+                            *shared.auth.borrow_mut() = auth.map(std::sync::Arc::new);
+                            log::info!("SIGHUP: --auth-file reloaded");
+                        }
+                        Err(e) => log::error!("SIGHUP: keeping the old --auth-file: {e}"),
+                    }
+                }
+            }
             Ok(_) => break,
             Err(e) => log::warn!("signal: {e}"),
         }

@@ -11,10 +11,12 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use openssl::ssl::SslContext;
 use smol::channel::{Receiver, Sender};
 
+use crate::auth::AuthFile;
 use crate::config::Config;
 use crate::queue::scheduler::Event;
 use crate::queue::spool::GroupCommit;
@@ -30,6 +32,8 @@ pub struct Shared {
     pub scheduler: Sender<Event>,
     /// Closed when the server shuts down; sessions watch it between commands.
     pub shutdown: Receiver<()>,
+    /// `--auth-file` users (replaced on SIGHUP); `None`: AUTH is not offered.
+    pub auth: RefCell<Option<Arc<AuthFile>>>,
     sessions: Cell<usize>,
     per_ip: RefCell<HashMap<IpAddr, usize>>,
 }
@@ -67,6 +71,7 @@ impl Shared {
         commit: GroupCommit,
         scheduler: Sender<Event>,
         shutdown: Receiver<()>,
+        auth: Option<AuthFile>,
     ) -> Shared {
         Shared {
             cfg,
@@ -75,6 +80,7 @@ impl Shared {
             commit,
             scheduler,
             shutdown,
+            auth: RefCell::new(auth.map(Arc::new)),
             sessions: Cell::new(0),
             per_ip: RefCell::new(HashMap::new()),
         }
@@ -104,5 +110,9 @@ impl Shared {
 
     pub fn current_tls(&self) -> Rc<SslContext> {
         self.tls.borrow().clone()
+    }
+
+    pub fn current_auth(&self) -> Option<Arc<AuthFile>> {
+        self.auth.borrow().clone()
     }
 }

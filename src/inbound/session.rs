@@ -6,13 +6,14 @@ use std::fs::File;
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use smol::future::FutureExt;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::Async;
 
 use super::Shared;
+use crate::auth::{Sasl, Step};
 use crate::config::{InboundTls, Listener, Role};
 use crate::logline;
 use crate::outbound::route::{self, Destination};
@@ -32,6 +33,13 @@ const WRITE_CHUNK: usize = 64 * 1024;
 /// Errors (syntax, sequence, unknown commands) before the client is disconnected,
 /// as Postfix's `smtpd_hard_error_limit`.
 const MAX_ERRORS: u32 = 20;
+/// Failed AUTH attempts before the client is disconnected.
+const MAX_AUTH_FAILURES: u32 = 3;
+/// Pause before answering a failed AUTH (Postfix's smtpd_error_sleep_time), which
+/// slows password guessing to a crawl.
+const AUTH_FAILURE_DELAY: Duration = Duration::from_secs(1);
+/// RFC 4954 §4: a SASL response line may be up to 12288 octets.
+const MAX_SASL_LINE: usize = 12_288;
 
 /// Where the session is in the protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +67,12 @@ enum Next {
     StartTls,
     Data,
     Close,
+    /// Check these credentials (on the blocking pool: PBKDF2 is slow by design).
+    Verify {
+        mechanism: &'static str,
+        user: String,
+        password: Vec<u8>,
+    },
 }
 
 /// Outcome of waiting for input.
@@ -84,8 +98,14 @@ pub struct Session {
     esmtp: bool,
     tls: Option<TlsInfo>,
     authenticated: Option<String>,
+    /// A SASL exchange waiting for the client's next line.
+    sasl: Option<(Sasl, &'static str)>,
+    auth_failures: u32,
     txn: Option<Transaction>,
     errors: u32,
+    /// When the current command began to be awaited: partial lines do not extend the
+    /// deadline, so a client trickling bytes (slowloris) is dropped at the timeout.
+    waiting_since: Instant,
 }
 
 impl Session {
@@ -113,8 +133,11 @@ impl Session {
             esmtp: false,
             tls: None,
             authenticated: None,
+            sasl: None,
+            auth_failures: 0,
             txn: None,
             errors: 0,
+            waiting_since: Instant::now(),
         }
     }
 
@@ -140,14 +163,22 @@ impl Session {
     async fn serve(&mut self) -> std::io::Result<()> {
         loop {
             while self.state != State::Closing {
-                let Some(line) = self.input.next_line(MAX_COMMAND_LINE) else {
+                let limit = if self.sasl.is_some() {
+                    MAX_SASL_LINE
+                } else {
+                    MAX_COMMAND_LINE
+                };
+                let Some(line) = self.input.next_line(limit) else {
                     break;
                 };
+                self.waiting_since = Instant::now();
                 let next = match line {
                     Line::TooLong => {
+                        self.sasl = None;
                         self.error(canned::line_too_long());
                         Next::Continue
                     }
+                    Line::Complete(bytes) if self.sasl.is_some() => self.sasl_line(&bytes),
                     Line::Complete(bytes) => self.command(&bytes),
                 };
                 match next {
@@ -171,6 +202,15 @@ impl Session {
                         if !self.receive_message().await? {
                             return Ok(());
                         }
+                        self.waiting_since = Instant::now();
+                    }
+                    Next::Verify {
+                        mechanism,
+                        user,
+                        password,
+                    } => {
+                        self.verify(mechanism, user, password).await?;
+                        self.waiting_since = Instant::now();
                     }
                 }
             }
@@ -178,10 +218,11 @@ impl Session {
             if self.state == State::Closing {
                 return Ok(());
             }
-            match self
-                .read_input(self.shared.cfg.limits.command_timeout)
-                .await?
-            {
+            let limits = &self.shared.cfg.limits;
+            let left = limits
+                .command_timeout
+                .saturating_sub(self.waiting_since.elapsed());
+            match self.read_input(left).await? {
                 Input::Bytes => {}
                 Input::Closed => return Err(std::io::ErrorKind::UnexpectedEof.into()),
                 Input::TimedOut => {
@@ -367,13 +408,148 @@ impl Session {
                     return Next::StartTls;
                 }
             }
-            Command::Auth { .. } => self.error(Reply::new(
+            Command::Auth {
+                mechanism,
+                initial_response,
+            } => return self.auth(&mechanism, initial_response.as_deref()),
+        }
+        Next::Continue
+    }
+
+    /// AUTH: only inside TLS, once per session, outside a transaction (RFC 4954).
+    fn auth(&mut self, mechanism: &str, initial: Option<&str>) -> Next {
+        if self.shared.current_auth().is_none() {
+            self.error(Reply::new(
                 503,
                 "5.5.1",
                 "Error: authentication not enabled",
-            )),
+            ));
+            return Next::Continue;
         }
-        Next::Continue
+        if !self.tls_active() {
+            self.error(Reply::new(
+                538,
+                "5.7.11",
+                "Encryption required for requested authentication mechanism",
+            ));
+            return Next::Continue;
+        }
+        if self.state == State::Fresh {
+            self.error(canned::bad_sequence("Error: send EHLO first"));
+            return Next::Continue;
+        }
+        if self.authenticated.is_some() {
+            self.error(canned::bad_sequence("Error: already authenticated"));
+            return Next::Continue;
+        }
+        if self.txn.is_some() {
+            self.error(canned::bad_sequence("Error: MAIL transaction in progress"));
+            return Next::Continue;
+        }
+        let mechanism: &'static str = match mechanism {
+            "PLAIN" => "PLAIN",
+            "LOGIN" => "LOGIN",
+            _ => {
+                self.error(Reply::new(
+                    504,
+                    "5.5.4",
+                    "Error: unsupported authentication mechanism",
+                ));
+                return Next::Continue;
+            }
+        };
+        match Sasl::start(mechanism, initial) {
+            Some((sasl, step)) => {
+                self.sasl = Some((sasl, mechanism));
+                self.sasl_step(step)
+            }
+            None => Next::Continue,
+        }
+    }
+
+    /// A client line during a SASL exchange.
+    fn sasl_line(&mut self, line: &[u8]) -> Next {
+        let text = String::from_utf8_lossy(line).into_owned();
+        let step = match self.sasl.as_mut() {
+            Some((sasl, _)) => sasl.next(&text),
+            None => return Next::Continue,
+        };
+        self.sasl_step(step)
+    }
+
+    fn sasl_step(&mut self, step: Step) -> Next {
+        let mechanism = self.sasl.as_ref().map(|(_, m)| *m).unwrap_or("PLAIN");
+        match step {
+            Step::Challenge(c) => {
+                self.reply(Reply::plain(334, vec![c.to_string()]));
+                Next::Continue
+            }
+            Step::Credentials { user, password } => {
+                self.sasl = None;
+                Next::Verify {
+                    mechanism,
+                    user,
+                    password,
+                }
+            }
+            Step::Cancelled => {
+                self.sasl = None;
+                self.error(Reply::new(501, "5.7.0", "Authentication aborted"));
+                Next::Continue
+            }
+            Step::Malformed(why) => {
+                self.sasl = None;
+                self.error(Reply::new(501, "5.5.2", format!("Error: {why}")));
+                Next::Continue
+            }
+        }
+    }
+
+    /// Checks credentials on the blocking pool and answers 235 or, after a delay, 535.
+    async fn verify(
+        &mut self,
+        mechanism: &'static str,
+        user: String,
+        password: Vec<u8>,
+    ) -> std::io::Result<()> {
+        let ok = match self.shared.current_auth() {
+            Some(auth) => {
+                let u = user.clone();
+                smol::unblock(move || auth.verify(&u, &password)).await
+            }
+            None => false,
+        };
+        if ok {
+            log::info!(
+                "{}: sasl_method={mechanism}, sasl_username={user}",
+                self.client
+            );
+            self.authenticated = Some(user);
+            self.reply(Reply::new(235, "2.7.0", "Authentication successful"));
+            return Ok(());
+        }
+        // Postfix's wording, so fail2ban's postfix-sasl filter works unchanged.
+        log::warn!(
+            "{}: SASL {mechanism} authentication failed: authentication failure",
+            self.client
+        );
+        self.auth_failures += 1;
+        smol::Timer::after(AUTH_FAILURE_DELAY).await;
+        self.reply(Reply::new(
+            535,
+            "5.7.8",
+            "Error: authentication failed: authentication failure",
+        ));
+        if self.auth_failures >= MAX_AUTH_FAILURES {
+            log::warn!("too many failed AUTH attempts from {}", self.client);
+            self.reply(Reply::new(
+                421,
+                "4.7.0",
+                "Error: too many failed authentication attempts",
+            ));
+            self.state = State::Closing;
+        }
+        Ok(())
     }
 
     fn ehlo_reply(&self) -> Reply {
@@ -385,6 +561,11 @@ impl Session {
         ];
         if !self.tls_active() && matches!(self.level, InboundTls::May | InboundTls::Encrypt) {
             lines.push("STARTTLS".to_string());
+        }
+        // AUTH only inside TLS, on every listener (the seeds; Postfix
+        // smtpd_tls_auth_only): a password never crosses the wire in clear.
+        if self.tls_active() && self.shared.current_auth().is_some() {
+            lines.push("AUTH PLAIN LOGIN".to_string());
         }
         lines.extend(["ENHANCEDSTATUSCODES", "8BITMIME", "SMTPUTF8"].map(String::from));
         Reply::plain(250, lines)
@@ -475,6 +656,42 @@ impl Session {
         }
     }
 
+    /// Submission mode (RFC 6409 §8): adds `Date:` and `Message-ID:` when the client's
+    /// header section (starting at `start` in `content`) has none.
+    fn complete_headers(&self, content: &mut Vec<u8>, start: usize, id: &QueueId) {
+        let headers = &content[start..];
+        let end = if headers.starts_with(b"\r\n") {
+            0
+        } else {
+            headers
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .map(|i| i + 2)
+                .unwrap_or(headers.len())
+        };
+        let has = |name: &[u8]| {
+            headers[..end].split(|&b| b == b'\n').any(|line| {
+                line.len() > name.len()
+                    && line[..name.len()].eq_ignore_ascii_case(name)
+                    && line[name.len()] == b':'
+            })
+        };
+        let mut add = String::new();
+        if !has(b"Date") {
+            add.push_str(&format!("Date: {}\r\n", logline::rfc5322_date(unix_now())));
+        }
+        if !has(b"Message-ID") {
+            add.push_str(&format!(
+                "Message-ID: <{}.{id}@{}>\r\n",
+                unix_now(),
+                self.shared.cfg.hostname
+            ));
+        }
+        if !add.is_empty() {
+            content.splice(start..start, add.into_bytes());
+        }
+    }
+
     fn received_header(&self, id: &QueueId, recipients: &[String]) -> String {
         let cfg = &self.shared.cfg;
         let mut h = format!(
@@ -484,6 +701,10 @@ impl Session {
         );
         if let Some(tls) = &self.tls {
             h.push_str(&format!("\t(using {tls})\r\n"));
+        }
+        if let Some(user) = &self.authenticated {
+            // The user name, never anything of the password.
+            h.push_str(&format!("\t(Authenticated sender: {user})\r\n"));
         }
         h.push_str(&format!(
             "\tby {} (tinymta) with {} id {}",
@@ -523,6 +744,10 @@ impl Session {
         let spool = self.shared.spool.clone();
         let mut reader = DataReader::new(self.shared.cfg.limits.max_message_size);
         let mut chunk = self.received_header(&id, &txn.recipients).into_bytes();
+        // Submission mode completes the header section once it has arrived (before the
+        // first piece is written).
+        let mut headers_pending = matches!(self.role, Role::Submission | Role::Smtps);
+        let header_start = chunk.len();
         let mut file: Option<File> = None;
         let mut write_error: Option<std::io::Error> = None;
 
@@ -557,6 +782,9 @@ impl Session {
                 }
             }
             if chunk.len() >= WRITE_CHUNK && write_error.is_none() && reader.verdict().is_none() {
+                if std::mem::take(&mut headers_pending) {
+                    self.complete_headers(&mut chunk, header_start, &id);
+                }
                 let (f, c, res) = write_chunk(
                     spool.clone(),
                     env.clone(),
@@ -571,6 +799,9 @@ impl Session {
             }
         }
 
+        if headers_pending {
+            self.complete_headers(&mut chunk, header_start, &id);
+        }
         if let Some(r) = reader.verdict() {
             spool.abandon(&id);
             log::info!("{id}: reject: DATA from {}: {}", self.client, r.summary());
