@@ -84,14 +84,11 @@ pub fn removed(id: &str) {
     log::info!("{id}: removed");
 }
 
-/// RFC 5322 date-time in UTC (`Mon, 23 Nov 2026 06:32:13 +0000`) for headers.
-pub fn rfc5322_date(unix: u64) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
+/// UTC calendar date of a Unix time: (year, month 1-12, day 1-31, seconds of the day).
+/// Our own arithmetic, not the C library's: `time_t` differs between Rust's libc view
+/// and musl 1.2 on 32-bit targets.
+pub fn civil(unix: u64) -> (i64, u32, u32, u64) {
     let days = unix / 86_400;
-    let secs = unix % 86_400;
     // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
     let z = days as i64 + 719_468;
     let era = z.div_euclid(146_097);
@@ -102,9 +99,19 @@ pub fn rfc5322_date(unix: u64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month as u32, day as u32, unix % 86_400)
+}
+
+/// RFC 5322 date-time in UTC (`Mon, 23 Nov 2026 06:32:13 +0000`) for headers.
+pub fn rfc5322_date(unix: u64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let (year, month, day, secs) = civil(unix);
     format!(
         "{}, {:02} {} {} {:02}:{:02}:{:02} +0000",
-        DAYS[(days % 7) as usize],
+        DAYS[(unix / 86_400 % 7) as usize],
         day,
         MONTHS[(month - 1) as usize],
         year,

@@ -764,10 +764,17 @@ fn dated_cert(dir: &Path, tag: &str, not_before: i64, not_after: i64) -> (PathBu
     b.set_subject_name(&name).unwrap();
     b.set_issuer_name(&name).unwrap();
     b.set_pubkey(&key).unwrap();
-    b.set_not_before(&Asn1Time::from_unix(not_before).unwrap())
-        .unwrap();
-    b.set_not_after(&Asn1Time::from_unix(not_after).unwrap())
-        .unwrap();
+    // Through a GeneralizedTime string from date(1): Asn1Time::from_unix passes a
+    // time_t, which Rust's libc and musl 1.2 size differently on 32-bit targets.
+    let asn1 = |unix: i64| {
+        let out = std::process::Command::new("date")
+            .args(["-u", "-d", &format!("@{unix}"), "+%Y%m%d%H%M%SZ"])
+            .output()
+            .unwrap();
+        Asn1Time::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap()
+    };
+    b.set_not_before(&asn1(not_before)).unwrap();
+    b.set_not_after(&asn1(not_after)).unwrap();
     b.sign(&key, MessageDigest::sha256()).unwrap();
     let (cert, keyf) = (
         dir.join(format!("{tag}.pem")),

@@ -312,6 +312,18 @@ pub fn tlsa_311(cert: &X509Ref) -> String {
 
 #[cfg(test)]
 pub(crate) mod tests {
+
+    /// `YYYYMMDDHHMMSSZ` for a Unix time, as an ASN.1 time.
+    fn asn1_time(unix: i64) -> Asn1Time {
+        let (y, m, d, secs) = crate::logline::civil(unix.max(0) as u64);
+        let text = format!(
+            "{y:04}{m:02}{d:02}{:02}{:02}{:02}Z",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60
+        );
+        Asn1Time::from_str(&text).expect("time")
+    }
     use super::*;
 
     use std::path::PathBuf;
@@ -367,10 +379,9 @@ pub(crate) mod tests {
         }
         b.set_pubkey(key).expect("pubkey");
         let (nb, na) = match spec.validity {
-            Some((nb, na)) => (
-                Asn1Time::from_unix(nb).expect("time"),
-                Asn1Time::from_unix(na).expect("time"),
-            ),
+            // Via a GeneralizedTime string: Asn1Time::from_unix passes a time_t, which
+            // is garbled on 32-bit musl targets (Rust's libc and musl 1.2 disagree).
+            Some((nb, na)) => (asn1_time(nb), asn1_time(na)),
             None => (
                 Asn1Time::days_from_now(0).expect("time"),
                 Asn1Time::days_from_now(365).expect("time"),

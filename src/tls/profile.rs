@@ -1196,7 +1196,26 @@ mod tests {
         );
         for p in &PROFILES {
             let probe = probe(p);
-            assert_eq!(probe.unavailable, expected_unavailable(p), "{}", p.name);
+            let expected = expected_unavailable(p);
+            // OpenSSL 3.0 (Debian) offers CCM_8; newer ones (the vendored 3.6 of the
+            // cross builds) rate its 64-bit tag below security level 2. Either is
+            // right as long as tls-info says so; nothing else may go missing.
+            let extra: Vec<_> = probe
+                .unavailable
+                .iter()
+                .filter(|u| !expected.contains(u))
+                .collect();
+            assert!(
+                expected.iter().all(|e| probe.unavailable.contains(e)),
+                "{}: {:?}",
+                p.name,
+                probe.unavailable
+            );
+            assert!(
+                extra.iter().all(|(_, s)| s.contains("_CCM_8")),
+                "{}: {extra:?}",
+                p.name
+            );
             assert!(
                 probe.unlisted.is_empty(),
                 "{}: {:?}",
@@ -1218,7 +1237,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(availability().unavailable, expected_unavailable(active()));
+        assert_eq!(availability().unavailable, probe(active()).unavailable);
         eprintln!(
             "legacy provider loaded: {} (SEED {})",
             legacy_provider(),

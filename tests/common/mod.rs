@@ -194,7 +194,13 @@ impl Server {
         .stderr(log);
         self.child = Some(cmd.spawn().expect("start tinymta"));
         let start = Instant::now();
-        while TcpStream::connect(&self.smtp).is_err() {
+        // Ready means every listener is bound and the signal handlers are in place: the
+        // "started" line comes after both (slow under QEMU). The log is appended to
+        // across restarts, so count the lines.
+        let started_before = self.log().matches(" started: ").count();
+        while self.log().matches(" started: ").count() == started_before
+            || TcpStream::connect(&self.smtp).is_err()
+        {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("tinymta exited with {status}:\n{}", self.log());
             }

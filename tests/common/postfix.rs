@@ -298,17 +298,19 @@ pub fn is_listening(addr: &str) -> bool {
         // Not a plain IPv4 address: fall back to connecting.
         return std::net::TcpStream::connect(addr).is_ok();
     };
-    let local = format!(
-        "{:08X}:{:04X}",
-        u32::from_ne_bytes(sa.ip().octets()),
-        sa.port()
-    );
-    let any = format!("{:08X}:{:04X}", 0u32, sa.port());
+    // The kernel writes the address in its own byte order; under QEMU the test may be
+    // big-endian while the host kernel is little-endian, so accept both orders.
+    let octets = sa.ip().octets();
+    let forms = [
+        format!("{:08X}:{:04X}", u32::from_le_bytes(octets), sa.port()),
+        format!("{:08X}:{:04X}", u32::from_be_bytes(octets), sa.port()),
+        format!("{:08X}:{:04X}", 0u32, sa.port()),
+    ];
     fs::read_to_string("/proc/net/tcp")
         .map(|t| {
             t.lines().skip(1).any(|l| {
                 let f: Vec<&str> = l.split_whitespace().collect();
-                f.len() > 3 && (f[1] == local || f[1] == any) && f[3] == "0A"
+                f.len() > 3 && forms.iter().any(|x| f[1] == x.as_str()) && f[3] == "0A"
             })
         })
         .unwrap_or(false)
