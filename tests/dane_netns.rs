@@ -39,7 +39,16 @@ impl Netns {
 
     fn command(&self, program: &str) -> Command {
         let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.0, program]);
+        c.args(["netns", "exec", &self.0]);
+        // Cross runs execute the target's tinymta through the emulator.
+        if program == env!("CARGO_BIN_EXE_tinymta") {
+            if let Ok(runner) = std::env::var("TINYMTA_TEST_RUNNER") {
+                if !runner.is_empty() {
+                    c.arg(runner);
+                }
+            }
+        }
+        c.arg(program);
         c
     }
 }
