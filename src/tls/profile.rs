@@ -1197,25 +1197,22 @@ mod tests {
         for p in &PROFILES {
             let probe = probe(p);
             let expected = expected_unavailable(p);
-            // OpenSSL 3.0 (Debian) offers CCM_8; newer ones (the vendored 3.6 of the
-            // cross builds) rate its 64-bit tag below security level 2. Either is
-            // right as long as tls-info says so; nothing else may go missing.
-            let extra: Vec<_> = probe
-                .unavailable
-                .iter()
-                .filter(|u| !expected.contains(u))
-                .collect();
+            // Which optional suites a build has depends on how OpenSSL was configured:
+            // Debian's 3.0 lacks exactly 3DES and IDEA (SEED via the legacy provider);
+            // the slimmed vendored 3.6 of the cross builds has IDEA but rates CCM_8
+            // below security level 2. tls-info reports whichever is true; nothing
+            // outside these families may ever go missing.
+            let optional =
+                |s: &str| is_3des_or_idea(s) || s.contains("_SEED_") || s.contains("_CCM_8");
             assert!(
-                expected.iter().all(|e| probe.unavailable.contains(e)),
+                probe.unavailable.iter().all(|(_, s)| optional(s)),
                 "{}: {:?}",
                 p.name,
                 probe.unavailable
             );
-            assert!(
-                extra.iter().all(|(_, s)| s.contains("_CCM_8")),
-                "{}: {extra:?}",
-                p.name
-            );
+            if openssl::version::number() < 0x3010_0000 {
+                assert_eq!(probe.unavailable, expected, "{}", p.name);
+            }
             assert!(
                 probe.unlisted.is_empty(),
                 "{}: {:?}",
