@@ -1,0 +1,16 @@
+# Stand-in for the SDK's include/package.mk. BuildPackage adds two targets:
+#   print-vars     the package's DEPENDS, features, conffiles, compile command
+#   install-to     runs Package/<name>/install into $(ROOT)
+define BuildPackage
+$$(eval $$(Package/$(1)))
+print-vars:
+	@echo 'DEPENDS=$$(strip $$(DEPENDS))'
+	@echo 'SECTION=$$(SECTION) CATEGORY=$$(CATEGORY)'
+	@echo 'RUST_PKG_FEATURES=$$(RUST_PKG_FEATURES)'
+	@echo 'CONFFILES=$$(strip $$(Package/$(1)/conffiles))'
+	@echo 'COMPILE=$$(strip $$(Build/Compile))'
+	@echo 'CARGO_PKG_VARS=$$(strip $$(CARGO_PKG_VARS))'
+	@echo 'CONFIG_MENU=$$(if $$(Package/$(1)/config),yes,no)'
+install-to:
+	$$(call Package/$(1)/install,$$(ROOT))
+endef
