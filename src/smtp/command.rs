@@ -75,6 +75,15 @@ pub fn parse(line: &[u8], rcpt_utf8: bool) -> Result<Command, Reply> {
             if name.is_empty() {
                 return Err(canned::syntax(&format!("Syntax: {upper} hostname")));
             }
+            // The name goes into the Received: header of the queue file, which holds
+            // CRLF lines only (found by fuzz/command: "EHLO a\rb").
+            if name.bytes().any(|b| b.is_ascii_control()) {
+                return Err(Reply::new(
+                    501,
+                    "5.5.2",
+                    format!("Syntax: {upper} hostname (control characters are not allowed)"),
+                ));
+            }
             let name = name.to_string();
             Ok(if upper == "EHLO" {
                 Command::Ehlo(name)
@@ -243,6 +252,25 @@ mod tests {
     fn nul_and_bad_utf8_rejected() {
         assert_eq!(parse(b"NOOP\0", false).unwrap_err().code, 500);
         assert_eq!(parse(b"EHLO \xff", false).unwrap_err().code, 500);
+    }
+
+    #[test]
+    fn helo_name_with_control_characters_refused() {
+        // Found by fuzz/command: the name is written into the Received: header of the
+        // queue file, which must hold CRLF lines only.
+        for line in [
+            &b"EHLO a\rb"[..],
+            b"HELO a\rb",
+            b"EHLO a\x02",
+            b"EHLO a\tb.example",
+            b"HELO x\x7f",
+        ] {
+            assert_eq!(parse(line, false).unwrap_err().code, 501, "{line:?}");
+        }
+        assert_eq!(
+            p("EHLO [192.0.2.1]"),
+            Ok(Command::Ehlo("[192.0.2.1]".into()))
+        );
     }
 
     #[test]
