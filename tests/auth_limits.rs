@@ -6,10 +6,9 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{require_tool, run_with_timeout, tinymta_command, Client, Server, TempDir};
+use common::{run_with_timeout, swaks, tinymta_command, Client, Server, TempDir};
 
 /// An --auth-file with alice/wonderland and bob/builder, made by `tinymta passwd`.
 fn auth_file(dir: &TempDir) -> String {
@@ -32,17 +31,6 @@ fn auth_file(dir: &TempDir) -> String {
     let path = dir.path().join("users");
     std::fs::write(&path, text).unwrap();
     path.display().to_string()
-}
-
-fn swaks(args: &[&str]) -> (i32, String) {
-    let bin = require_tool("swaks", "swaks");
-    let out = run_with_timeout(Command::new(bin).args(args), None, Duration::from_secs(60));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
 }
 
 fn b64(s: &[u8]) -> String {

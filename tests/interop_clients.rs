@@ -5,18 +5,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{require_tool, run_with_timeout, Server};
-
-fn swaks(args: &[&str]) -> (i32, String) {
-    let bin = require_tool("swaks", "swaks");
-    let out = run_with_timeout(Command::new(bin).args(args), None, Duration::from_secs(60));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
-}
+use common::{run_with_timeout, swaks, Server};
 
 fn s_client(args: &[&str], input: &[u8]) -> String {
     let out = run_with_timeout(

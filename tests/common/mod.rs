@@ -535,6 +535,18 @@ pub fn lines_of(path: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Runs swaks (bounded); returns its exit code and stdout+stderr.
+pub fn swaks(args: &[&str]) -> (i32, String) {
+    let bin = require_tool("swaks", "swaks");
+    let out = run_with_timeout(Command::new(bin).args(args), None, Duration::from_secs(60));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
 /// Path of a command, or a panic saying which package the test command installs it from.
 pub fn require_tool(name: &str, package: &str) -> String {
     for dir in ["/usr/bin", "/usr/sbin", "/usr/local/bin"] {
