@@ -77,6 +77,17 @@ pub fn run_with_timeout(cmd: &mut Command, stdin: Option<&[u8]>, limit: Duration
     }
 }
 
+/// `n` distinct ports nobody listens on right now (held open together while chosen,
+/// so they differ from each other).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
+}
+
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -133,30 +144,52 @@ impl Server {
     /// Starts with the three listeners on free ports, domain `example.test`, and any
     /// extra flags.
     pub fn start(extra: &[&str]) -> Server {
-        Server::start_at(&format!("127.0.0.1:{}", free_port()), extra)
+        Server::start_with(None, extra)
     }
 
     /// Like `start`, with the `--smtp` listener on `smtp` (e.g. a receiving MX on
     /// `127.0.0.21:PORT`).
     pub fn start_at(smtp: &str, extra: &[&str]) -> Server {
-        let dir = TempDir::new("server");
-        let state = dir.path().join("state");
-        let mut s = Server {
-            child: None,
-            state,
-            smtp: smtp.to_string(),
-            submission: format!("127.0.0.1:{}", free_port()),
-            smtps: format!("127.0.0.1:{}", free_port()),
-            log_path: dir.path().join("tinymta.log"),
-            dir,
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-        };
-        s.spawn();
-        s
+        Server::start_with(Some(smtp), extra)
+    }
+
+    /// Picks free ports for the listeners not given and starts; a port taken by another
+    /// test between picking and binding ("cannot listen") is retried with new ones.
+    fn start_with(smtp: Option<&str>, extra: &[&str]) -> Server {
+        for _attempt in 0..5 {
+            let ports = free_ports(3);
+            let dir = TempDir::new("server");
+            let state = dir.path().join("state");
+            let mut s = Server {
+                child: None,
+                state,
+                smtp: smtp
+                    .map(str::to_string)
+                    .unwrap_or_else(|| format!("127.0.0.1:{}", ports[0])),
+                submission: format!("127.0.0.1:{}", ports[1]),
+                smtps: format!("127.0.0.1:{}", ports[2]),
+                log_path: dir.path().join("tinymta.log"),
+                dir,
+                extra: extra.iter().map(|s| s.to_string()).collect(),
+            };
+            match s.try_spawn() {
+                Ok(()) => return s,
+                Err(log) if log.contains("cannot listen on") => continue,
+                Err(log) => panic!("tinymta exited at start:\n{log}"),
+            }
+        }
+        panic!("tinymta could not get free ports in 5 attempts");
     }
 
     /// (Re)starts the process with the same state directory and ports.
     pub fn spawn(&mut self) {
+        if let Err(log) = self.try_spawn() {
+            panic!("tinymta exited at start:\n{log}");
+        }
+    }
+
+    /// Starts the process and waits until it is ready; Err(log) if it exited.
+    fn try_spawn(&mut self) -> Result<(), String> {
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -202,7 +235,8 @@ impl Server {
             || TcpStream::connect(&self.smtp).is_err()
         {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("tinymta exited with {status}:\n{}", self.log());
+                self.child = None;
+                return Err(format!("exit status {status}\n{}", self.log()));
             }
             assert!(
                 start.elapsed() < Duration::from_secs(30),
@@ -211,6 +245,7 @@ impl Server {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+        Ok(())
     }
 
     pub fn pid(&self) -> u32 {
