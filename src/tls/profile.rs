@@ -28,24 +28,12 @@ use openssl::ssl::{
     SslVersion,
 };
 
-#[cfg(not(any(
-    all(
-        feature = "profile-strict",
-        not(feature = "profile-medium"),
-        not(feature = "profile-compat")
-    ),
-    all(
-        feature = "profile-medium",
-        not(feature = "profile-strict"),
-        not(feature = "profile-compat")
-    ),
-    all(
-        feature = "profile-compat",
-        not(feature = "profile-strict"),
-        not(feature = "profile-medium")
-    ),
-)))]
-compile_error!(
+/// How many profile features are on; exactly one must be (checked at compile time).
+const PROFILES_ENABLED: usize = cfg!(feature = "profile-strict") as usize
+    + cfg!(feature = "profile-medium") as usize
+    + cfg!(feature = "profile-compat") as usize;
+const _: () = assert!(
+    PROFILES_ENABLED == 1,
     "enable exactly one cipher profile feature: profile-strict, profile-medium (default) or \
      profile-compat (use --no-default-features with strict or compat)"
 );
@@ -345,43 +333,14 @@ static PROFILES: [Profile; 3] = [
     },
 ];
 
-#[cfg(all(
-    feature = "profile-strict",
-    not(feature = "profile-medium"),
-    not(feature = "profile-compat")
-))]
-const ACTIVE: usize = 0;
-#[cfg(all(
-    feature = "profile-medium",
-    not(feature = "profile-strict"),
-    not(feature = "profile-compat")
-))]
-const ACTIVE: usize = 1;
-#[cfg(all(
-    feature = "profile-compat",
-    not(feature = "profile-strict"),
-    not(feature = "profile-medium")
-))]
-const ACTIVE: usize = 2;
-// Only built next to the compile_error! above; avoids follow-up errors.
-#[cfg(not(any(
-    all(
-        feature = "profile-strict",
-        not(feature = "profile-medium"),
-        not(feature = "profile-compat")
-    ),
-    all(
-        feature = "profile-medium",
-        not(feature = "profile-strict"),
-        not(feature = "profile-compat")
-    ),
-    all(
-        feature = "profile-compat",
-        not(feature = "profile-strict"),
-        not(feature = "profile-medium")
-    ),
-)))]
-const ACTIVE: usize = 1;
+/// Index of the compiled profile in `PROFILES` (the assertion above guarantees one).
+const ACTIVE: usize = if cfg!(feature = "profile-strict") {
+    0
+} else if cfg!(feature = "profile-compat") {
+    2
+} else {
+    1
+};
 
 /// The profile this binary was built with.
 pub fn active() -> &'static Profile {
