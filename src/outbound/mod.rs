@@ -11,6 +11,7 @@ pub mod route;
 pub mod transport;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::queue::{Envelope, Spool};
 use crate::smtp::response::dot_stuff;
@@ -56,7 +57,7 @@ pub struct DeliveryContext {
 pub async fn attempt(
     ctx: &DeliveryContext,
     env: &Envelope,
-    content: &[u8],
+    content: &Arc<Vec<u8>>,
     pending: &[String],
 ) -> Vec<(String, Outcome)> {
     let mut results = Vec::new();
@@ -100,7 +101,8 @@ pub async fn attempt(
             ctx.mail_dir.clone(),
             ctx.hostname.clone(),
             env.clone(),
-            content.to_vec(),
+            // Shared with the blocking pool, not copied: messages may be megabytes.
+            Arc::clone(content),
         );
         let local_results = smol::unblock(move || {
             local

@@ -54,7 +54,7 @@ async fn process(
     let loaded = smol::unblock(move || {
         spool
             .read_content(&id2)
-            .map(|(env, content)| (spool.status(&id2), env, content))
+            .map(|(env, content)| (spool.status(&id2), env, std::sync::Arc::new(content)))
     })
     .await;
     let (mut status, env, content) = match loaded {
