@@ -154,13 +154,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MaybeTls<S> {
     /// Client handshake, then the policy's certificate check. On failure the
     /// connection is gone and the error says why (for the log and the deferral).
     pub async fn connect(&mut self, tls: &ClientTls) -> Result<TlsInfo, String> {
-        let transport = match std::mem::replace(self, MaybeTls::Gone) {
-            MaybeTls::Plain(s) => s,
-            other => {
-                *self = other;
-                return Err("TLS already active".to_string());
-            }
-        };
+        let transport = self.take_plain()?;
         let mut ssl = Ssl::new(&tls.ctx).map_err(|e| e.to_string())?;
         if let Some(name) = &tls.sni {
             ssl.set_hostname(name).map_err(|e| e.to_string())?;

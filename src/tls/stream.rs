@@ -20,16 +20,22 @@ pub enum MaybeTls<S: Unpin> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> MaybeTls<S> {
+    /// Takes the plaintext transport out for a handshake (either side); the
+    /// connection stays `Gone` unless the handshake puts a TLS stream back.
+    pub(super) fn take_plain(&mut self) -> Result<S, String> {
+        match std::mem::replace(self, MaybeTls::Gone) {
+            MaybeTls::Plain(s) => Ok(s),
+            other => {
+                *self = other;
+                Err("TLS already active".to_string())
+            }
+        }
+    }
+
     /// Runs the server side of a handshake on a plaintext connection. On failure the
     /// connection is gone; the error text says why (for the log line).
     pub async fn accept(&mut self, ctx: &SslContext) -> Result<TlsInfo, String> {
-        let transport = match std::mem::replace(self, MaybeTls::Gone) {
-            MaybeTls::Plain(s) => s,
-            other => {
-                *self = other;
-                return Err("TLS already active".to_string());
-            }
-        };
+        let transport = self.take_plain()?;
         let ssl = Ssl::new(ctx).map_err(|e| e.to_string())?;
         let mut tls = SslStream::new(ssl, transport).map_err(|e| e.to_string())?;
         Pin::new(&mut tls).accept().await.map_err(handshake_error)?;
