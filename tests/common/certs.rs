@@ -39,64 +39,45 @@ impl CertPair {
     }
 }
 
-/// A self-signed RSA certificate for `name` (CN and DNS SAN).
-pub fn self_signed(dir: &Path, tag: &str, name: &str) -> CertPair {
+/// `openssl req -x509`: a self-signed RSA certificate with `subject` and extensions.
+fn req_x509(dir: &Path, tag: &str, subject: &str, extensions: &[&str]) -> CertPair {
     let (cert, key) = (
         dir.join(format!("{tag}.pem")),
         dir.join(format!("{tag}.key")),
     );
-    openssl(
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "30",
-            "-keyout",
-            key.to_str().unwrap(),
-            "-out",
-            cert.to_str().unwrap(),
-            "-subj",
-            &format!("/CN={name}"),
-            "-addext",
-            &format!("subjectAltName=DNS:{name}"),
-        ],
-        dir,
-    );
+    let mut args = vec![
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
+    ];
+    let (k, c) = (key.display().to_string(), cert.display().to_string());
+    args.extend(["-keyout", &k, "-out", &c, "-subj", subject]);
+    for ext in extensions {
+        args.extend(["-addext", ext]);
+    }
+    openssl(&args, dir);
     CertPair { cert, key }
+}
+
+/// A self-signed RSA certificate for `name` (CN and DNS SAN).
+pub fn self_signed(dir: &Path, tag: &str, name: &str) -> CertPair {
+    req_x509(
+        dir,
+        tag,
+        &format!("/CN={name}"),
+        &[&format!("subjectAltName=DNS:{name}")],
+    )
 }
 
 /// A CA certificate and key.
 pub fn ca(dir: &Path, tag: &str) -> CertPair {
-    let (cert, key) = (
-        dir.join(format!("{tag}.pem")),
-        dir.join(format!("{tag}.key")),
-    );
-    openssl(
+    req_x509(
+        dir,
+        tag,
+        &format!("/CN=tinymta test CA {tag}"),
         &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "30",
-            "-keyout",
-            key.to_str().unwrap(),
-            "-out",
-            cert.to_str().unwrap(),
-            "-subj",
-            &format!("/CN=tinymta test CA {tag}"),
-            "-addext",
             "basicConstraints=critical,CA:TRUE",
-            "-addext",
             "keyUsage=critical,keyCertSign,cRLSign",
         ],
-        dir,
-    );
-    CertPair { cert, key }
+    )
 }
 
 /// A leaf for `name` signed by `ca`; the returned cert file holds leaf + CA (a chain).
