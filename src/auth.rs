@@ -256,7 +256,7 @@ pub fn passwd_command(user: &str, iterations: u32) -> i32 {
         eprintln!(
             "tinymta passwd: '{user}' is not a usable user name (no ':', spaces or newlines)"
         );
-        return crate::server::EX_USAGE;
+        return crate::exit::USAGE;
     }
     let stdin = std::io::stdin();
     let password = if rustix::termios::isatty(&stdin) {
@@ -266,24 +266,24 @@ pub fn passwd_command(user: &str, iterations: u32) -> i32 {
             (Ok(a), Ok(b)) if a == b => a,
             (Ok(_), Ok(_)) => {
                 eprintln!("tinymta passwd: the passwords differ");
-                return crate::server::EX_DATAERR;
+                return crate::exit::DATAERR;
             }
             (Err(e), _) | (_, Err(e)) => {
                 eprintln!("tinymta passwd: cannot read the password: {e}");
-                return crate::server::EX_DATAERR;
+                return crate::exit::DATAERR;
             }
         }
     } else {
         let mut line = String::new();
         if let Err(e) = stdin.lock().read_line(&mut line) {
             eprintln!("tinymta passwd: cannot read the password: {e}");
-            return crate::server::EX_DATAERR;
+            return crate::exit::DATAERR;
         }
         line.trim_end_matches(['\n', '\r']).to_string()
     };
     if password.is_empty() {
         eprintln!("tinymta passwd: empty password refused");
-        return crate::server::EX_DATAERR;
+        return crate::exit::DATAERR;
     }
     match make_entry(user, password.as_bytes(), iterations) {
         Ok(line) => {
@@ -292,7 +292,7 @@ pub fn passwd_command(user: &str, iterations: u32) -> i32 {
         }
         Err(e) => {
             eprintln!("tinymta passwd: {e}");
-            crate::server::EX_USAGE
+            crate::exit::USAGE
         }
     }
 }

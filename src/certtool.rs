@@ -15,200 +15,25 @@ use std::net::{IpAddr, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use argh::FromArgs;
 use openssl::pkey::{PKey, Private};
 use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
 use openssl::x509::{X509Ref, X509};
 
+use crate::cli::{
+    CertAction, CertArgs, CsrArgs, FingerprintArgs, InstallArgs, KeyRequestFlags, SelfSignedArgs,
+};
 use crate::config;
-use crate::server::{EX_DATAERR, EX_USAGE};
+use crate::exit;
 use crate::smtp::line::{Line, LineBuffer};
 use crate::smtp::reply::Reply;
 use crate::smtp::response::{Extensions, ReplyParser, MAX_REPLY_LINE};
 use crate::tls::cert::{self, KeyKind, NotIssued, Staged, Subject, Validity};
 use crate::tls::fingerprint::{self, Digest};
 
-/// sysexits.h codes beyond the ones `server` defines.
-const EX_NOINPUT: i32 = 66;
-const EX_UNAVAILABLE: i32 = 69;
-const EX_SOFTWARE: i32 = 70;
-const EX_CANTCREAT: i32 = 73;
-
 /// `install` warns when the certificate expires within this many days.
 const EXPIRY_WARNING_DAYS: i32 = 30;
 /// Connect, read and write limit for `fingerprint --remote`.
 const REMOTE_TIMEOUT: Duration = Duration::from_secs(30);
-
-#[derive(FromArgs, Debug)]
-/// Make, inspect and install TLS certificates: self-signed certificates, requests for a
-/// CA, installation for `serve --tls-cert/--tls-key`, and fingerprints for policy
-/// tables and DANE TLSA records.
-#[argh(
-    subcommand,
-    name = "cert",
-    example = "tinymta cert selfsigned --cn mx.example.com --org 'Example Ltd' --key-size 4096",
-    example = "tinymta cert csr --cn mx.example.com --country IT --org 'Example Ltd' --email admin@example.com",
-    example = "tinymta cert install mx.example.com.crt --key mx.example.com.key --chain ca-chain.pem",
-    example = "tinymta cert fingerprint --remote mx.example.org:25 --starttls"
-)]
-pub struct CertArgs {
-    #[argh(subcommand)]
-    pub action: CertAction,
-}
-
-#[derive(FromArgs, Debug)]
-#[argh(subcommand)]
-pub enum CertAction {
-    SelfSigned(SelfSignedArgs),
-    Csr(CsrArgs),
-    Install(InstallArgs),
-    Fingerprint(FingerprintArgs),
-}
-
-/// Declares a subcommand struct with the subject and key flags `selfsigned` and `csr`
-/// share (argh has no flattening), so both document them with the same words.
-macro_rules! key_request_args {
-    ($(#[$($meta:tt)*])* pub struct $name:ident { $($fields:tt)* }) => {
-        // Everything passes through as plain tokens: argh's derive cannot look inside
-        // `meta` or `ty` fragments (it would not see that a type is an Option).
-        $(#[$($meta)*])*
-        pub struct $name {
-            /// common name: the host name clients connect to, e.g. mx.example.com; also
-            /// the first subjectAltName (at most 64 characters)
-            #[argh(option)]
-            pub cn: String,
-            /// country: the two-letter ISO 3166 code, e.g. IT
-            #[argh(option)]
-            pub country: Option<String>,
-            /// locality: town or city
-            #[argh(option)]
-            pub locality: Option<String>,
-            /// organisation name
-            #[argh(option)]
-            pub org: Option<String>,
-            /// organisational unit, e.g. IT
-            #[argh(option)]
-            pub ou: Option<String>,
-            /// email address shown in the subject (emailAddress)
-            #[argh(option)]
-            pub email: Option<String>,
-            /// another DNS name or IP address for subjectAltName, repeatable
-            #[argh(option)]
-            pub san: Vec<String>,
-            /// RSA key size: 2048, 3072 or 4096 (default 2048; 4096 can take minutes on
-            /// a router)
-            #[argh(option)]
-            pub key_size: Option<u32>,
-            /// make an ECDSA P-256 key instead of RSA
-            #[argh(switch)]
-            pub ec: bool,
-            /// private key file to write, mode 0600 (default ./<cn>.key)
-            #[argh(option)]
-            pub out_key: Option<String>,
-            /// replace output files that already exist
-            #[argh(switch)]
-            pub force: bool,
-            $($fields)*
-        }
-
-        impl $name {
-            fn request(&self) -> Result<Request, Fail> {
-                Request::from_flags(RequestFlags {
-                    cn: &self.cn,
-                    country: self.country.as_deref(),
-                    locality: self.locality.as_deref(),
-                    org: self.org.as_deref(),
-                    ou: self.ou.as_deref(),
-                    email: self.email.as_deref(),
-                    san: &self.san,
-                    key_size: self.key_size,
-                    ec: self.ec,
-                })
-            }
-        }
-    };
-}
-
-key_request_args! {
-    #[derive(FromArgs, Debug)]
-    /// Generate a private key and a self-signed certificate for it (SAN: the common name
-    /// and every --san). Publish its DANE 3 1 1 record or give peers its fingerprint.
-    #[argh(subcommand, name = "selfsigned")]
-    pub struct SelfSignedArgs {
-        /// days the certificate is valid (default 3650, like the demonstration
-        /// certificate; DANE-EE records ignore the expiry date)
-        #[argh(option, default = "3650")]
-        pub days: u32,
-        /// certificate file to write (default ./<cn>.pem)
-        #[argh(option)]
-        pub out_cert: Option<String>,
-    }
-}
-
-key_request_args! {
-    #[derive(FromArgs, Debug)]
-    /// Generate a private key and a certificate signing request (PKCS#10, asking for the
-    /// common name and every --san) to hand to a CA; install the certificate it returns
-    /// with `tinymta cert install CERT --key KEY`.
-    #[argh(subcommand, name = "csr")]
-    pub struct CsrArgs {
-        /// request file to write (default ./<cn>.csr)
-        #[argh(option)]
-        pub out_csr: Option<String>,
-    }
-}
-
-#[derive(FromArgs, Debug)]
-/// Check a certificate and install it for `serve --tls-cert/--tls-key`: the key must
-/// match, each chain certificate must have issued the one before, and every certificate
-/// must be within its validity dates. Files are replaced atomically; a running daemon
-/// picks them up on SIGHUP.
-#[argh(subcommand, name = "install")]
-pub struct InstallArgs {
-    /// the certificate, PEM or DER; a PEM file may also hold the chain (leaf first) and
-    /// the key
-    #[argh(positional)]
-    pub cert: String,
-    /// private key, PEM or DER (default: a key in CERT, else the key installed now if
-    /// it matches, as when renewing with the same key)
-    #[argh(option)]
-    pub key: Option<String>,
-    /// intermediate certificates, PEM, the one that issued CERT first
-    #[argh(option)]
-    pub chain: Option<String>,
-    /// install into DIR/tls/cert.pem and DIR/tls/key.pem (default as for serve:
-    /// /var/spool/tinymta as root, ./tinymta-state otherwise)
-    #[argh(option)]
-    pub state_dir: Option<String>,
-    /// install the certificate chain to this file instead (with --dest-key), e.g. an
-    /// ECDSA certificate kept next to the RSA one (serve takes --tls-cert/--tls-key twice)
-    #[argh(option)]
-    pub dest_cert: Option<String>,
-    /// install the private key to this file instead (with --dest-cert), mode 0600
-    #[argh(option)]
-    pub dest_key: Option<String>,
-}
-
-#[derive(FromArgs, Debug)]
-/// Print the SHA-256, SHA-1 and MD5 fingerprints of a certificate and of its public key
-/// (SPKI) in colon-hex, as policy tables take them (match=), and the DANE TLSA 3 1 1
-/// record to publish.
-#[argh(subcommand, name = "fingerprint")]
-pub struct FingerprintArgs {
-    /// certificate file, PEM or DER (the first certificate when it holds a chain)
-    #[argh(positional)]
-    pub file: Option<String>,
-    /// connect to this server, host:port or [v6-address]:port (port 25 when omitted),
-    /// and print its certificate's fingerprints
-    #[argh(option)]
-    pub remote: Option<String>,
-    /// with --remote: EHLO and STARTTLS first (the default unless the port is 465)
-    #[argh(switch)]
-    pub starttls: bool,
-    /// with --remote: TLS from the first byte, as on port 465 (the default there)
-    #[argh(switch)]
-    pub smtps: bool,
-}
 
 /// A failure: the message for stderr and the exit code.
 #[derive(Debug)]
@@ -225,10 +50,10 @@ impl Fail {
         }
     }
     fn usage(msg: impl Into<String>) -> Fail {
-        Fail::new(EX_USAGE, msg)
+        Fail::new(exit::USAGE, msg)
     }
     fn data(msg: impl Into<String>) -> Fail {
-        Fail::new(EX_DATAERR, msg)
+        Fail::new(exit::DATAERR, msg)
     }
 }
 
@@ -252,19 +77,6 @@ pub fn run(args: CertArgs) -> i32 {
 // ---------------------------------------------------------------------------------
 // selfsigned and csr
 
-/// The subject and key flags as given.
-struct RequestFlags<'a> {
-    cn: &'a str,
-    country: Option<&'a str>,
-    locality: Option<&'a str>,
-    org: Option<&'a str>,
-    ou: Option<&'a str>,
-    email: Option<&'a str>,
-    san: &'a [String],
-    key_size: Option<u32>,
-    ec: bool,
-}
-
 /// Validated subject, subjectAltNames and key kind.
 #[derive(Debug)]
 struct Request {
@@ -274,7 +86,7 @@ struct Request {
 }
 
 impl Request {
-    fn from_flags(f: RequestFlags<'_>) -> Result<Request, Fail> {
+    fn from_flags(f: KeyRequestFlags<'_>) -> Result<Request, Fail> {
         let cn = f.cn.trim().trim_end_matches('.').to_string();
         // Upper bounds from RFC 5280 (ub-common-name etc.) and OpenSSL's string table:
         // OpenSSL refuses longer values with an obscure error, so say which flag.
@@ -429,7 +241,7 @@ fn check_outputs(outputs: &[(&str, &Path)], force: bool) -> Result<(), Fail> {
         }
         if !force && fs::symlink_metadata(path).is_ok() {
             return Err(Fail::new(
-                EX_CANTCREAT,
+                exit::CANTCREAT,
                 format!(
                     "{flag}: {} exists; refusing to overwrite it (--force replaces it)",
                     path.display()
@@ -443,7 +255,7 @@ fn check_outputs(outputs: &[(&str, &Path)], force: bool) -> Result<(), Fail> {
 fn generate(req: &Request) -> Result<PKey<Private>, Fail> {
     cert::generate_key(req.key).map_err(|e| {
         Fail::new(
-            EX_SOFTWARE,
+            exit::SOFTWARE,
             format!("cannot generate {} key: {e}", req.key.describe()),
         )
     })
@@ -451,15 +263,15 @@ fn generate(req: &Request) -> Result<PKey<Private>, Fail> {
 
 fn key_pem(key: &PKey<Private>) -> Result<Vec<u8>, Fail> {
     key.private_key_to_pem_pkcs8()
-        .map_err(|e| Fail::new(EX_SOFTWARE, format!("cannot encode key: {e}")))
+        .map_err(|e| Fail::new(exit::SOFTWARE, format!("cannot encode key: {e}")))
 }
 
 fn write_out(path: &Path, data: &[u8], mode: u32) -> Result<(), Fail> {
-    cert::write_private(path, data, mode).map_err(|e| Fail::new(EX_CANTCREAT, e))
+    cert::write_private(path, data, mode).map_err(|e| Fail::new(exit::CANTCREAT, e))
 }
 
 fn selfsigned(a: &SelfSignedArgs) -> Result<(), Fail> {
-    let req = a.request()?;
+    let req = Request::from_flags(a.key_request())?;
     if !(1..=36500).contains(&a.days) {
         return Err(Fail::usage(format!(
             "--days must be between 1 and 36500, not {}",
@@ -481,10 +293,10 @@ fn selfsigned(a: &SelfSignedArgs) -> Result<(), Fail> {
     )?;
     let key = generate(&req)?;
     let cert = cert::self_signed(&req.subject, &req.alt_names, &key, a.days)
-        .map_err(|e| Fail::new(EX_SOFTWARE, format!("cannot make the certificate: {e}")))?;
+        .map_err(|e| Fail::new(exit::SOFTWARE, format!("cannot make the certificate: {e}")))?;
     let cert_pem = cert
         .to_pem()
-        .map_err(|e| Fail::new(EX_SOFTWARE, format!("cannot encode certificate: {e}")))?;
+        .map_err(|e| Fail::new(exit::SOFTWARE, format!("cannot encode certificate: {e}")))?;
     // Key first: a certificate without its key is useless, the reverse can be re-issued.
     write_out(&key_path, &key_pem(&key)?, 0o600)?;
     write_out(&cert_path, &cert_pem, 0o644)?;
@@ -510,7 +322,7 @@ fn selfsigned(a: &SelfSignedArgs) -> Result<(), Fail> {
 }
 
 fn csr(a: &CsrArgs) -> Result<(), Fail> {
-    let req = a.request()?;
+    let req = Request::from_flags(a.key_request())?;
     let cn = &req.subject.common_name;
     let csr_path = a
         .out_csr
@@ -526,10 +338,10 @@ fn csr(a: &CsrArgs) -> Result<(), Fail> {
     )?;
     let key = generate(&req)?;
     let csr = cert::signing_request(&req.subject, &req.alt_names, &key)
-        .map_err(|e| Fail::new(EX_SOFTWARE, format!("cannot make the request: {e}")))?;
+        .map_err(|e| Fail::new(exit::SOFTWARE, format!("cannot make the request: {e}")))?;
     let csr_pem = csr
         .to_pem()
-        .map_err(|e| Fail::new(EX_SOFTWARE, format!("cannot encode request: {e}")))?;
+        .map_err(|e| Fail::new(exit::SOFTWARE, format!("cannot encode request: {e}")))?;
     write_out(&key_path, &key_pem(&key)?, 0o600)?;
     write_out(&csr_path, &csr_pem, 0o644)?;
     println!(
@@ -555,13 +367,16 @@ fn csr(a: &CsrArgs) -> Result<(), Fail> {
 // ---------------------------------------------------------------------------------
 // install
 
-/// A readable input file, or EX_NOINPUT naming the flag.
+/// A readable input file, or exit::NOINPUT naming the flag.
 fn input(flag: &str, path: &str) -> Result<PathBuf, Fail> {
     let p = PathBuf::from(path);
     match fs::metadata(&p) {
         Ok(m) if m.is_file() => Ok(p),
-        Ok(_) => Err(Fail::new(EX_NOINPUT, format!("{flag} {path}: not a file"))),
-        Err(e) => Err(Fail::new(EX_NOINPUT, format!("{flag} {path}: {e}"))),
+        Ok(_) => Err(Fail::new(
+            exit::NOINPUT,
+            format!("{flag} {path}: not a file"),
+        )),
+        Err(e) => Err(Fail::new(exit::NOINPUT, format!("{flag} {path}: {e}"))),
     }
 }
 
@@ -667,14 +482,14 @@ fn install(a: &InstallArgs) -> Result<(), Fail> {
     for c in &chain {
         let pem = c
             .to_pem()
-            .map_err(|e| Fail::new(EX_SOFTWARE, format!("cannot encode certificate: {e}")))?;
+            .map_err(|e| Fail::new(exit::SOFTWARE, format!("cannot encode certificate: {e}")))?;
         cert_pem.extend(pem);
     }
     let key_pem = key_pem(&key)?;
     for p in [&dest_cert, &dest_key] {
         if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
             fs::create_dir_all(dir)
-                .map_err(|e| Fail::new(EX_CANTCREAT, format!("{}: {e}", dir.display())))?;
+                .map_err(|e| Fail::new(exit::CANTCREAT, format!("{}: {e}", dir.display())))?;
         }
     }
     // Both files are written and fsynced before either is renamed into place, so a
@@ -719,7 +534,7 @@ fn install(a: &InstallArgs) -> Result<(), Fail> {
 }
 
 fn cantcreat(e: String) -> Fail {
-    Fail::new(EX_CANTCREAT, e)
+    Fail::new(exit::CANTCREAT, e)
 }
 
 /// The key to install: --key, else one in the CERT file, else the installed key when
@@ -780,11 +595,11 @@ fn fingerprint_cmd(a: &FingerprintArgs) -> Result<(), Fail> {
                 (false, false) => port == 465,
             };
             let remote = fetch_remote(&host, port, implicit)
-                .map_err(|e| Fail::new(EX_UNAVAILABLE, format!("{r}: {e}")))?;
+                .map_err(|e| Fail::new(exit::UNAVAILABLE, format!("{r}: {e}")))?;
             let leaf = remote
                 .chain
                 .first()
-                .ok_or_else(|| Fail::new(EX_UNAVAILABLE, format!("{r}: sent no certificate")))?;
+                .ok_or_else(|| Fail::new(exit::UNAVAILABLE, format!("{r}: sent no certificate")))?;
             println!(
                 "{host} port {port} ({}): {}, {} certificate{} sent",
                 if implicit { "implicit TLS" } else { "STARTTLS" },
@@ -1032,8 +847,8 @@ fn read_reply(tcp: &mut TcpStream, input: &mut LineBuffer) -> Result<Reply, Stri
 mod tests {
     use super::*;
 
-    fn flags<'a>(cn: &'a str, san: &'a [String]) -> RequestFlags<'a> {
-        RequestFlags {
+    fn flags<'a>(cn: &'a str, san: &'a [String]) -> KeyRequestFlags<'a> {
+        KeyRequestFlags {
             cn,
             country: None,
             locality: None,
@@ -1055,19 +870,19 @@ mod tests {
             ["mx.example.test", "mail.example.test", "192.0.2.1"]
         );
         assert_eq!(r.key, KeyKind::Rsa(2048));
-        let err = |f: RequestFlags<'_>| Request::from_flags(f).unwrap_err();
-        let e = err(RequestFlags {
+        let err = |f: KeyRequestFlags<'_>| Request::from_flags(f).unwrap_err();
+        let e = err(KeyRequestFlags {
             country: Some("ITA"),
             ..flags("mx.example.test", &[])
         });
-        assert_eq!(e.code, EX_USAGE);
+        assert_eq!(e.code, exit::USAGE);
         assert!(e.msg.contains("--country"), "{}", e.msg);
-        let e = err(RequestFlags {
+        let e = err(KeyRequestFlags {
             key_size: Some(1024),
             ..flags("mx.example.test", &[])
         });
         assert!(e.msg.contains("--key-size"), "{}", e.msg);
-        let e = err(RequestFlags {
+        let e = err(KeyRequestFlags {
             email: Some("admin"),
             ..flags("mx.example.test", &[])
         });

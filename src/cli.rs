@@ -25,7 +25,7 @@ pub enum Subcommand {
     TlsInfo(TlsInfoArgs),
     CheckTls(CheckTlsArgs),
     Passwd(PasswdArgs),
-    Cert(crate::certtool::CertArgs),
+    Cert(CertArgs),
 }
 
 #[derive(FromArgs, Debug, Default)]
@@ -229,8 +229,8 @@ pub struct PasswdArgs {
     #[argh(positional)]
     pub user: String,
     /// PBKDF2-SHA256 rounds (default 20000: cheap on a router, costly to guess)
-    #[argh(option, default = "crate::auth::DEFAULT_ITERATIONS")]
-    pub iterations: u32,
+    #[argh(option)]
+    pub iterations: Option<u32>,
 }
 
 #[derive(FromArgs, Debug, Default)]
@@ -350,4 +350,189 @@ mod tests {
         );
         assert_eq!(norm("--state-dir /s -U a@b"), ["--state-dir", "/s", "a@b"]);
     }
+}
+
+#[derive(FromArgs, Debug)]
+/// Make, inspect and install TLS certificates: self-signed certificates, requests for a
+/// CA, installation for `serve --tls-cert/--tls-key`, and fingerprints for policy
+/// tables and DANE TLSA records.
+#[argh(
+    subcommand,
+    name = "cert",
+    example = "tinymta cert selfsigned --cn mx.example.com --org 'Example Ltd' --key-size 4096",
+    example = "tinymta cert csr --cn mx.example.com --country IT --org 'Example Ltd' --email admin@example.com",
+    example = "tinymta cert install mx.example.com.crt --key mx.example.com.key --chain ca-chain.pem",
+    example = "tinymta cert fingerprint --remote mx.example.org:25 --starttls"
+)]
+pub struct CertArgs {
+    #[argh(subcommand)]
+    pub action: CertAction,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum CertAction {
+    SelfSigned(SelfSignedArgs),
+    Csr(CsrArgs),
+    Install(InstallArgs),
+    Fingerprint(FingerprintArgs),
+}
+
+/// Declares a subcommand struct with the subject and key flags `selfsigned` and `csr`
+/// share (argh has no flattening), so both document them with the same words.
+macro_rules! key_request_args {
+    ($(#[$($meta:tt)*])* pub struct $name:ident { $($fields:tt)* }) => {
+        // Everything passes through as plain tokens: argh's derive cannot look inside
+        // `meta` or `ty` fragments (it would not see that a type is an Option).
+        $(#[$($meta)*])*
+        pub struct $name {
+            /// common name: the host name clients connect to, e.g. mx.example.com; also
+            /// the first subjectAltName (at most 64 characters)
+            #[argh(option)]
+            pub cn: String,
+            /// country: the two-letter ISO 3166 code, e.g. IT
+            #[argh(option)]
+            pub country: Option<String>,
+            /// locality: town or city
+            #[argh(option)]
+            pub locality: Option<String>,
+            /// organisation name
+            #[argh(option)]
+            pub org: Option<String>,
+            /// organisational unit, e.g. IT
+            #[argh(option)]
+            pub ou: Option<String>,
+            /// email address shown in the subject (emailAddress)
+            #[argh(option)]
+            pub email: Option<String>,
+            /// another DNS name or IP address for subjectAltName, repeatable
+            #[argh(option)]
+            pub san: Vec<String>,
+            /// RSA key size: 2048, 3072 or 4096 (default 2048; 4096 can take minutes on
+            /// a router)
+            #[argh(option)]
+            pub key_size: Option<u32>,
+            /// make an ECDSA P-256 key instead of RSA
+            #[argh(switch)]
+            pub ec: bool,
+            /// private key file to write, mode 0600 (default ./<cn>.key)
+            #[argh(option)]
+            pub out_key: Option<String>,
+            /// replace output files that already exist
+            #[argh(switch)]
+            pub force: bool,
+            $($fields)*
+        }
+
+        impl $name {
+            /// The subject and key flags, borrowed, for building the request.
+            pub fn key_request(&self) -> KeyRequestFlags<'_> {
+                KeyRequestFlags {
+                    cn: &self.cn,
+                    country: self.country.as_deref(),
+                    locality: self.locality.as_deref(),
+                    org: self.org.as_deref(),
+                    ou: self.ou.as_deref(),
+                    email: self.email.as_deref(),
+                    san: &self.san,
+                    key_size: self.key_size,
+                    ec: self.ec,
+                }
+            }
+        }
+    };
+}
+
+key_request_args! {
+    #[derive(FromArgs, Debug)]
+    /// Generate a private key and a self-signed certificate for it (SAN: the common name
+    /// and every --san). Publish its DANE 3 1 1 record or give peers its fingerprint.
+    #[argh(subcommand, name = "selfsigned")]
+    pub struct SelfSignedArgs {
+        /// days the certificate is valid (default 3650, like the demonstration
+        /// certificate; DANE-EE records ignore the expiry date)
+        #[argh(option, default = "3650")]
+        pub days: u32,
+        /// certificate file to write (default ./<cn>.pem)
+        #[argh(option)]
+        pub out_cert: Option<String>,
+    }
+}
+
+key_request_args! {
+    #[derive(FromArgs, Debug)]
+    /// Generate a private key and a certificate signing request (PKCS#10, asking for the
+    /// common name and every --san) to hand to a CA; install the certificate it returns
+    /// with `tinymta cert install CERT --key KEY`.
+    #[argh(subcommand, name = "csr")]
+    pub struct CsrArgs {
+        /// request file to write (default ./<cn>.csr)
+        #[argh(option)]
+        pub out_csr: Option<String>,
+    }
+}
+
+#[derive(FromArgs, Debug)]
+/// Check a certificate and install it for `serve --tls-cert/--tls-key`: the key must
+/// match, each chain certificate must have issued the one before, and every certificate
+/// must be within its validity dates. Files are replaced atomically; a running daemon
+/// picks them up on SIGHUP.
+#[argh(subcommand, name = "install")]
+pub struct InstallArgs {
+    /// the certificate, PEM or DER; a PEM file may also hold the chain (leaf first) and
+    /// the key
+    #[argh(positional)]
+    pub cert: String,
+    /// private key, PEM or DER (default: a key in CERT, else the key installed now if
+    /// it matches, as when renewing with the same key)
+    #[argh(option)]
+    pub key: Option<String>,
+    /// intermediate certificates, PEM, the one that issued CERT first
+    #[argh(option)]
+    pub chain: Option<String>,
+    /// install into DIR/tls/cert.pem and DIR/tls/key.pem (default as for serve:
+    /// /var/spool/tinymta as root, ./tinymta-state otherwise)
+    #[argh(option)]
+    pub state_dir: Option<String>,
+    /// install the certificate chain to this file instead (with --dest-key), e.g. an
+    /// ECDSA certificate kept next to the RSA one (serve takes --tls-cert/--tls-key twice)
+    #[argh(option)]
+    pub dest_cert: Option<String>,
+    /// install the private key to this file instead (with --dest-cert), mode 0600
+    #[argh(option)]
+    pub dest_key: Option<String>,
+}
+
+#[derive(FromArgs, Debug)]
+/// Print the SHA-256, SHA-1 and MD5 fingerprints of a certificate and of its public key
+/// (SPKI) in colon-hex, as policy tables take them (match=), and the DANE TLSA 3 1 1
+/// record to publish.
+#[argh(subcommand, name = "fingerprint")]
+pub struct FingerprintArgs {
+    /// certificate file, PEM or DER (the first certificate when it holds a chain)
+    #[argh(positional)]
+    pub file: Option<String>,
+    /// connect to this server, host:port or [v6-address]:port (port 25 when omitted),
+    /// and print its certificate's fingerprints
+    #[argh(option)]
+    pub remote: Option<String>,
+    /// with --remote: EHLO and STARTTLS first (the default unless the port is 465)
+    #[argh(switch)]
+    pub starttls: bool,
+    /// with --remote: TLS from the first byte, as on port 465 (the default there)
+    #[argh(switch)]
+    pub smtps: bool,
+}
+
+/// The subject and key flags as given.
+pub struct KeyRequestFlags<'a> {
+    pub cn: &'a str,
+    pub country: Option<&'a str>,
+    pub locality: Option<&'a str>,
+    pub org: Option<&'a str>,
+    pub ou: Option<&'a str>,
+    pub email: Option<&'a str>,
+    pub san: &'a [String],
+    pub key_size: Option<u32>,
+    pub ec: bool,
 }

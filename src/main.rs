@@ -1,19 +1,7 @@
 //! tinymta: a small mail transfer agent for routers. This file only dispatches: it
 //! parses the command line and runs the subcommand.
 
-mod auth;
-mod certtool;
-mod cli;
-mod config;
-mod dns;
-mod inbound;
-mod logline;
-mod outbound;
-mod queue;
-mod sendmail;
-mod server;
-mod smtp;
-mod tls;
+use tinymta::{auth, certtool, cli, config, exit, logline, outbound, queue, sendmail, server, tls};
 
 use argh::FromArgs;
 
@@ -64,7 +52,7 @@ fn main() {
                 std::process::exit(0);
             }
             eprintln!("{}", early.output);
-            std::process::exit(server::EX_USAGE);
+            std::process::exit(exit::USAGE);
         }
     };
     if top.version {
@@ -80,7 +68,7 @@ fn main() {
     let code = match top.command {
         None => {
             eprintln!("tinymta: a subcommand is required; try `tinymta --help`");
-            server::EX_USAGE
+            exit::USAGE
         }
         Some(Subcommand::Serve(a)) => {
             logline::init();
@@ -88,14 +76,16 @@ fn main() {
                 Ok(cfg) => server::serve(cfg),
                 Err(e) => {
                     eprintln!("tinymta: {e}");
-                    server::EX_USAGE
+                    exit::USAGE
                 }
             }
         }
         Some(Subcommand::Sendmail(a)) => sendmail::run(a),
         Some(Subcommand::Queue(a)) => queue::admin::run(a),
         Some(Subcommand::CheckTls(a)) => outbound::check::run(a),
-        Some(Subcommand::Passwd(a)) => auth::passwd_command(&a.user, a.iterations),
+        Some(Subcommand::Passwd(a)) => {
+            auth::passwd_command(&a.user, a.iterations.unwrap_or(auth::DEFAULT_ITERATIONS))
+        }
         Some(Subcommand::Cert(a)) => certtool::run(a),
         Some(Subcommand::TlsInfo(_)) => {
             print!("{}", tls::profile::report());

@@ -5,11 +5,12 @@
 use std::io::Read;
 
 use crate::cli::SendmailArgs;
+use crate::clock::rfc5322_date;
+use crate::clock::unix_now;
 use crate::config::{default_state_dir, system_hostname};
-use crate::logline::rfc5322_date;
-use crate::queue::spool::unix_now;
+use crate::exit;
+use crate::queue::wakeup::{self, Wakeup};
 use crate::queue::{Envelope, QueueId, Spool};
-use crate::server::{poke_daemon, EX_DATAERR, EX_TEMPFAIL, EX_USAGE};
 use crate::smtp::address::parse_mailbox;
 
 /// Largest message accepted on stdin (as the daemon's default SIZE limit).
@@ -159,25 +160,28 @@ fn queue_message(args: &SendmailArgs, stdin: &mut impl Read) -> Result<QueueId, 
     stdin
         .take(MAX_INPUT + 1)
         .read_to_end(&mut raw)
-        .map_err(|e| (EX_TEMPFAIL, format!("cannot read message: {e}")))?;
+        .map_err(|e| (exit::TEMPFAIL, format!("cannot read message: {e}")))?;
     if raw.len() as u64 > MAX_INPUT {
-        return Err((EX_DATAERR, format!("message larger than {MAX_INPUT} bytes")));
+        return Err((
+            exit::DATAERR,
+            format!("message larger than {MAX_INPUT} bytes"),
+        ));
     }
     if raw.contains(&0) {
-        return Err((EX_DATAERR, "message contains NUL bytes".into()));
+        return Err((exit::DATAERR, "message contains NUL bytes".into()));
     }
     let msg = canonical_lines(&raw, !args.ignore_dots);
     let (fields, body_at) = header_fields(&msg);
 
     let sender = match &args.from {
         Some(f) if f.is_empty() || f == "<>" => String::new(),
-        Some(f) => qualify(f, &hostname).map_err(|e| (EX_USAGE, format!("-f: {e}")))?,
+        Some(f) => qualify(f, &hostname).map_err(|e| (exit::USAGE, format!("-f: {e}")))?,
         None => format!("{}@{}", login_name(), hostname),
     };
     let mut recipients = Vec::new();
     for r in &args.recipients {
         for a in addresses_in(r) {
-            recipients.push(qualify(&a, &hostname).map_err(|e| (EX_USAGE, e))?);
+            recipients.push(qualify(&a, &hostname).map_err(|e| (exit::USAGE, e))?);
         }
     }
     if args.read_recipients {
@@ -186,7 +190,7 @@ fn queue_message(args: &SendmailArgs, stdin: &mut impl Read) -> Result<QueueId, 
                 for a in addresses_in(value) {
                     recipients.push(
                         qualify(&a, &hostname)
-                            .map_err(|e| (EX_DATAERR, format!("{name}: header: {e}")))?,
+                            .map_err(|e| (exit::DATAERR, format!("{name}: header: {e}")))?,
                     );
                 }
             }
@@ -195,7 +199,7 @@ fn queue_message(args: &SendmailArgs, stdin: &mut impl Read) -> Result<QueueId, 
     recipients.dedup();
     if recipients.is_empty() {
         return Err((
-            EX_USAGE,
+            exit::USAGE,
             "no recipients specified (give them as arguments or use -t)".into(),
         ));
     }
@@ -260,7 +264,7 @@ fn queue_message(args: &SendmailArgs, stdin: &mut impl Read) -> Result<QueueId, 
     let state_dir = default_state_dir(&args.state_dir);
     let spool = Spool::open(&state_dir).map_err(|e| {
         (
-            EX_TEMPFAIL,
+            exit::TEMPFAIL,
             format!("cannot open queue in {}: {e}", state_dir.display()),
         )
     })?;
@@ -274,9 +278,9 @@ fn queue_message(args: &SendmailArgs, stdin: &mut impl Read) -> Result<QueueId, 
     };
     spool
         .store(&env, &content)
-        .map_err(|e| (EX_TEMPFAIL, format!("cannot write queue file: {e}")))?;
+        .map_err(|e| (exit::TEMPFAIL, format!("cannot write queue file: {e}")))?;
     // A daemon that is not running finds the file at its next start.
-    poke_daemon(&spool, "new");
+    wakeup::poke(&spool, Wakeup::New);
     Ok(id)
 }
 

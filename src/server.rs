@@ -2,7 +2,6 @@
 //! listeners, starts the queue manager and the wakeup socket, and handles signals
 //! (SIGHUP reloads the certificate, SIGTERM/SIGINT shut down gracefully).
 
-use std::os::unix::net::UnixDatagram;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -12,22 +11,18 @@ use smol::Async;
 
 use crate::auth::AuthFile;
 use crate::config::{Config, InboundTls, Role};
+use crate::exit;
 use crate::inbound::{listener, Shared};
 use crate::outbound::remote::Remote;
 use crate::outbound::DeliveryContext;
 use crate::queue::scheduler::{self, Event};
 use crate::queue::spool::GroupCommit;
+use crate::queue::wakeup;
 use crate::queue::{QueueId, Spool};
 use crate::tls;
 
 /// How long sessions get to finish after SIGTERM before the process exits anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-
-/// Exit codes from sysexits.h.
-pub const EX_USAGE: i32 = 64;
-pub const EX_DATAERR: i32 = 65;
-pub const EX_TEMPFAIL: i32 = 75;
-pub const EX_CONFIG: i32 = 78;
 
 /// Resolves the certificate to use: the configured one, or the demonstration one
 /// (generated on first start, with a warning every start).
@@ -70,28 +65,28 @@ pub fn serve(cfg: Config) -> i32 {
                 "cannot open queue in --state-dir {}: {e}",
                 cfg.state_dir.display()
             );
-            return EX_CONFIG;
+            return exit::CONFIG;
         }
     };
     let recovered = match spool.recover() {
         Ok(ids) => ids,
         Err(e) => {
             log::error!("cannot read queue: {e}");
-            return EX_CONFIG;
+            return exit::CONFIG;
         }
     };
     let tls_ctx = match load_tls(&cfg) {
         Ok(c) => c,
         Err(e) => {
             log::error!("{e}");
-            return EX_CONFIG;
+            return exit::CONFIG;
         }
     };
     let auth = match load_auth(&cfg) {
         Ok(a) => a,
         Err(e) => {
             log::error!("--auth-file {e}");
-            return EX_CONFIG;
+            return exit::CONFIG;
         }
     };
     raise_file_limit();
@@ -114,7 +109,7 @@ pub fn serve(cfg: Config) -> i32 {
             Ok(s) => sockets.push((l.clone(), s)),
             Err(e) => {
                 log::error!("cannot listen on {} (--{}): {e}", l.addr, l.role.name());
-                return EX_CONFIG;
+                return exit::CONFIG;
             }
         }
         if l.role == Role::Smtp && l.tls == InboundTls::Encrypt && l.addr.port() == 25 {
@@ -145,7 +140,7 @@ async fn run(
         Ok(s) => s,
         Err(e) => {
             log::error!("cannot install signal handlers: {e}");
-            return EX_CONFIG;
+            return exit::CONFIG;
         }
     };
     let (shutdown_tx, shutdown_rx) = smol::channel::bounded::<()>(1);
@@ -169,25 +164,8 @@ async fn run(
     ))
     .detach();
 
-    match wakeup_socket(&spool) {
-        Ok(sock) => {
-            let events = events_tx.clone();
-            ex.spawn(async move {
-                let mut buf = [0u8; 128];
-                while let Ok(n) = sock.recv(&mut buf).await {
-                    let msg = String::from_utf8_lossy(&buf[..n]);
-                    let ev = match msg.split_once(' ') {
-                        Some(("forget", id)) => QueueId::parse(id).map(Event::Forget),
-                        _ if msg == "flush" => Some(Event::Flush),
-                        _ => Some(Event::Rescan),
-                    };
-                    if let Some(ev) = ev {
-                        let _ = events.send(ev).await;
-                    }
-                }
-            })
-            .detach();
-        }
+    match wakeup::bind(&spool) {
+        Ok(sock) => ex.spawn(wakeup::listen(sock, events_tx.clone())).detach(),
         Err(e) => log::warn!(
             "cannot open wakeup socket {}: {e}; sendmail drops are found by the periodic rescan",
             spool.wakeup_socket().display()
@@ -268,19 +246,4 @@ fn remote_delivery(cfg: &Config, spool: &Spool) -> Remote {
         log::warn!("no DNS resolver: {e}; mail to other domains stays queued");
     }
     remote
-}
-
-/// The datagram socket sendmail and `queue flush` poke (a stale one is replaced).
-fn wakeup_socket(spool: &Spool) -> std::io::Result<Async<UnixDatagram>> {
-    let path = spool.wakeup_socket();
-    let _ = std::fs::remove_file(&path);
-    Async::new(UnixDatagram::bind(&path)?)
-}
-
-/// Tells a running daemon something (`new`, `flush`, `forget ID`). Returns false when
-/// no daemon listens.
-pub fn poke_daemon(spool: &Spool, message: &str) -> bool {
-    UnixDatagram::unbound()
-        .and_then(|s| s.send_to(message.as_bytes(), spool.wakeup_socket()))
-        .is_ok()
 }

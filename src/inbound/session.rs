@@ -14,11 +14,11 @@ use smol::Async;
 
 use super::Shared;
 use crate::auth::{Sasl, Step};
+use crate::clock::unix_now;
 use crate::config::{InboundTls, Listener, Role};
 use crate::logline;
 use crate::outbound::route::{self, Destination};
 use crate::queue::scheduler::Event;
-use crate::queue::spool::unix_now;
 use crate::queue::{Envelope, QueueId};
 use crate::smtp::command::{self, Command, MailParams};
 use crate::smtp::data::DataReader;
@@ -678,7 +678,10 @@ impl Session {
         };
         let mut add = String::new();
         if !has(b"Date") {
-            add.push_str(&format!("Date: {}\r\n", logline::rfc5322_date(unix_now())));
+            add.push_str(&format!(
+                "Date: {}\r\n",
+                crate::clock::rfc5322_date(unix_now())
+            ));
         }
         if !has(b"Message-ID") {
             add.push_str(&format!(
@@ -716,7 +719,7 @@ impl Session {
             [one] => h.push_str(&format!("\r\n\tfor <{one}>; ")),
             _ => h.push_str(";\r\n\t"),
         }
-        h.push_str(&logline::rfc5322_date(unix_now()));
+        h.push_str(&crate::clock::rfc5322_date(unix_now()));
         h.push_str("\r\n");
         h
     }

@@ -26,7 +26,7 @@ pub fn queue_alert(remote: &Remote, destination: &str, policy: &Policy, reason: 
     smol::spawn(smol::unblock(move || match spool.store(&env, &content) {
         Ok(()) => {
             log::info!("{id}: TLS failure alert queued for <{to}>");
-            crate::server::poke_daemon(&spool, "new");
+            crate::queue::wakeup::poke(&spool, crate::queue::wakeup::Wakeup::New);
         }
         Err(e) => log::error!("cannot queue TLS failure alert: {e}"),
     }))

@@ -8,7 +8,7 @@ use super::remote::{self, open_session, plan, tlsa_lookup, Remote, TlsPlan, Tlsa
 use super::transport::parse_nexthop;
 use crate::cli::CheckTlsArgs;
 use crate::config::{system_hostname, OutboundConfig, OutboundFlags};
-use crate::server::{EX_TEMPFAIL, EX_USAGE};
+use crate::exit;
 use crate::tls::policy::{Level, NextHop};
 
 pub fn run(args: CheckTlsArgs) -> i32 {
@@ -17,7 +17,7 @@ pub fn run(args: CheckTlsArgs) -> i32 {
         Ok(o) => o,
         Err(e) => {
             eprintln!("tinymta: {e}");
-            return EX_USAGE;
+            return exit::USAGE;
         }
     };
     let dest = args.dest.trim().to_ascii_lowercase();
@@ -28,7 +28,7 @@ pub fn run(args: CheckTlsArgs) -> i32 {
                 eprintln!(
                     "tinymta: check-tls '{dest}': expected a domain, [host]:port or host:port"
                 );
-                return EX_USAGE;
+                return exit::USAGE;
             }
         }
     } else {
@@ -52,7 +52,7 @@ async fn check(remote: &Remote, helo: &str, hop: &NextHop) -> i32 {
                 f.dsn,
                 f.detail
             );
-            return EX_TEMPFAIL;
+            return exit::TEMPFAIL;
         }
     };
     for host in &hosts {
@@ -137,7 +137,7 @@ async fn check(remote: &Remote, helo: &str, hop: &NextHop) -> i32 {
         "result: defer (no host could be used under policy {})",
         policy.level.name()
     );
-    EX_TEMPFAIL
+    exit::TEMPFAIL
 }
 
 fn describe(hop: &NextHop) -> String {

@@ -2,10 +2,11 @@
 //! daemon runs: files are only ever renamed into place) and poke the daemon.
 
 use crate::cli::{QueueAction, QueueArgs};
+use crate::clock::rfc5322_date;
 use crate::config::default_state_dir;
-use crate::logline::rfc5322_date;
-use crate::server::{poke_daemon, EX_DATAERR, EX_TEMPFAIL};
+use crate::exit;
 
+use super::wakeup::{self, Wakeup};
 use super::{QueueId, Spool};
 
 pub fn run(args: QueueArgs) -> i32 {
@@ -17,7 +18,7 @@ pub fn run(args: QueueArgs) -> i32 {
                 "tinymta queue: cannot open queue in --state-dir {}: {e}",
                 dir.display()
             );
-            return EX_TEMPFAIL;
+            return exit::TEMPFAIL;
         }
     };
     let id_arg = |s: &str| QueueId::parse(s).ok_or_else(|| format!("'{s}' is not a queue ID"));
@@ -26,12 +27,12 @@ pub fn run(args: QueueArgs) -> i32 {
         QueueAction::Show(s) => id_arg(&s.id).and_then(|id| show(&spool, &id)),
         QueueAction::Delete(d) => id_arg(&d.id).and_then(|id| {
             spool.remove(&id).map_err(|e| format!("{id}: {e}"))?;
-            poke_daemon(&spool, &format!("forget {id}"));
+            wakeup::poke(&spool, Wakeup::Forget(id.clone()));
             println!("{id}: deleted");
             Ok(())
         }),
         QueueAction::Flush(_) => {
-            if poke_daemon(&spool, "flush") {
+            if wakeup::poke(&spool, Wakeup::Flush) {
                 println!("flush requested");
                 Ok(())
             } else {
@@ -39,7 +40,7 @@ pub fn run(args: QueueArgs) -> i32 {
                     "tinymta queue flush: no daemon is listening on {}",
                     spool.wakeup_socket().display()
                 );
-                return EX_TEMPFAIL;
+                return exit::TEMPFAIL;
             }
         }
     };
@@ -47,7 +48,7 @@ pub fn run(args: QueueArgs) -> i32 {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("tinymta queue: {e}");
-            EX_DATAERR
+            exit::DATAERR
         }
     }
 }

@@ -2,9 +2,9 @@
 //! to the sender of a message that failed, and short notices (TLS alerts) to an
 //! administrator. Both are sent with the null sender `<>`, so they never bounce back.
 
-use super::spool::unix_now;
 use super::{Envelope, QueueId};
-use crate::logline::rfc5322_date;
+use crate::clock::rfc5322_date;
+use crate::clock::unix_now;
 
 /// One failed recipient for a DSN.
 pub struct Failed<'a> {

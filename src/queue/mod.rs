@@ -13,5 +13,6 @@ pub mod admin;
 pub mod bounce;
 pub mod scheduler;
 pub mod spool;
+pub mod wakeup;
 
 pub use spool::{Envelope, QueueId, Spool};

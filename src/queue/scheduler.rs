@@ -12,7 +12,8 @@ use smol::channel::{Receiver, Sender};
 use smol::future::FutureExt;
 
 use super::bounce;
-use super::spool::{unix_now, QueueId, Spool};
+use super::spool::{QueueId, Spool};
+use crate::clock::unix_now;
 use crate::config::Retry;
 use crate::logline;
 use crate::outbound::{self, DeliveryContext, Outcome};

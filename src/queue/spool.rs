@@ -4,11 +4,11 @@
 //! `messages/`, and the directory is fsynced. Directory fsyncs of concurrent sessions
 //! are batched by `GroupCommit`: one fsync covers every rename made before it started.
 
+use crate::clock::unix_now;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use ring::rand::{SecureRandom, SystemRandom};
 use smol::channel::{self, Receiver, Sender};
@@ -45,13 +45,6 @@ impl std::fmt::Display for QueueId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
     }
-}
-
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// The envelope stored at the head of a queue file.

@@ -315,7 +315,7 @@ pub(crate) mod tests {
 
     /// `YYYYMMDDHHMMSSZ` for a Unix time, as an ASN.1 time.
     fn asn1_time(unix: i64) -> Asn1Time {
-        let (y, m, d, secs) = crate::logline::civil(unix.max(0) as u64);
+        let (y, m, d, secs) = crate::clock::civil(unix.max(0) as u64);
         let text = format!(
             "{y:04}{m:02}{d:02}{:02}{:02}{:02}Z",
             secs / 3600,

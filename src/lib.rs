@@ -1,0 +1,27 @@
+//! tinymta as a library: the modules of the MTA, from the bottom up, so that the
+//! binary (`main.rs`), the fuzz targets and the tests all use the same code.
+//!
+//! A module uses what is below it, never what is above it:
+//! - building blocks: `exit`, `clock`, `host`, `cli`, `smtp`, `dns`, `headers`
+//! - `tls`: profiles, contexts, the ordered levels, DANE and fingerprint matching
+//! - `logline`, `auth`
+//! - `queue`: spool, recovery, retry schedule, bounces, the wakeup protocol
+//! - `inbound` (listeners, server session) and `outbound` (routing, policy table,
+//!   client session, delivery agents)
+//! - the commands and the daemon: `config`, `certtool`, `sendmail`, `server`
+
+pub mod auth;
+pub mod certtool;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod dns;
+pub mod exit;
+pub mod inbound;
+pub mod logline;
+pub mod outbound;
+pub mod queue;
+pub mod sendmail;
+pub mod server;
+pub mod smtp;
+pub mod tls;
