@@ -26,7 +26,7 @@ use crate::config;
 use crate::exit;
 use crate::smtp::line::{Line, LineBuffer};
 use crate::smtp::reply::Reply;
-use crate::smtp::response::{Extensions, ReplyParser, MAX_REPLY_LINE};
+use crate::smtp::reply_parser::{Extensions, ReplyParser, MAX_REPLY_LINE};
 use crate::tls::cert::{self, KeyKind, NotIssued, Staged, Subject, Validity};
 use crate::tls::fingerprint::{self, Digest};
 

@@ -20,7 +20,8 @@ mod smtp;
 use libfuzzer_sys::fuzz_target;
 use smtp::data::DataReader;
 use smtp::reply::Reply;
-use smtp::response::{dot_stuff, enhanced_status, Extensions, ReplyParser};
+use smtp::data::dot_stuff;
+use smtp::reply_parser::{enhanced_status, Extensions, ReplyParser};
 
 /// Splits a stream into lines the way the outbound client does: at LF, one CR
 /// before it removed.

@@ -11,7 +11,7 @@ use smol::Async;
 
 use crate::smtp::line::{Line, LineBuffer};
 use crate::smtp::reply::Reply;
-use crate::smtp::response::{self, Extensions, ReplyParser, MAX_REPLY_LINE};
+use crate::smtp::reply_parser::{self, Extensions, ReplyParser, MAX_REPLY_LINE};
 use crate::tls::client::ClientTls;
 use crate::tls::{MaybeTls, TlsInfo};
 
@@ -364,5 +364,5 @@ impl ClientSession {
 
 /// RFC 3463 status of a reply, for the log's `dsn=`.
 pub fn dsn(reply: &Reply) -> String {
-    response::enhanced_status(reply)
+    reply_parser::enhanced_status(reply)
 }

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::queue::{Envelope, Spool};
-use crate::smtp::response::dot_stuff;
+use crate::smtp::data::dot_stuff;
 use crate::tls::policy::NextHop;
 
 /// What happened to one recipient in one attempt.

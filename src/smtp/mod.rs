@@ -1,5 +1,5 @@
 //! The SMTP wire protocol without any I/O ("sans-IO"): command lines in, typed commands
-//! out; replies built as bytes; RFC 5321 address syntax; the DATA reader.
+//! out; replies built as bytes (`reply`) and, on the client side, parsed (`reply_parser`); RFC 5321 address syntax; the DATA reader.
 //!
 //! Everything a peer sends passes through here first, with explicit limits. Nothing in
 //! this module knows about sockets, TLS or the queue, so every parser can be unit-tested
@@ -10,7 +10,7 @@ pub mod command;
 pub mod data;
 pub mod line;
 pub mod reply;
-pub mod response;
+pub mod reply_parser;
 
 pub use address::Mailbox;
 

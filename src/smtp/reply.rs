@@ -1,4 +1,6 @@
-//! SMTP replies (RFC 5321 §4.2) with RFC 3463 enhanced status codes.
+//! SMTP replies (RFC 5321 §4.2) with RFC 3463 enhanced status codes: the `Reply` type
+//! both sides share and the replies the server sends. Parsing a server's reply is
+//! `reply_parser`'s job.
 
 use std::fmt::Write;
 

@@ -103,28 +103,10 @@ pub fn enhanced_status(reply: &Reply) -> String {
     }
 }
 
-/// Dot-stuffs canonical CRLF content for DATA and appends the end-of-data line
-/// (RFC 5321 §4.5.2). A missing final CRLF is added.
-pub fn dot_stuff(content: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(content.len() + content.len() / 64 + 5);
-    let mut at_line_start = true;
-    for &b in content {
-        if at_line_start && b == b'.' {
-            out.push(b'.');
-        }
-        out.push(b);
-        at_line_start = b == b'\n';
-    }
-    if !content.is_empty() && !content.ends_with(b"\r\n") {
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b".\r\n");
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::smtp::data::dot_stuff;
 
     #[test]
     fn multiline_reply_and_extensions() {
