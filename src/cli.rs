@@ -281,6 +281,42 @@ pub struct CheckTlsArgs {
     pub mx_port: u16,
 }
 
+/// The arguments of `sendmail` (after the program or subcommand name) as argh reads
+/// them: the traditional options normalised, and `--state-dir`/`--hostname` moved
+/// before the recipients, where argh looks for them.
+pub fn sendmail_command_line(args: &[String]) -> Vec<String> {
+    let mut v = vec!["sendmail".to_string()];
+    v.extend(hoist_options(
+        &normalize_sendmail_args(args),
+        &["--state-dir", "--hostname"],
+    ));
+    v
+}
+
+/// Moves each `OPTION VALUE` (or `OPTION=VALUE`) named in `options` to the front, in
+/// order, so a flag of a command may be typed after its subcommand or its positional
+/// arguments. Nothing after `--` moves.
+pub fn hoist_options(args: &[String], options: &[&str]) -> Vec<String> {
+    let (mut front, mut rest) = (Vec::new(), Vec::new());
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--" {
+            rest.push(a.clone());
+            rest.extend(it.by_ref().cloned());
+        } else if options.contains(&a.as_str()) {
+            front.push(a.clone());
+            front.extend(it.next().cloned());
+        } else if let Some((name, value)) = a.split_once('=').filter(|(n, _)| options.contains(n)) {
+            front.push(name.to_string());
+            front.push(value.to_string());
+        } else {
+            rest.push(a.clone());
+        }
+    }
+    front.extend(rest);
+    front
+}
+
 /// Rewrites a traditional sendmail command line into the argh form: `-oi` → `-i`,
 /// `-ffrom` → `-f from`, `-Fname` → `-F name`, and drops options that are meaningless
 /// here (`-odb`, `-odi`, `-oem`, `-oee`, `-U`, `-v`...), as Postfix's sendmail does.
@@ -349,6 +385,35 @@ mod tests {
             ["-t", "-i", "-F", "Cron", "-f", "x@y"]
         );
         assert_eq!(norm("--state-dir /s -U a@b"), ["--state-dir", "/s", "a@b"]);
+    }
+
+    #[test]
+    fn flags_typed_after_the_subcommand_move_before_it() {
+        let v = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
+        assert_eq!(
+            hoist_options(&v("list --state-dir /s"), &["--state-dir"]),
+            ["--state-dir", "/s", "list"]
+        );
+        assert_eq!(
+            hoist_options(&v("show --state-dir=/s ID"), &["--state-dir"]),
+            ["--state-dir", "/s", "show", "ID"]
+        );
+        assert_eq!(
+            hoist_options(&v("a@b -- --state-dir"), &["--state-dir"]),
+            ["a@b", "--", "--state-dir"]
+        );
+        assert_eq!(
+            sendmail_command_line(&v("-oi root --state-dir /s --hostname h")),
+            [
+                "sendmail",
+                "--state-dir",
+                "/s",
+                "--hostname",
+                "h",
+                "-i",
+                "root"
+            ]
+        );
     }
 }
 

@@ -32,15 +32,19 @@ fn main() {
     // Through a `sendmail` symlink, or as `tinymta sendmail`, the traditional sendmail
     // options (-oi, -ffrom, ...) are understood.
     let rest: Vec<String> = if invoked_as == "sendmail" {
-        let mut v = vec!["sendmail".to_string()];
-        v.extend(cli::normalize_sendmail_args(&args[1..]));
-        v
-    } else if args.get(1).map(String::as_str) == Some("sendmail") {
-        let mut v = vec!["sendmail".to_string()];
-        v.extend(cli::normalize_sendmail_args(&args[2..]));
-        v
+        cli::sendmail_command_line(&args[1..])
     } else {
-        args[1..].to_vec()
+        match args.get(1).map(String::as_str) {
+            Some("sendmail") => cli::sendmail_command_line(&args[2..]),
+            // `queue list --state-dir DIR` as people type it: argh wants the flag of
+            // `queue` before the action.
+            Some("queue") => {
+                let mut v = vec!["queue".to_string()];
+                v.extend(cli::hoist_options(&args[2..], &["--state-dir"]));
+                v
+            }
+            _ => args[1..].to_vec(),
+        }
     };
     let rest_refs: Vec<&str> = rest.iter().map(String::as_str).collect();
     let top = match TopLevel::from_args(&["tinymta"], &rest_refs) {
