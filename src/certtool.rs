@@ -10,13 +10,11 @@
 //! `tls::cert` (generation, checks, atomic writes) and `tls::fingerprint` (digests).
 
 use std::fs;
-use std::io::{Read, Write};
-use std::net::{IpAddr, TcpStream, ToSocketAddrs};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use openssl::pkey::{PKey, Private};
-use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
 use openssl::x509::{X509Ref, X509};
 
 use crate::cli::{
@@ -24,11 +22,11 @@ use crate::cli::{
 };
 use crate::config;
 use crate::exit;
-use crate::smtp::line::{Line, LineBuffer};
-use crate::smtp::reply::Reply;
-use crate::smtp::reply_parser::{Extensions, ReplyParser, MAX_REPLY_LINE};
+use crate::outbound::client::{Candidate, ClientSession, Timeouts};
 use crate::tls::cert::{self, KeyKind, NotIssued, Staged, Subject, Validity};
+use crate::tls::client::{inspection_tls, ClientTls};
 use crate::tls::fingerprint::{self, Digest};
+use crate::tls::TlsInfo;
 
 /// `install` warns when the certificate expires within this many days.
 const EXPIRY_WARNING_DAYS: i32 = 30;
@@ -735,112 +733,63 @@ struct Remote {
     negotiated: String,
 }
 
-/// Connects (blocking: one connection, nothing else to do meanwhile), speaks EHLO and
-/// STARTTLS unless `implicit`, and takes the server's certificates from the handshake.
+/// Connects with the outbound SMTP client, as `check-tls` does: EHLO and STARTTLS
+/// unless `implicit`, then takes the server's certificates from the handshake. Each
+/// address of the host is tried in turn.
 fn fetch_remote(host: &str, port: u16, implicit: bool) -> Result<Remote, String> {
-    let addrs: Vec<_> = (host, port)
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {host}: {e}"))?
-        .collect();
-    let mut last_err = format!("{host} has no address");
-    let mut tcp = None;
-    for addr in &addrs {
-        match TcpStream::connect_timeout(addr, REMOTE_TIMEOUT) {
-            Ok(s) => {
-                tcp = Some(s);
-                break;
-            }
-            Err(e) => last_err = format!("connect to {addr}: {e}"),
-        }
-    }
-    let mut tcp = tcp.ok_or(last_err)?;
-    tcp.set_read_timeout(Some(REMOTE_TIMEOUT))
-        .and_then(|_| tcp.set_write_timeout(Some(REMOTE_TIMEOUT)))
-        .map_err(|e| e.to_string())?;
-    if !implicit {
-        let mut input = LineBuffer::default();
-        let greeting = read_reply(&mut tcp, &mut input)?;
-        if greeting.code != 220 {
-            return Err(format!("greeting: {}", greeting.summary()));
-        }
-        let ehlo = command(
-            &mut tcp,
-            &mut input,
-            &format!("EHLO {}", config::system_hostname()),
-        )?;
-        if ehlo.code != 250 {
-            return Err(format!("EHLO refused: {}", ehlo.summary()));
-        }
-        if !Extensions::from_ehlo(&ehlo).starttls {
-            return Err("the server does not offer STARTTLS".to_string());
-        }
-        let r = command(&mut tcp, &mut input, "STARTTLS")?;
-        if r.code != 220 {
-            return Err(format!("STARTTLS refused: {}", r.summary()));
-        }
-    }
-    let mut b = SslConnector::builder(SslMethod::tls_client()).map_err(|e| e.to_string())?;
-    // Only the certificate is wanted, not trust: accept any chain, and security level 0
-    // so old servers (SHA-1 signatures, 1024-bit keys) can be inspected too.
-    b.set_verify(SslVerifyMode::NONE);
-    b.set_security_level(0);
-    let connector = b.build();
-    let is_ip = host.parse::<IpAddr>().is_ok();
-    let mut tls = connector
-        .configure()
-        .map_err(|e| e.to_string())?
-        .verify_hostname(false)
-        .use_server_name_indication(!is_ip)
-        .connect(host, tcp)
-        .map_err(|e| format!("TLS handshake failed: {e}"))?;
-    let ssl = tls.ssl();
-    let mut chain: Vec<X509> = ssl
-        .peer_cert_chain()
-        .map(|c| c.iter().map(|x| x.to_owned()).collect())
-        .unwrap_or_default();
-    // The client side's chain includes the leaf; fall back to it alone should a
-    // library return an empty chain.
-    if chain.is_empty() {
-        chain.extend(ssl.peer_certificate());
-    }
-    let negotiated = format!(
-        "{} with cipher {}",
-        ssl.version_str(),
-        ssl.current_cipher().map_or("unknown", |c| c.name())
-    );
-    // Politeness only; the certificate is already in hand.
-    let _ = tls.write_all(b"QUIT\r\n");
-    let _ = tls.shutdown();
-    Ok(Remote { chain, negotiated })
-}
-
-fn command(tcp: &mut TcpStream, input: &mut LineBuffer, line: &str) -> Result<Reply, String> {
-    tcp.write_all(format!("{line}\r\n").as_bytes())
-        .map_err(|e| format!("sending {line}: {e}"))?;
-    read_reply(tcp, input)
-}
-
-/// Reads one (possibly multi-line) reply with the same parser the outbound client uses.
-fn read_reply(tcp: &mut TcpStream, input: &mut LineBuffer) -> Result<Reply, String> {
-    let mut parser = ReplyParser::default();
-    loop {
-        while let Some(line) = input.next_line(MAX_REPLY_LINE) {
-            match line {
-                Line::Complete(bytes) => {
-                    if let Some(reply) = parser.feed(&bytes)? {
-                        return Ok(reply);
-                    }
+    let tls = inspection_tls(Some(host))?;
+    let timeouts = Timeouts {
+        connect: REMOTE_TIMEOUT,
+        command: REMOTE_TIMEOUT,
+        data_done: REMOTE_TIMEOUT,
+    };
+    let helo = config::system_hostname();
+    smol::block_on(async {
+        let addrs = smol::net::resolve((host, port))
+            .await
+            .map_err(|e| format!("cannot resolve {host}: {e}"))?;
+        let mut last_err = format!("{host} has no address");
+        for addr in addrs {
+            let server = Candidate {
+                host: host.to_string(),
+                ip: addr.ip(),
+                port,
+            };
+            let session = if implicit {
+                ClientSession::connect_tls(&server, timeouts, &tls).await
+            } else {
+                starttls_session(&server, timeouts, &tls, &helo).await
+            };
+            match session {
+                Ok((session, info)) => {
+                    let chain = session.peer_chain();
+                    // Politeness only; the certificate is already in hand.
+                    session.quit().await;
+                    return Ok(Remote {
+                        chain,
+                        negotiated: format!("{} with cipher {}", info.protocol, info.cipher),
+                    });
                 }
-                Line::TooLong => return Err("reply line too long".to_string()),
+                Err(e) => last_err = e,
             }
         }
-        let mut buf = [0u8; 2048];
-        match tcp.read(&mut buf) {
-            Ok(0) => return Err("connection closed by the server".to_string()),
-            Ok(n) => input.extend(&buf[..n]),
-            Err(e) => return Err(format!("reading reply: {e}")),
-        }
+        Err(last_err)
+    })
+}
+
+async fn starttls_session(
+    server: &Candidate,
+    timeouts: Timeouts,
+    tls: &ClientTls,
+    helo: &str,
+) -> Result<(ClientSession, TlsInfo), String> {
+    let mut session = ClientSession::connect(server, timeouts).await?;
+    session.hello(helo).await?;
+    if !session.ext.starttls {
+        return Err(format!("{} does not offer STARTTLS", server.name()));
     }
+    let info = session.starttls(tls, helo).await?;
+    Ok((session, info))
 }
 
 #[cfg(test)]

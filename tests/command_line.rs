@@ -34,7 +34,11 @@ fn state_dir_after_the_subcommand_and_the_recipients() {
         Duration::from_secs(30),
     );
     assert!(out.status.success(), "{out:?}");
-    assert_eq!(queue_files(dir.path()), 1, "message queued under --state-dir");
+    assert_eq!(
+        queue_files(dir.path()),
+        1,
+        "message queued under --state-dir"
+    );
     assert!(
         !dir.path().join("tinymta-state").exists(),
         "nothing may go to the default state directory"

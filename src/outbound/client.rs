@@ -83,6 +83,25 @@ impl ClientSession {
     /// Opens the TCP connection and reads the greeting; a greeting that is not 220 is
     /// returned as an error reply text ("host refused to talk to me").
     pub async fn connect(server: &Candidate, timeouts: Timeouts) -> Result<ClientSession, String> {
+        let mut s = ClientSession::open(server, timeouts).await?;
+        s.greeting().await?;
+        Ok(s)
+    }
+
+    /// Implicit TLS (port 465, Postfix's wrapper mode): the handshake and the policy's
+    /// certificate check come before the greeting, so nothing is ever in plaintext.
+    pub async fn connect_tls(
+        server: &Candidate,
+        timeouts: Timeouts,
+        tls: &ClientTls,
+    ) -> Result<(ClientSession, TlsInfo), String> {
+        let mut s = ClientSession::open(server, timeouts).await?;
+        let info = s.handshake(tls).await?;
+        s.greeting().await?;
+        Ok((s, info))
+    }
+
+    async fn open(server: &Candidate, timeouts: Timeouts) -> Result<ClientSession, String> {
         let addr = SocketAddr::new(server.ip, server.port);
         let stream = async {
             Async::<TcpStream>::connect(addr)
@@ -96,7 +115,7 @@ impl ClientSession {
         .await
         .map_err(|e| format!("connect to {}: {e}", server.name()))?;
         let _ = stream.get_ref().set_nodelay(true);
-        let mut s = ClientSession {
+        Ok(ClientSession {
             conn: MaybeTls::Plain(stream),
             input: LineBuffer::default(),
             parser: ReplyParser::default(),
@@ -104,16 +123,24 @@ impl ClientSession {
             ext: Extensions::default(),
             timeouts,
             tls: None,
-        };
-        let greeting = s.read_reply("initial server greeting").await?;
+        })
+    }
+
+    async fn greeting(&mut self) -> Result<(), String> {
+        let greeting = self.read_reply("initial server greeting").await?;
         if greeting.code != 220 {
             return Err(format!(
                 "host {} refused to talk to me: {}",
-                server.name(),
+                self.server.name(),
                 greeting.summary()
             ));
         }
-        Ok(s)
+        Ok(())
+    }
+
+    /// The certificates the server sent, leaf first (empty before TLS).
+    pub fn peer_chain(&self) -> Vec<openssl::x509::X509> {
+        self.conn.peer_chain()
     }
 
     /// Reads one reply; `stage` names the wait for the timeout message.
@@ -226,6 +253,14 @@ impl ClientSession {
         }
         // Anything the server sent after its 220 would be plaintext injected into TLS.
         self.input.clear();
+        let info = self.handshake(tls).await?;
+        self.hello(helo_name).await?;
+        Ok(info)
+    }
+
+    /// The client handshake and the policy's certificate check, within the command
+    /// timeout.
+    async fn handshake(&mut self, tls: &ClientTls) -> Result<TlsInfo, String> {
         let conn = &mut self.conn;
         let timeout = self.timeouts.command;
         let info = async { conn.connect(tls).await }
@@ -236,7 +271,6 @@ impl ClientSession {
             .await
             .map_err(|e| format!("TLS with {} failed: {e}", self.server.name()))?;
         self.tls = Some(info.clone());
-        self.hello(helo_name).await?;
         Ok(info)
     }
 

@@ -89,6 +89,24 @@ pub fn client_tls(
     })
 }
 
+/// A context that accepts any certificate and any protocol and cipher the library
+/// offers (security level 0), for looking at a server's certificate rather than
+/// trusting it (`tinymta cert fingerprint --remote`): old servers with SHA-1
+/// signatures or 1024-bit keys can be inspected too.
+pub fn inspection_tls(sni: Option<&str>) -> Result<ClientTls, String> {
+    let mut b = SslContext::builder(openssl::ssl::SslMethod::tls_client())
+        .map_err(|e| format!("TLS client context: {e}"))?;
+    b.set_security_level(0);
+    b.set_verify_callback(SslVerifyMode::PEER, |_, _| true);
+    Ok(ClientTls {
+        ctx: b.build(),
+        sni: sni
+            .filter(|s| s.parse::<std::net::IpAddr>().is_err())
+            .map(str::to_string),
+        check: PeerCheck::Nothing,
+    })
+}
+
 fn apply_policy(b: &mut SslContextBuilder, policy: &Policy) -> Result<(), String> {
     let (min, max) = policy.protocols.range();
     b.set_min_proto_version(Some(min.ssl_version()))

@@ -32,6 +32,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MaybeTls<S> {
         }
     }
 
+    /// The certificates the peer sent, leaf first (empty in plaintext).
+    pub fn peer_chain(&self) -> Vec<openssl::x509::X509> {
+        let MaybeTls::Tls(tls) = self else {
+            return Vec::new();
+        };
+        let ssl = tls.ssl();
+        let mut chain: Vec<_> = ssl
+            .peer_cert_chain()
+            .map(|c| c.iter().map(|x| x.to_owned()).collect())
+            .unwrap_or_default();
+        // The client side's chain includes the leaf; fall back to the leaf alone
+        // should a library return an empty chain.
+        if chain.is_empty() {
+            chain.extend(ssl.peer_certificate());
+        }
+        chain
+    }
+
     /// Runs the server side of a handshake on a plaintext connection. On failure the
     /// connection is gone; the error text says why (for the log line).
     pub async fn accept(&mut self, ctx: &SslContext) -> Result<TlsInfo, String> {
