@@ -17,6 +17,7 @@ pub mod clock;
 pub mod config;
 pub mod dns;
 pub mod exit;
+pub mod headers;
 pub mod inbound;
 pub mod logline;
 pub mod outbound;

@@ -5,10 +5,10 @@
 use std::io::Read;
 
 use crate::cli::SendmailArgs;
-use crate::clock::rfc5322_date;
 use crate::clock::unix_now;
 use crate::config::{default_state_dir, system_hostname};
 use crate::exit;
+use crate::headers::{self, Header, Origin};
 use crate::queue::wakeup::{self, Wakeup};
 use crate::queue::{Envelope, QueueId, Spool};
 use crate::smtp::address::parse_mailbox;
@@ -80,39 +80,6 @@ fn canonical_lines(raw: &[u8], dot_ends: bool) -> Vec<u8> {
     out
 }
 
-/// Splits a message into its header section (unfolded fields) and body offset.
-fn header_fields(msg: &[u8]) -> (Vec<(String, String)>, usize) {
-    let mut fields: Vec<(String, String)> = Vec::new();
-    let mut pos = 0;
-    while pos < msg.len() {
-        let end = msg[pos..]
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .map(|i| pos + i)
-            .unwrap_or(msg.len());
-        let line = String::from_utf8_lossy(&msg[pos..end]).into_owned();
-        let next = (end + 2).min(msg.len());
-        if line.is_empty() {
-            return (fields, next);
-        }
-        if line.starts_with([' ', '\t']) {
-            if let Some(last) = fields.last_mut() {
-                last.1.push(' ');
-                last.1.push_str(line.trim());
-            }
-        } else if let Some((name, value)) = line.split_once(':') {
-            if name.is_empty() || name.contains(' ') {
-                return (fields, pos); // not a header: the body starts here
-            }
-            fields.push((name.to_string(), value.trim().to_string()));
-        } else {
-            return (fields, pos);
-        }
-        pos = next;
-    }
-    (fields, msg.len())
-}
-
 /// Addresses in an address-list header value: `a@b, "Name" <c@d>, group: e@f;`.
 fn addresses_in(value: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -171,7 +138,7 @@ fn queue_message(args: &SendmailArgs, stdin: &mut impl Read) -> Result<QueueId, 
         return Err((exit::DATAERR, "message contains NUL bytes".into()));
     }
     let msg = canonical_lines(&raw, !args.ignore_dots);
-    let (fields, body_at) = header_fields(&msg);
+    let header = Header::parse(&msg);
 
     let sender = match &args.from {
         Some(f) if f.is_empty() || f == "<>" => String::new(),
@@ -185,9 +152,10 @@ fn queue_message(args: &SendmailArgs, stdin: &mut impl Read) -> Result<QueueId, 
         }
     }
     if args.read_recipients {
-        for (name, value) in &fields {
-            if ["to", "cc", "bcc"].contains(&name.to_ascii_lowercase().as_str()) {
-                for a in addresses_in(value) {
+        for field in &header.fields {
+            if ["To", "Cc", "Bcc"].iter().any(|n| field.is(n)) {
+                let name = String::from_utf8_lossy(field.name);
+                for a in addresses_in(&field.value()) {
                     recipients.push(
                         qualify(&a, &hostname)
                             .map_err(|e| (exit::DATAERR, format!("{name}: header: {e}")))?,
@@ -206,13 +174,9 @@ fn queue_message(args: &SendmailArgs, stdin: &mut impl Read) -> Result<QueueId, 
 
     let id = QueueId::generate();
     let now = unix_now();
-    let has = |n: &str| fields.iter().any(|(k, _)| k.eq_ignore_ascii_case(n));
-    let mut head = format!(
-        "Received: by {hostname} (tinymta, from userid {})\r\n\tid {id}; {}\r\n",
-        rustix::process::getuid().as_raw(),
-        rfc5322_date(now)
-    );
-    if !has("From") {
+    let uid = rustix::process::getuid().as_raw();
+    let mut head = headers::received(&Origin::Local { uid }, &hostname, &id.0, &[], now);
+    if !header.has("From") {
         let addr = if sender.is_empty() {
             format!("MAILER-DAEMON@{hostname}")
         } else {
@@ -227,39 +191,18 @@ fn queue_message(args: &SendmailArgs, stdin: &mut impl Read) -> Result<QueueId, 
         };
         head.push_str(&format!("From: {from}\r\n"));
     }
-    if !has("Date") {
-        head.push_str(&format!("Date: {}\r\n", rfc5322_date(now)));
-    }
-    if !has("Message-ID") {
-        head.push_str(&format!("Message-ID: <{now}.{id}@{hostname}>\r\n"));
-    }
+    head.push_str(&headers::missing_origination_fields(
+        &header, now, &id.0, &hostname,
+    ));
     // Bcc: is removed from the header (it is in the envelope only).
     let mut content = head.into_bytes();
-    let mut pos = 0;
-    let header_end = body_at.min(msg.len());
-    while pos < header_end {
-        let mut end = msg[pos..header_end]
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .map(|i| pos + i + 2)
-            .unwrap_or(header_end);
-        while end < header_end && (msg[end] == b' ' || msg[end] == b'\t') {
-            end = msg[end..header_end]
-                .windows(2)
-                .position(|w| w == b"\r\n")
-                .map(|i| end + i + 2)
-                .unwrap_or(header_end);
-        }
-        let field = &msg[pos..end];
-        if !(field.len() >= 4 && field[..4].eq_ignore_ascii_case(b"bcc:")) {
-            content.extend_from_slice(field);
-        }
-        pos = end;
+    for field in header.fields.iter().filter(|f| !f.is("Bcc")) {
+        content.extend_from_slice(field.raw);
     }
-    if fields.is_empty() || body_at > msg.len() || !msg[..body_at].ends_with(b"\r\n\r\n") {
-        content.extend_from_slice(b"\r\n");
-    }
-    content.extend_from_slice(&msg[header_end..]);
+    // The empty line after the header: the message's own, or one added when the
+    // header section ended without it.
+    content.extend_from_slice(b"\r\n");
+    content.extend_from_slice(&msg[header.body..]);
 
     let state_dir = default_state_dir(&args.state_dir);
     let spool = Spool::open(&state_dir).map_err(|e| {
@@ -303,9 +246,10 @@ mod tests {
             ),
             ["j@x.example", "k@y.example", "a@z.example", "b@z.example"]
         );
-        let (fields, body) = header_fields(b"To: a@b,\r\n c@d\r\nSubject: s\r\n\r\nbody\r\n");
-        assert_eq!(fields[0], ("To".into(), "a@b, c@d".into()));
-        assert_eq!(body, b"To: a@b,\r\n c@d\r\nSubject: s\r\n\r\n".len());
+        let header = Header::parse(b"To: a@b,\r\n c@d\r\nSubject: s\r\n\r\nbody\r\n");
+        assert!(header.fields[0].is("to"));
+        assert_eq!(header.fields[0].value(), "a@b, c@d");
+        assert_eq!(header.body, b"To: a@b,\r\n c@d\r\nSubject: s\r\n\r\n".len());
     }
 
     #[test]
