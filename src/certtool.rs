@@ -21,6 +21,7 @@ use crate::cli::{
     CertAction, CertArgs, CsrArgs, FingerprintArgs, InstallArgs, KeyRequestFlags, SelfSignedArgs,
 };
 use crate::config;
+use crate::domain::{self, check_name, NameRules};
 use crate::exit;
 use crate::outbound::client::{Candidate, ClientSession, Timeouts};
 use crate::tls::cert::{self, KeyKind, NotIssued, Staged, Subject, Validity};
@@ -176,32 +177,11 @@ fn host_or_ip(flag: &str, v: &str) -> Result<(), Fail> {
     if v.parse::<IpAddr>().is_ok() {
         return Ok(());
     }
-    let bad = |why: &str| {
+    check_name(v, NameRules::CERTIFICATE).map_err(|why| {
         Fail::usage(format!(
             "{flag} {v:?} is not a host name or IP address: {why}"
         ))
-    };
-    if v.len() > 253 {
-        return Err(bad("longer than 253 characters"));
-    }
-    let name = v.strip_prefix("*.").unwrap_or(v);
-    for label in name.split('.') {
-        if label.is_empty() || label.len() > 63 {
-            return Err(bad("each dot-separated label must have 1 to 63 characters"));
-        }
-        if !label
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        {
-            return Err(bad(
-                "only letters, digits, hyphens and dots are allowed (IDNs in A-label form)",
-            ));
-        }
-        if label.starts_with('-') || label.ends_with('-') {
-            return Err(bad("a label cannot begin or end with a hyphen"));
-        }
-    }
-    Ok(())
+    })
 }
 
 /// `local@domain`, ASCII (emailAddress is an IA5String), without spaces.
@@ -702,28 +682,15 @@ fn split_host_port(s: &str) -> Result<(String, u16), Fail> {
             "--remote {s:?}: expected host:port or [address]:port"
         ))
     };
-    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
-        let (h, tail) = rest.split_once(']').ok_or_else(bad)?;
-        match tail {
-            "" => (h, None),
-            t => (h, Some(t.strip_prefix(':').ok_or_else(bad)?)),
-        }
-    } else if s.matches(':').count() > 1 {
-        (s, None)
-    } else {
-        match s.split_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (s, None),
-        }
-    };
-    if host.is_empty() {
+    let hp = domain::split_host_port(s).ok_or_else(bad)?;
+    if hp.host.is_empty() {
         return Err(bad());
     }
-    let port = match port {
+    let port = match hp.port {
         None => 25,
         Some(p) => p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(bad)?,
     };
-    Ok((host.to_string(), port))
+    Ok((hp.host.to_string(), port))
 }
 
 /// What the remote server sent.

@@ -42,6 +42,8 @@ use smol::future::FutureExt;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::{Async, Timer};
 
+use crate::domain::{check_name, NameRules};
+
 /// Port of the resolver when none is given.
 const DNS_PORT: u16 = 53;
 /// Default wait for one answer (per attempt, and again for the TCP retry).
@@ -634,29 +636,11 @@ fn to_lookup<T>(
     })
 }
 
-/// A name from the caller: ASCII letters, digits, `-` and `_` in labels of 1 to 63
-/// octets, at most 253 characters, with or without the trailing dot. Internationalized
-/// names must be given as A-labels (`xn--...`).
+/// A name from the caller (`NameRules::DNS`), with or without the trailing dot.
 fn parse_name(name: &str) -> Result<Name, DnsError> {
     let bad = |why: &str| DnsError::Malformed(format!("invalid domain name {name:?}: {why}"));
     let text = name.strip_suffix('.').unwrap_or(name);
-    if text.is_empty() {
-        return Err(bad("empty"));
-    }
-    if text.len() > 253 {
-        return Err(bad("longer than 253 characters"));
-    }
-    for label in text.split('.') {
-        if label.is_empty() {
-            return Err(bad("empty label"));
-        }
-        if label.len() > 63 {
-            return Err(bad("label longer than 63 characters"));
-        }
-        if !label.bytes().all(is_name_byte) {
-            return Err(bad("characters other than letters, digits, '-' and '_'"));
-        }
-    }
+    check_name(text, NameRules::DNS).map_err(|e| bad(&e.to_string()))?;
     // Not `Name::from_labels`: its error path formats names with IDNA (binary size).
     let mut qname = Name::root();
     for label in text.split('.') {

@@ -16,6 +16,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod dns;
+pub mod domain;
 pub mod exit;
 pub mod headers;
 pub mod inbound;

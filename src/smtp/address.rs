@@ -4,9 +4,10 @@
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use crate::domain::{check_name, NameError, NameRules};
+
 /// RFC 5321 §4.5.3.1: size limits on the parts of a path.
 const MAX_LOCAL_PART: usize = 64;
-const MAX_DOMAIN: usize = 255;
 const MAX_PATH: usize = 256;
 
 /// A mailbox `local@domain`. `local` keeps the client's spelling (quoted if it was);
@@ -194,25 +195,11 @@ fn check_domain_or_literal(domain: &str) -> Result<(), AddressError> {
 /// RFC 5321 Domain: dot-separated labels of letters, digits and inner hyphens
 /// (UTF-8 labels allowed; they only reach here when SMTPUTF8 was given).
 pub fn check_domain(domain: &str) -> Result<(), AddressError> {
-    if domain.is_empty() {
-        return Err(AddressError::Syntax("empty domain"));
-    }
-    if domain.len() > MAX_DOMAIN {
-        return Err(AddressError::TooLong);
-    }
-    for label in domain.split('.') {
-        let ok = !label.is_empty()
-            && label.len() <= 63
-            && !label.starts_with('-')
-            && !label.ends_with('-')
-            && label
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || !c.is_ascii());
-        if !ok {
-            return Err(AddressError::Syntax("bad domain"));
-        }
-    }
-    Ok(())
+    check_name(domain, NameRules::ADDRESS).map_err(|e| match e {
+        NameError::Empty => AddressError::Syntax("empty domain"),
+        NameError::TooLong => AddressError::TooLong,
+        _ => AddressError::Syntax("bad domain"),
+    })
 }
 
 #[cfg(test)]
