@@ -20,9 +20,9 @@ use openssl::x509::{X509Ref, X509};
 use crate::cli::{
     CertAction, CertArgs, CsrArgs, FingerprintArgs, InstallArgs, KeyRequestFlags, SelfSignedArgs,
 };
-use crate::config;
 use crate::domain::{self, check_name, NameRules};
 use crate::exit;
+use crate::host;
 use crate::outbound::client::{Candidate, ClientSession, Timeouts};
 use crate::tls::cert::{self, KeyKind, NotIssued, Staged, Subject, Validity};
 use crate::tls::client::{inspection_tls, ClientTls};
@@ -369,7 +369,7 @@ fn install(a: &InstallArgs) -> Result<(), Fail> {
         (Some(_), None, _) | (None, Some(_), _) => {
             return Err(Fail::usage("--dest-cert and --dest-key go together"))
         }
-        (None, None, dir) => cert::installed_paths(&config::default_state_dir(dir)),
+        (None, None, dir) => cert::installed_paths(&host::default_state_dir(dir)),
     };
     if dest_cert == dest_key {
         return Err(Fail::usage("--dest-cert and --dest-key must differ"));
@@ -710,7 +710,7 @@ fn fetch_remote(host: &str, port: u16, implicit: bool) -> Result<Remote, String>
         command: REMOTE_TIMEOUT,
         data_done: REMOTE_TIMEOUT,
     };
-    let helo = config::system_hostname();
+    let helo = host::system_hostname();
     smol::block_on(async {
         let addrs = smol::net::resolve((host, port))
             .await

@@ -7,9 +7,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cli::{CheckTlsArgs, ServeArgs};
+use crate::host::{default_state_dir, running_as_root, system_hostname};
 use crate::outbound::transport::{parse_nexthop, TransportTable};
+use crate::outbound::Settings;
+use crate::queue::scheduler::Retry;
 use crate::tls::fingerprint::Digest;
-use crate::tls::policy::{Level, NextHop, PolicyTable};
+use crate::tls::policy::{Level, PolicyTable};
 
 /// A configuration error: printed as `tinymta: <where>: <what>` and exit code 64/78.
 #[derive(Debug)]
@@ -123,14 +126,6 @@ pub struct Limits {
     pub data_timeout: Duration,
 }
 
-/// Queue timing.
-#[derive(Debug, Clone)]
-pub struct Retry {
-    pub lifetime: Duration,
-    pub min: Duration,
-    pub max: Duration,
-}
-
 /// Everything `serve` needs, validated.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -150,7 +145,7 @@ pub struct Config {
     /// `--auth-file`; read at start and on SIGHUP.
     pub auth_file: Option<PathBuf>,
     pub retry: Retry,
-    pub outbound: OutboundConfig,
+    pub outbound: Settings,
 }
 
 /// The outbound flags, the same for `serve` and `check-tls`.
@@ -199,132 +194,91 @@ impl<'a> From<&'a CheckTlsArgs> for OutboundFlags<'a> {
     }
 }
 
-/// Validated outbound settings: routing tables, TLS policy, trust, DNS.
-#[derive(Debug, Clone)]
-pub struct OutboundConfig {
-    pub relayhost: Option<NextHop>,
-    pub transport: TransportTable,
-    pub policy: PolicyTable,
-    pub default_level: Level,
-    pub ca_file: Option<PathBuf>,
-    pub ca_dir: Option<PathBuf>,
-    pub digest: Digest,
-    pub client_cert: Option<(PathBuf, PathBuf)>,
-    /// `--resolver` as given (resolved when the daemon starts).
-    pub resolver: Option<String>,
-    pub mx_port: u16,
-}
-
-impl OutboundConfig {
-    pub fn from_flags(f: OutboundFlags) -> Result<OutboundConfig, ConfigError> {
-        let relayhost = match f.relayhost {
-            Some(r) => Some(parse_nexthop(r, 25).ok_or_else(|| {
-                ConfigError::flag(
-                    "--relayhost",
-                    r,
-                    "expected [HOST]:PORT, e.g. [smtp.example.net]:587",
-                )
-            })?),
-            None => None,
-        };
-        let transport = match f.transport {
-            Some(p) => TransportTable::load(std::path::Path::new(p)).map_err(|e| ConfigError {
-                place: "--transport".into(),
-                message: e,
-            })?,
-            None => TransportTable::default(),
-        };
-        let policy = match f.tls_policy {
-            Some(p) => PolicyTable::load(std::path::Path::new(p)).map_err(|e| ConfigError {
-                place: "--tls-policy".into(),
-                message: e,
-            })?,
-            None => PolicyTable::default(),
-        };
-        let default_level = Level::parse(f.tls_default_level).ok_or_else(|| {
+/// Validates the outbound flags into delivery's settings.
+pub fn outbound_settings(f: OutboundFlags) -> Result<Settings, ConfigError> {
+    let relayhost = match f.relayhost {
+        Some(r) => Some(parse_nexthop(r, 25).ok_or_else(|| {
             ConfigError::flag(
-                "--tls-default-level",
-                f.tls_default_level,
-                "expected none, may, encrypt, dane, dane-only, fingerprint, verify or secure",
+                "--relayhost",
+                r,
+                "expected [HOST]:PORT, e.g. [smtp.example.net]:587",
             )
+        })?),
+        None => None,
+    };
+    let transport = match f.transport {
+        Some(p) => TransportTable::load(std::path::Path::new(p)).map_err(|e| ConfigError {
+            place: "--transport".into(),
+            message: e,
+        })?,
+        None => TransportTable::default(),
+    };
+    let policy = match f.tls_policy {
+        Some(p) => PolicyTable::load(std::path::Path::new(p)).map_err(|e| ConfigError {
+            place: "--tls-policy".into(),
+            message: e,
+        })?,
+        None => PolicyTable::default(),
+    };
+    let default_level = Level::parse(f.tls_default_level).ok_or_else(|| {
+        ConfigError::flag(
+            "--tls-default-level",
+            f.tls_default_level,
+            "expected none, may, encrypt, dane, dane-only, fingerprint, verify or secure",
+        )
+    })?;
+    crate::tls::policy::check_default_level(default_level)
+        .map_err(|e| ConfigError::flag("--tls-default-level", f.tls_default_level, e))?;
+    let digest = Digest::parse(f.tls_fingerprint_digest).ok_or_else(|| {
+        ConfigError::flag(
+            "--tls-fingerprint-digest",
+            f.tls_fingerprint_digest,
+            "expected sha256, sha1 or md5",
+        )
+    })?;
+    policy
+        .check_fingerprint_length(digest.name(), digest.output_len())
+        .map_err(|e| ConfigError {
+            place: "--tls-policy".into(),
+            message: e,
         })?;
-        crate::tls::policy::check_default_level(default_level)
-            .map_err(|e| ConfigError::flag("--tls-default-level", f.tls_default_level, e))?;
-        let digest = Digest::parse(f.tls_fingerprint_digest).ok_or_else(|| {
-            ConfigError::flag(
-                "--tls-fingerprint-digest",
-                f.tls_fingerprint_digest,
-                "expected sha256, sha1 or md5",
-            )
-        })?;
-        policy
-            .check_fingerprint_length(digest.name(), digest.output_len())
-            .map_err(|e| ConfigError {
-                place: "--tls-policy".into(),
-                message: e,
-            })?;
-        let client_cert = match (f.tls_client_cert, f.tls_client_key) {
-            (Some(c), Some(k)) => Some((PathBuf::from(c), PathBuf::from(k))),
-            (None, None) => None,
-            (Some(c), None) => {
-                return Err(ConfigError::flag(
-                    "--tls-client-cert",
-                    c,
-                    "--tls-client-key is required too",
-                ))
-            }
-            (None, Some(k)) => {
-                return Err(ConfigError::flag(
-                    "--tls-client-key",
-                    k,
-                    "--tls-client-cert is required too",
-                ))
-            }
-        };
-        if let Some(r) = f.resolver {
-            crate::dns::Resolver::from_flag_or_system(Some(r))
-                .map_err(|e| ConfigError::flag("--resolver", r, e))?;
+    let client_cert = match (f.tls_client_cert, f.tls_client_key) {
+        (Some(c), Some(k)) => Some((PathBuf::from(c), PathBuf::from(k))),
+        (None, None) => None,
+        (Some(c), None) => {
+            return Err(ConfigError::flag(
+                "--tls-client-cert",
+                c,
+                "--tls-client-key is required too",
+            ))
         }
-        if f.mx_port == 0 {
-            return Err(ConfigError::flag("--mx-port", "0", "must be a port number"));
+        (None, Some(k)) => {
+            return Err(ConfigError::flag(
+                "--tls-client-key",
+                k,
+                "--tls-client-cert is required too",
+            ))
         }
-        Ok(OutboundConfig {
-            relayhost,
-            transport,
-            policy,
-            default_level,
-            ca_file: f.tls_ca_file.as_ref().map(PathBuf::from),
-            ca_dir: f.tls_ca_dir.as_ref().map(PathBuf::from),
-            digest,
-            client_cert,
-            resolver: f.resolver.clone(),
-            mx_port: f.mx_port,
-        })
+    };
+    if let Some(r) = f.resolver {
+        crate::dns::Resolver::from_flag_or_system(Some(r))
+            .map_err(|e| ConfigError::flag("--resolver", r, e))?;
     }
-}
-
-pub fn running_as_root() -> bool {
-    rustix::process::geteuid().is_root()
-}
-
-/// `/var/spool/tinymta` as root, `./tinymta-state` otherwise.
-pub fn default_state_dir(flag: &Option<String>) -> PathBuf {
-    match flag {
-        Some(dir) => PathBuf::from(dir),
-        None if running_as_root() => PathBuf::from("/var/spool/tinymta"),
-        None => PathBuf::from("tinymta-state"),
+    if f.mx_port == 0 {
+        return Err(ConfigError::flag("--mx-port", "0", "must be a port number"));
     }
-}
-
-/// The system host name (the banner name unless `--hostname` is given).
-pub fn system_hostname() -> String {
-    let uname = rustix::system::uname();
-    let name = uname.nodename().to_string_lossy().into_owned();
-    if name.is_empty() {
-        "localhost".to_string()
-    } else {
-        name
-    }
+    Ok(Settings {
+        relayhost,
+        transport,
+        policy,
+        default_level,
+        ca_file: f.tls_ca_file.as_ref().map(PathBuf::from),
+        ca_dir: f.tls_ca_dir.as_ref().map(PathBuf::from),
+        digest,
+        client_cert,
+        resolver: f.resolver.clone(),
+        mx_port: f.mx_port,
+    })
 }
 
 fn parse_listeners(
@@ -482,7 +436,7 @@ impl Config {
             ));
         }
 
-        let outbound = OutboundConfig::from_flags(OutboundFlags::from(args))?;
+        let outbound = outbound_settings(OutboundFlags::from(args))?;
         let alert_rcpt = match &args.alert_rcpt {
             Some(a) => match crate::smtp::address::parse_mailbox(a, true, false, false) {
                 Ok(Some(m)) => Some(m.to_string()),

@@ -19,6 +19,7 @@ pub mod dns;
 pub mod domain;
 pub mod exit;
 pub mod headers;
+pub mod host;
 pub mod inbound;
 pub mod logline;
 pub mod outbound;

@@ -86,7 +86,16 @@ fn main() {
         }
         Some(Subcommand::Sendmail(a)) => sendmail::run(a),
         Some(Subcommand::Queue(a)) => queue::admin::run(a),
-        Some(Subcommand::CheckTls(a)) => outbound::check::run(a),
+        Some(Subcommand::CheckTls(a)) => {
+            logline::init();
+            match config::outbound_settings(config::OutboundFlags::from(&a)) {
+                Ok(out) => outbound::check::run(out, a),
+                Err(e) => {
+                    eprintln!("tinymta: {e}");
+                    exit::USAGE
+                }
+            }
+        }
         Some(Subcommand::Passwd(a)) => {
             auth::passwd_command(&a.user, a.iterations.unwrap_or(auth::DEFAULT_ITERATIONS))
         }

@@ -6,9 +6,9 @@ use std::io::Read;
 
 use crate::cli::SendmailArgs;
 use crate::clock::unix_now;
-use crate::config::{default_state_dir, system_hostname};
 use crate::exit;
 use crate::headers::{self, Header, Origin};
+use crate::host::{default_state_dir, system_hostname};
 use crate::queue::wakeup::{self, Wakeup};
 use crate::queue::{Envelope, QueueId, Spool};
 use crate::smtp::address::parse_mailbox;

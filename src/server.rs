@@ -1,6 +1,7 @@
 //! The daemon (`tinymta serve`): opens the queue and recovers it, loads TLS, binds the
-//! listeners, starts the queue manager and the wakeup socket, and handles signals
-//! (SIGHUP reloads the certificate, SIGTERM/SIGINT shut down gracefully).
+//! listeners, wires delivery into the queue manager, starts it and the wakeup socket,
+//! and handles signals (SIGHUP reloads the certificate, SIGTERM/SIGINT shut down
+//! gracefully).
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -15,7 +16,7 @@ use crate::exit;
 use crate::inbound::{listener, Shared};
 use crate::outbound::remote::Remote;
 use crate::outbound::DeliveryContext;
-use crate::queue::scheduler::{self, Event};
+use crate::queue::scheduler::{self, Event, Scheduler};
 use crate::queue::spool::GroupCommit;
 use crate::queue::wakeup;
 use crate::queue::{QueueId, Spool};
@@ -148,17 +149,22 @@ async fn run(
     let commit = GroupCommit::start(&ex, spool.messages_dir());
 
     let delivery = Rc::new(DeliveryContext {
-        spool: spool.clone(),
         hostname: cfg.hostname.clone(),
         domains: cfg.domains.clone(),
         mail_dir: cfg.mail_dir.clone(),
-        remote: remote_delivery(&cfg, &spool),
+        remote: remote_delivery(&cfg),
     });
+    delivery.remote.expire_parked(&ex);
+    let queue = Scheduler {
+        spool: spool.clone(),
+        retry: cfg.retry.clone(),
+        hostname: cfg.hostname.clone(),
+    };
     log::info!("queue: {} message(s) recovered", recovered.len());
     ex.spawn(scheduler::run(
         ex.clone(),
+        queue,
         delivery,
-        cfg.retry.clone(),
         events_rx,
         recovered,
     ))
@@ -239,9 +245,8 @@ async fn run(
 }
 
 /// Remote delivery for the daemon; a missing resolver is logged once here.
-fn remote_delivery(cfg: &Config, spool: &Spool) -> Remote {
-    let alerts = cfg.alert_rcpt.clone().map(|rcpt| (rcpt, spool.clone()));
-    let remote = Remote::new(&cfg.outbound, &cfg.hostname, alerts);
+fn remote_delivery(cfg: &Config) -> Remote {
+    let remote = Remote::new(&cfg.outbound, &cfg.hostname, cfg.alert_rcpt.clone());
     if let Err(e) = &remote.resolver {
         log::warn!("no DNS resolver: {e}; mail to other domains stays queued");
     }

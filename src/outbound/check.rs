@@ -6,20 +6,15 @@
 use super::client::Candidate;
 use super::remote::{self, open_session, plan, tlsa_lookup, Remote, TlsPlan, TlsaLookup};
 use super::transport::parse_nexthop;
+use super::Settings;
 use crate::cli::CheckTlsArgs;
-use crate::config::{system_hostname, OutboundConfig, OutboundFlags};
 use crate::exit;
+use crate::host::system_hostname;
 use crate::tls::policy::{Level, NextHop};
 
-pub fn run(args: CheckTlsArgs) -> i32 {
-    crate::logline::init();
-    let out = match OutboundConfig::from_flags(OutboundFlags::from(&args)) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("tinymta: {e}");
-            return exit::USAGE;
-        }
-    };
+/// Runs the check for `args.dest` under `out` (the outbound flags, validated by the
+/// caller as for `serve`).
+pub fn run(out: Settings, args: CheckTlsArgs) -> i32 {
     let dest = args.dest.trim().to_ascii_lowercase();
     let hop = if dest.starts_with('[') || dest.contains(':') {
         match parse_nexthop(&dest, out.mx_port) {

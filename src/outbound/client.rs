@@ -9,6 +9,7 @@ use smol::future::FutureExt;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::Async;
 
+use crate::queue::outcome::Relay;
 use crate::smtp::line::{Line, LineBuffer};
 use crate::smtp::reply::Reply;
 use crate::smtp::reply_parser::{self, Extensions, ReplyParser, MAX_REPLY_LINE};
@@ -27,7 +28,15 @@ pub struct Candidate {
 impl Candidate {
     /// `host[ip]:port`, as Postfix names a server in logs.
     pub fn name(&self) -> String {
-        format!("{}[{}]:{}", self.host, self.ip, self.port)
+        self.relay().to_string()
+    }
+
+    /// The server as an outcome names it.
+    pub fn relay(&self) -> Relay {
+        Relay::Host {
+            name: self.host.clone(),
+            addr: Some(SocketAddr::new(self.ip, self.port)),
+        }
     }
 }
 

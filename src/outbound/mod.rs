@@ -1,55 +1,41 @@
 //! Delivery: where each recipient goes (routing) and getting the message there — into
 //! a local Maildir, or over SMTP to the next hop under the destination's TLS policy.
-//! Returns one outcome per recipient; the queue decides what happens next.
+//! Reports one outcome per recipient (and any TLS alert to send) to the queue, which
+//! decides what happens next; nothing here writes to the spool.
 
 pub mod alert;
 pub mod check;
 pub mod client;
 pub mod maildir;
+pub mod parked;
 pub mod remote;
 pub mod route;
+pub mod settings;
 pub mod transport;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::queue::{Envelope, Spool};
+pub use settings::Settings;
+
+use crate::queue::outcome::{Attempt, Deliver, Disposition, Outcome, Relay};
+use crate::queue::Envelope;
 use crate::smtp::data::dot_stuff;
 use crate::tls::policy::NextHop;
 
-/// What happened to one recipient in one attempt.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    Sent {
-        relay: String,
-        dsn: String,
-        detail: String,
-    },
-    Deferred {
-        relay: String,
-        dsn: String,
-        detail: String,
-    },
-    Bounced {
-        relay: String,
-        dsn: String,
-        detail: String,
-    },
-}
-
-impl Outcome {
-    pub fn is_final(&self) -> bool {
-        !matches!(self, Outcome::Deferred { .. })
-    }
-}
-
-/// What delivery needs from the configuration.
+/// What delivery needs from the configuration, and the remote delivery state (parked
+/// sessions, alert rate limits) that lives as long as the daemon.
 pub struct DeliveryContext {
-    pub spool: Spool,
     pub hostname: String,
     pub domains: Vec<String>,
     pub mail_dir: PathBuf,
     pub remote: remote::Remote,
+}
+
+impl Deliver for DeliveryContext {
+    async fn attempt(&self, env: &Envelope, content: &Arc<Vec<u8>>, pending: &[String]) -> Attempt {
+        attempt(self, env, content, pending).await
+    }
 }
 
 /// One delivery attempt of a message to the recipients in `pending`: local ones into
@@ -59,7 +45,7 @@ pub async fn attempt(
     env: &Envelope,
     content: &Arc<Vec<u8>>,
     pending: &[String],
-) -> Vec<(String, Outcome)> {
+) -> Attempt {
     let mut results = Vec::new();
     let mut local = Vec::new();
     let mut groups: Vec<(NextHop, Vec<String>)> = Vec::new();
@@ -81,11 +67,7 @@ pub async fn attempt(
             route::Destination::Local { domain, user } => local.push((rcpt.clone(), domain, user)),
             route::Destination::Invalid(why) => results.push((
                 rcpt.clone(),
-                Outcome::Bounced {
-                    relay: "local".into(),
-                    dsn: "5.1.3".into(),
-                    detail: why.to_string(),
-                },
+                Outcome::new(Disposition::Bounced, Relay::Local, "5.1.3", why.to_string()),
             )),
             route::Destination::Remote { domain } => {
                 let hop = ctx.remote.nexthop(&domain);
@@ -111,16 +93,18 @@ pub async fn attempt(
                     let outcome = match maildir::deliver(
                         &mail_dir, &domain, &user, &hostname, &env2, &rcpt, &content2,
                     ) {
-                        Ok(path) => Outcome::Sent {
-                            relay: "local".into(),
-                            dsn: "2.0.0".into(),
-                            detail: format!("delivered to maildir {}", path.display()),
-                        },
-                        Err(e) => Outcome::Deferred {
-                            relay: "local".into(),
-                            dsn: "4.2.0".into(),
-                            detail: format!("cannot write maildir: {e}"),
-                        },
+                        Ok(path) => Outcome::new(
+                            Disposition::Sent,
+                            Relay::Local,
+                            "2.0.0",
+                            format!("delivered to maildir {}", path.display()),
+                        ),
+                        Err(e) => Outcome::new(
+                            Disposition::Deferred,
+                            Relay::Local,
+                            "4.2.0",
+                            format!("cannot write maildir: {e}"),
+                        ),
                     };
                     (rcpt, outcome)
                 })
@@ -129,10 +113,14 @@ pub async fn attempt(
         .await;
         results.extend(local_results);
     }
+    let mut attempt = Attempt {
+        results,
+        notices: Vec::new(),
+    };
     if !groups.is_empty() {
         let stuffed = dot_stuff(content);
         for (hop, rcpts) in groups {
-            results.extend(
+            attempt.extend(
                 remote::deliver(
                     &ctx.remote,
                     &ctx.hostname,
@@ -146,5 +134,5 @@ pub async fn attempt(
             );
         }
     }
-    results
+    attempt
 }

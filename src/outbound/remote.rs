@@ -1,17 +1,21 @@
 //! Delivery to another host: next hop → candidate addresses (MX or relay host), the
 //! destination's TLS policy level → what TLS must happen and what the certificate
 //! must prove (including the DANE downgrade rules of RFC 7672), candidates tried in
-//! order, one outcome per recipient, and alerts when TLS that was required failed.
+//! order, one outcome per recipient, and alert notices when TLS that was required
+//! failed. Idle sessions are parked here for reuse and expire on their own timer.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::client::{dsn, Candidate, ClientSession, RcptReply, Timeouts, TransactionResult};
-use super::Outcome;
+use super::parked::Parked;
+use super::Settings;
 use crate::dns::{DnsError, Resolver};
 use crate::logline;
+use crate::queue::outcome::{Attempt, Disposition, Notice, Outcome, Relay, RemoteReply};
 use crate::queue::Envelope;
 use crate::smtp::reply::Reply;
 use crate::tls::client::{client_tls, ClientSettings, PeerCheck};
@@ -21,12 +25,6 @@ use crate::tls::policy::{self, DaneDecision, DaneState, Level, NextHop, Policy, 
 
 /// Most addresses tried per delivery (Postfix's smtp_mx_address_limit is 5).
 const MAX_CANDIDATES: usize = 10;
-/// How long an idle session is kept for the next message to the same destination
-/// (Postfix's smtp_connection_cache_time_limit is 2 s; a little longer suits a box
-/// that sends in small bursts).
-pub const PARK_TIME: Duration = Duration::from_secs(5);
-/// Idle sessions kept per destination.
-const MAX_PARKED: usize = 2;
 /// At most one alert per destination in this period (Cisco ESA behaviour).
 const ALERT_INTERVAL: Duration = Duration::from_secs(3600);
 
@@ -42,27 +40,17 @@ pub struct Remote {
     pub digest: Digest,
     pub alert_rcpt: Option<String>,
     pub timeouts: Timeouts,
-    /// For alert mails (none in `check-tls`).
-    pub spool: Option<crate::queue::Spool>,
     pub hostname: String,
     alerts: RefCell<HashMap<String, Instant>>,
     /// Idle sessions kept for the next message to the same destination.
-    parked: RefCell<HashMap<String, Vec<(ClientSession, Instant)>>>,
+    parked: Rc<Parked>,
 }
 
 impl Remote {
-    /// Remote delivery from the outbound configuration. `alerts` is where TLS-failure
-    /// alerts go and the spool that queues them (none for `check-tls`). A resolver that
-    /// cannot be set up is kept as the reason remote mail is deferred.
-    pub fn new(
-        out: &crate::config::OutboundConfig,
-        hostname: &str,
-        alerts: Option<(String, crate::queue::Spool)>,
-    ) -> Remote {
-        let (alert_rcpt, spool) = match alerts {
-            Some((rcpt, spool)) => (Some(rcpt), Some(spool)),
-            None => (None, None),
-        };
+    /// Remote delivery from the outbound settings. `alert_rcpt` is where TLS-failure
+    /// alerts go (none for `check-tls`). A resolver that cannot be set up is kept as the
+    /// reason remote mail is deferred.
+    pub fn new(out: &Settings, hostname: &str, alert_rcpt: Option<String>) -> Remote {
         Remote {
             resolver: crate::dns::Resolver::from_flag_or_system(out.resolver.as_deref()),
             relayhost: out.relayhost.clone(),
@@ -78,11 +66,16 @@ impl Remote {
             digest: out.digest,
             alert_rcpt,
             timeouts: Timeouts::default(),
-            spool,
             hostname: hostname.to_string(),
             alerts: RefCell::new(HashMap::new()),
-            parked: RefCell::new(HashMap::new()),
+            parked: Rc::default(),
         }
+    }
+
+    /// Starts closing parked sessions once they have been idle too long, on `ex`. The
+    /// daemon calls it once; without it (`check-tls`) nothing is parked for long.
+    pub fn expire_parked(&self, ex: &Rc<smol::LocalExecutor<'static>>) {
+        ex.spawn(self.parked.clone().expire(ex.clone())).detach();
     }
 
     /// The next hop for a recipient domain: transport table, then relay host, then MX.
@@ -94,47 +87,6 @@ impl Remote {
             return hop.clone();
         }
         NextHop::Domain(domain.to_string())
-    }
-
-    /// Keeps an idle session for reuse (at most `MAX_PARKED` per destination).
-    pub fn park(&self, key: String, session: ClientSession) {
-        let mut parked = self.parked.borrow_mut();
-        let list = parked.entry(key).or_default();
-        if list.len() < MAX_PARKED {
-            list.push((session, Instant::now()));
-        }
-    }
-
-    /// A parked session for `key` that has not been idle too long.
-    pub fn take_parked(&self, key: &str) -> Option<ClientSession> {
-        let mut parked = self.parked.borrow_mut();
-        let list = parked.get_mut(key)?;
-        while let Some((session, since)) = list.pop() {
-            if since.elapsed() < PARK_TIME {
-                return Some(session);
-            }
-        }
-        None
-    }
-
-    /// Removes sessions idle longer than `PARK_TIME`, for the caller to QUIT.
-    pub fn expired_sessions(&self) -> Vec<ClientSession> {
-        let mut out = Vec::new();
-        let mut parked = self.parked.borrow_mut();
-        for list in parked.values_mut() {
-            let (old, young): (Vec<_>, Vec<_>) = list
-                .drain(..)
-                .partition(|(_, since)| since.elapsed() >= PARK_TIME);
-            *list = young;
-            out.extend(old.into_iter().map(|(s, _)| s));
-        }
-        parked.retain(|_, l| !l.is_empty());
-        out
-    }
-
-    /// True while sessions are parked (the queue manager then wakes to expire them).
-    pub fn has_parked(&self) -> bool {
-        !self.parked.borrow().is_empty()
     }
 
     /// Returns true when an alert mail should be sent now for `destination`, and
@@ -155,7 +107,7 @@ impl Remote {
 /// How a failure applies to the recipients of this attempt.
 #[derive(Debug, Clone)]
 pub struct Failure {
-    pub relay: String,
+    pub relay: Relay,
     pub dsn: String,
     pub detail: String,
     pub permanent: bool,
@@ -164,31 +116,42 @@ pub struct Failure {
 }
 
 impl Failure {
-    fn temp(relay: &str, dsn: &str, detail: String) -> Failure {
+    fn temp(relay: Relay, dsn: &str, detail: String) -> Failure {
         Failure {
-            relay: relay.to_string(),
+            relay,
             dsn: dsn.to_string(),
             detail,
             permanent: false,
             tls: false,
         }
     }
-    fn tls(relay: &str, detail: String) -> Failure {
+    /// No host was reached (`relay=none`): resolver and DNS failures.
+    fn unreached(dsn: &str, detail: String) -> Failure {
+        Failure::temp(Relay::None, dsn, detail)
+    }
+    fn tls(relay: Relay, detail: String) -> Failure {
         Failure {
-            relay: relay.to_string(),
+            relay,
             dsn: "4.7.5".to_string(),
             detail,
             permanent: false,
             tls: true,
         }
     }
-    fn outcome(&self) -> Outcome {
-        let (relay, dsn, detail) = (self.relay.clone(), self.dsn.clone(), self.detail.clone());
-        if self.permanent {
-            Outcome::Bounced { relay, dsn, detail }
+    /// The same outcome for each of `rcpts`.
+    fn for_all(&self, rcpts: &[String]) -> Vec<(String, Outcome)> {
+        let disposition = if self.permanent {
+            Disposition::Bounced
         } else {
-            Outcome::Deferred { relay, dsn, detail }
-        }
+            Disposition::Deferred
+        };
+        let outcome = Outcome::new(
+            disposition,
+            self.relay.clone(),
+            &self.dsn,
+            self.detail.clone(),
+        );
+        rcpts.iter().map(|r| (r.clone(), outcome.clone())).collect()
     }
 }
 
@@ -220,7 +183,7 @@ pub async fn resolve(remote: &Remote, hop: &NextHop) -> Result<Vec<Host>, Failur
     let resolver = remote
         .resolver
         .as_ref()
-        .map_err(|e| Failure::temp("none", "4.3.0", format!("no DNS resolver: {e}")))?;
+        .map_err(|e| Failure::unreached("4.3.0", format!("no DNS resolver: {e}")))?;
     let (domain, port, mx_lookup) = match hop {
         NextHop::Domain(d) => (d.clone(), remote.mx_port, true),
         NextHop::Host {
@@ -241,11 +204,11 @@ pub async fn resolve(remote: &Remote, hop: &NextHop) -> Result<Vec<Host>, Failur
     let mut mx_secure = true;
     if mx_lookup {
         match resolver.mx(&domain).await {
-            Err(e) => return Err(Failure::temp("none", "4.4.3", dns_reason(&domain, "MX", &e))),
+            Err(e) => return Err(Failure::unreached("4.4.3", dns_reason(&domain, "MX", &e))),
             Ok(l) if l.nxdomain => {
                 return Err(Failure {
                     permanent: true,
-                    ..Failure::temp("none", "5.4.4", format!("Host or domain name not found. Name service error for name={domain} type=MX: Host not found"))
+                    ..Failure::unreached("5.4.4", format!("Host or domain name not found. Name service error for name={domain} type=MX: Host not found"))
                 })
             }
             Ok(l) => {
@@ -255,7 +218,7 @@ pub async fn resolve(remote: &Remote, hop: &NextHop) -> Result<Vec<Host>, Failur
                     // RFC 7505 null MX.
                     return Err(Failure {
                         permanent: true,
-                        ..Failure::temp("none", "5.1.10", format!("Domain {domain} does not accept mail (nullMX)"))
+                        ..Failure::unreached("5.1.10", format!("Domain {domain} does not accept mail (nullMX)"))
                     });
                 }
                 mxs.sort_by_key(|m| m.preference);
@@ -278,18 +241,17 @@ pub async fn resolve(remote: &Remote, hop: &NextHop) -> Result<Vec<Host>, Failur
                 port,
             }),
             Ok(_) => {
-                last_error = Some(Failure::temp(
-                    "none",
+                last_error = Some(Failure::unreached(
                     "4.4.4",
                     format!("{name}: no address records"),
                 ))
             }
-            Err(e) => last_error = Some(Failure::temp("none", "4.4.3", dns_reason(&name, "A", &e))),
+            Err(e) => last_error = Some(Failure::unreached("4.4.3", dns_reason(&name, "A", &e))),
         }
     }
     if hosts.is_empty() {
         return Err(last_error.unwrap_or_else(|| {
-            Failure::temp("none", "4.4.4", format!("{domain}: no usable mail host"))
+            Failure::unreached("4.4.4", format!("{domain}: no usable mail host"))
         }));
     }
     Ok(hosts)
@@ -411,20 +373,14 @@ pub async fn deliver(
     stuffed: &[u8],
     hop: &NextHop,
     rcpts: &[String],
-) -> Vec<(String, Outcome)> {
-    let all = |f: &Failure| {
-        rcpts
-            .iter()
-            .map(|r| (r.clone(), f.outcome()))
-            .collect::<Vec<_>>()
-    };
+) -> Attempt {
     let policy = remote.policy.lookup(hop, remote.default_level);
     if let Some(results) = reuse(remote, id, &cache_key(hop, &policy), env, stuffed, rcpts).await {
-        return results;
+        return results.into();
     }
     let hosts = match resolve(remote, hop).await {
         Ok(h) => h,
-        Err(f) => return all(&f),
+        Err(f) => return f.for_all(rcpts).into(),
     };
     let mut last: Option<Failure> = None;
     let mut tried = 0;
@@ -432,7 +388,11 @@ pub async fn deliver(
         let tls_plan = match plan(remote, &policy, hop, host).await {
             Ok(p) => p,
             Err(why) => {
-                last = Some(Failure::tls(&host.name, why));
+                let relay = Relay::Host {
+                    name: host.name.clone(),
+                    addr: None,
+                };
+                last = Some(Failure::tls(relay, why));
                 continue;
             }
         };
@@ -451,7 +411,7 @@ pub async fn deliver(
             )
             .await
             {
-                Ok(results) => return results,
+                Ok(results) => return results.into(),
                 Err(f) => {
                     log::info!("{id}: {}", f.detail);
                     last = Some(f);
@@ -459,23 +419,35 @@ pub async fn deliver(
             }
         }
     }
-    let failure = last
-        .unwrap_or_else(|| Failure::temp("none", "4.4.1", "no mail host could be reached".into()));
-    if failure.tls && policy.level.requires_tls() {
-        raise_alert(remote, &nexthop_domain(hop), &policy, &failure.detail);
+    let failure =
+        last.unwrap_or_else(|| Failure::unreached("4.4.1", "no mail host could be reached".into()));
+    let alert = if failure.tls && policy.level.requires_tls() {
+        raise_alert(remote, &nexthop_domain(hop), &policy, &failure.detail)
+    } else {
+        None
+    };
+    Attempt {
+        results: failure.for_all(rcpts),
+        notices: alert.into_iter().collect(),
     }
-    all(&failure)
 }
 
-fn raise_alert(remote: &Remote, destination: &str, policy: &Policy, reason: &str) {
+/// Logs a TLS failure; returns the alert for the queue to send, when one is due.
+fn raise_alert(
+    remote: &Remote,
+    destination: &str,
+    policy: &Policy,
+    reason: &str,
+) -> Option<Notice> {
     log::warn!(
         "TLS failure for destination {destination} (level {}, policy {}): {reason}",
         policy.level.name(),
         policy.source
     );
-    if remote.alert_rcpt.is_some() && remote.alert_due(destination) {
-        super::alert::queue_alert(remote, destination, policy, reason);
-    }
+    let to = remote.alert_rcpt.as_ref()?;
+    remote
+        .alert_due(destination)
+        .then(|| super::alert::notice(to, &remote.hostname, destination, policy, reason))
 }
 
 /// Opens a session to `cand` and applies the TLS plan: the part of a delivery that
@@ -488,11 +460,11 @@ pub async fn open_session(
     tls_plan: &TlsPlan,
     cand: &Candidate,
 ) -> Result<(ClientSession, Option<crate::tls::TlsInfo>), Failure> {
-    let relay = cand.name();
-    let temp = |detail: String| Failure::temp(&relay, "4.4.2", detail);
+    let relay = cand.relay();
+    let temp = |detail: String| Failure::temp(relay.clone(), "4.4.2", detail);
     let mut session = ClientSession::connect(cand, remote.timeouts)
         .await
-        .map_err(|e| Failure::temp(&relay, "4.4.1", e))?;
+        .map_err(|e| Failure::temp(relay.clone(), "4.4.1", e))?;
     session.hello(helo).await.map_err(temp)?;
     match tls_plan {
         TlsPlan::Off => {
@@ -506,7 +478,7 @@ pub async fn open_session(
                 return Ok((session, None));
             }
             let tls = client_tls(&remote.tls, policy, Some(&cand.host), PeerCheck::Nothing)
-                .map_err(|e| Failure::temp(&relay, "4.7.5", e))?;
+                .map_err(|e| Failure::temp(relay.clone(), "4.7.5", e))?;
             match session.starttls(&tls, helo).await {
                 Ok(info) => {
                     log_tls(id, cand, &info);
@@ -521,7 +493,7 @@ pub async fn open_session(
                     );
                     let mut session = ClientSession::connect(cand, remote.timeouts)
                         .await
-                        .map_err(|e| Failure::temp(&relay, "4.4.1", e))?;
+                        .map_err(|e| Failure::temp(relay.clone(), "4.4.1", e))?;
                     session.hello(helo).await.map_err(temp)?;
                     Ok((session, None))
                 }
@@ -531,18 +503,18 @@ pub async fn open_session(
             if !session.ext.starttls {
                 session.quit().await;
                 return Err(Failure::tls(
-                    &relay,
+                    relay.clone(),
                     format!("TLS is required, but was not offered by host {relay}"),
                 ));
             }
             let tls = client_tls(&remote.tls, policy, Some(&cand.host), check.clone())
-                .map_err(|e| Failure::tls(&relay, e))?;
+                .map_err(|e| Failure::tls(relay.clone(), e))?;
             match session.starttls(&tls, helo).await {
                 Ok(info) => {
                     log_tls(id, cand, &info);
                     Ok((session, Some(info)))
                 }
-                Err(e) => Err(Failure::tls(&relay, e)),
+                Err(e) => Err(Failure::tls(relay.clone(), e)),
             }
         }
     }
@@ -566,7 +538,7 @@ async fn attempt_candidate(
     let (session, _) = open_session(remote, helo, id, policy, tls_plan, cand).await?;
     let (results, session) = send_on(session, env, stuffed, rcpts).await?;
     if let Some(session) = session {
-        remote.park(cache_key(hop, policy), session);
+        remote.parked.park(cache_key(hop, policy), session);
     }
     Ok(results)
 }
@@ -579,26 +551,23 @@ async fn send_on(
     stuffed: &[u8],
     rcpts: &[String],
 ) -> Result<(Vec<(String, Outcome)>, Option<ClientSession>), Failure> {
-    let relay = session.server.name();
+    let relay = session.server.relay();
     let utf8 = !env.sender.is_ascii() || rcpts.iter().any(|r| !r.is_ascii());
     if utf8 && !session.ext.smtputf8 {
         let f = Failure {
             permanent: true,
             ..Failure::temp(
-                &relay,
+                relay.clone(),
                 "5.6.7",
                 format!("SMTPUTF8 is required, but was not offered by host {relay}"),
             )
         };
-        return Ok((
-            rcpts.iter().map(|r| (r.clone(), f.outcome())).collect(),
-            Some(session),
-        ));
+        return Ok((f.for_all(rcpts), Some(session)));
     }
     let result = session
         .transaction(&env.sender, rcpts, stuffed, utf8)
         .await
-        .map_err(|e| Failure::temp(&relay, "4.4.2", e))?;
+        .map_err(|e| Failure::temp(relay.clone(), "4.4.2", e))?;
     let results = match result {
         TransactionResult::Whole(reply, stage) => {
             let o = outcome_for(&relay, &reply, stage);
@@ -628,7 +597,7 @@ async fn reuse(
     stuffed: &[u8],
     rcpts: &[String],
 ) -> Option<Vec<(String, Outcome)>> {
-    let mut session = remote.take_parked(key)?;
+    let mut session = remote.parked.take(key)?;
     if session.reset().await.is_err() {
         return None;
     }
@@ -636,7 +605,7 @@ async fn reuse(
     match send_on(session, env, stuffed, rcpts).await {
         Ok((results, session)) => {
             if let Some(session) = session {
-                remote.park(key.to_string(), session);
+                remote.parked.park(key.to_string(), session);
             }
             Some(results)
         }
@@ -655,30 +624,26 @@ fn log_tls(id: &str, cand: &Candidate, info: &crate::tls::TlsInfo) {
 }
 
 /// Postfix's wording: `250 2.0.0 Ok` for success, `host X said: 550 ... (in reply to
-/// RCPT TO command)` otherwise.
-fn outcome_for(relay: &str, reply: &Reply, stage: &str) -> Outcome {
-    let dsn = dsn(reply);
-    match reply.code / 100 {
-        2 => Outcome::Sent {
-            relay: relay.to_string(),
-            dsn,
-            detail: reply.summary(),
-        },
-        4 => Outcome::Deferred {
-            relay: relay.to_string(),
-            dsn,
-            detail: format!(
-                "host {relay} said: {} (in reply to {stage} command)",
-                reply.summary()
-            ),
-        },
-        _ => Outcome::Bounced {
-            relay: relay.to_string(),
-            dsn,
-            detail: format!(
-                "host {relay} said: {} (in reply to {stage} command)",
-                reply.summary()
-            ),
-        },
+/// RCPT TO command)` otherwise. The reply itself goes along as data.
+fn outcome_for(relay: &Relay, reply: &Reply, stage: &'static str) -> Outcome {
+    let said = RemoteReply {
+        reply: reply.clone(),
+        stage,
+    };
+    let disposition = match reply.code / 100 {
+        2 => Disposition::Sent,
+        4 => Disposition::Deferred,
+        _ => Disposition::Bounced,
+    };
+    let detail = match disposition {
+        Disposition::Sent => reply.summary(),
+        _ => format!("host {relay} said: {}", said.diagnostic()),
+    };
+    Outcome {
+        disposition,
+        relay: relay.clone(),
+        dsn: dsn(reply),
+        detail,
+        reply: Some(said),
     }
 }

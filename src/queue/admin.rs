@@ -3,8 +3,8 @@
 
 use crate::cli::{QueueAction, QueueArgs};
 use crate::clock::rfc5322_date;
-use crate::config::default_state_dir;
 use crate::exit;
+use crate::host::default_state_dir;
 
 use super::wakeup::{self, Wakeup};
 use super::{QueueId, Spool};

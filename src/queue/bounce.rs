@@ -2,6 +2,7 @@
 //! to the sender of a message that failed, and short notices (TLS alerts) to an
 //! administrator. Both are sent with the null sender `<>`, so they never bounce back.
 
+use super::outcome::{Outcome, Relay};
 use super::{Envelope, QueueId};
 use crate::clock::rfc5322_date;
 use crate::clock::unix_now;
@@ -9,10 +10,7 @@ use crate::clock::unix_now;
 /// One failed recipient for a DSN.
 pub struct Failed<'a> {
     pub rcpt: &'a str,
-    /// The relay that answered (`host[ip]:port`), or `none`/`local`.
-    pub relay: &'a str,
-    pub dsn: &'a str,
-    pub detail: &'a str,
+    pub outcome: &'a Outcome,
 }
 
 fn envelope(hostname: &str, to: &str) -> Envelope {
@@ -75,7 +73,11 @@ pub fn delivery_status_notification(
         "MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"{boundary}\"\r\n\r\nThis is a MIME-encapsulated message.\r\n\r\n--{boundary}\r\nContent-Description: Notification\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nThis is the mail system at host {hostname}.\r\n\r\nI'm sorry to have to inform you that your message could not\r\nbe delivered to one or more recipients.\r\n\r\n"
     ));
     for f in failed {
-        m.push_str(&format!("<{}>: {}\r\n\r\n", f.rcpt, one_line(f.detail)));
+        m.push_str(&format!(
+            "<{}>: {}\r\n\r\n",
+            f.rcpt,
+            one_line(&f.outcome.detail)
+        ));
     }
     m.push_str(&format!(
         "--{boundary}\r\nContent-Description: Delivery report\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; {hostname}\r\nX-Tinymta-Queue-ID: {}\r\nArrival-Date: {}\r\n",
@@ -85,20 +87,16 @@ pub fn delivery_status_notification(
     for f in failed {
         m.push_str(&format!(
             "\r\nFinal-Recipient: rfc822; {}\r\nAction: failed\r\nStatus: {}\r\n",
-            f.rcpt, f.dsn
+            f.rcpt, f.outcome.dsn
         ));
-        let smtp_reply = f.detail.split_once(" said: ").map(|(_, r)| r);
-        match smtp_reply {
-            Some(reply) => {
-                let host = f.relay.split('[').next().unwrap_or(f.relay);
-                m.push_str(&format!(
-                    "Remote-MTA: dns; {host}\r\nDiagnostic-Code: smtp; {}\r\n",
-                    one_line(reply)
-                ));
-            }
-            None => m.push_str(&format!(
+        match (&f.outcome.reply, &f.outcome.relay) {
+            (Some(reply), Relay::Host { name, .. }) => m.push_str(&format!(
+                "Remote-MTA: dns; {name}\r\nDiagnostic-Code: smtp; {}\r\n",
+                one_line(&reply.diagnostic())
+            )),
+            _ => m.push_str(&format!(
                 "Diagnostic-Code: X-Tinymta; {}\r\n",
-                one_line(f.detail)
+                one_line(&f.outcome.detail)
             )),
         }
     }
@@ -126,6 +124,8 @@ pub fn notice(hostname: &str, to: &str, subject: &str, body: &str) -> (Envelope,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::queue::outcome::{Disposition, RemoteReply};
+    use crate::smtp::reply::Reply;
 
     #[test]
     fn dsn_shape() {
@@ -143,9 +143,19 @@ mod tests {
             b"Subject: hi\r\nFrom: alice@example.org\r\n\r\nsecret body\r\n",
             &[Failed {
                 rcpt: "bob@example.net",
-                relay: "mx.example.net[192.0.2.1]:25",
-                dsn: "5.1.1",
-                detail: "host mx.example.net[192.0.2.1]:25 said: 550 5.1.1 no such user (in reply to RCPT TO command)",
+                outcome: &Outcome {
+                    disposition: Disposition::Bounced,
+                    relay: Relay::Host {
+                        name: "mx.example.net".into(),
+                        addr: Some("192.0.2.1:25".parse().unwrap()),
+                    },
+                    dsn: "5.1.1".into(),
+                    detail: "host mx.example.net[192.0.2.1]:25 said: 550 5.1.1 no such user (in reply to RCPT TO command)".into(),
+                    reply: Some(RemoteReply {
+                        reply: Reply::new(550, "5.1.1", "no such user"),
+                        stage: "RCPT TO",
+                    }),
+                },
             }],
         );
         let text = String::from_utf8(msg).unwrap();

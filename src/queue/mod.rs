@@ -7,10 +7,13 @@
 //! - `status/ID`   small per-attempt record (attempts, next retry, finished recipients)
 //! - `wakeup`      datagram socket of the running daemon (sendmail, queue flush)
 //!
-//! The queue knows nothing of SMTP sessions or TLS; it stores envelopes and bytes.
+//! The queue knows nothing of SMTP sessions or TLS; it stores envelopes and bytes. It
+//! asks delivery for attempts through `outcome::Deliver` and decides on what comes
+//! back (retry, bounce, removal); delivery never writes to the spool.
 
 pub mod admin;
 pub mod bounce;
+pub mod outcome;
 pub mod scheduler;
 pub mod spool;
 pub mod wakeup;

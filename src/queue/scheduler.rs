@@ -1,5 +1,6 @@
-//! The queue manager: decides when each message is tried, runs the attempts on the
-//! blocking pool, records outcomes, and removes messages that are done.
+//! The queue manager: decides when each message is tried, asks delivery for an
+//! attempt, records outcomes, queues the bounces and notices that follow, and removes
+//! messages that are done. It owns its spool; delivery only reports.
 //!
 //! Events come from inbound sessions (a new message), the wakeup socket (sendmail
 //! dropped a file, `queue flush`), and a periodic rescan that catches anything missed.
@@ -12,11 +13,10 @@ use smol::channel::{Receiver, Sender};
 use smol::future::FutureExt;
 
 use super::bounce;
-use super::spool::{QueueId, Spool};
+use super::outcome::{Deliver, Disposition};
+use super::spool::{Envelope, QueueId, Spool};
 use crate::clock::unix_now;
-use crate::config::Retry;
 use crate::logline;
-use crate::outbound::{self, DeliveryContext, Outcome};
 
 /// Most delivery attempts running at once.
 const MAX_IN_FLIGHT: usize = 20;
@@ -36,21 +36,45 @@ pub enum Event {
     Forget(QueueId),
 }
 
+/// Queue timing.
+#[derive(Debug, Clone)]
+pub struct Retry {
+    /// After this long in the queue a message is bounced (`--queue-lifetime`).
+    pub lifetime: Duration,
+    pub min: Duration,
+    pub max: Duration,
+}
+
+/// What the scheduler owns: the spool, the retry schedule, and the host name its own
+/// messages (bounces, notices) are sent as.
+pub struct Scheduler {
+    pub spool: Spool,
+    pub retry: Retry,
+    pub hostname: String,
+}
+
 /// Delay before attempt number `attempts + 1`: doubling from `min`, capped at `max`.
 pub fn backoff(retry: &Retry, attempts: u32) -> Duration {
     let factor = 1u32 << attempts.saturating_sub(1).min(20);
     (retry.min * factor).min(retry.max)
 }
 
+/// Writes a message the queue composed itself (a bounce, a notice) on the blocking pool.
+async fn store(spool: &Spool, env: Envelope, content: Vec<u8>) -> std::io::Result<QueueId> {
+    let spool = spool.clone();
+    smol::unblock(move || spool.store(&env, &content).map(|()| env.id)).await
+}
+
 /// One attempt for one message, from reading it to recording the outcome. Returns
 /// the Unix time of the next attempt (`None` when the message has left the queue) and
-/// any bounce messages it queued.
-async fn process(
-    ctx: &DeliveryContext,
-    retry: &Retry,
+/// the messages it queued (bounces, notices).
+async fn process<D: Deliver>(
+    q: &Scheduler,
+    delivery: &D,
     id: &QueueId,
 ) -> (Option<u64>, Vec<QueueId>) {
-    let spool = ctx.spool.clone();
+    let retry = &q.retry;
+    let spool = q.spool.clone();
     let id2 = id.clone();
     let loaded = smol::unblock(move || {
         spool
@@ -72,61 +96,65 @@ async fn process(
         .filter(|r| !status.finished.contains(r))
         .cloned()
         .collect();
-    let mut results = outbound::attempt(ctx, &env, &content, &pending).await;
+    let attempt = delivery.attempt(&env, &content, &pending).await;
+    let mut results = attempt.results;
+
+    let mut new_ids = Vec::new();
+    for notice in attempt.notices {
+        let (nenv, ncontent) =
+            bounce::notice(&q.hostname, &notice.to, &notice.subject, &notice.body);
+        match store(&q.spool, nenv, ncontent).await {
+            Ok(nid) => {
+                log::info!("{nid}: {} queued for <{}>", notice.kind, notice.to);
+                new_ids.push(nid);
+            }
+            // A lost notice is logged, not retried: the message itself is unaffected.
+            Err(e) => log::error!("cannot queue {}: {e}", notice.kind),
+        }
+    }
 
     let age = unix_now().saturating_sub(env.arrival);
     let expired = age >= retry.lifetime.as_secs();
     let delay = Duration::from_secs(age);
     let mut deferred = 0;
     for (rcpt, outcome) in results.iter_mut() {
-        if expired {
-            if let Outcome::Deferred { relay, dsn, detail } = outcome {
-                // Past --queue-lifetime: give up, the sender gets a bounce (4.x.x kept).
-                *outcome = Outcome::Bounced {
-                    relay: relay.clone(),
-                    dsn: dsn.clone(),
-                    detail: format!(
-                        "message expired after {} days; last error: {detail}",
-                        age / 86_400
-                    ),
-                };
-            }
+        if expired && outcome.disposition == Disposition::Deferred {
+            // Past --queue-lifetime: give up, the sender gets a bounce (4.x.x kept).
+            outcome.disposition = Disposition::Bounced;
+            outcome.detail = format!(
+                "message expired after {} days; last error: {}",
+                age / 86_400,
+                outcome.detail
+            );
         }
-        let (status_word, relay, dsn, detail) = match &*outcome {
-            Outcome::Sent { relay, dsn, detail } => ("sent", relay, dsn, detail),
-            Outcome::Deferred { relay, dsn, detail } => ("deferred", relay, dsn, detail),
-            Outcome::Bounced { relay, dsn, detail } => ("bounced", relay, dsn, detail),
-        };
-        logline::delivery(&id.0, rcpt, relay, delay, dsn, status_word, detail);
+        logline::delivery(
+            &id.0,
+            rcpt,
+            &outcome.relay.to_string(),
+            delay,
+            &outcome.dsn,
+            outcome.disposition.word(),
+            &outcome.detail,
+        );
         if outcome.is_final() {
             status.finished.push(rcpt.clone());
         } else {
             deferred += 1;
-            status.last_reason = format!("{dsn} {detail}");
+            status.last_reason = format!("{} {}", outcome.dsn, outcome.detail);
         }
     }
 
-    let mut new_ids = Vec::new();
     let failed: Vec<bounce::Failed> = results
         .iter()
-        .filter_map(|(rcpt, o)| match o {
-            Outcome::Bounced { relay, dsn, detail } => Some(bounce::Failed {
-                rcpt,
-                relay,
-                dsn,
-                detail,
-            }),
-            _ => None,
-        })
+        .filter(|(_, o)| o.disposition == Disposition::Bounced)
+        .map(|(rcpt, outcome)| bounce::Failed { rcpt, outcome })
         .collect();
     // Never bounce a bounce: the null sender gets no notification (RFC 5321 §6.1).
     if !failed.is_empty() && !env.sender.is_empty() {
         let (benv, bcontent) =
-            bounce::delivery_status_notification(&ctx.hostname, &env, &content, &failed);
-        let spool = ctx.spool.clone();
-        let bid = benv.id.clone();
-        match smol::unblock(move || spool.store(&benv, &bcontent)).await {
-            Ok(()) => {
+            bounce::delivery_status_notification(&q.hostname, &env, &content, &failed);
+        match store(&q.spool, benv, bcontent).await {
+            Ok(bid) => {
                 log::info!("{id}: sender non-delivery notification: {bid}");
                 new_ids.push(bid);
             }
@@ -138,7 +166,7 @@ async fn process(
         }
     }
 
-    let spool = ctx.spool.clone();
+    let spool = q.spool.clone();
     let id2 = id.clone();
     if deferred == 0 {
         if let Err(e) = smol::unblock(move || spool.remove(&id2)).await {
@@ -159,16 +187,16 @@ async fn process(
 /// A finished attempt: the message, its next attempt time, bounces it queued.
 type Finished = (QueueId, Option<u64>, Vec<QueueId>);
 
-/// Runs the scheduler until `events` closes.
-pub async fn run(
+/// Runs the scheduler until `events` closes, with attempts spawned on `ex`.
+pub async fn run<D: Deliver + 'static>(
     ex: Rc<smol::LocalExecutor<'static>>,
-    ctx: Rc<DeliveryContext>,
-    retry: Retry,
+    queue: Scheduler,
+    delivery: Rc<D>,
     events: Receiver<Event>,
     initial: Vec<QueueId>,
 ) {
-    let spool: Spool = ctx.spool.clone();
-    let retry = Rc::new(retry);
+    let queue = Rc::new(queue);
+    let spool = &queue.spool;
     // Next attempt time per waiting message.
     let mut waiting: HashMap<QueueId, u64> = HashMap::new();
     let mut in_flight: HashSet<QueueId> = HashSet::new();
@@ -193,30 +221,20 @@ pub async fn run(
             }
             waiting.remove(&id);
             in_flight.insert(id.clone());
-            let (ctx, retry, done) = (ctx.clone(), retry.clone(), done_tx.clone());
+            let (queue, delivery, done) = (queue.clone(), delivery.clone(), done_tx.clone());
             ex.spawn(async move {
-                let (next, new_ids) = process(&ctx, &retry, &id).await;
+                let (next, new_ids) = process(&queue, &*delivery, &id).await;
                 let _ = done.send((id, next, new_ids)).await;
             })
             .detach();
         }
 
-        // Idle outbound sessions past their reuse time are closed politely.
-        for session in ctx.remote.expired_sessions() {
-            ex.spawn(session.quit()).detach();
-        }
-        let park_wait = if ctx.remote.has_parked() {
-            crate::outbound::remote::PARK_TIME
-        } else {
-            RESCAN
-        };
         let wait = waiting
             .values()
             .min()
             .map(|&next| Duration::from_secs(next.saturating_sub(now)))
             .unwrap_or(RESCAN)
-            .min(RESCAN.saturating_sub(last_rescan.elapsed()))
-            .min(park_wait);
+            .min(RESCAN.saturating_sub(last_rescan.elapsed()));
         enum Wake {
             Event(Option<Event>),
             Done(Finished),
@@ -252,7 +270,7 @@ pub async fn run(
                 waiting.remove(&id);
             }
             Wake::Event(Some(Event::Rescan)) => {
-                rescan(&spool, &mut waiting, &in_flight);
+                rescan(spool, &mut waiting, &in_flight);
                 last_rescan = Instant::now();
             }
             Wake::Done((id, next, new_ids)) => {
@@ -266,7 +284,7 @@ pub async fn run(
             }
             Wake::Timer => {
                 if last_rescan.elapsed() >= RESCAN {
-                    rescan(&spool, &mut waiting, &in_flight);
+                    rescan(spool, &mut waiting, &in_flight);
                     last_rescan = Instant::now();
                 }
             }
@@ -294,6 +312,97 @@ fn rescan(spool: &Spool, waiting: &mut HashMap<QueueId, u64>, in_flight: &HashSe
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::queue::outcome::{Attempt, Notice, Outcome, Relay, RemoteReply};
+    use crate::smtp::reply::Reply;
+
+    /// Delivery that refuses every recipient the way a remote server does, and asks
+    /// for one notice.
+    struct Refusing;
+
+    impl Deliver for Refusing {
+        async fn attempt(
+            &self,
+            _env: &Envelope,
+            _content: &std::sync::Arc<Vec<u8>>,
+            pending: &[String],
+        ) -> Attempt {
+            let outcome = Outcome {
+                disposition: Disposition::Bounced,
+                relay: Relay::Host {
+                    name: "mx.example.net".into(),
+                    addr: Some("192.0.2.1:25".parse().unwrap()),
+                },
+                dsn: "5.1.1".into(),
+                detail: "host mx.example.net[192.0.2.1]:25 said: 550 5.1.1 no such user (in reply to RCPT TO command)".into(),
+                reply: Some(RemoteReply {
+                    reply: Reply::new(550, "5.1.1", "no such user"),
+                    stage: "RCPT TO",
+                }),
+            };
+            Attempt {
+                results: pending
+                    .iter()
+                    .map(|r| (r.clone(), outcome.clone()))
+                    .collect(),
+                notices: vec![Notice {
+                    kind: "test notice",
+                    to: "admin@example.org".into(),
+                    subject: "attention".into(),
+                    body: "something happened\n".into(),
+                }],
+            }
+        }
+    }
+
+    #[test]
+    fn the_scheduler_queues_the_bounce_and_the_notice_delivery_reports() {
+        let dir = std::env::temp_dir().join(format!("tinymta-scheduler-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let spool = Spool::open(&dir).unwrap();
+        let env = Envelope {
+            id: QueueId::generate(),
+            arrival: unix_now(),
+            sender: "alice@example.org".into(),
+            recipients: vec!["bob@example.net".into()],
+            client: "localhost[127.0.0.1]".into(),
+            protocol: "ESMTP".into(),
+        };
+        spool.store(&env, b"Subject: hi\r\n\r\nbody\r\n").unwrap();
+        let queue = Scheduler {
+            spool: spool.clone(),
+            retry: Retry {
+                lifetime: Duration::from_secs(432_000),
+                min: Duration::from_secs(300),
+                max: Duration::from_secs(3600),
+            },
+            hostname: "mx.example.org".into(),
+        };
+
+        let (next, new_ids) = smol::block_on(process(&queue, &Refusing, &env.id));
+        assert_eq!(next, None, "a bounced message leaves the queue");
+        assert!(spool.read_content(&env.id).is_err());
+        let queued: Vec<(Envelope, String)> = new_ids
+            .iter()
+            .map(|id| {
+                let (e, c) = spool.read_content(id).unwrap();
+                (e, String::from_utf8(c).unwrap())
+            })
+            .collect();
+        assert_eq!(queued.len(), 2);
+        let find = |to: &str| {
+            queued
+                .iter()
+                .find(|(e, _)| e.recipients == [to])
+                .map(|(_, text)| text)
+                .unwrap()
+        };
+        assert!(find("alice@example.org").contains(
+            "Remote-MTA: dns; mx.example.net\r\nDiagnostic-Code: smtp; 550 5.1.1 no such user (in reply to RCPT TO command)\r\n"
+        ));
+        let notice = find("admin@example.org");
+        assert!(notice.contains("Subject: attention\r\n") && notice.contains("something happened"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn backoff_doubles_and_caps() {

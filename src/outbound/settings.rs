@@ -1,0 +1,25 @@
+//! The validated outbound settings: routing tables, TLS policy, trust anchors, DNS.
+//! `config` builds them from the flags (the same for `serve` and `check-tls`); delivery
+//! and `check-tls` only read them, so nothing here knows how a flag is spelled.
+
+use std::path::PathBuf;
+
+use super::transport::TransportTable;
+use crate::tls::fingerprint::Digest;
+use crate::tls::policy::{Level, NextHop, PolicyTable};
+
+/// Validated outbound settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub relayhost: Option<NextHop>,
+    pub transport: TransportTable,
+    pub policy: PolicyTable,
+    pub default_level: Level,
+    pub ca_file: Option<PathBuf>,
+    pub ca_dir: Option<PathBuf>,
+    pub digest: Digest,
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// `--resolver` as given (resolved when the daemon starts).
+    pub resolver: Option<String>,
+    pub mx_port: u16,
+}

@@ -1,0 +1,185 @@
+//! The contract between the queue and delivery: what the scheduler asks for (one
+//! attempt of a message, `Deliver`) and what comes back as data (an outcome per
+//! recipient, notices for an administrator). Delivery reports; the scheduler decides
+//! what follows (retry, bounce, removal) and is the only one that writes to the spool.
+
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use super::Envelope;
+use crate::smtp::reply::Reply;
+
+/// Where an attempt went, as logged in `relay=`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Relay {
+    /// No host was reached (DNS failed, no usable host): `none`.
+    None,
+    /// This machine: a Maildir, or a recipient refused before routing: `local`.
+    Local,
+    /// A mail host: its name, and the address and port once a connection was made
+    /// (`host[ip]:port`, as Postfix names a server); only the name when the host was
+    /// given up before connecting (a failed TLSA lookup).
+    Host {
+        name: String,
+        addr: Option<SocketAddr>,
+    },
+}
+
+impl fmt::Display for Relay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Relay::None => f.write_str("none"),
+            Relay::Local => f.write_str("local"),
+            Relay::Host { name, addr: None } => f.write_str(name),
+            Relay::Host {
+                name,
+                addr: Some(a),
+            } => write!(f, "{name}[{}]:{}", a.ip(), a.port()),
+        }
+    }
+}
+
+/// A remote server's reply that decided an outcome, and the command it answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteReply {
+    pub reply: Reply,
+    /// `RCPT TO`, `end of DATA`, ...
+    pub stage: &'static str,
+}
+
+impl RemoteReply {
+    /// `550 5.1.1 text (in reply to RCPT TO command)`: what the server said, for the
+    /// log line and a bounce's Diagnostic-Code.
+    pub fn diagnostic(&self) -> String {
+        format!(
+            "{} (in reply to {} command)",
+            self.reply.summary(),
+            self.stage
+        )
+    }
+}
+
+/// What an attempt means for one recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    Sent,
+    /// Try again later.
+    Deferred,
+    /// Give up: the sender gets a bounce.
+    Bounced,
+}
+
+impl Disposition {
+    /// The word of the log's `status=`.
+    pub fn word(self) -> &'static str {
+        match self {
+            Disposition::Sent => "sent",
+            Disposition::Deferred => "deferred",
+            Disposition::Bounced => "bounced",
+        }
+    }
+}
+
+/// What happened to one recipient in one attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub disposition: Disposition,
+    pub relay: Relay,
+    /// RFC 3463 status, e.g. `5.1.1`.
+    pub dsn: String,
+    /// Human-readable, for the log line and the bounce's text part.
+    pub detail: String,
+    /// The server's reply, when one decided this outcome.
+    pub reply: Option<RemoteReply>,
+}
+
+impl Outcome {
+    /// An outcome that no server reply decided.
+    pub fn new(disposition: Disposition, relay: Relay, dsn: &str, detail: String) -> Outcome {
+        Outcome {
+            disposition,
+            relay,
+            dsn: dsn.to_string(),
+            detail,
+            reply: None,
+        }
+    }
+
+    pub fn is_final(&self) -> bool {
+        self.disposition != Disposition::Deferred
+    }
+}
+
+/// A short mail for an administrator that delivery asks the queue to send (a TLS
+/// failure alert); the queue writes and schedules it as it does bounces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// What it is, for the log: `TLS failure alert`.
+    pub kind: &'static str,
+    pub to: String,
+    pub subject: String,
+    pub body: String,
+}
+
+/// Everything one attempt of one message reports.
+#[derive(Debug, Default)]
+pub struct Attempt {
+    /// One outcome per recipient tried.
+    pub results: Vec<(String, Outcome)>,
+    pub notices: Vec<Notice>,
+}
+
+impl From<Vec<(String, Outcome)>> for Attempt {
+    fn from(results: Vec<(String, Outcome)>) -> Attempt {
+        Attempt {
+            results,
+            notices: Vec::new(),
+        }
+    }
+}
+
+impl Attempt {
+    /// Adds what another part of the same attempt reported.
+    pub fn extend(&mut self, other: Attempt) {
+        self.results.extend(other.results);
+        self.notices.extend(other.notices);
+    }
+}
+
+/// Delivery as the scheduler sees it. The program runs on one thread (a
+/// `LocalExecutor`), so the future need not be `Send`.
+pub trait Deliver {
+    /// One attempt of `env` to the recipients in `pending`.
+    fn attempt(
+        &self,
+        env: &Envelope,
+        content: &Arc<Vec<u8>>,
+        pending: &[String],
+    ) -> impl Future<Output = Attempt>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relays_are_named_as_postfix_does() {
+        let host = |addr: Option<&str>| Relay::Host {
+            name: "mx.example.net".into(),
+            addr: addr.map(|a| a.parse().unwrap()),
+        };
+        assert_eq!(Relay::None.to_string(), "none");
+        assert_eq!(Relay::Local.to_string(), "local");
+        assert_eq!(host(None).to_string(), "mx.example.net");
+        assert_eq!(
+            host(Some("192.0.2.1:25")).to_string(),
+            "mx.example.net[192.0.2.1]:25"
+        );
+        assert_eq!(
+            host(Some("[2001:db8::1]:587")).to_string(),
+            "mx.example.net[2001:db8::1]:587"
+        );
+    }
+}
