@@ -5,6 +5,7 @@
 use super::outcome::{Outcome, Relay};
 use super::{Envelope, QueueId};
 use crate::clock::rfc5322_date;
+use crate::headers::{self, Header};
 use crate::clock::unix_now;
 
 /// One failed recipient for a DSN.
@@ -26,10 +27,9 @@ fn envelope(hostname: &str, to: &str) -> Envelope {
 
 fn headers(env: &Envelope, hostname: &str, to: &str, subject: &str) -> String {
     format!(
-        "From: MAILER-DAEMON@{hostname} (Mail Delivery System)\r\nTo: <{to}>\r\nSubject: {subject}\r\nDate: {}\r\nMessage-ID: <{}.{}@{hostname}>\r\nAuto-Submitted: auto-replied\r\n",
-        rfc5322_date(env.arrival),
-        env.arrival,
-        env.id
+        "From: MAILER-DAEMON@{hostname} (Mail Delivery System)\r\nTo: <{to}>\r\nSubject: {subject}\r\n{}{}Auto-Submitted: auto-replied\r\n",
+        headers::date(env.arrival),
+        headers::message_id(env.arrival, &env.id.0, hostname),
     )
 }
 
@@ -46,13 +46,6 @@ fn one_line(s: &str) -> String {
         .collect()
 }
 
-/// The header section of the original message (up to the first empty line).
-fn header_section(content: &[u8]) -> &[u8] {
-    match content.windows(4).position(|w| w == b"\r\n\r\n") {
-        Some(i) => &content[..i + 2],
-        None => content,
-    }
-}
 
 /// Builds the bounce for `original` (whose sender is not empty).
 pub fn delivery_status_notification(
@@ -104,7 +97,8 @@ pub fn delivery_status_notification(
         "\r\n--{boundary}\r\nContent-Description: Undelivered Message Headers\r\nContent-Type: text/rfc822-headers\r\n\r\n"
     ));
     let mut bytes = m.into_bytes();
-    bytes.extend_from_slice(header_section(content));
+    let header = Header::parse(content);
+    bytes.extend_from_slice(&content[..header.end]);
     bytes.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     (env, bytes)
 }
