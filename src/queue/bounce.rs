@@ -5,8 +5,8 @@
 use super::outcome::{Outcome, Relay};
 use super::{Envelope, QueueId};
 use crate::clock::rfc5322_date;
-use crate::headers::{self, Header};
 use crate::clock::unix_now;
+use crate::headers::{self, Header};
 
 /// One failed recipient for a DSN.
 pub struct Failed<'a> {
@@ -45,7 +45,6 @@ fn one_line(s: &str) -> String {
         })
         .collect()
 }
-
 
 /// Builds the bounce for `original` (whose sender is not empty).
 pub fn delivery_status_notification(
