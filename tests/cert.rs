@@ -441,6 +441,26 @@ fn fingerprint_of_a_file_equals_openssl() {
     assert_eq!(code, 64, "{err}");
 }
 
+/// The library's fingerprints (`tinymta::tls::fingerprint`, what `cert fingerprint` and
+/// the policy table use) of a certificate the openssl command line made equal what the
+/// command line prints.
+#[test]
+fn fingerprints_equal_openssl_cli() {
+    use tinymta::tls::fingerprint::{
+        cert_fingerprint, colon_hex, lower_hex, spki_fingerprint, tlsa_311, Digest,
+    };
+    let dir = TempDir::new("cert-lib-fp");
+    let pair = certs::self_signed_with(dir.path(), "mx", "mx.example.test", certs::Key::Ec);
+    let cert = openssl::x509::X509::from_pem(&fs::read(&pair.cert).unwrap()).unwrap();
+    for d in [Digest::Sha256, Digest::Sha1, Digest::Md5] {
+        let cli = certs::fingerprint(&pair.cert, d.name());
+        assert_eq!(colon_hex(&cert_fingerprint(&cert, d)), cli, "{d}");
+    }
+    let cli = certs::spki_sha256(&pair.cert);
+    assert_eq!(lower_hex(&spki_fingerprint(&cert, Digest::Sha256)), cli);
+    assert_eq!(tlsa_311(&cert), format!("3 1 1 {cli}"));
+}
+
 #[test]
 fn fingerprint_remote_starttls_and_implicit_tls() {
     let dir = TempDir::new("cert-remote");
