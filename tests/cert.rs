@@ -8,10 +8,11 @@ mod common;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{certs, run_with_timeout, tinymta, Server, TempDir};
+use common::certs::{self, openssl};
+use common::{output_text, run_with_timeout, tinymta, Server, TempDir};
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -45,40 +46,6 @@ fn cert_err(args: &[&str]) -> (i32, String) {
     (out.status.code().unwrap_or(-1), text(&out.stderr))
 }
 
-/// Runs a shell pipeline (openssl command line), insisting on success; stdout.
-fn sh(script: &str) -> String {
-    sh_in(script, None)
-}
-
-fn sh_in(script: &str, stdin: Option<&[u8]>) -> String {
-    let out = run_with_timeout(
-        Command::new("sh").args(["-c", script]),
-        stdin,
-        Duration::from_secs(60),
-    );
-    assert!(
-        out.status.success(),
-        "{script}: {}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
-}
-
-fn openssl(dir: &Path, args: &[&str]) -> Output {
-    let out = run_with_timeout(
-        Command::new("openssl").args(args).current_dir(dir),
-        None,
-        Duration::from_secs(60),
-    );
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        text(&out.stderr)
-    );
-    out
-}
-
 fn p(path: &Path) -> &str {
     path.to_str().unwrap()
 }
@@ -91,28 +58,6 @@ fn field(report: &str, name: &str) -> String {
         .find_map(|l| l.strip_prefix(&prefix))
         .unwrap_or_else(|| panic!("no {name:?} in:\n{report}"))
         .to_string()
-}
-
-/// `openssl x509 -fingerprint -DIGEST` for a PEM file, just the colon-hex value.
-fn openssl_fingerprint(cert: &Path, digest: &str) -> String {
-    let out = sh(&format!(
-        "openssl x509 -in '{}' -noout -fingerprint -{digest}",
-        p(cert)
-    ));
-    out.trim()
-        .split_once('=')
-        .unwrap_or_else(|| panic!("odd fingerprint output {out:?}"))
-        .1
-        .to_string()
-}
-
-/// SHA-256 of the DER SubjectPublicKeyInfo, lower-case hex, by the openssl pipeline.
-fn openssl_spki_sha256(cert: &Path) -> String {
-    let out = sh(&format!(
-        "openssl x509 -in '{}' -pubkey -noout | openssl pkey -pubin -outform DER | sha256sum",
-        p(cert)
-    ));
-    out.split_whitespace().next().unwrap().to_string()
 }
 
 fn mode(path: &Path) -> u32 {
@@ -218,7 +163,7 @@ fn selfsigned_rsa_has_subject_sans_and_a_private_key() {
         "--out-key",
         p(&key),
     ]);
-    let x509 = sh(&format!("openssl x509 -in '{}' -noout -text", p(&cert)));
+    let x509 = openssl(&["x509", "-in", p(&cert), "-noout", "-text"]);
     assert!(
         x509.contains(
             "Subject: C = IT, L = Lecco, O = Example Srl, OU = IT, CN = mx.example.test, emailAddress = admin@example.test"
@@ -232,20 +177,14 @@ fn selfsigned_rsa_has_subject_sans_and_a_private_key() {
     assert!(x509.contains("Public-Key: (2048 bit)"), "{x509}");
     assert!(x509.contains("CA:FALSE"), "{x509}");
     // Self-signed: the certificate verifies against itself.
-    sh(&format!(
-        "openssl verify -CAfile '{0}' -partial_chain '{0}'",
-        p(&cert)
-    ));
+    openssl(&["verify", "-CAfile", p(&cert), "-partial_chain", p(&cert)]);
     assert_eq!(mode(&key), 0o600);
     // The key is the certificate's.
     assert_eq!(
-        sh(&format!("openssl pkey -in '{}' -pubout", p(&key))),
-        sh(&format!("openssl x509 -in '{}' -pubkey -noout", p(&cert)))
+        openssl(&["pkey", "-in", p(&key), "-pubout"]),
+        openssl(&["x509", "-in", p(&cert), "-pubkey", "-noout"])
     );
-    let days = sh(&format!(
-        "openssl x509 -in '{}' -noout -checkend 7689600",
-        p(&cert)
-    ));
+    let days = openssl(&["x509", "-in", p(&cert), "-noout", "-checkend", "7689600"]);
     assert!(days.contains("will not expire"), "{days}");
     assert!(report.contains("tinymta cert install"), "{report}");
 
@@ -295,13 +234,13 @@ fn selfsigned_ec_and_larger_rsa_keys() {
         "--out-key",
         p(&key),
     ]);
-    let x509 = sh(&format!("openssl x509 -in '{}' -noout -text", p(&cert)));
+    let x509 = openssl(&["x509", "-in", p(&cert), "-noout", "-text"]);
     assert!(x509.contains("id-ecPublicKey"), "{x509}");
     assert!(x509.contains("prime256v1"), "{x509}");
     assert!(x509.contains("ecdsa-with-SHA256"), "{x509}");
     assert!(x509.contains("DNS:mx.example.test"), "{x509}");
     assert_eq!(mode(&key), 0o600);
-    sh(&format!("openssl pkey -in '{}' -check -noout", p(&key)));
+    openssl(&["pkey", "-in", p(&key), "-check", "-noout"]);
 
     // Default file names come from the common name, in the current directory.
     let out = run_with_timeout(
@@ -320,7 +259,7 @@ fn selfsigned_ec_and_larger_rsa_keys() {
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let big = dir.path().join("big.example.test.pem");
-    let x509 = sh(&format!("openssl x509 -in '{}' -noout -text", p(&big)));
+    let x509 = openssl(&["x509", "-in", p(&big), "-noout", "-text"]);
     assert!(x509.contains("Public-Key: (3072 bit)"), "{x509}");
     assert_eq!(mode(&dir.path().join("big.example.test.key")), 0o600);
 }
@@ -410,15 +349,11 @@ fn csr_verifies_with_openssl_req() {
             report.contains("-----BEGIN CERTIFICATE REQUEST-----"),
             "{report}"
         );
-        let out = run_with_timeout(
-            Command::new("openssl").args(["req", "-in", p(&csr), "-verify", "-noout"]),
-            None,
-            Duration::from_secs(30),
-        );
+        let out = certs::openssl_output(&["req", "-in", p(&csr), "-verify", "-noout"], None);
         assert!(out.status.success(), "{}", text(&out.stderr));
         let said = text(&out.stdout) + &text(&out.stderr);
         assert!(said.contains("verify OK"), "{said}");
-        let req = sh(&format!("openssl req -in '{}' -noout -text", p(&csr)));
+        let req = openssl(&["req", "-in", p(&csr), "-noout", "-text"]);
         assert!(
             req.contains(
                 "C = DE, L = Berlin, O = Example GmbH, OU = ., CN = mx.example.test, emailAddress = postmaster@example.test"
@@ -431,8 +366,8 @@ fn csr_verifies_with_openssl_req() {
         );
         assert_eq!(mode(&key), 0o600);
         assert_eq!(
-            sh(&format!("openssl pkey -in '{}' -pubout", p(&key))),
-            sh(&format!("openssl req -in '{}' -pubkey -noout", p(&csr)))
+            openssl(&["pkey", "-in", p(&key), "-pubout"]),
+            openssl(&["req", "-in", p(&csr), "-pubkey", "-noout"])
         );
     }
 }
@@ -442,12 +377,12 @@ fn assert_report_matches_openssl(report: &str, cert: &Path) {
     for d in ["sha256", "sha1", "md5"] {
         assert_eq!(
             field(report, &format!("{d} certificate")),
-            openssl_fingerprint(cert, d),
+            certs::fingerprint(cert, d),
             "{d} of {}",
             cert.display()
         );
     }
-    let spki = openssl_spki_sha256(cert);
+    let spki = certs::spki_sha256(cert);
     assert_eq!(
         field(report, "sha256 public key")
             .replace(':', "")
@@ -488,10 +423,7 @@ fn fingerprint_of_a_file_equals_openssl() {
         assert_report_matches_openssl(&report, &cert);
         // DER input gives the same values.
         let der = dir.path().join(format!("{tag}.der"));
-        openssl(
-            dir.path(),
-            &["x509", "-in", p(&cert), "-outform", "DER", "-out", p(&der)],
-        );
+        openssl(&["x509", "-in", p(&cert), "-outform", "DER", "-out", p(&der)]);
         let der_report = cert_ok(&["fingerprint", p(&der)]);
         assert_eq!(
             field(&der_report, "sha256 certificate"),
@@ -509,6 +441,26 @@ fn fingerprint_of_a_file_equals_openssl() {
     assert_eq!(code, 64, "{err}");
 }
 
+/// The library's fingerprints (`tinymta::tls::fingerprint`, what `cert fingerprint` and
+/// the policy table use) of a certificate the openssl command line made equal what the
+/// command line prints.
+#[test]
+fn fingerprints_equal_openssl_cli() {
+    use tinymta::tls::fingerprint::{
+        cert_fingerprint, colon_hex, lower_hex, spki_fingerprint, tlsa_311, Digest,
+    };
+    let dir = TempDir::new("cert-lib-fp");
+    let pair = certs::self_signed_with(dir.path(), "mx", "mx.example.test", certs::Key::Ec);
+    let cert = openssl::x509::X509::from_pem(&fs::read(&pair.cert).unwrap()).unwrap();
+    for d in [Digest::Sha256, Digest::Sha1, Digest::Md5] {
+        let cli = certs::fingerprint(&pair.cert, d.name());
+        assert_eq!(colon_hex(&cert_fingerprint(&cert, d)), cli, "{d}");
+    }
+    let cli = certs::spki_sha256(&pair.cert);
+    assert_eq!(lower_hex(&spki_fingerprint(&cert, Digest::Sha256)), cli);
+    assert_eq!(tlsa_311(&cert), format!("3 1 1 {cli}"));
+}
+
 #[test]
 fn fingerprint_remote_starttls_and_implicit_tls() {
     let dir = TempDir::new("cert-remote");
@@ -523,7 +475,7 @@ fn fingerprint_remote_starttls_and_implicit_tls() {
         p(&key),
     ]);
     let server = Server::start(&["--tls-cert", p(&cert), "--tls-key", p(&key)]);
-    let want = openssl_fingerprint(&cert, "sha256");
+    let want = certs::fingerprint(&cert, "sha256");
     let report = cert_ok(&["fingerprint", "--remote", &server.smtp, "--starttls"]);
     assert_eq!(field(&report, "sha256 certificate"), want, "{report}");
     assert!(report.contains("STARTTLS"), "{report}");
@@ -531,7 +483,7 @@ fn fingerprint_remote_starttls_and_implicit_tls() {
         field(&report, "sha256 public key")
             .replace(':', "")
             .to_ascii_lowercase(),
-        openssl_spki_sha256(&cert)
+        certs::spki_sha256(&cert)
     );
     // STARTTLS is the default on ports other than 465.
     let report = cert_ok(&["fingerprint", "--remote", &server.submission]);
@@ -541,10 +493,10 @@ fn fingerprint_remote_starttls_and_implicit_tls() {
     assert!(report.contains("implicit TLS"), "{report}");
     assert_eq!(
         field(&report, "md5 certificate"),
-        openssl_fingerprint(&cert, "md5")
+        certs::fingerprint(&cert, "md5")
     );
 
-    let closed = format!("127.0.0.1:{}", common::free_port());
+    let closed = format!("127.0.0.1:{}", common::free_port("127.0.0.1"));
     let (code, err) = cert_err(&["fingerprint", "--remote", &closed, "--starttls"]);
     assert_eq!(code, 69, "{err}");
     let (code, _) = cert_err(&[
@@ -577,42 +529,36 @@ fn pki(dir: &Path) -> Pki {
         "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n",
     )
     .unwrap();
-    openssl(
-        dir,
-        &[
-            "req",
-            "-new",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            p(&int_key),
-            "-out",
-            p(&int_csr),
-            "-subj",
-            "/CN=tinymta test intermediate",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            p(&int_csr),
-            "-CA",
-            p(&root.cert),
-            "-CAkey",
-            p(&root.key),
-            "-CAcreateserial",
-            "-days",
-            "30",
-            "-extfile",
-            p(&ext),
-            "-out",
-            p(&int),
-        ],
-    );
+    openssl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        p(&int_key),
+        "-out",
+        p(&int_csr),
+        "-subj",
+        "/CN=tinymta test intermediate",
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        p(&int_csr),
+        "-CA",
+        p(&root.cert),
+        "-CAkey",
+        p(&root.key),
+        "-CAcreateserial",
+        "-days",
+        "30",
+        "-extfile",
+        p(&ext),
+        "-out",
+        p(&int),
+    ]);
     Pki {
         root: root.cert,
         int,
@@ -621,27 +567,24 @@ fn pki(dir: &Path) -> Pki {
 }
 
 /// Has the intermediate sign `csr` (keeping the SANs tinymta requested).
-fn sign(dir: &Path, pki: &Pki, csr: &Path, out: &Path, days: u32) {
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            p(csr),
-            "-CA",
-            p(&pki.int),
-            "-CAkey",
-            p(&pki.int_key),
-            "-CAcreateserial",
-            "-days",
-            &days.to_string(),
-            "-copy_extensions",
-            "copy",
-            "-out",
-            p(out),
-        ],
-    );
+fn sign(pki: &Pki, csr: &Path, out: &Path, days: u32) {
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        p(csr),
+        "-CA",
+        p(&pki.int),
+        "-CAkey",
+        p(&pki.int_key),
+        "-CAcreateserial",
+        "-days",
+        &days.to_string(),
+        "-copy_extensions",
+        "copy",
+        "-out",
+        p(out),
+    ]);
 }
 
 /// A key and request from `tinymta cert csr`, signed by the intermediate.
@@ -662,7 +605,7 @@ fn leaf(dir: &Path, pki: &Pki, tag: &str, days: u32) -> (PathBuf, PathBuf) {
         "--out-key",
         p(&key),
     ]);
-    sign(dir, pki, &csr, &cert, days);
+    sign(pki, &csr, &cert, days);
     (cert, key)
 }
 
@@ -767,10 +710,11 @@ fn dated_cert(dir: &Path, tag: &str, not_before: i64, not_after: i64) -> (PathBu
     // Through a GeneralizedTime string from date(1): Asn1Time::from_unix passes a
     // time_t, which Rust's libc and musl 1.2 size differently on 32-bit targets.
     let asn1 = |unix: i64| {
-        let out = std::process::Command::new("date")
-            .args(["-u", "-d", &format!("@{unix}"), "+%Y%m%d%H%M%SZ"])
-            .output()
-            .unwrap();
+        let out = run_with_timeout(
+            Command::new("date").args(["-u", "-d", &format!("@{unix}"), "+%Y%m%d%H%M%SZ"]),
+            None,
+            Duration::from_secs(10),
+        );
         Asn1Time::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap()
     };
     b.set_not_before(&asn1(not_before)).unwrap();
@@ -820,20 +764,28 @@ fn install_refuses_expired_and_not_yet_valid_certificates() {
 /// The SHA-256 fingerprint (colon-hex) of the certificate a server presents after
 /// STARTTLS, and s_client's whole output, by the openssl command line.
 fn served(addr: &str, ca: &Path) -> (String, String) {
-    let out = sh(&format!(
-        "openssl s_client -starttls smtp -connect {addr} -CAfile '{}' -showcerts </dev/null 2>&1",
-        p(ca)
-    ));
+    let out = certs::openssl_output(
+        &[
+            "s_client",
+            "-starttls",
+            "smtp",
+            "-connect",
+            addr,
+            "-CAfile",
+            p(ca),
+            "-showcerts",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "s_client: {}", output_text(&out));
+    let out = output_text(&out);
     let start = out
         .find("-----BEGIN CERTIFICATE-----")
         .unwrap_or_else(|| panic!("no certificate from s_client:\n{out}"));
     let end = out[start..].find("-----END CERTIFICATE-----").unwrap() + start + 25;
-    let leaf = &out[start..end];
-    let fp = sh_in(
-        "openssl x509 -noout -fingerprint -sha256",
-        Some(format!("{leaf}\n").as_bytes()),
-    );
-    (fp.trim().split_once('=').unwrap().1.to_string(), out)
+    let leaf = ca.with_file_name("served-leaf.pem");
+    fs::write(&leaf, &out[start..end]).unwrap();
+    (certs::fingerprint(&leaf, "sha256"), out)
 }
 
 #[test]
@@ -871,14 +823,14 @@ fn installed_certificate_is_served_and_reloaded_on_sighup() {
 
     let server = Server::start(&["--tls-cert", p(&icert), "--tls-key", p(&ikey)]);
     let (fp, out) = served(&server.smtp, &pki.root);
-    assert_eq!(fp, openssl_fingerprint(&cert, "sha256"));
+    assert_eq!(fp, certs::fingerprint(&cert, "sha256"));
     // The whole chain is sent: s_client verifies it against the root alone.
     assert!(out.contains("Verify return code: 0 (ok)"), "{out}");
 
     // Renewal with the same key: the CA signs the same request again, no --key needed,
     // and a short-lived certificate draws a warning.
     let renewed = dir.path().join("renewed.pem");
-    sign(dir.path(), &pki, &dir.path().join("leaf.csr"), &renewed, 10);
+    sign(&pki, &dir.path().join("leaf.csr"), &renewed, 10);
     let out = tinymta(&[
         "cert",
         "install",
@@ -910,7 +862,7 @@ fn installed_certificate_is_served_and_reloaded_on_sighup() {
     ]);
     assert!(report.contains("public key changed"), "{report}");
     server.signal("HUP");
-    let want = openssl_fingerprint(&next, "sha256");
+    let want = certs::fingerprint(&next, "sha256");
     let start = Instant::now();
     loop {
         let (fp, out) = served(&server.smtp, &pki.root);
@@ -987,10 +939,7 @@ fn install_to_explicit_files_with_the_key_in_the_certificate_file() {
     assert_eq!(pem_blocks(&dc2), 2);
     // A DER certificate: the key must then come from --key.
     let der = dir.path().join("leaf.der");
-    openssl(
-        dir.path(),
-        &["x509", "-in", p(&cert), "-outform", "DER", "-out", p(&der)],
-    );
+    openssl(&["x509", "-in", p(&cert), "-outform", "DER", "-out", p(&der)]);
     let (dc3, dk3) = (dir.path().join("out/c3.pem"), dir.path().join("out/k3.pem"));
     let out = run(&[p(&der)], &dest(&dc3, &dk3));
     assert_eq!(out.status.code(), Some(64), "{}", text(&out.stderr));
@@ -998,7 +947,7 @@ fn install_to_explicit_files_with_the_key_in_the_certificate_file() {
     let out = run(&[p(&der), "--key", p(&key)], &dest(&dc3, &dk3));
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(
-        openssl_fingerprint(&dc3, "sha256"),
-        openssl_fingerprint(&cert, "sha256")
+        certs::fingerprint(&dc3, "sha256"),
+        certs::fingerprint(&cert, "sha256")
     );
 }

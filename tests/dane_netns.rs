@@ -10,25 +10,26 @@ use std::fs;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::dns::{tlsa_311_of, Unbound, Zone};
-use common::{run_with_timeout, TempDir};
+use common::certs::spki_sha256;
+use common::dns::{Unbound, Zone};
+use common::{output_text, run_bounded, run_checked, run_with_timeout, test_runner, TempDir};
 
 /// A network namespace with loopback up and its own resolv.conf; removed on drop.
 struct Netns(String);
 
 fn ip(args: &[&str]) {
-    let out = run_with_timeout(Command::new("ip").args(args), None, Duration::from_secs(10));
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_checked(Command::new("ip").args(args), None, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 impl Netns {
     fn new() -> Netns {
         let name = format!("tinymta{}", std::process::id());
-        let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        let _ = run_bounded(
+            Command::new("ip").args(["netns", "del", &name]),
+            None,
+            Duration::from_secs(10),
+        );
         ip(&["netns", "add", &name]);
         ip(&["netns", "exec", &name, "ip", "link", "set", "lo", "up"]);
         let etc = format!("/etc/netns/{name}");
@@ -42,11 +43,7 @@ impl Netns {
         c.args(["netns", "exec", &self.0]);
         // Cross runs execute the target's tinymta through the emulator.
         if program == env!("CARGO_BIN_EXE_tinymta") {
-            if let Ok(runner) = std::env::var("TINYMTA_TEST_RUNNER") {
-                if !runner.is_empty() {
-                    c.arg(runner);
-                }
-            }
+            c.args(test_runner());
         }
         c.arg(program);
         c
@@ -55,7 +52,11 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+        let _ = run_bounded(
+            Command::new("ip").args(["netns", "del", &self.0]),
+            None,
+            Duration::from_secs(10),
+        );
         let _ = fs::remove_dir_all(format!("/etc/netns/{}", self.0));
     }
 }
@@ -152,7 +153,7 @@ fn posttls_finger_and_check_tls_agree_on_dane() {
         .unwrap_or_else(|| panic!("no 3 1 1 record in:\n{printed}"));
     assert_eq!(
         tlsa,
-        tlsa_311_of(&good.cert()),
+        spki_sha256(&good.cert()),
         "the openssl pipeline agrees"
     );
     let zones = [
@@ -185,11 +186,7 @@ fn posttls_finger_and_check_tls_agree_on_dane() {
             None,
             Duration::from_secs(60),
         );
-        let theirs = format!(
-            "{}{}",
-            String::from_utf8_lossy(&theirs.stdout),
-            String::from_utf8_lossy(&theirs.stderr)
-        );
+        let theirs = output_text(&theirs);
         let ours = run_with_timeout(
             ns.command(env!("CARGO_BIN_EXE_tinymta")).args([
                 "check-tls",
@@ -202,11 +199,7 @@ fn posttls_finger_and_check_tls_agree_on_dane() {
             None,
             Duration::from_secs(60),
         );
-        let ours_text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&ours.stdout),
-            String::from_utf8_lossy(&ours.stderr)
-        );
+        let ours_text = output_text(&ours);
         match expect {
             Some("Verified") => {
                 assert_eq!(

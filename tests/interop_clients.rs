@@ -2,22 +2,14 @@
 
 mod common;
 
-use std::process::Command;
-use std::time::Duration;
+use common::certs::{self, Key};
+use common::{output_text, swaks, Server};
 
-use common::{run_with_timeout, swaks, Server};
-
+/// `openssl s_client ARGS` with `input`; everything it printed.
 fn s_client(args: &[&str], input: &[u8]) -> String {
-    let out = run_with_timeout(
-        Command::new("openssl").arg("s_client").args(args),
-        Some(input),
-        Duration::from_secs(30),
-    );
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    let mut all = vec!["s_client"];
+    all.extend_from_slice(args);
+    output_text(&certs::openssl_output(&all, Some(input)))
 }
 
 #[test]
@@ -202,30 +194,15 @@ fn openssl_s_client_against_level_none_gets_no_tls() {
 #[test]
 fn dual_rsa_and_ecdsa_certificates() {
     let dir = common::TempDir::new("dual");
-    let gen = |name: &str, key: &[&str]| {
-        let (c, k) = (
-            dir.path().join(format!("{name}.pem")),
-            dir.path().join(format!("{name}.key")),
-        );
-        let mut args = vec!["req", "-x509", "-nodes", "-days", "30", "-subj"];
-        let subj = format!("/CN={name}.mx.test");
-        args.push(&subj);
-        args.extend_from_slice(key);
-        let (cs, ks) = (c.display().to_string(), k.display().to_string());
-        args.extend_from_slice(&["-keyout", &ks, "-out", &cs]);
-        let out = run_with_timeout(
-            Command::new("openssl").args(&args),
-            None,
-            Duration::from_secs(60),
-        );
-        assert!(out.status.success(), "{out:?}");
-        (cs, ks)
+    let gen = |name: &str, key: Key| {
+        let pair = certs::req_x509(dir.path(), name, key, &format!("/CN={name}.mx.test"), &[]);
+        (
+            pair.cert.display().to_string(),
+            pair.key.display().to_string(),
+        )
     };
-    let (rc, rk) = gen("rsa", &["-newkey", "rsa:2048"]);
-    let (ec, ek) = gen(
-        "ec",
-        &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
-    );
+    let (rc, rk) = gen("rsa", Key::Rsa);
+    let (ec, ek) = gen("ec", Key::Ec);
     let s = Server::start(&[
         "--tls-cert",
         &rc,

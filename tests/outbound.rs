@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::capture::{Capture, TlsMode};
 use common::certs::{self, CertPair};
-use common::dns::{sha256_fingerprint_of, tlsa_311_of, Unbound, Zone};
+use common::dns::{Unbound, Zone};
 use common::postfix::{posttls_finger, Postfix, PostfixOptions};
 use common::{free_port, tinymta, Client, Server, TempDir};
 
@@ -25,7 +25,7 @@ impl World {
     fn new() -> World {
         World {
             dir: TempDir::new("outbound"),
-            port: free_port(),
+            port: free_port("127.0.0.1"),
         }
     }
 
@@ -211,7 +211,7 @@ fn fingerprint_level() {
     let u = Unbound::start(&[Zone::new("fp.test", false)
         .record("@ IN MX 10 mx.fp.test.")
         .record("mx IN A 127.0.0.24")]);
-    let good = sha256_fingerprint_of(&cert.cert);
+    let good = certs::fingerprint(&cert.cert, "sha256");
     let policy = w.file("good", &format!("fp.test fingerprint match={good}\n"));
     let s = w.sender(&u, &["--tls-policy", &policy]);
     let id = submit(&s, "user@fp.test");
@@ -224,7 +224,7 @@ fn fingerprint_level() {
     r.wait_delivered_in("fp.test", "user", 1);
 
     // Wrong fingerprint (another certificate's), MD5 digest table: still deferred.
-    let bad = sha256_fingerprint_of(&other.cert);
+    let bad = certs::fingerprint(&other.cert, "sha256");
     let policy = w.file("bad", &format!("fp.test fingerprint match={bad}\n"));
     let s2 = w.sender(&u, &["--tls-policy", &policy]);
     let id = submit(&s2, "user2@fp.test");
@@ -302,7 +302,7 @@ fn dane_levels_with_dnssec() {
     );
     let re = mk("127.0.0.35", "e.dane.test", &[]);
     let rp = mk("127.0.0.36", "plain.test", &[]);
-    let tlsa_a = tlsa_311_of(&ra.state.join("tls/demo-cert.pem"));
+    let tlsa_a = certs::spki_sha256(&ra.state.join("tls/demo-cert.pem"));
     let wrong = "0".repeat(64);
     let fake = "a".repeat(64);
     let mut zone = Zone::new("dane.test", true);
@@ -402,7 +402,7 @@ fn dane_to_a_postfix_receiver() {
         ..PostfixOptions::sink(&format!("127.0.0.41:{}", w.port))
     })
     .unwrap_or_else(|e| panic!("{e}"));
-    let tlsa = tlsa_311_of(&pf.cert_path());
+    let tlsa = certs::spki_sha256(&pf.cert_path());
     let u = Unbound::start(&[Zone::new("pf.test", true)
         .record("@ IN MX 10 mx.pf.test.")
         .record("mx IN A 127.0.0.41")
@@ -516,7 +516,7 @@ fn check_tls_agrees_with_posttls_finger() {
         &["--tls-level".into(), "none".into()],
     );
     let dest = format!("[127.0.0.44]:{}", w.port);
-    let fp = sha256_fingerprint_of(&cert.cert);
+    let fp = certs::fingerprint(&cert.cert, "sha256");
     let verdict = |text: &str| -> Option<String> {
         text.lines()
             .find(|l| l.contains("TLS connection established to"))

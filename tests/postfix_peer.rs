@@ -3,11 +3,10 @@
 //! posttls-finger. Needs root and the postfix + swaks packages (see TESTBENCH.md);
 //! fails, never skips, when Postfix is missing: `bash tests/run` installs it.
 
-#[path = "common/postfix.rs"]
-mod postfix;
+mod common;
 
-use postfix::{posttls_finger, unique_listen_addr, Postfix, PostfixOptions};
-use std::process::Command;
+use common::postfix::{posttls_finger, unique_listen_addr, Postfix, PostfixOptions};
+use common::{free_port, swaks};
 use std::time::Duration;
 
 /// A test that cannot run must not pass: a missing Postfix is a failure.
@@ -25,27 +24,22 @@ fn sink_accepts_from_swaks() {
         return;
     }
     let sink = Postfix::start(PostfixOptions::sink(&unique_listen_addr())).unwrap();
-    let out = postfix::run_timeout(
-        Command::new("swaks").args([
-            "--server",
-            &sink.listen,
-            "--from",
-            "alice@client.test",
-            "--to",
-            "bob@example.net",
-            "--helo",
-            "client.test",
-            "--header",
-            "Subject: swaks to sink",
-            "--body",
-            "hello",
-        ]),
-        None,
-        Duration::from_secs(20),
-    )
-    .unwrap();
-    assert!(out.0.success(), "swaks failed: {}", out.1);
-    assert!(out.1.contains("250 2.0.0 Ok: queued as"), "{}", out.1);
+    let (code, out) = swaks(&[
+        "--server",
+        &sink.listen,
+        "--from",
+        "alice@client.test",
+        "--to",
+        "bob@example.net",
+        "--helo",
+        "client.test",
+        "--header",
+        "Subject: swaks to sink",
+        "--body",
+        "hello",
+    ]);
+    assert_eq!(code, 0, "swaks failed: {out}");
+    assert!(out.contains("250 2.0.0 Ok: queued as"), "{out}");
     let line = sink
         .wait_log("to=<bob@example.net>", Duration::from_secs(10))
         .unwrap();
@@ -151,7 +145,7 @@ fn client_relays_to_127_0_0_1_and_reconfigure() {
     if !have_postfix() {
         return;
     }
-    let port = postfix::free_port("127.0.0.1");
+    let port = free_port("127.0.0.1");
     let sink = Postfix::start(PostfixOptions::sink(&format!("127.0.0.1:{port}"))).unwrap();
     let client = Postfix::start(PostfixOptions::client(&format!("[127.0.0.1]:{port}"))).unwrap();
     client
@@ -175,13 +169,8 @@ fn client_relays_to_127_0_0_1_and_reconfigure() {
     // reconfigure(): postconf -e + reload takes effect.
     sink.reconfigure(&[("smtpd_banner", "$myhostname ESMTP reconfigured")])
         .unwrap();
-    let (st, out) = postfix::run_timeout(
-        Command::new("swaks").args(["--server", &sink.listen, "--quit-after", "CONNECT"]),
-        None,
-        Duration::from_secs(10),
-    )
-    .unwrap();
-    assert!(st.success() && out.contains("ESMTP reconfigured"), "{out}");
+    let (code, out) = swaks(&["--server", &sink.listen, "--quit-after", "CONNECT"]);
+    assert!(code == 0 && out.contains("ESMTP reconfigured"), "{out}");
     assert!(
         client.queue().contains("Mail queue is empty"),
         "{}",

@@ -31,12 +31,17 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use common::{certs, free_port, run_with_timeout, TempDir};
+use serde_json::Value;
+
+use common::{
+    certs, command_for, free_port, run_bounded, run_with_timeout, test_runner, Server, TempDir,
+};
 
 // ---------------------------------------------------------------------------
 // The seed's lists (Libraesva ESG manual), IANA names, in the manual's order.
@@ -262,32 +267,6 @@ impl Profile {
 // The profile binaries.
 // ---------------------------------------------------------------------------
 
-/// A tinymta binary and, for the compiled-in one under cross/test, its emulator.
-#[derive(Clone, Debug)]
-struct Bin {
-    path: PathBuf,
-    runner: Option<String>,
-}
-
-impl Bin {
-    fn command(&self) -> Command {
-        match &self.runner {
-            Some(r) => {
-                let mut c = Command::new(r);
-                c.arg(&self.path);
-                c
-            }
-            None => Command::new(&self.path),
-        }
-    }
-}
-
-fn runner() -> Option<String> {
-    std::env::var("TINYMTA_TEST_RUNNER")
-        .ok()
-        .filter(|r| !r.is_empty())
-}
-
 fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -333,26 +312,19 @@ fn build_profile(profile: Profile) -> Result<PathBuf, String> {
     .env("CARGO_TARGET_DIR", &dir)
     .current_dir(manifest_dir());
     let t0 = Instant::now();
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run {cargo}: {e}"))?;
-    let out = wait_bounded(&mut child, BUILD_LIMIT);
-    let Some(out) = out else {
-        return Err(format!(
-            "cargo build of profile-{} into {} did not finish within {BUILD_LIMIT:?}",
+    let out = run_bounded(&mut cmd, None, BUILD_LIMIT).map_err(|e| {
+        format!(
+            "cargo build of profile-{} into {}: {e}",
             profile.name(),
             dir.display()
-        ));
-    };
-    if !out.0.success() {
+        )
+    })?;
+    if !out.status.success() {
         return Err(format!(
             "cargo build --no-default-features --features profile-{} failed ({}):\n{}",
             profile.name(),
-            out.0,
-            String::from_utf8_lossy(&out.2)
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
         ));
     }
     let bin = dir.join("debug").join("tinymta");
@@ -368,66 +340,19 @@ fn build_profile(profile: Profile) -> Result<PathBuf, String> {
     Ok(bin)
 }
 
-/// Waits for a child with piped stdout/stderr (drained concurrently) for at most
-/// `limit`; kills it on timeout. Returns (status, stdout, stderr).
-fn wait_bounded(
-    child: &mut Child,
-    limit: Duration,
-) -> Option<(std::process::ExitStatus, Vec<u8>, Vec<u8>)> {
-    let drain = |r: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut v = Vec::new();
-            if let Some(mut r) = r {
-                let _ = r.read_to_end(&mut v);
-            }
-            v
-        })
-    };
-    let so = drain(
-        child
-            .stdout
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
-    );
-    let se = drain(
-        child
-            .stderr
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
-    );
-    let start = Instant::now();
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            return Some((st, so.join().unwrap(), se.join().unwrap()));
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// The binary for a profile: the test's own binary for the default (medium), a
 /// once-per-run build for the others. A build failure fails every test that needs it.
-fn binary(profile: Profile) -> Bin {
+/// The other builds are host binaries, used only outside cross/test (see `host_only`);
+/// the test's own binary runs under `TINYMTA_TEST_RUNNER` there (`command_for`).
+fn binary(profile: Profile) -> PathBuf {
     static BUILDS: [OnceLock<Result<PathBuf, String>>; 2] = [OnceLock::new(), OnceLock::new()];
     let slot = match profile {
-        Profile::Medium => {
-            return Bin {
-                path: PathBuf::from(env!("CARGO_BIN_EXE_tinymta")),
-                runner: runner(),
-            }
-        }
+        Profile::Medium => return common::tinymta_bin().to_path_buf(),
         Profile::Strict => 0,
         Profile::Compat => 1,
     };
     match BUILDS[slot].get_or_init(|| build_profile(profile)) {
-        Ok(path) => Bin {
-            path: path.clone(),
-            runner: None,
-        },
+        Ok(path) => path.clone(),
         Err(e) => panic!("{e}"),
     }
 }
@@ -435,7 +360,7 @@ fn binary(profile: Profile) -> Bin {
 /// Host checks refuse to run as a cross run (cross/test filters them out by name), so
 /// a cross run can never count one as passed without doing it.
 fn host_only(what: &str) -> bool {
-    if let Some(r) = runner() {
+    if let Some(r) = test_runner() {
         panic!("{what} is a host check; cross/test must --skip it (TINYMTA_TEST_RUNNER={r})");
     }
     false
@@ -594,9 +519,9 @@ fn parse_tls_info(raw: &str) -> TlsInfo {
     info
 }
 
-fn tls_info(bin: &Bin) -> TlsInfo {
+fn tls_info(bin: &Path) -> TlsInfo {
     let out = run_with_timeout(
-        bin.command().arg("tls-info"),
+        command_for(bin).arg("tls-info"),
         None,
         Duration::from_secs(120),
     );
@@ -648,7 +573,7 @@ fn check_tls_info(profile: Profile, info: &TlsInfo) {
         // On the host's OpenSSL 3.0 (Debian, legacy provider present) exactly the
         // 3DES and IDEA suites are missing; other OpenSSL builds (vendored, cross)
         // may differ and are covered by wire == tls-info alone.
-        if runner().is_none() {
+        if test_runner().is_none() {
             let weak: BTreeSet<String> = seed
                 .iter()
                 .filter(|s| s.contains("_3DES_") || s.contains("_IDEA_"))
@@ -670,310 +595,83 @@ fn check_tls_info(profile: Profile, info: &TlsInfo) {
 // A tinymta server for one profile.
 // ---------------------------------------------------------------------------
 
+/// `common::Server` running a profile's binary with an RSA certificate made by openssl
+/// (every listed suite authenticates with RSA, and no key generation by tinymta, slow
+/// under QEMU) and a per-IP limit that lets the scanners' many connections in.
 struct Daemon {
-    child: Child,
-    _dir: TempDir,
-    log: PathBuf,
-    smtp: String,
-    submission: String,
-    smtps: String,
+    server: Server,
+    _cert_dir: TempDir,
 }
 
 impl Daemon {
-    fn start(bin: &Bin, tag: &str) -> Daemon {
-        let dir = TempDir::new(&format!("profiles-{tag}"));
-        // An RSA certificate made by openssl: every listed suite authenticates with RSA
-        // (and no key generation by tinymta, slow under QEMU).
-        let cert = certs::self_signed(dir.path(), "mx", "mx.example.test");
-        let log = dir.path().join("tinymta.log");
-        let logf = fs::File::create(&log).unwrap();
-        let (smtp, submission, smtps) = (
-            format!("127.0.0.1:{}", free_port()),
-            format!("127.0.0.1:{}", free_port()),
-            format!("127.0.0.1:{}", free_port()),
-        );
-        let mut cmd = bin.command();
-        cmd.args(["serve", "--smtp", &smtp, "--smtps", &smtps])
-            .args(["--submission", &submission])
-            .arg("--state-dir")
-            .arg(dir.path().join("state"))
-            .args(["--hostname", "mx.example.test", "--domain", "example.test"])
-            .args(["--max-sessions-per-ip", "1000", "--resolver", "127.0.0.1:9"])
-            .args(cert.server_args())
-            .env("TINYMTA_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(logf.try_clone().unwrap())
-            .stderr(logf);
-        let child = cmd.spawn().expect("start tinymta");
-        let mut d = Daemon {
-            child,
-            _dir: dir,
-            log,
-            smtp,
-            submission,
-            smtps,
-        };
-        let start = Instant::now();
-        for addr in [d.smtp.clone(), d.submission.clone(), d.smtps.clone()] {
-            while TcpStream::connect(&addr).is_err() {
-                if let Some(st) = d.child.try_wait().unwrap() {
-                    panic!("tinymta ({tag}) exited with {st}:\n{}", d.log());
-                }
-                assert!(
-                    start.elapsed() < Duration::from_secs(120),
-                    "tinymta ({tag}) did not start:\n{}",
-                    d.log()
+    fn start(bin: &Path, tag: &str) -> Daemon {
+        let cert_dir = TempDir::new(&format!("profiles-{tag}"));
+        let cert = certs::self_signed(cert_dir.path(), "mx", "mx.example.test");
+        let mut extra = vec!["--max-sessions-per-ip", "1000"];
+        let cert_args = cert.server_args();
+        extra.extend(cert_args.iter().map(String::as_str));
+        let server = Server::start_binary(bin, &extra);
+        for addr in [&server.smtp, &server.submission, &server.smtps] {
+            if let Err(e) = TcpStream::connect(addr) {
+                panic!(
+                    "tinymta ({tag}) does not accept on {addr}: {e}\n{}",
+                    server.log()
                 );
-                std::thread::sleep(Duration::from_millis(20));
             }
         }
-        d
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
+        Daemon {
+            server,
+            _cert_dir: cert_dir,
+        }
     }
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl Deref for Daemon {
+    type Target = Server;
+    fn deref(&self) -> &Server {
+        &self.server
+    }
+}
+
+impl DerefMut for Daemon {
+    fn deref_mut(&mut self) -> &mut Server {
+        &mut self.server
     }
 }
 
 // ---------------------------------------------------------------------------
-// A small JSON reader (no serde in this crate's dependencies).
+// The scanners' JSON (serde_json), read leniently: a missing key is `null`, and a
+// missing list is empty, so the assertions below say what is wrong.
 // ---------------------------------------------------------------------------
 
-#[derive(Clone, Debug, PartialEq)]
-enum Json {
-    Null,
-    Bool(bool),
-    Num(f64),
-    Str(String),
-    Arr(Vec<Json>),
-    Obj(Vec<(String, Json)>),
+fn parse_json(text: &str) -> Result<Value, String> {
+    serde_json::from_str(text).map_err(|e| e.to_string())
 }
 
-impl Json {
-    fn parse(text: &str) -> Result<Json, String> {
-        let mut p = JsonParser {
-            s: text.as_bytes(),
-            i: 0,
-        };
-        let v = p.value()?;
-        p.ws();
-        if p.i != p.s.len() {
-            return Err(format!("trailing data at byte {}", p.i));
-        }
-        Ok(v)
-    }
-    fn get(&self, key: &str) -> &Json {
-        static NULL: Json = Json::Null;
-        match self {
-            Json::Obj(v) => v.iter().find(|(k, _)| k == key).map_or(&NULL, |(_, v)| v),
-            _ => &NULL,
-        }
-    }
-    /// Follows a dotted path of object keys.
-    fn at(&self, path: &str) -> &Json {
-        path.split('.').fold(self, |v, k| v.get(k))
-    }
-    fn str(&self) -> Option<&str> {
-        match self {
-            Json::Str(s) => Some(s),
-            _ => None,
-        }
-    }
-    fn arr(&self) -> &[Json] {
-        match self {
-            Json::Arr(v) => v,
-            _ => &[],
-        }
-    }
-    fn bool(&self) -> Option<bool> {
-        match self {
-            Json::Bool(b) => Some(*b),
-            _ => None,
-        }
-    }
-    fn num(&self) -> Option<f64> {
-        match self {
-            Json::Num(n) => Some(*n),
-            _ => None,
-        }
-    }
+/// Follows a dotted path of object keys (`null` when a key is missing).
+fn at<'a>(v: &'a Value, path: &str) -> &'a Value {
+    path.split('.').fold(v, |v, k| &v[k])
 }
 
-struct JsonParser<'a> {
-    s: &'a [u8],
-    i: usize,
-}
-
-impl JsonParser<'_> {
-    fn ws(&mut self) {
-        while self.i < self.s.len() && self.s[self.i].is_ascii_whitespace() {
-            self.i += 1;
-        }
-    }
-    fn err<T>(&self, what: &str) -> Result<T, String> {
-        Err(format!("JSON: {what} at byte {}", self.i))
-    }
-    fn lit(&mut self, word: &str, v: Json) -> Result<Json, String> {
-        if self.s[self.i..].starts_with(word.as_bytes()) {
-            self.i += word.len();
-            Ok(v)
-        } else {
-            self.err("bad literal")
-        }
-    }
-    fn value(&mut self) -> Result<Json, String> {
-        self.ws();
-        match self.s.get(self.i) {
-            None => self.err("unexpected end"),
-            Some(b'{') => {
-                self.i += 1;
-                let mut v = Vec::new();
-                self.ws();
-                if self.s.get(self.i) == Some(&b'}') {
-                    self.i += 1;
-                    return Ok(Json::Obj(v));
-                }
-                loop {
-                    self.ws();
-                    let Json::Str(k) = self.value()? else {
-                        return self.err("object key");
-                    };
-                    self.ws();
-                    if self.s.get(self.i) != Some(&b':') {
-                        return self.err("expected ':'");
-                    }
-                    self.i += 1;
-                    v.push((k, self.value()?));
-                    self.ws();
-                    match self.s.get(self.i) {
-                        Some(b',') => self.i += 1,
-                        Some(b'}') => {
-                            self.i += 1;
-                            return Ok(Json::Obj(v));
-                        }
-                        _ => return self.err("expected ',' or '}'"),
-                    }
-                }
-            }
-            Some(b'[') => {
-                self.i += 1;
-                let mut v = Vec::new();
-                self.ws();
-                if self.s.get(self.i) == Some(&b']') {
-                    self.i += 1;
-                    return Ok(Json::Arr(v));
-                }
-                loop {
-                    v.push(self.value()?);
-                    self.ws();
-                    match self.s.get(self.i) {
-                        Some(b',') => self.i += 1,
-                        Some(b']') => {
-                            self.i += 1;
-                            return Ok(Json::Arr(v));
-                        }
-                        _ => return self.err("expected ',' or ']'"),
-                    }
-                }
-            }
-            Some(b'"') => {
-                self.i += 1;
-                let mut out: Vec<u8> = Vec::new();
-                loop {
-                    let Some(&c) = self.s.get(self.i) else {
-                        return self.err("unterminated string");
-                    };
-                    self.i += 1;
-                    match c {
-                        b'"' => break,
-                        b'\\' => {
-                            let Some(&e) = self.s.get(self.i) else {
-                                return self.err("bad escape");
-                            };
-                            self.i += 1;
-                            let ch = match e {
-                                b'"' => '"',
-                                b'\\' => '\\',
-                                b'/' => '/',
-                                b'b' => '\u{8}',
-                                b'f' => '\u{c}',
-                                b'n' => '\n',
-                                b'r' => '\r',
-                                b't' => '\t',
-                                b'u' => {
-                                    let mut cp = self.hex4()?;
-                                    if (0xd800..0xdc00).contains(&cp)
-                                        && self.s[self.i..].starts_with(b"\\u")
-                                    {
-                                        self.i += 2;
-                                        let lo = self.hex4()?;
-                                        cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-                                    }
-                                    char::from_u32(cp).unwrap_or('\u{fffd}')
-                                }
-                                _ => return self.err("bad escape"),
-                            };
-                            let mut b = [0u8; 4];
-                            out.extend_from_slice(ch.encode_utf8(&mut b).as_bytes());
-                        }
-                        _ => out.push(c),
-                    }
-                }
-                Ok(Json::Str(String::from_utf8_lossy(&out).into_owned()))
-            }
-            Some(b't') => self.lit("true", Json::Bool(true)),
-            Some(b'f') => self.lit("false", Json::Bool(false)),
-            Some(b'n') => self.lit("null", Json::Null),
-            Some(_) => {
-                let start = self.i;
-                while self.i < self.s.len() && b"+-0123456789.eE".contains(&self.s[self.i]) {
-                    self.i += 1;
-                }
-                std::str::from_utf8(&self.s[start..self.i])
-                    .ok()
-                    .and_then(|t| t.parse().ok())
-                    .map(Json::Num)
-                    .map_or_else(|| self.err("bad number"), Ok)
-            }
-        }
-    }
-    fn hex4(&mut self) -> Result<u32, String> {
-        let t = self
-            .s
-            .get(self.i..self.i + 4)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u32::from_str_radix(h, 16).ok());
-        match t {
-            Some(v) => {
-                self.i += 4;
-                Ok(v)
-            }
-            None => self.err("bad \\u escape"),
-        }
-    }
+/// The elements of an array (none for anything else).
+fn arr(v: &Value) -> &[Value] {
+    v.as_array().map_or(&[], Vec::as_slice)
 }
 
 #[test]
 fn json_reader_handles_what_the_scanners_write() {
-    let v = Json::parse(
+    let v = parse_json(
         r#" {"a": [1, -2.5e3, true, false, null], "b": {"c": "x\"y\\u00e9\u00e9\ud83d\ude00"},
             "e": [], "f": {}} "#,
     )
     .unwrap();
-    assert_eq!(v.at("a").arr().len(), 5);
-    assert_eq!(v.at("a").arr()[1].num(), Some(-2500.0));
-    assert_eq!(v.at("b.c").str(), Some("x\"y\\u00e9é😀"));
-    assert_eq!(v.at("e").arr().len(), 0);
-    assert_eq!(v.at("missing.deeper"), &Json::Null);
-    assert!(Json::parse("[1,]").is_err());
-    assert!(Json::parse("{\"a\" 1}").is_err());
+    assert_eq!(arr(at(&v, "a")).len(), 5);
+    assert_eq!(arr(at(&v, "a"))[1].as_f64(), Some(-2500.0));
+    assert_eq!(at(&v, "b.c").as_str(), Some("x\"y\\u00e9é😀"));
+    assert_eq!(arr(at(&v, "e")).len(), 0);
+    assert_eq!(at(&v, "missing.deeper"), &Value::Null);
+    assert!(parse_json("[1,]").is_err());
+    assert!(parse_json("{\"a\" 1}").is_err());
 }
 
 // ---------------------------------------------------------------------------
@@ -991,7 +689,7 @@ fn sslyze_path() -> PathBuf {
 }
 
 /// Runs sslyze on `targets` (STARTTLS SMTP when `starttls`), returns the parsed JSON.
-fn sslyze(dir: &Path, tag: &str, starttls: bool, targets: &[&str]) -> Json {
+fn sslyze(dir: &Path, tag: &str, starttls: bool, targets: &[&str]) -> Value {
     let json = dir.join(format!("sslyze-{tag}.json"));
     let mut cmd = Command::new(sslyze_path());
     cmd.args(["--quiet", "--mozilla_config=disable"])
@@ -1014,7 +712,7 @@ fn sslyze(dir: &Path, tag: &str, starttls: bool, targets: &[&str]) -> Json {
     assert!(out.status.success(), "sslyze {targets:?} failed: {out:?}");
     let text = fs::read_to_string(&json)
         .unwrap_or_else(|e| panic!("sslyze wrote no {}: {e}; {out:?}", json.display()));
-    Json::parse(&text).unwrap_or_else(|e| panic!("sslyze JSON {}: {e}", json.display()))
+    parse_json(&text).unwrap_or_else(|e| panic!("sslyze JSON {}: {e}", json.display()))
 }
 
 /// What sslyze found on one listener.
@@ -1034,40 +732,40 @@ struct Scan {
 }
 
 /// Checks every status is COMPLETED and extracts the results, one Scan per target.
-fn read_sslyze(doc: &Json) -> Vec<Scan> {
+fn read_sslyze(doc: &Value) -> Vec<Scan> {
     let mut scans = Vec::new();
-    let servers = doc.get("server_scan_results").arr();
+    let servers = arr(&doc["server_scan_results"]);
     assert!(!servers.is_empty(), "sslyze scanned nothing: {doc:?}");
     for s in servers {
         let target = format!(
             "{}:{}",
-            s.at("server_location.hostname").str().unwrap_or("?"),
-            s.at("server_location.port").num().unwrap_or(0.0)
+            at(s, "server_location.hostname").as_str().unwrap_or("?"),
+            at(s, "server_location.port").as_f64().unwrap_or(0.0)
         );
         for key in ["connectivity_status", "scan_status"] {
             assert_eq!(
-                s.get(key).str(),
+                s[key].as_str(),
                 Some("COMPLETED"),
                 "sslyze {target}: {key}: {:?}",
-                s.get("connectivity_error_trace")
+                s["connectivity_error_trace"]
             );
         }
-        let r = s.get("scan_result");
-        let cmd = |name: &str| -> &Json {
-            let c = r.get(name);
+        let r = &s["scan_result"];
+        let cmd = |name: &str| -> &Value {
+            let c = &r[name];
             assert_eq!(
-                c.get("status").str(),
+                c["status"].as_str(),
                 Some("COMPLETED"),
                 "sslyze {target}: scan command {name} did not complete: {:?} {:?}",
-                c.get("error_reason"),
-                c.get("error_trace")
+                c["error_reason"],
+                c["error_trace"]
             );
-            c.get("result")
+            &c["result"]
         };
-        let names = |list: &Json| -> BTreeSet<String> {
-            list.arr()
+        let names = |list: &Value| -> BTreeSet<String> {
+            arr(list)
                 .iter()
-                .map(|x| x.at("cipher_suite.name").str().unwrap().to_string())
+                .map(|x| at(x, "cipher_suite.name").as_str().unwrap().to_string())
                 .collect()
         };
         let mut scan = Scan {
@@ -1083,47 +781,44 @@ fn read_sslyze(doc: &Json) -> Vec<Scan> {
         };
         for p in PROTOS {
             let res = cmd(p.sslyze_key());
-            let acc = names(res.get("accepted_cipher_suites"));
-            let rej = names(res.get("rejected_cipher_suites"));
+            let acc = names(&res["accepted_cipher_suites"]);
+            let rej = names(&res["rejected_cipher_suites"]);
             assert_eq!(
-                res.get("is_tls_version_supported").bool(),
+                res["is_tls_version_supported"].as_bool(),
                 Some(!acc.is_empty()),
                 "sslyze {target} {}: is_tls_version_supported vs accepted suites",
                 p.tls_info()
             );
             scan.tested[idx(p)] = acc.union(&rej).cloned().collect();
-            scan.rejected_why[idx(p)] = res
-                .get("rejected_cipher_suites")
-                .arr()
+            scan.rejected_why[idx(p)] = arr(&res["rejected_cipher_suites"])
                 .iter()
                 .map(|x| {
                     (
-                        x.at("cipher_suite.name").str().unwrap_or("?").to_string(),
-                        x.get("error_message").str().unwrap_or("").to_string(),
+                        at(x, "cipher_suite.name")
+                            .as_str()
+                            .unwrap_or("?")
+                            .to_string(),
+                        x["error_message"].as_str().unwrap_or("").to_string(),
                     )
                 })
                 .collect();
             scan.accepted[idx(p)] = acc;
         }
         for key in ["ssl_2_0_cipher_suites", "ssl_3_0_cipher_suites"] {
-            scan.ssl_accepted += cmd(key).get("accepted_cipher_suites").arr().len();
+            scan.ssl_accepted += arr(&cmd(key)["accepted_cipher_suites"]).len();
         }
-        scan.compression = cmd("tls_compression")
-            .get("supports_compression")
-            .bool()
+        scan.compression = cmd("tls_compression")["supports_compression"]
+            .as_bool()
             .expect("supports_compression");
         let reneg = cmd("session_renegotiation");
-        scan.secure_renegotiation = reneg
-            .get("supports_secure_renegotiation")
-            .bool()
+        scan.secure_renegotiation = reneg["supports_secure_renegotiation"]
+            .as_bool()
             .expect("supports_secure_renegotiation");
-        scan.client_renegotiation_dos = reneg
-            .get("is_vulnerable_to_client_renegotiation_dos")
-            .bool()
+        scan.client_renegotiation_dos = reneg["is_vulnerable_to_client_renegotiation_dos"]
+            .as_bool()
             .expect("is_vulnerable_to_client_renegotiation_dos");
-        scan.client_renegotiations = reneg
-            .get("client_renegotiations_success_count")
-            .num()
+        scan.client_renegotiations = reneg["client_renegotiations_success_count"]
+            .as_f64()
             .unwrap_or(-1.0);
         scans.push(scan);
     }
@@ -1203,22 +898,22 @@ fn check_server_preference(profile: Profile, info: &TlsInfo, d: &Daemon) {
             continue;
         }
         let reversed: Vec<&str> = list.iter().rev().map(|s| s.openssl.as_str()).collect();
-        let mut cmd = Command::new("openssl");
-        cmd.args([
+        let mut args = vec![
             "s_client",
             "-brief",
             "-starttls",
             "smtp",
             "-connect",
             &d.smtp,
-        ])
-        .arg(p.s_client_flag());
-        if p == Proto::Tls13 {
-            cmd.args(["-ciphersuites", &reversed.join(":")]);
+            p.s_client_flag(),
+        ];
+        let (flag, suites) = if p == Proto::Tls13 {
+            ("-ciphersuites", reversed.join(":"))
         } else {
-            cmd.args(["-cipher", &format!("{}:@SECLEVEL=0", reversed.join(":"))]);
-        }
-        let out = run_with_timeout(&mut cmd, None, Duration::from_secs(60));
+            ("-cipher", format!("{}:@SECLEVEL=0", reversed.join(":")))
+        };
+        args.extend([flag, &suites]);
+        let out = certs::openssl_output(&args, None);
         let err = String::from_utf8_lossy(&out.stderr);
         let chosen = err
             .lines()
@@ -1273,7 +968,7 @@ fn wire_test(profile: Profile) {
     }
     check_server_preference(profile, &info, &d);
     assert!(
-        d.child_alive(),
+        d.running(),
         "tinymta ({}) died during the scans:\n{}",
         profile.name(),
         d.log()
@@ -1297,12 +992,6 @@ fn wire_test(profile: Profile) {
         counts.join("; "),
         t0.elapsed().as_secs_f64()
     );
-}
-
-impl Daemon {
-    fn child_alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
 }
 
 #[test]
@@ -1360,18 +1049,16 @@ fn testssl_agrees_with_tls_info_for_medium() {
     );
     let text = fs::read_to_string(&json)
         .unwrap_or_else(|e| panic!("testssl wrote no JSON ({e}): {out:?}"));
-    let doc = Json::parse(&text).unwrap_or_else(|e| panic!("testssl JSON: {e}\n{text}"));
-    let entries = doc.arr();
+    let doc = parse_json(&text).unwrap_or_else(|e| panic!("testssl JSON: {e}\n{text}"));
+    let entries = arr(&doc);
     assert!(
-        entries
-            .iter()
-            .any(|e| e.get("id").str() == Some("scanTime")),
+        entries.iter().any(|e| e["id"].as_str() == Some("scanTime")),
         "testssl did not finish: {out:?}\n{text}"
     );
     for e in entries {
-        let sev = e.get("severity").str().unwrap_or("");
+        let sev = e["severity"].as_str().unwrap_or("");
         assert!(
-            sev != "FATAL" && e.get("id").str() != Some("scanProblem"),
+            sev != "FATAL" && e["id"].as_str() != Some("scanProblem"),
             "testssl: {e:?}"
         );
     }
@@ -1379,12 +1066,12 @@ fn testssl_agrees_with_tls_info_for_medium() {
     //   ECDH 253   AESGCM   256   TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"}
     let mut offered: [BTreeSet<String>; 4] = Default::default();
     for e in entries {
-        let id = e.get("id").str().unwrap_or("");
+        let id = e["id"].as_str().unwrap_or("");
         let Some(rest) = id.strip_prefix("cipher-") else {
             continue;
         };
         let (proto, _hex) = rest.rsplit_once('_').unwrap();
-        let finding = e.get("finding").str().unwrap_or("");
+        let finding = e["finding"].as_str().unwrap_or("");
         let words: Vec<&str> = finding.split_whitespace().collect();
         let Some(p) = PROTOS.iter().copied().find(|p| p.testssl() == proto) else {
             panic!("testssl reports {proto} offered: {finding}");
@@ -1604,7 +1291,7 @@ fn strict_refuses_client_initiated_renegotiation() {
     // see a successful one.
     let dir = TempDir::new("profiles-reneg");
     let cert = certs::self_signed(dir.path(), "ctl", "localhost");
-    let port = free_port();
+    let port = free_port("127.0.0.1");
     let mut server = Interactive::spawn(
         Command::new("openssl")
             .args(["s_server", "-client_renegotiation", "-accept"])
@@ -1678,7 +1365,7 @@ fn seed_suites_carry_data_without_encrypt_then_mac() {
         .iter()
         .filter(|s| s.iana.contains("_SEED_"))
         .collect();
-    if runner().is_none() {
+    if test_runner().is_none() {
         assert_eq!(seed.len(), 2, "SEED suites in tls-info:\n{}", info.raw);
     }
     let d = Daemon::start(&bin, "seed-mte");

@@ -326,10 +326,6 @@ pub(crate) mod tests {
     }
     use super::*;
 
-    use std::path::PathBuf;
-    use std::process::Command;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
     use openssl::asn1::Asn1Time;
     use openssl::bn::BigNum;
     use openssl::ec::{EcGroup, EcKey};
@@ -421,28 +417,6 @@ pub(crate) mod tests {
         b.build()
     }
 
-    fn temp_pem(cert: &X509) -> PathBuf {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "tinymta-fpt-{}-{}.pem",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::write(&path, cert.to_pem().expect("pem")).expect("write pem");
-        path
-    }
-
-    /// Runs a shell pipeline; the openssl CLI is the reference these tests compare to.
-    fn sh(cmd: &str) -> String {
-        let out = Command::new("sh")
-            .arg("-c")
-            .arg(cmd)
-            .output()
-            .expect("sh (and the openssl CLI) are needed for this test");
-        assert!(out.status.success(), "{cmd}: {out:?}");
-        String::from_utf8(out.stdout).expect("utf-8")
-    }
-
     fn sample() -> X509 {
         make_cert(
             &Spec {
@@ -484,38 +458,6 @@ pub(crate) mod tests {
             lower_hex(&digest(Digest::Sha256, b"abc")),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
-    }
-
-    #[test]
-    fn fingerprints_equal_openssl_cli() {
-        let cert = sample();
-        let pem = temp_pem(&cert);
-        let p = pem.display();
-        for d in [Digest::Sha256, Digest::Sha1, Digest::Md5] {
-            // Prints e.g. "sha256 Fingerprint=3D:7A:..." (the label's case varies by version).
-            let out = sh(&format!(
-                "openssl x509 -noout -fingerprint -{} -in {p}",
-                d.name()
-            ));
-            let cli = out
-                .trim()
-                .rsplit('=')
-                .next()
-                .unwrap_or_default()
-                .to_string();
-            assert_eq!(colon_hex(&cert_fingerprint(&cert, d)), cli, "{d}");
-        }
-        let out = sh(&format!(
-            "openssl x509 -pubkey -noout -in {p} | openssl pkey -pubin -outform DER | sha256sum"
-        ));
-        let cli = out
-            .split_whitespace()
-            .next()
-            .unwrap_or_default()
-            .to_string();
-        assert_eq!(lower_hex(&spki_fingerprint(&cert, Digest::Sha256)), cli);
-        assert_eq!(tlsa_311(&cert), format!("3 1 1 {cli}"));
-        let _ = std::fs::remove_file(&pem);
     }
 
     #[test]

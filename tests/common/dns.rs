@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{require_tool, run_with_timeout, TempDir};
+use super::{free_port, require_tool, run_checked, run_with_timeout, TempDir};
 
 /// A zone to serve.
 pub struct Zone {
@@ -56,18 +56,6 @@ impl Zone {
     }
 }
 
-/// A port that is free for both TCP and UDP on 127.0.0.1 right now (unbound binds
-/// both).
-fn free_tcp_and_udp_port() -> u16 {
-    loop {
-        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = tcp.local_addr().unwrap().port();
-        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
 /// A running unbound.
 pub struct Unbound {
     child: Option<Child>,
@@ -76,17 +64,15 @@ pub struct Unbound {
     pub addr: String,
 }
 
+/// Runs `cmd ARGS` in `dir` (ldns-keygen writes its keys there), insisting on success;
+/// its stdout, trimmed.
 fn run_in(dir: &Path, cmd: &str, args: &[&str]) -> String {
-    let out = run_with_timeout(
+    let out = run_checked(
         Command::new(cmd).args(args).current_dir(dir),
         None,
         Duration::from_secs(30),
-    );
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -169,7 +155,7 @@ impl Unbound {
             let port = if netns.is_some() {
                 53
             } else {
-                free_tcp_and_udp_port()
+                free_port("127.0.0.1")
             };
             fs::write(&conf_path, conf.replace("@PORT@", &port.to_string())).unwrap();
             let child = in_ns(&unbound)
@@ -254,39 +240,4 @@ impl Drop for Unbound {
             let _ = c.wait();
         }
     }
-}
-
-/// The DANE `3 1 1` record data (hex SHA-256 of the SubjectPublicKeyInfo) of a PEM
-/// certificate, computed with the openssl command line (not our own code).
-pub fn tlsa_311_of(cert_pem: &Path) -> String {
-    let out = run_with_timeout(
-        Command::new("sh").arg("-c").arg(format!(
-            "openssl x509 -in '{}' -noout -pubkey | openssl pkey -pubin -outform DER | sha256sum",
-            cert_pem.display()
-        )),
-        None,
-        Duration::from_secs(10),
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string()
-}
-
-/// `openssl x509 -fingerprint -sha256` of a PEM certificate, colon-hex.
-pub fn sha256_fingerprint_of(cert_pem: &Path) -> String {
-    let out = run_with_timeout(
-        Command::new("openssl")
-            .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
-            .arg(cert_pem),
-        None,
-        Duration::from_secs(10),
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .rsplit('=')
-        .next()
-        .unwrap()
-        .to_string()
 }

@@ -14,7 +14,7 @@ pub mod postfix;
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -22,17 +22,33 @@ use std::time::{Duration, Instant};
 
 use openssl::ssl::{SslConnector, SslMethod, SslStream, SslVerifyMode};
 
-/// The binary under test, as a Command (through the emulator when cross-testing).
-pub fn tinymta_command() -> Command {
-    let bin = env!("CARGO_BIN_EXE_tinymta");
-    match std::env::var("TINYMTA_TEST_RUNNER") {
-        Ok(runner) if !runner.is_empty() => {
+/// The emulator from `TINYMTA_TEST_RUNNER` (cross/test), if any.
+pub fn test_runner() -> Option<String> {
+    std::env::var("TINYMTA_TEST_RUNNER")
+        .ok()
+        .filter(|r| !r.is_empty())
+}
+
+/// The tinymta binary at `bin` as a Command, through the emulator when cross-testing.
+pub fn command_for(bin: &Path) -> Command {
+    match test_runner() {
+        Some(runner) => {
             let mut c = Command::new(runner);
             c.arg(bin);
             c
         }
-        _ => Command::new(bin),
+        None => Command::new(bin),
     }
+}
+
+/// The binary under test.
+pub fn tinymta_bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_tinymta"))
+}
+
+/// The binary under test, as a Command (through the emulator when cross-testing).
+pub fn tinymta_command() -> Command {
+    command_for(tinymta_bin())
 }
 
 /// Runs the binary to completion (for subcommands such as `queue list`).
@@ -40,73 +56,140 @@ pub fn tinymta(args: &[&str]) -> Output {
     run_with_timeout(tinymta_command().args(args), None, Duration::from_secs(60))
 }
 
-/// Runs a command with optional stdin, killing it after `limit`.
-pub fn run_with_timeout(cmd: &mut Command, stdin: Option<&[u8]>, limit: Duration) -> Output {
-    cmd.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+/// The one process runner of the tests: runs `cmd` with optional stdin to completion,
+/// killing it by PID after `limit`. stdout and stderr go to files, not pipes: a daemon
+/// the command starts (the Postfix master) may keep inherited descriptors open, so
+/// reading a pipe to its end could hang, and a child never blocks on a full pipe.
+/// Err when the command cannot start or timed out (with what it printed).
+pub fn run_bounded(
+    cmd: &mut Command,
+    stdin: Option<&[u8]>,
+    limit: Duration,
+) -> Result<Output, String> {
+    let desc = format!("{cmd:?}");
+    let tmp = TempDir::new("cmd");
+    let (out_path, err_path) = (tmp.path().join("stdout"), tmp.path().join("stderr"));
+    let create = |p: &Path| fs::File::create(p).map_err(|e| format!("{desc}: {p:?}: {e}"));
+    cmd.stdout(create(&out_path)?)
+        .stderr(create(&err_path)?)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+    let mut child = cmd.spawn().map_err(|e| format!("cannot run {desc}: {e}"))?;
     if let Some(data) = stdin {
         let mut pipe = child.stdin.take().unwrap();
         let data = data.to_vec();
+        // Not joined: a process that keeps the pipe open without reading it must not
+        // hold up the test.
         std::thread::spawn(move || {
             let _ = pipe.write_all(&data);
         });
     }
     let start = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break Some(st),
+            Ok(None) if start.elapsed() > limit => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => return Err(format!("{desc}: wait: {e}")),
         }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "{cmd:?} timed out after {limit:?}\nstdout: {}\nstderr: {}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    };
+    let (stdout, stderr) = (
+        fs::read(&out_path).unwrap_or_default(),
+        fs::read(&err_path).unwrap_or_default(),
+    );
+    match status {
+        Some(status) => Ok(Output {
+            status,
+            stdout,
+            stderr,
+        }),
+        None => Err(format!(
+            "{desc} timed out after {limit:?}\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&stdout),
+            String::from_utf8_lossy(&stderr)
+        )),
     }
 }
 
-/// `n` distinct ports nobody listens on right now (held open together while chosen,
-/// so they differ from each other).
-pub fn free_ports(n: usize) -> Vec<u16> {
-    let held: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    held.iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
+/// [`run_bounded`], and Err unless the command exited 0.
+pub fn run_checked(
+    cmd: &mut Command,
+    stdin: Option<&[u8]>,
+    limit: Duration,
+) -> Result<Output, String> {
+    let desc = format!("{cmd:?}");
+    let out = run_bounded(cmd, stdin, limit)?;
+    if out.status.success() {
+        Ok(out)
+    } else {
+        Err(format!("{desc}: {}\n{}", out.status, output_text(&out)))
+    }
 }
 
-/// A port nobody listens on right now.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// [`run_bounded`] for tests: a command that cannot start or times out fails the test.
+pub fn run_with_timeout(cmd: &mut Command, stdin: Option<&[u8]>, limit: Duration) -> Output {
+    run_bounded(cmd, stdin, limit).unwrap_or_else(|e| panic!("{e}"))
 }
+
+/// `kill -SIG -- TARGET` (a PID, or `-PGID` for a process group), bounded.
+pub fn send_signal(sig: &str, target: &str) {
+    let _ = run_bounded(
+        Command::new("kill").args([&format!("-{sig}"), "--", target]),
+        None,
+        Duration::from_secs(5),
+    );
+}
+
+/// stdout, then stderr, as text.
+pub fn output_text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The one port picker of the tests: `n` distinct ports on `ip` that nobody uses right
+/// now, for TCP nor UDP (unbound binds both), held open together while chosen so they
+/// differ from each other.
+pub fn free_ports(ip: &str, n: usize) -> Vec<u16> {
+    let mut held = Vec::new();
+    let mut attempts = 0;
+    while held.len() < n {
+        attempts += 1;
+        assert!(attempts < 1000, "no free TCP+UDP ports on {ip}");
+        let tcp = TcpListener::bind((ip, 0)).unwrap_or_else(|e| panic!("bind {ip}:0: {e}"));
+        let port = tcp.local_addr().unwrap().port();
+        if let Ok(udp) = UdpSocket::bind((ip, port)) {
+            held.push((port, tcp, udp));
+        }
+    }
+    held.into_iter().map(|(port, ..)| port).collect()
+}
+
+/// A port on `ip` that nobody uses right now (see [`free_ports`]).
+pub fn free_port(ip: &str) -> u16 {
+    free_ports(ip, 1)[0]
+}
+
+static NEXT_ID: AtomicU32 = AtomicU32::new(0);
 
 /// A fresh directory under the system temp dir, removed when dropped.
 pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new(tag: &str) -> TempDir {
-        static N: AtomicU32 = AtomicU32::new(0);
         let p = std::env::temp_dir().join(format!(
             "tinymta-test-{tag}-{}-{}",
             std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
+            NEXT_ID.fetch_add(1, Ordering::Relaxed)
         ));
         let _ = fs::remove_dir_all(&p);
         fs::create_dir_all(&p).unwrap();
@@ -127,6 +210,8 @@ impl Drop for TempDir {
 
 /// A running `tinymta serve` on loopback.
 pub struct Server {
+    /// The tinymta binary (the one cargo built for the tests, or another build).
+    pub bin: PathBuf,
     pub child: Option<Child>,
     pub dir: TempDir,
     pub state: PathBuf,
@@ -144,23 +229,30 @@ impl Server {
     /// Starts with the three listeners on free ports, domain `example.test`, and any
     /// extra flags.
     pub fn start(extra: &[&str]) -> Server {
-        Server::start_with(None, extra)
+        Server::start_with(tinymta_bin(), None, extra)
     }
 
     /// Like `start`, with the `--smtp` listener on `smtp` (e.g. a receiving MX on
     /// `127.0.0.21:PORT`).
     pub fn start_at(smtp: &str, extra: &[&str]) -> Server {
-        Server::start_with(Some(smtp), extra)
+        Server::start_with(tinymta_bin(), Some(smtp), extra)
+    }
+
+    /// Like `start`, running the tinymta binary at `bin` (e.g. a build with other
+    /// features).
+    pub fn start_binary(bin: &Path, extra: &[&str]) -> Server {
+        Server::start_with(bin, None, extra)
     }
 
     /// Picks free ports for the listeners not given and starts; a port taken by another
     /// test between picking and binding ("cannot listen") is retried with new ones.
-    fn start_with(smtp: Option<&str>, extra: &[&str]) -> Server {
+    fn start_with(bin: &Path, smtp: Option<&str>, extra: &[&str]) -> Server {
         for _attempt in 0..5 {
-            let ports = free_ports(3);
+            let ports = free_ports("127.0.0.1", 3);
             let dir = TempDir::new("server");
             let state = dir.path().join("state");
             let mut s = Server {
+                bin: bin.to_path_buf(),
                 child: None,
                 state,
                 smtp: smtp
@@ -195,7 +287,7 @@ impl Server {
             .append(true)
             .open(&self.log_path)
             .unwrap();
-        let mut cmd = tinymta_command();
+        let mut cmd = command_for(&self.bin);
         cmd.args([
             "serve",
             "--smtp",
@@ -248,14 +340,22 @@ impl Server {
         Ok(())
     }
 
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }
 
+    /// Sends `sig` (e.g. "HUP") to the running process (none without one).
     pub fn signal(&self, sig: &str) {
-        let _ = Command::new("kill")
-            .args([&format!("-{sig}"), &self.pid().to_string()])
-            .status();
+        if let Some(c) = &self.child {
+            send_signal(sig, &c.id().to_string());
+        }
     }
 
     /// SIGKILL and reap: a crash.
@@ -269,7 +369,7 @@ impl Server {
     /// SIGTERM and wait (bounded) for a clean exit; returns the exit status code.
     pub fn stop(&mut self) -> Option<i32> {
         let mut c = self.child.take()?;
-        self.signal_pid(c.id(), "TERM");
+        send_signal("TERM", &c.id().to_string());
         let start = Instant::now();
         loop {
             if let Some(st) = c.try_wait().unwrap() {
@@ -282,12 +382,6 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-    }
-
-    fn signal_pid(&self, pid: u32, sig: &str) {
-        let _ = Command::new("kill")
-            .args([&format!("-{sig}"), &pid.to_string()])
-            .status();
     }
 
     pub fn log(&self) -> String {
@@ -574,12 +668,7 @@ pub fn lines_of(path: &Path) -> Vec<String> {
 pub fn swaks(args: &[&str]) -> (i32, String) {
     let bin = require_tool("swaks", "swaks");
     let out = run_with_timeout(Command::new(bin).args(args), None, Duration::from_secs(60));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
+    (out.status.code().unwrap_or(-1), output_text(&out))
 }
 
 /// Path of a command, or a panic saying which package the test command installs it from.

@@ -1,4 +1,4 @@
-//! A private Postfix instance as a test peer (std only).
+//! A private Postfix instance as a test peer.
 //!
 //! Each instance lives in its own directory under /tmp:
 //!
@@ -41,13 +41,14 @@
 #![allow(dead_code)]
 
 use std::fs;
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
+
+use super::certs::{self_signed_with, Key};
+use super::{free_port, output_text, run_bounded, run_checked, send_signal};
 
 /// How a private Postfix instance is set up.
 #[derive(Clone, Debug)]
@@ -150,12 +151,6 @@ pub fn unique_loopback() -> String {
     format!("127.{a}.{b}.{c}")
 }
 
-/// A TCP port that is free on `ip` right now (bind to port 0, read it, close).
-pub fn free_port(ip: &str) -> u16 {
-    let l = TcpListener::bind((ip, 0)).expect("bind to find a free port");
-    l.local_addr().unwrap().port()
-}
-
 /// "127.x.y.z:port" on a fresh loopback address with a free port.
 pub fn unique_listen_addr() -> String {
     let ip = unique_loopback();
@@ -173,89 +168,15 @@ fn have_ipv6_loopback() -> bool {
         .unwrap_or(false)
 }
 
-/// Run `cmd` with optional stdin, bounded by `timeout`; stdout and stderr go to a
-/// temporary file (not a pipe: daemons such as the Postfix master may keep inherited
-/// descriptors open, and reading a pipe to EOF would then hang). Returns the status
-/// and the combined output.
-pub fn run_timeout(
-    cmd: &mut Command,
-    stdin: Option<&[u8]>,
-    timeout: Duration,
-) -> Result<(ExitStatus, String), String> {
-    let out_path = std::env::temp_dir().join(format!(
-        "tinymta-cmd-{}-{}.out",
-        std::process::id(),
-        next_id()
-    ));
-    let out = fs::File::create(&out_path).map_err(|e| format!("create {out_path:?}: {e}"))?;
-    let err = out.try_clone().map_err(|e| e.to_string())?;
-    cmd.stdout(Stdio::from(out)).stderr(Stdio::from(err));
-    cmd.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    });
-    let desc = format!("{cmd:?}");
-    let mut child = cmd.spawn().map_err(|e| {
-        let _ = fs::remove_file(&out_path);
-        format!("spawn {desc}: {e}")
-    })?;
-    let writer = stdin.map(|data| {
-        let mut pipe = child.stdin.take().unwrap();
-        let data = data.to_vec();
-        std::thread::spawn(move || {
-            let _ = pipe.write_all(&data);
-        })
-    });
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(st)) => break Ok(st),
-            Ok(None) if Instant::now() >= deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break Err(format!("{desc}: timed out after {timeout:?}"));
-            }
-            Ok(None) => sleep(Duration::from_millis(20)),
-            Err(e) => break Err(format!("{desc}: wait: {e}")),
-        }
-    };
-    if let Some(w) = writer {
-        let _ = w.join();
-    }
-    let mut text = String::new();
-    if let Ok(mut f) = fs::File::open(&out_path) {
-        let mut buf = Vec::new();
-        let _ = f.read_to_end(&mut buf);
-        text = String::from_utf8_lossy(&buf).into_owned();
-    }
-    let _ = fs::remove_file(&out_path);
-    match status {
-        Ok(st) => Ok((st, text)),
-        Err(e) => Err(format!("{e}\n{text}")),
-    }
-}
-
-/// Run and require exit status 0.
-fn run_ok(cmd: &mut Command, stdin: Option<&[u8]>, timeout: Duration) -> Result<String, String> {
-    let desc = format!("{cmd:?}");
-    let (st, out) = run_timeout(cmd, stdin, timeout)?;
-    if st.success() {
-        Ok(out)
-    } else {
-        Err(format!("{desc}: {st}\n{out}"))
-    }
-}
-
 fn postconf_default(name: &str) -> Option<String> {
-    let (st, out) = run_timeout(
+    let out = run_bounded(
         Command::new("postconf").args(["-dh", name]),
         None,
         Duration::from_secs(10),
     )
     .ok()?;
-    if st.success() {
-        let v = out.trim().to_string();
+    if out.status.success() {
+        let v = output_text(&out).trim().to_string();
         if !v.is_empty() {
             return Some(v);
         }
@@ -282,14 +203,6 @@ fn pgid_of(pid: u32) -> Option<u32> {
     let rest = s.rsplit(')').next()?;
     // After ")": state ppid pgrp ...
     rest.split_whitespace().nth(2)?.parse().ok()
-}
-
-fn kill(sig: &str, target: &str) {
-    let _ = run_timeout(
-        Command::new("kill").args([sig, "--", target]),
-        None,
-        Duration::from_secs(5),
-    );
 }
 
 /// Whether a TCP socket listens on `addr` ("ip:port", IPv4), from /proc/net/tcp.
@@ -357,9 +270,9 @@ fn sweep_stale_instances() {
             let cwd = fs::read_link(format!("/proc/{m}/cwd")).ok();
             if pid_alive(m) && cwd.as_deref() == Some(dir.join("queue").as_path()) {
                 if pgid_of(m) == Some(m) {
-                    kill("-KILL", &format!("-{m}"));
+                    send_signal("KILL", &format!("-{m}"));
                 } else {
-                    kill("-KILL", &m.to_string());
+                    send_signal("KILL", &m.to_string());
                 }
             }
         }
@@ -471,34 +384,10 @@ impl Postfix {
         }
         if opts.smtpd_tls {
             fs::create_dir_all(&tls_dir).map_err(|e| format!("mkdir {tls_dir:?}: {e}"))?;
-            let (cert, key) = (tls_dir.join("cert.pem"), tls_dir.join("key.pem"));
-            run_ok(
-                Command::new("openssl")
-                    .args([
-                        "req",
-                        "-x509",
-                        "-newkey",
-                        "ec",
-                        "-pkeyopt",
-                        "ec_paramgen_curve:prime256v1",
-                        "-nodes",
-                        "-days",
-                        "30",
-                        "-subj",
-                    ])
-                    .arg(format!("/CN={hostname}"))
-                    .arg("-addext")
-                    .arg(format!("subjectAltName=DNS:{hostname}"))
-                    .arg("-keyout")
-                    .arg(&key)
-                    .arg("-out")
-                    .arg(&cert),
-                None,
-                Duration::from_secs(20),
-            )?;
+            let pair = self_signed_with(&tls_dir, "cert", &hostname, Key::Ec);
             main.push(("smtpd_tls_security_level".into(), "may".into()));
-            main.push(("smtpd_tls_cert_file".into(), d(&cert)));
-            main.push(("smtpd_tls_key_file".into(), d(&key)));
+            main.push(("smtpd_tls_cert_file".into(), d(&pair.cert)));
+            main.push(("smtpd_tls_key_file".into(), d(&pair.key)));
             main.push(("smtpd_tls_loglevel".into(), "1".into()));
         }
         for (k, v) in &opts.main_cf {
@@ -527,7 +416,7 @@ impl Postfix {
         fs::write(conf_dir.join("master.cf"), master).map_err(|e| e.to_string())?;
         age_config(&conf_dir)?;
 
-        run_ok(
+        run_checked(
             Command::new("chown").arg("postfix").arg(&data_dir),
             None,
             Duration::from_secs(5),
@@ -555,14 +444,15 @@ impl Postfix {
 
     /// The supported way: `postfix -c DIR start` (creates the queue directories).
     fn postfix_start(&mut self, timeout: Duration) -> Result<(), String> {
-        let start_out = run_timeout(
+        let start_out = run_bounded(
             Command::new(self.command_dir.join("postfix"))
                 .arg("-c")
                 .arg(&self.conf_dir)
                 .arg("start"),
             None,
             timeout,
-        );
+        )
+        .map(|o| (o.status, output_text(&o)));
         let failed = matches!(&start_out, Ok((st, _)) if !st.success());
         self.wait_started(timeout, Some(failed)).map_err(|e| {
             format!(
@@ -600,14 +490,12 @@ impl Postfix {
             self.command_dir.join("postfix").display(),
             self.conf_dir.display()
         );
-        match run_timeout(
+        run_bounded(
             Command::new("script").args(["-qec", &cmd, "/dev/null"]),
             None,
             Duration::from_secs(15),
-        ) {
-            Ok((_, out)) => out,
-            Err(e) => e,
-        }
+        )
+        .map_or_else(|e| e, |o| output_text(&o))
     }
 
     /// Server certificate (PEM) when started with `smtpd_tls`.
@@ -632,7 +520,7 @@ impl Postfix {
             .arg("--")
             .args(to);
         cmd.env("MAIL_CONFIG", &self.conf_dir);
-        run_ok(&mut cmd, Some(message), Duration::from_secs(20)).map(|_| ())
+        run_checked(&mut cmd, Some(message), Duration::from_secs(20)).map(|_| ())
     }
 
     /// The whole maillog so far ("" before postlogd wrote anything).
@@ -693,17 +581,14 @@ impl Postfix {
     pub fn queue(&self) -> String {
         let mut cmd = Command::new(self.command_dir.join("postqueue"));
         cmd.arg("-c").arg(&self.conf_dir).arg("-p");
-        match run_timeout(&mut cmd, None, Duration::from_secs(10)) {
-            Ok((_, out)) => out,
-            Err(e) => e,
-        }
+        run_bounded(&mut cmd, None, Duration::from_secs(10)).map_or_else(|e| e, |o| output_text(&o))
     }
 
     /// `postqueue -f`: retry deferred mail now.
     pub fn flush(&self) -> Result<(), String> {
         let mut cmd = Command::new(self.command_dir.join("postqueue"));
         cmd.arg("-c").arg(&self.conf_dir).arg("-f");
-        run_ok(&mut cmd, None, Duration::from_secs(10)).map(|_| ())
+        run_checked(&mut cmd, None, Duration::from_secs(10)).map(|_| ())
     }
 
     /// Change main.cf settings (`postconf -e`) and `postfix reload`.
@@ -713,12 +598,12 @@ impl Postfix {
         for (k, v) in settings {
             cmd.arg(format!("{k}={v}"));
         }
-        run_ok(&mut cmd, None, Duration::from_secs(10))?;
+        run_checked(&mut cmd, None, Duration::from_secs(10))?;
         age_config(&self.conf_dir)?;
         let mark = self.log_mark();
         let mut cmd = Command::new(self.command_dir.join("postfix"));
         cmd.arg("-c").arg(&self.conf_dir).arg("reload");
-        run_ok(&mut cmd, None, Duration::from_secs(10))?;
+        run_checked(&mut cmd, None, Duration::from_secs(10))?;
         self.wait_log_since(mark, "reload", Duration::from_secs(10))
             .map(|_| ())
     }
@@ -776,7 +661,7 @@ impl Postfix {
         } else {
             read_master_pid(&self.dir)
         };
-        let _ = run_timeout(
+        let _ = run_bounded(
             Command::new(self.command_dir.join("postfix"))
                 .arg("-c")
                 .arg(&self.conf_dir)
@@ -793,8 +678,8 @@ impl Postfix {
         if pid_alive(pid) {
             // The master is a session leader: its group holds the daemons.
             match pgid_of(pid) {
-                Some(g) if g == pid => kill("-KILL", &format!("-{pid}")),
-                _ => kill("-KILL", &pid.to_string()),
+                Some(g) if g == pid => send_signal("KILL", &format!("-{pid}")),
+                _ => send_signal("KILL", &pid.to_string()),
             }
             let deadline = Instant::now() + Duration::from_secs(2);
             while pid_alive(pid) && Instant::now() < deadline {
@@ -834,10 +719,8 @@ pub fn posttls_finger(args: &[&str]) -> String {
         .and_then(|f| f.set_modified(std::time::SystemTime::now() - Duration::from_secs(10)));
     let mut cmd = Command::new("posttls-finger");
     cmd.args(args).env("MAIL_CONFIG", &dir);
-    let out = match run_timeout(&mut cmd, None, Duration::from_secs(60)) {
-        Ok((_, out)) => out,
-        Err(e) => e,
-    };
+    let out = run_bounded(&mut cmd, None, Duration::from_secs(60))
+        .map_or_else(|e| e, |o| output_text(&o));
     let _ = fs::remove_dir_all(&dir);
     out
 }
