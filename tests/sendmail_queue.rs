@@ -139,6 +139,9 @@ fn queue_commands_and_restart_recovery() {
     s.kill();
     s.spawn();
     s.wait_delivered("near", 1);
+    // The Maildir file appears before the queue file is removed: wait for the removal
+    // (the only message that leaves the queue here) before listing it.
+    s.wait_log(": removed");
     s.wait_log("to=<far@remote.test>");
     assert!(s.log().contains("status=deferred"), "{}", s.log());
 
