@@ -199,6 +199,14 @@ impl Sasl {
         }
     }
 
+    /// The mechanism's name, as in the AUTH command and the log.
+    pub fn mechanism(&self) -> &'static str {
+        match self {
+            Sasl::Plain => "PLAIN",
+            Sasl::LoginUser | Sasl::LoginPassword { .. } => "LOGIN",
+        }
+    }
+
     /// Feeds the client's next line.
     pub fn next(&mut self, line: &str) -> Step {
         if line.trim() == "*" {

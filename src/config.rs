@@ -2,12 +2,14 @@
 //! offending value, so a mistyped init script is fixed in one look.
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cli::{CheckTlsArgs, ServeArgs};
 use crate::host::{default_state_dir, running_as_root, system_hostname};
+use crate::inbound::relay::Cidr;
+use crate::inbound::{self, InboundTls, Limits, Listener, Role};
 use crate::outbound::transport::{parse_nexthop, TransportTable};
 use crate::outbound::Settings;
 use crate::queue::scheduler::Retry;
@@ -34,96 +36,6 @@ impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.place, self.message)
     }
-}
-
-/// What a listener is for (SPEC "Roles").
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Port 25: MX and relay for local networks; TLS per `--tls-level`.
-    Smtp,
-    /// Port 587: STARTTLS and AUTH required.
-    Submission,
-    /// Port 465: TLS from the first byte, AUTH required.
-    Smtps,
-}
-
-impl Role {
-    pub fn name(self) -> &'static str {
-        match self {
-            Role::Smtp => "smtp",
-            Role::Submission => "submission",
-            Role::Smtps => "smtps",
-        }
-    }
-}
-
-/// Inbound TLS security level of a listener (Libraesva words; Cisco's No/Preferred/Required).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum InboundTls {
-    /// STARTTLS not offered.
-    None,
-    /// STARTTLS offered; plaintext accepted.
-    May,
-    /// Nothing but NOOP/EHLO/QUIT/STARTTLS before TLS (RFC 3207 §4).
-    Encrypt,
-    /// TLS from the first byte (port 465).
-    Implicit,
-}
-
-#[derive(Debug, Clone)]
-pub struct Listener {
-    pub addr: SocketAddr,
-    pub role: Role,
-    pub tls: InboundTls,
-}
-
-/// An IP network in CIDR form.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    pub addr: IpAddr,
-    pub prefix: u8,
-}
-
-impl Cidr {
-    pub fn parse(s: &str) -> Option<Cidr> {
-        let (ip, prefix) = match s.split_once('/') {
-            Some((ip, p)) => (ip.parse::<IpAddr>().ok()?, Some(p.parse::<u8>().ok()?)),
-            None => (s.parse::<IpAddr>().ok()?, None),
-        };
-        let max = if ip.is_ipv4() { 32 } else { 128 };
-        let prefix = prefix.unwrap_or(max);
-        (prefix <= max).then_some(Cidr { addr: ip, prefix })
-    }
-
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        // Compare IPv4-mapped IPv6 clients (from a [::] listener) as IPv4.
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-            v4 => v4,
-        };
-        match (self.addr, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - self.prefix as u32).unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX.checked_shl(128 - self.prefix as u32).unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
-    }
-}
-
-/// Limits on sessions and messages.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    pub max_message_size: u64,
-    pub max_sessions: usize,
-    pub max_sessions_per_ip: usize,
-    pub max_recipients: usize,
-    pub command_timeout: Duration,
-    pub data_timeout: Duration,
 }
 
 /// Everything `serve` needs, validated.
@@ -477,31 +389,20 @@ impl Config {
         })
     }
 
-    /// True if the client may relay to foreign domains.
-    pub fn may_relay(&self, ip: IpAddr) -> bool {
-        self.relay_networks.iter().any(|n| n.contains(ip))
+    /// What the receiving side needs of this configuration.
+    pub fn inbound_settings(&self) -> inbound::Settings {
+        inbound::Settings {
+            hostname: self.hostname.clone(),
+            domains: self.domains.clone(),
+            relay_networks: self.relay_networks.clone(),
+            limits: self.limits.clone(),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cidr_matching() {
-        let n = Cidr::parse("192.168.1.0/24").unwrap();
-        assert!(n.contains("192.168.1.77".parse().unwrap()));
-        assert!(!n.contains("192.168.2.1".parse().unwrap()));
-        assert!(n.contains("::ffff:192.168.1.5".parse().unwrap()));
-        assert!(Cidr::parse("0.0.0.0/0")
-            .unwrap()
-            .contains("8.8.8.8".parse().unwrap()));
-        assert!(Cidr::parse("::1/128")
-            .unwrap()
-            .contains("::1".parse().unwrap()));
-        assert!(Cidr::parse("10.0.0.0/33").is_none());
-        assert!(Cidr::parse("bogus").is_none());
-    }
 
     #[test]
     fn errors_name_the_flag() {

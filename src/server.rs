@@ -11,9 +11,9 @@ use smol::stream::StreamExt;
 use smol::Async;
 
 use crate::auth::AuthFile;
-use crate::config::{Config, InboundTls, Role};
+use crate::config::Config;
 use crate::exit;
-use crate::inbound::{listener, Shared};
+use crate::inbound::{listener, InboundTls, Listener, Role, Shared};
 use crate::outbound::remote::Remote;
 use crate::outbound::DeliveryContext;
 use crate::queue::scheduler::{self, Event, Scheduler};
@@ -134,7 +134,7 @@ async fn run(
     recovered: Vec<QueueId>,
     tls_ctx: openssl::ssl::SslContext,
     auth: Option<AuthFile>,
-    sockets: Vec<(crate::config::Listener, Async<std::net::TcpListener>)>,
+    sockets: Vec<(Listener, Async<std::net::TcpListener>)>,
 ) -> i32 {
     let signals = Signals::new([Signal::Term, Signal::Int, Signal::Hup]);
     let mut signals = match signals {
@@ -179,7 +179,7 @@ async fn run(
     }
 
     let shared = Rc::new(Shared::new(
-        cfg.clone(),
+        cfg.inbound_settings(),
         tls_ctx,
         spool,
         commit,

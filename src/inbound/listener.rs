@@ -1,5 +1,6 @@
-//! Accept loops: one per listening address, each admitting connections within the
-//! session limits and spawning a session for them.
+//! Listeners: what each listening address is for (its role and TLS level), and the
+//! accept loops, one per address, each admitting connections within the session limits
+//! and spawning a connection for them.
 
 use std::net::{SocketAddr, TcpListener};
 use std::rc::Rc;
@@ -8,10 +9,51 @@ use smol::future::FutureExt;
 use smol::io::AsyncWriteExt;
 use smol::Async;
 
-use super::session::Session;
+use super::connection::Connection;
 use super::{Refusal, Shared};
-use crate::config::Listener;
 use crate::smtp::reply::Reply;
+
+/// What a listener is for (SPEC "Roles").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Port 25: MX and relay for local networks; TLS per `--tls-level`.
+    Smtp,
+    /// Port 587: STARTTLS and AUTH required.
+    Submission,
+    /// Port 465: TLS from the first byte, AUTH required.
+    Smtps,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Smtp => "smtp",
+            Role::Submission => "submission",
+            Role::Smtps => "smtps",
+        }
+    }
+}
+
+/// Inbound TLS security level of a listener (Libraesva words; Cisco's No/Preferred/Required).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum InboundTls {
+    /// STARTTLS not offered.
+    None,
+    /// STARTTLS offered; plaintext accepted.
+    May,
+    /// Nothing but NOOP/EHLO/QUIT/STARTTLS before TLS (RFC 3207 §4).
+    Encrypt,
+    /// TLS from the first byte (port 465).
+    Implicit,
+}
+
+/// One listening address and what it is for.
+#[derive(Debug, Clone)]
+pub struct Listener {
+    pub addr: SocketAddr,
+    pub role: Role,
+    pub tls: InboundTls,
+}
 
 /// Binds a listening socket. `[::]` falls back to `0.0.0.0` on hosts without IPv6,
 /// which small routers sometimes are.
@@ -52,9 +94,9 @@ pub async fn run(
         let _ = stream.get_ref().set_nodelay(true);
         match shared.admit(peer.ip()) {
             Ok(slot) => {
-                let session = Session::new(shared.clone(), &listener, stream, peer);
+                let connection = Connection::new(shared.clone(), &listener, stream, peer);
                 ex.spawn(async move {
-                    session.run().await;
+                    connection.run().await;
                     drop(slot);
                 })
                 .detach();

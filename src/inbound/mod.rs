@@ -1,30 +1,70 @@
 //! Receiving mail: listeners, the server-side SMTP session, and the decisions made
 //! while a client talks to us (may it relay, must it use TLS, is it over a limit).
 //!
-//! Sessions drive `smtp::` parsers, ask `tls::` for handshakes through `MaybeTls`, and
-//! hand complete messages to `queue::` — they never see OpenSSL or queue internals.
+//! - `listener`: what each address is for (`Role`, `InboundTls`), the accept loops
+//! - `session`: the SMTP dialogue as a sans-IO state machine (lines in, replies out)
+//! - `sasl`: the AUTH command inside that dialogue
+//! - `relay`: who may relay without logging in
+//! - `connection`: drives a session over a socket and streams DATA into the queue
+//!
+//! The settings come in as plain data (`Settings`, `Listener`), built by `config`; this
+//! module never reads flags. Sessions drive `smtp::` parsers, ask `tls::` for
+//! handshakes through `MaybeTls`, and hand complete messages to `queue::` — they never
+//! see OpenSSL or queue internals.
 
+mod connection;
 pub mod listener;
-pub mod session;
+pub mod relay;
+mod sasl;
+mod session;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Duration;
 
 use openssl::ssl::SslContext;
 use smol::channel::{Receiver, Sender};
 
 use crate::auth::AuthFile;
-use crate::config::Config;
 use crate::queue::scheduler::Event;
 use crate::queue::spool::GroupCommit;
 use crate::queue::Spool;
+pub use listener::{InboundTls, Listener, Role};
+use relay::Cidr;
+
+/// Limits on sessions and messages.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_message_size: u64,
+    pub max_sessions: usize,
+    pub max_sessions_per_ip: usize,
+    pub max_recipients: usize,
+    pub command_timeout: Duration,
+    pub data_timeout: Duration,
+}
+
+/// What the receiving side needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Our name in the banner, the EHLO reply and the trace headers.
+    pub hostname: String,
+    /// Local domains, lower case; the first is where bare `<postmaster>` goes.
+    pub domains: Vec<String>,
+    /// Clients that may relay without logging in.
+    pub relay_networks: Vec<Cidr>,
+    pub limits: Limits,
+}
+
+/// The `--auth-file` users, shared by all sessions and replaced on SIGHUP; `None`:
+/// AUTH is not offered. Sessions look at it each time, so a reload takes effect at once.
+pub type AuthUsers = Rc<RefCell<Option<Arc<AuthFile>>>>;
 
 /// State shared by all sessions of the (single-threaded) server.
 pub struct Shared {
-    pub cfg: Config,
+    pub settings: Rc<Settings>,
     /// Current server TLS context; replaced on SIGHUP, sessions take a clone.
     pub tls: RefCell<Rc<SslContext>>,
     pub spool: Spool,
@@ -32,8 +72,7 @@ pub struct Shared {
     pub scheduler: Sender<Event>,
     /// Closed when the server shuts down; sessions watch it between commands.
     pub shutdown: Receiver<()>,
-    /// `--auth-file` users (replaced on SIGHUP); `None`: AUTH is not offered.
-    pub auth: RefCell<Option<Arc<AuthFile>>>,
+    pub auth: AuthUsers,
     sessions: Cell<usize>,
     per_ip: RefCell<HashMap<IpAddr, usize>>,
 }
@@ -65,7 +104,7 @@ impl Drop for SessionSlot {
 
 impl Shared {
     pub fn new(
-        cfg: Config,
+        settings: Settings,
         tls: SslContext,
         spool: Spool,
         commit: GroupCommit,
@@ -74,13 +113,13 @@ impl Shared {
         auth: Option<AuthFile>,
     ) -> Shared {
         Shared {
-            cfg,
+            settings: Rc::new(settings),
             tls: RefCell::new(Rc::new(tls)),
             spool,
             commit,
             scheduler,
             shutdown,
-            auth: RefCell::new(auth.map(Arc::new)),
+            auth: Rc::new(RefCell::new(auth.map(Arc::new))),
             sessions: Cell::new(0),
             per_ip: RefCell::new(HashMap::new()),
         }
@@ -88,12 +127,12 @@ impl Shared {
 
     /// Takes a session slot, or says which limit is reached.
     pub fn admit(self: &Rc<Self>, ip: IpAddr) -> Result<SessionSlot, Refusal> {
-        if self.sessions.get() >= self.cfg.limits.max_sessions {
+        if self.sessions.get() >= self.settings.limits.max_sessions {
             return Err(Refusal::TooManySessions);
         }
         let mut per_ip = self.per_ip.borrow_mut();
         let n = per_ip.entry(ip).or_insert(0);
-        if *n >= self.cfg.limits.max_sessions_per_ip {
+        if *n >= self.settings.limits.max_sessions_per_ip {
             return Err(Refusal::TooManyFromIp);
         }
         *n += 1;

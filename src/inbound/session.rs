@@ -1,251 +1,152 @@
-//! The server side of one SMTP session: an explicit state machine over `smtp::`
-//! parsers, with the inbound TLS level rules (RFC 3207), the relay decision, and
-//! message reception into the queue.
+//! The server side of one SMTP session as a sans-IO state machine, with named states
+//! as in OpenSMTPD's `smtp_session.c`: command lines in, replies and the next action
+//! (`Next`) out. It owns the protocol rules — command order, the inbound TLS level
+//! rules (RFC 3207), the relay decision, the recipient limit — and the trace headers
+//! of what it accepts.
+//!
+//! Sockets, timers, the TLS handshake and the queue file belong to `connection`, which
+//! feeds this machine; AUTH is `sasl`'s.
 
-use std::fs::File;
-use std::io::Write;
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::IpAddr;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use smol::future::FutureExt;
-use smol::io::{AsyncReadExt, AsyncWriteExt};
-use smol::Async;
-
-use super::Shared;
-use crate::auth::{Sasl, Step};
-use crate::clock::unix_now;
-use crate::config::{InboundTls, Listener, Role};
+use super::relay::may_relay;
+use super::sasl::{self, Credentials, Login, Progress, Verdict, AUTH_FAILURE_DELAY};
+use super::{AuthUsers, InboundTls, Listener, Role, Settings};
+use crate::auth::Sasl;
+use crate::clock::{rfc5322_date, unix_now};
 use crate::logline;
 use crate::outbound::route::{self, Destination};
-use crate::queue::scheduler::Event;
 use crate::queue::{Envelope, QueueId};
 use crate::smtp::command::{self, Command, MailParams};
-use crate::smtp::data::DataReader;
-use crate::smtp::line::{Line, LineBuffer};
+use crate::smtp::line::Line;
 use crate::smtp::reply::{canned, Reply};
 use crate::smtp::{Mailbox, MAX_COMMAND_LINE};
-use crate::tls::{MaybeTls, TlsInfo};
+use crate::tls::TlsInfo;
 
-/// Content is written to the queue file in pieces of about this size, so a large
-/// message never sits whole in memory.
-const WRITE_CHUNK: usize = 64 * 1024;
 /// Errors (syntax, sequence, unknown commands) before the client is disconnected,
 /// as Postfix's `smtpd_hard_error_limit`.
 const MAX_ERRORS: u32 = 20;
-/// Failed AUTH attempts before the client is disconnected.
-const MAX_AUTH_FAILURES: u32 = 3;
-/// Pause before answering a failed AUTH (Postfix's smtpd_error_sleep_time), which
-/// slows password guessing to a crawl.
-const AUTH_FAILURE_DELAY: Duration = Duration::from_secs(1);
-/// RFC 4954 §4: a SASL response line may be up to 12288 octets.
-const MAX_SASL_LINE: usize = 12_288;
 
-/// Where the session is in the protocol.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    /// Greeting sent; HELO/EHLO expected.
+/// Where the session is in the protocol, with the data that only exists there.
+pub enum State {
+    /// Greeting sent, or TLS just started: HELO/EHLO expected.
     Fresh,
     /// HELO/EHLO done; no transaction.
     Ready,
-    /// MAIL accepted; collecting recipients.
-    Transaction,
-    /// QUIT, a fatal error, or shutdown.
+    /// MAIL accepted: collecting recipients until DATA.
+    Transaction(Transaction),
+    /// AUTH accepted: the client's next line belongs to this SASL exchange.
+    Auth(Sasl),
+    /// QUIT, too many errors, or too many failed AUTH attempts.
     Closing,
 }
 
 /// The envelope being collected.
-struct Transaction {
+pub struct Transaction {
     sender: Option<Mailbox>,
     params: MailParams,
     recipients: Vec<String>,
 }
 
-/// What the session must do after a command's reply is queued.
-enum Next {
-    Continue,
-    StartTls,
-    Data,
-    Close,
-    /// Check these credentials (on the blocking pool: PBKDF2 is slow by design).
-    Verify {
-        mechanism: &'static str,
-        user: String,
-        password: Vec<u8>,
-    },
+/// What the client called itself.
+struct Hello {
+    name: String,
+    /// EHLO rather than HELO.
+    esmtp: bool,
 }
 
-/// Outcome of waiting for input.
-enum Input {
-    Bytes,
-    Closed,
-    TimedOut,
-    ShuttingDown,
+/// What the connection must do once the replies queued so far are sent.
+pub enum Next {
+    /// Read the next line.
+    Continue,
+    /// Hand-shake TLS, then report it with `tls_started`.
+    StartTls,
+    /// Read the message content of this transaction (354 is queued).
+    Data(Transaction),
+    /// Check these credentials, then report with `credentials_checked`.
+    Verify(Credentials),
 }
 
 pub struct Session {
-    shared: Rc<Shared>,
+    settings: Rc<Settings>,
     role: Role,
     level: InboundTls,
-    conn: MaybeTls<Async<TcpStream>>,
     ip: IpAddr,
     /// `unknown[ip]`, Postfix's client name (no reverse lookup yet).
     client: String,
-    input: LineBuffer,
-    output: Vec<u8>,
     state: State,
-    helo: Option<String>,
-    esmtp: bool,
+    /// From HELO/EHLO, for the `Received:` header; `None` while `Fresh`.
+    hello: Option<Hello>,
     tls: Option<TlsInfo>,
-    authenticated: Option<String>,
-    /// A SASL exchange waiting for the client's next line.
-    sasl: Option<(Sasl, &'static str)>,
-    auth_failures: u32,
-    txn: Option<Transaction>,
+    login: Login,
     errors: u32,
-    /// When the current command began to be awaited: partial lines do not extend the
-    /// deadline, so a client trickling bytes (slowloris) is dropped at the timeout.
-    waiting_since: Instant,
+    /// Replies in wire form, not yet sent: with PIPELINING the connection sends them
+    /// in one write when it has no complete command left to answer.
+    output: Vec<u8>,
 }
 
 impl Session {
     pub fn new(
-        shared: Rc<Shared>,
+        settings: Rc<Settings>,
+        users: AuthUsers,
         listener: &Listener,
-        stream: Async<TcpStream>,
-        peer: SocketAddr,
+        ip: IpAddr,
     ) -> Session {
-        let ip = match peer.ip() {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(peer.ip()),
-            v4 => v4,
-        };
+        // A [::] listener sees IPv4 clients as IPv4-mapped IPv6: name them as IPv4.
+        let ip = ip.to_canonical();
         Session {
-            shared,
+            settings,
             role: listener.role,
             level: listener.tls,
-            conn: MaybeTls::Plain(stream),
             ip,
             client: logline::client_name(None, ip),
-            input: LineBuffer::default(),
-            output: Vec::new(),
             state: State::Fresh,
-            helo: None,
-            esmtp: false,
+            hello: None,
             tls: None,
-            authenticated: None,
-            sasl: None,
-            auth_failures: 0,
-            txn: None,
+            login: Login::new(users),
             errors: 0,
-            waiting_since: Instant::now(),
+            output: Vec::new(),
         }
     }
 
-    pub async fn run(mut self) {
-        log::info!("connect from {} to {}", self.client, self.role.name());
-        if self.level == InboundTls::Implicit && !self.handshake().await {
-            log::info!("disconnect from {}", self.client);
-            return;
-        }
-        let banner = Reply::plain(
-            220,
-            vec![format!("{} ESMTP tinymta", self.shared.cfg.hostname)],
-        );
-        self.reply(banner);
-        if self.serve().await.is_err() {
-            log::info!("lost connection from {}", self.client);
-        }
-        let _ = self.conn.close().await;
-        log::info!("disconnect from {}", self.client);
+    pub fn client(&self) -> &str {
+        &self.client
     }
 
-    /// The command loop. Errors are I/O failures: the connection is gone.
-    async fn serve(&mut self) -> std::io::Result<()> {
-        loop {
-            while self.state != State::Closing {
-                let limit = if self.sasl.is_some() {
-                    MAX_SASL_LINE
-                } else {
-                    MAX_COMMAND_LINE
-                };
-                let Some(line) = self.input.next_line(limit) else {
-                    break;
-                };
-                self.waiting_since = Instant::now();
-                let next = match line {
-                    Line::TooLong => {
-                        self.sasl = None;
-                        self.error(canned::line_too_long());
-                        Next::Continue
-                    }
-                    Line::Complete(bytes) if self.sasl.is_some() => self.sasl_line(&bytes),
-                    Line::Complete(bytes) => self.command(&bytes),
-                };
-                match next {
-                    Next::Continue => {}
-                    Next::Close => self.state = State::Closing,
-                    Next::StartTls => {
-                        self.flush().await?;
-                        let dropped = self.input.clear();
-                        if dropped > 0 {
-                            log::warn!(
-                                "discarding {dropped} bytes pipelined after STARTTLS from {}",
-                                self.client
-                            );
-                        }
-                        if !self.handshake().await {
-                            return Ok(());
-                        }
-                    }
-                    Next::Data => {
-                        self.flush().await?;
-                        if !self.receive_message().await? {
-                            return Ok(());
-                        }
-                        self.waiting_since = Instant::now();
-                    }
-                    Next::Verify {
-                        mechanism,
-                        user,
-                        password,
-                    } => {
-                        self.verify(mechanism, user, password).await?;
-                        self.waiting_since = Instant::now();
-                    }
-                }
-            }
-            self.flush().await?;
-            if self.state == State::Closing {
-                return Ok(());
-            }
-            let limits = &self.shared.cfg.limits;
-            let left = limits
-                .command_timeout
-                .saturating_sub(self.waiting_since.elapsed());
-            match self.read_input(left).await? {
-                Input::Bytes => {}
-                Input::Closed => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-                Input::TimedOut => {
-                    log::info!("timeout after command from {}", self.client);
-                    self.reply(canned::timeout());
-                    self.flush().await?;
-                    return Ok(());
-                }
-                Input::ShuttingDown => {
-                    self.reply(canned::shutting_down());
-                    self.flush().await?;
-                    return Ok(());
-                }
-            }
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Port 465: the handshake comes before the greeting.
+    pub fn implicit_tls(&self) -> bool {
+        self.level == InboundTls::Implicit
+    }
+
+    pub fn is_closing(&self) -> bool {
+        matches!(self.state, State::Closing)
+    }
+
+    /// The longest line the current state accepts, CRLF included.
+    pub fn line_limit(&self) -> usize {
+        match self.state {
+            State::Auth(_) => sasl::MAX_SASL_LINE,
+            _ => MAX_COMMAND_LINE,
         }
     }
 
-    fn reply(&mut self, r: Reply) {
+    /// Takes the replies queued so far, in wire form.
+    pub fn take_output(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.output)
+    }
+
+    pub fn reply(&mut self, r: Reply) {
         self.output.extend_from_slice(r.to_wire().as_bytes());
     }
 
     /// Replies with an error and counts it; too many close the session.
-    fn error(&mut self, r: Reply) {
+    pub fn error(&mut self, r: Reply) {
         self.reply(r);
         self.errors += 1;
         if self.errors >= MAX_ERRORS {
@@ -255,78 +156,91 @@ impl Session {
         }
     }
 
-    /// Sends queued replies. With PIPELINING they are batched: the loop only flushes
-    /// when it has no complete command left to answer.
-    async fn flush(&mut self) -> std::io::Result<()> {
-        if !self.output.is_empty() {
-            let out = std::mem::take(&mut self.output);
-            self.conn.write_all(&out).await?;
-            self.conn.flush().await?;
-        }
-        Ok(())
+    /// The 220 banner.
+    pub fn greet(&mut self) {
+        let banner = Reply::plain(
+            220,
+            vec![format!("{} ESMTP tinymta", self.settings.hostname)],
+        );
+        self.reply(banner);
     }
 
-    async fn read_input(&mut self, timeout: Duration) -> std::io::Result<Input> {
-        let mut buf = [0u8; 4096];
-        let shutdown = self.shared.shutdown.clone();
-        let conn = &mut self.conn;
-        let res = async { Some(conn.read(&mut buf).await) }
-            .or(async {
-                smol::Timer::after(timeout).await;
-                None
-            })
-            .or(async {
-                let _ = shutdown.recv().await;
-                Some(Err(std::io::ErrorKind::Interrupted.into()))
-            })
-            .await;
-        match res {
-            None => Ok(Input::TimedOut),
-            Some(Ok(0)) => Ok(Input::Closed),
-            Some(Ok(n)) => {
-                self.input.extend(&buf[..n]);
-                Ok(Input::Bytes)
-            }
-            Some(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => Ok(Input::ShuttingDown),
-            Some(Err(e)) => Err(e),
-        }
-    }
-
-    /// Server-side TLS handshake; on success the session starts over (RFC 3207 §4.2).
-    async fn handshake(&mut self) -> bool {
-        let ctx = self.shared.current_tls();
-        let timeout = self.shared.cfg.limits.command_timeout;
-        let conn = &mut self.conn;
-        let res = async { conn.accept(&ctx).await }
-            .or(async {
-                smol::Timer::after(timeout).await;
-                Err("timeout".to_string())
-            })
-            .await;
-        match res {
-            Ok(info) => {
-                logline::tls_inbound_established(&self.client, &info);
-                self.tls = Some(info);
-                self.helo = None;
-                self.esmtp = false;
-                self.txn = None;
-                self.state = State::Fresh;
-                true
-            }
-            Err(reason) => {
-                logline::tls_inbound_failed(&self.client, &reason);
-                false
-            }
-        }
+    /// TLS is up: the session starts over (RFC 3207 §4.2).
+    pub fn tls_started(&mut self, info: TlsInfo) {
+        self.tls = Some(info);
+        self.hello = None;
+        self.state = State::Fresh;
     }
 
     fn tls_active(&self) -> bool {
         self.tls.is_some()
     }
 
-    /// Handles one command line and queues its reply.
+    /// Submission (ports 587, 465): AUTH is required and the header section is
+    /// completed (RFC 6409).
+    pub fn is_submission(&self) -> bool {
+        matches!(self.role, Role::Submission | Role::Smtps)
+    }
+
+    /// Handles one input line and queues its reply.
+    pub fn line(&mut self, line: Line) -> Next {
+        // Inside an AUTH exchange the line is the client's SASL response, and whatever
+        // it is, it moves the exchange on or ends it.
+        let exchange = match std::mem::replace(&mut self.state, State::Ready) {
+            State::Auth(exchange) => Some(exchange),
+            other => {
+                self.state = other;
+                None
+            }
+        };
+        match (line, exchange) {
+            (Line::TooLong, _) => {
+                self.error(canned::line_too_long());
+                Next::Continue
+            }
+            (Line::Complete(bytes), Some(exchange)) => {
+                self.progress(sasl::respond(exchange, &bytes))
+            }
+            (Line::Complete(bytes), None) => self.command(&bytes),
+        }
+    }
+
+    fn progress(&mut self, p: Progress) -> Next {
+        match p {
+            Progress::Challenge(exchange, challenge) => {
+                self.state = State::Auth(exchange);
+                self.reply(challenge);
+                Next::Continue
+            }
+            Progress::Verify(credentials) => Next::Verify(credentials),
+            Progress::Refused(r) => {
+                self.error(r);
+                Next::Continue
+            }
+        }
+    }
+
+    /// Reports the check of credentials from `Next::Verify`. Returns the pause the
+    /// connection must make before it sends the reply.
+    pub fn credentials_checked(&mut self, credentials: Credentials, ok: bool) -> Option<Duration> {
+        match self.login.verdict(&self.client, credentials, ok) {
+            Verdict::LoggedIn(r) => {
+                self.reply(r);
+                None
+            }
+            Verdict::Failed { reply, farewell } => {
+                self.reply(reply);
+                if let Some(bye) = farewell {
+                    self.reply(bye);
+                    self.state = State::Closing;
+                }
+                Some(AUTH_FAILURE_DELAY)
+            }
+        }
+    }
+
     fn command(&mut self, line: &[u8]) -> Next {
-        let utf8 = self.txn.as_ref().is_some_and(|t| t.params.smtputf8);
+        let utf8 = matches!(&self.state, State::Transaction(t) if t.params.smtputf8);
         let cmd = match command::parse(line, utf8) {
             Ok(c) => c,
             Err(r) => {
@@ -347,39 +261,20 @@ impl Session {
         }
         match cmd {
             Command::Ehlo(name) => {
-                self.helo = Some(name);
-                self.esmtp = true;
-                self.txn = None;
-                self.state = State::Ready;
+                self.hello(name, true);
                 let r = self.ehlo_reply();
                 self.reply(r);
             }
             Command::Helo(name) => {
-                self.helo = Some(name);
-                self.esmtp = false;
-                self.txn = None;
-                self.state = State::Ready;
-                let r = Reply::plain(250, vec![self.shared.cfg.hostname.clone()]);
+                self.hello(name, false);
+                let r = Reply::plain(250, vec![self.settings.hostname.clone()]);
                 self.reply(r);
             }
             Command::Mail { from, params } => self.mail(from, params),
             Command::Rcpt { to } => self.rcpt(to),
-            Command::Data => match &self.txn {
-                None => self.error(canned::bad_sequence("Error: need MAIL command")),
-                Some(t) if t.recipients.is_empty() => {
-                    self.error(Reply::new(554, "5.5.1", "Error: no valid recipients"))
-                }
-                Some(_) => {
-                    self.reply(Reply::plain(
-                        354,
-                        vec!["End data with <CR><LF>.<CR><LF>".into()],
-                    ));
-                    return Next::Data;
-                }
-            },
+            Command::Data => return self.data(),
             Command::Rset => {
-                self.txn = None;
-                if self.state == State::Transaction {
+                if let State::Transaction(_) = self.state {
                     self.state = State::Ready;
                 }
                 self.reply(canned::ok("2.0.0"));
@@ -387,7 +282,7 @@ impl Session {
             Command::Noop => self.reply(canned::ok("2.0.0")),
             Command::Quit => {
                 self.reply(Reply::new(221, "2.0.0", "Bye"));
-                return Next::Close;
+                self.state = State::Closing;
             }
             Command::Vrfy => self.reply(Reply::new(
                 252,
@@ -396,220 +291,95 @@ impl Session {
             )),
             Command::Expn => self.error(Reply::new(502, "5.5.1", "Error: EXPN not supported")),
             Command::Help => self.reply(Reply::new(214, "2.0.0", "See RFC 5321")),
-            Command::Starttls => {
-                if self.level == InboundTls::None
-                    || self.level == InboundTls::Implicit && !self.tls_active()
-                {
-                    self.error(Reply::new(502, "5.5.1", "Error: command not implemented"));
-                } else if self.tls_active() {
-                    self.error(Reply::new(554, "5.5.1", "Error: TLS already active"));
-                } else {
-                    self.reply(Reply::new(220, "2.0.0", "Ready to start TLS"));
-                    return Next::StartTls;
-                }
-            }
+            Command::Starttls => return self.starttls(),
             Command::Auth {
                 mechanism,
                 initial_response,
-            } => return self.auth(&mechanism, initial_response.as_deref()),
+            } => {
+                let p = self.login.start(
+                    self.tls_active(),
+                    &self.state,
+                    &mechanism,
+                    initial_response.as_deref(),
+                );
+                return self.progress(p);
+            }
         }
         Next::Continue
     }
 
-    /// AUTH: only inside TLS, once per session, outside a transaction (RFC 4954).
-    fn auth(&mut self, mechanism: &str, initial: Option<&str>) -> Next {
-        if self.shared.current_auth().is_none() {
-            self.error(Reply::new(
-                503,
-                "5.5.1",
-                "Error: authentication not enabled",
-            ));
-            return Next::Continue;
-        }
-        if !self.tls_active() {
-            self.error(Reply::new(
-                538,
-                "5.7.11",
-                "Encryption required for requested authentication mechanism",
-            ));
-            return Next::Continue;
-        }
-        if self.state == State::Fresh {
-            self.error(canned::bad_sequence("Error: send EHLO first"));
-            return Next::Continue;
-        }
-        if self.authenticated.is_some() {
-            self.error(canned::bad_sequence("Error: already authenticated"));
-            return Next::Continue;
-        }
-        if self.txn.is_some() {
-            self.error(canned::bad_sequence("Error: MAIL transaction in progress"));
-            return Next::Continue;
-        }
-        let mechanism: &'static str = match mechanism {
-            "PLAIN" => "PLAIN",
-            "LOGIN" => "LOGIN",
-            _ => {
-                self.error(Reply::new(
-                    504,
-                    "5.5.4",
-                    "Error: unsupported authentication mechanism",
-                ));
-                return Next::Continue;
-            }
-        };
-        match Sasl::start(mechanism, initial) {
-            Some((sasl, step)) => {
-                self.sasl = Some((sasl, mechanism));
-                self.sasl_step(step)
-            }
-            None => Next::Continue,
-        }
-    }
-
-    /// A client line during a SASL exchange.
-    fn sasl_line(&mut self, line: &[u8]) -> Next {
-        let text = String::from_utf8_lossy(line).into_owned();
-        let step = match self.sasl.as_mut() {
-            Some((sasl, _)) => sasl.next(&text),
-            None => return Next::Continue,
-        };
-        self.sasl_step(step)
-    }
-
-    fn sasl_step(&mut self, step: Step) -> Next {
-        let mechanism = self.sasl.as_ref().map(|(_, m)| *m).unwrap_or("PLAIN");
-        match step {
-            Step::Challenge(c) => {
-                self.reply(Reply::plain(334, vec![c.to_string()]));
-                Next::Continue
-            }
-            Step::Credentials { user, password } => {
-                self.sasl = None;
-                Next::Verify {
-                    mechanism,
-                    user,
-                    password,
-                }
-            }
-            Step::Cancelled => {
-                self.sasl = None;
-                self.error(Reply::new(501, "5.7.0", "Authentication aborted"));
-                Next::Continue
-            }
-            Step::Malformed(why) => {
-                self.sasl = None;
-                self.error(Reply::new(501, "5.5.2", format!("Error: {why}")));
-                Next::Continue
-            }
-        }
-    }
-
-    /// Checks credentials on the blocking pool and answers 235 or, after a delay, 535.
-    async fn verify(
-        &mut self,
-        mechanism: &'static str,
-        user: String,
-        password: Vec<u8>,
-    ) -> std::io::Result<()> {
-        let ok = match self.shared.current_auth() {
-            Some(auth) => {
-                let u = user.clone();
-                smol::unblock(move || auth.verify(&u, &password)).await
-            }
-            None => false,
-        };
-        if ok {
-            log::info!(
-                "{}: sasl_method={mechanism}, sasl_username={user}",
-                self.client
-            );
-            self.authenticated = Some(user);
-            self.reply(Reply::new(235, "2.7.0", "Authentication successful"));
-            return Ok(());
-        }
-        // Postfix's wording, so fail2ban's postfix-sasl filter works unchanged.
-        log::warn!(
-            "{}: SASL {mechanism} authentication failed: authentication failure",
-            self.client
-        );
-        self.auth_failures += 1;
-        smol::Timer::after(AUTH_FAILURE_DELAY).await;
-        self.reply(Reply::new(
-            535,
-            "5.7.8",
-            "Error: authentication failed: authentication failure",
-        ));
-        if self.auth_failures >= MAX_AUTH_FAILURES {
-            log::warn!("too many failed AUTH attempts from {}", self.client);
-            self.reply(Reply::new(
-                421,
-                "4.7.0",
-                "Error: too many failed authentication attempts",
-            ));
-            self.state = State::Closing;
-        }
-        Ok(())
+    /// HELO/EHLO: (re)starts the session, dropping any transaction (RFC 5321 §4.1.4).
+    fn hello(&mut self, name: String, esmtp: bool) {
+        self.hello = Some(Hello { name, esmtp });
+        self.state = State::Ready;
     }
 
     fn ehlo_reply(&self) -> Reply {
-        let cfg = &self.shared.cfg;
         let mut lines = vec![
-            cfg.hostname.clone(),
+            self.settings.hostname.clone(),
             "PIPELINING".to_string(),
-            format!("SIZE {}", cfg.limits.max_message_size),
+            format!("SIZE {}", self.settings.limits.max_message_size),
         ];
         if !self.tls_active() && matches!(self.level, InboundTls::May | InboundTls::Encrypt) {
             lines.push("STARTTLS".to_string());
         }
-        // AUTH only inside TLS, on every listener (the seeds; Postfix
-        // smtpd_tls_auth_only): a password never crosses the wire in clear.
-        if self.tls_active() && self.shared.current_auth().is_some() {
-            lines.push("AUTH PLAIN LOGIN".to_string());
-        }
+        lines.extend(self.login.ehlo_keyword(self.tls_active()).map(String::from));
         lines.extend(["ENHANCEDSTATUSCODES", "8BITMIME", "SMTPUTF8"].map(String::from));
         Reply::plain(250, lines)
     }
 
+    fn starttls(&mut self) -> Next {
+        if self.level == InboundTls::None
+            || self.level == InboundTls::Implicit && !self.tls_active()
+        {
+            self.error(Reply::new(502, "5.5.1", "Error: command not implemented"));
+        } else if self.tls_active() {
+            self.error(Reply::new(554, "5.5.1", "Error: TLS already active"));
+        } else {
+            self.reply(Reply::new(220, "2.0.0", "Ready to start TLS"));
+            return Next::StartTls;
+        }
+        Next::Continue
+    }
+
     fn mail(&mut self, from: Option<Mailbox>, params: MailParams) {
-        if self.state == State::Fresh {
-            return self.error(canned::bad_sequence("Error: send HELO/EHLO first"));
+        match self.state {
+            State::Fresh => return self.error(canned::bad_sequence("Error: send HELO/EHLO first")),
+            State::Transaction(_) => {
+                return self.error(canned::bad_sequence("Error: nested MAIL command"))
+            }
+            _ => {}
         }
-        if self.txn.is_some() {
-            return self.error(canned::bad_sequence("Error: nested MAIL command"));
-        }
-        if matches!(self.role, Role::Submission | Role::Smtps) && self.authenticated.is_none() {
+        if self.is_submission() && self.login.user().is_none() {
             return self.error(Reply::new(530, "5.7.0", "Authentication required"));
         }
-        let max = self.shared.cfg.limits.max_message_size;
+        let max = self.settings.limits.max_message_size;
         if params.size.is_some_and(|s| s > max) {
             return self.reply(Reply::new(552, "5.3.4", "Message size exceeds fixed limit"));
         }
-        self.txn = Some(Transaction {
+        self.state = State::Transaction(Transaction {
             sender: from,
             params,
             recipients: Vec::new(),
         });
-        self.state = State::Transaction;
         self.reply(canned::ok("2.1.0"));
     }
 
     fn rcpt(&mut self, to: Mailbox) {
-        let cfg = &self.shared.cfg;
-        let max_rcpt = cfg.limits.max_recipients;
-        let Some(txn) = &self.txn else {
+        let settings = &self.settings;
+        let State::Transaction(txn) = &self.state else {
             return self.error(canned::bad_sequence("Error: need MAIL command"));
         };
-        if txn.recipients.len() >= max_rcpt {
+        if txn.recipients.len() >= settings.limits.max_recipients {
             return self.reply(Reply::new(452, "4.5.3", "Error: too many recipients"));
         }
         // RFC 5321 §4.5.1: <postmaster> without a domain must be accepted.
         let rcpt = if to.is_bare_postmaster() {
-            format!("postmaster@{}", cfg.domains[0])
+            format!("postmaster@{}", settings.domains[0])
         } else {
             to.to_string()
         };
-        let reply = match route::classify(&rcpt, &cfg.domains) {
+        let refusal = match route::classify(&rcpt, &settings.domains) {
             Destination::Local { .. } => None,
             Destination::Invalid(why) => Some(Reply::new(
                 550,
@@ -617,7 +387,7 @@ impl Session {
                 format!("<{rcpt}>: Recipient address rejected: {why}"),
             )),
             Destination::Remote { .. } => {
-                if self.authenticated.is_some() || cfg.may_relay(self.ip) {
+                if self.login.user().is_some() || may_relay(&settings.relay_networks, self.ip) {
                     None
                 } else {
                     log::info!(
@@ -629,10 +399,10 @@ impl Session {
                 }
             }
         };
-        match reply {
+        match refusal {
             Some(r) => self.error(r),
             None => {
-                if let Some(t) = self.txn.as_mut() {
+                if let State::Transaction(t) = &mut self.state {
                     t.recipients.push(rcpt);
                 }
                 self.reply(canned::ok("2.1.5"));
@@ -640,25 +410,58 @@ impl Session {
         }
     }
 
+    /// DATA: the transaction leaves the state with `Next::Data`; the next command after
+    /// the content finds the session `Ready`.
+    fn data(&mut self) -> Next {
+        let txn = match std::mem::replace(&mut self.state, State::Ready) {
+            State::Transaction(t) if !t.recipients.is_empty() => t,
+            other => {
+                let refusal = match other {
+                    State::Transaction(_) => Reply::new(554, "5.5.1", "Error: no valid recipients"),
+                    _ => canned::bad_sequence("Error: need MAIL command"),
+                };
+                self.state = other;
+                self.error(refusal);
+                return Next::Continue;
+            }
+        };
+        self.reply(Reply::plain(
+            354,
+            vec!["End data with <CR><LF>.<CR><LF>".into()],
+        ));
+        Next::Data(txn)
+    }
+
+    /// The queue file's envelope for `txn`.
+    pub fn envelope(&self, id: &QueueId, txn: &Transaction) -> Envelope {
+        Envelope {
+            id: id.clone(),
+            arrival: unix_now(),
+            sender: txn
+                .sender
+                .as_ref()
+                .map(|m| m.to_string())
+                .unwrap_or_default(),
+            recipients: txn.recipients.clone(),
+            client: self.client.clone(),
+            protocol: self.protocol(),
+        }
+    }
+
     /// RFC 3848 protocol keyword for the `Received:` header.
     fn protocol(&self) -> String {
-        let base = if self.esmtp { "ESMTP" } else { "SMTP" };
-        let s = if self.tls_active() { "S" } else { "" };
-        let a = if self.authenticated.is_some() {
-            "A"
-        } else {
-            ""
-        };
-        if self.esmtp {
-            format!("{base}{s}{a}")
-        } else {
-            base.to_string()
+        let esmtp = self.hello.as_ref().is_some_and(|h| h.esmtp);
+        if !esmtp {
+            return "SMTP".to_string();
         }
+        let s = if self.tls_active() { "S" } else { "" };
+        let a = if self.login.user().is_some() { "A" } else { "" };
+        format!("ESMTP{s}{a}")
     }
 
     /// Submission mode (RFC 6409 §8): adds `Date:` and `Message-ID:` when the client's
     /// header section (starting at `start` in `content`) has none.
-    fn complete_headers(&self, content: &mut Vec<u8>, start: usize, id: &QueueId) {
+    pub fn complete_headers(&self, content: &mut Vec<u8>, start: usize, id: &QueueId) {
         let headers = &content[start..];
         let end = if headers.starts_with(b"\r\n") {
             0
@@ -678,16 +481,13 @@ impl Session {
         };
         let mut add = String::new();
         if !has(b"Date") {
-            add.push_str(&format!(
-                "Date: {}\r\n",
-                crate::clock::rfc5322_date(unix_now())
-            ));
+            add.push_str(&format!("Date: {}\r\n", rfc5322_date(unix_now())));
         }
         if !has(b"Message-ID") {
             add.push_str(&format!(
                 "Message-ID: <{}.{id}@{}>\r\n",
                 unix_now(),
-                self.shared.cfg.hostname
+                self.settings.hostname
             ));
         }
         if !add.is_empty() {
@@ -695,177 +495,494 @@ impl Session {
         }
     }
 
-    fn received_header(&self, id: &QueueId, recipients: &[String]) -> String {
-        let cfg = &self.shared.cfg;
+    pub fn received_header(&self, id: &QueueId, txn: &Transaction) -> String {
         let mut h = format!(
             "Received: from {} (unknown [{}])\r\n",
-            self.helo.as_deref().unwrap_or("unknown"),
+            self.hello.as_ref().map_or("unknown", |h| h.name.as_str()),
             self.ip
         );
         if let Some(tls) = &self.tls {
             h.push_str(&format!("\t(using {tls})\r\n"));
         }
-        if let Some(user) = &self.authenticated {
+        if let Some(user) = self.login.user() {
             // The user name, never anything of the password.
             h.push_str(&format!("\t(Authenticated sender: {user})\r\n"));
         }
         h.push_str(&format!(
             "\tby {} (tinymta) with {} id {}",
-            cfg.hostname,
+            self.settings.hostname,
             self.protocol(),
             id
         ));
-        match recipients {
+        match txn.recipients.as_slice() {
             [one] => h.push_str(&format!("\r\n\tfor <{one}>; ")),
             _ => h.push_str(";\r\n\t"),
         }
-        h.push_str(&crate::clock::rfc5322_date(unix_now()));
+        h.push_str(&rfc5322_date(unix_now()));
         h.push_str("\r\n");
         h
     }
-
-    /// DATA: streams the content into a new queue file, makes it durable and only then
-    /// replies 250. Returns `Ok(false)` when the session must end.
-    async fn receive_message(&mut self) -> std::io::Result<bool> {
-        let Some(txn) = self.txn.take() else {
-            return Ok(true);
-        };
-        self.state = State::Ready;
-        let id = QueueId::generate();
-        let env = Envelope {
-            id: id.clone(),
-            arrival: unix_now(),
-            sender: txn
-                .sender
-                .as_ref()
-                .map(|m| m.to_string())
-                .unwrap_or_default(),
-            recipients: txn.recipients.clone(),
-            client: self.client.clone(),
-            protocol: self.protocol(),
-        };
-        let spool = self.shared.spool.clone();
-        let mut reader = DataReader::new(self.shared.cfg.limits.max_message_size);
-        let mut chunk = self.received_header(&id, &txn.recipients).into_bytes();
-        // Submission mode completes the header section once it has arrived (before the
-        // first piece is written).
-        let mut headers_pending = matches!(self.role, Role::Submission | Role::Smtps);
-        let header_start = chunk.len();
-        let mut file: Option<File> = None;
-        let mut write_error: Option<std::io::Error> = None;
-
-        // Content may already be buffered behind the DATA line (pipelining).
-        let pending = self.input.take_pending();
-        let used = reader.feed(&pending, &mut chunk);
-        self.input.extend(&pending[used..]);
-        while !reader.is_done() {
-            match self.read_input(self.shared.cfg.limits.data_timeout).await {
-                Ok(Input::Bytes) => {
-                    let pending = self.input.take_pending();
-                    let used = reader.feed(&pending, &mut chunk);
-                    self.input.extend(&pending[used..]);
-                }
-                other => {
-                    spool.abandon(&id);
-                    match other {
-                        Ok(Input::TimedOut) => {
-                            log::info!("timeout after DATA from {}", self.client);
-                            self.reply(canned::timeout());
-                            self.flush().await?;
-                        }
-                        Ok(Input::ShuttingDown) => {
-                            // Finishing would take unbounded time; the client retries.
-                            self.reply(canned::shutting_down());
-                            self.flush().await?;
-                        }
-                        Ok(_) => log::info!("lost connection after DATA from {}", self.client),
-                        Err(e) => return Err(e),
-                    }
-                    return Ok(false);
-                }
-            }
-            if chunk.len() >= WRITE_CHUNK && write_error.is_none() && reader.verdict().is_none() {
-                if std::mem::take(&mut headers_pending) {
-                    self.complete_headers(&mut chunk, header_start, &id);
-                }
-                let (f, c, res) = write_chunk(
-                    spool.clone(),
-                    env.clone(),
-                    file.take(),
-                    std::mem::take(&mut chunk),
-                )
-                .await;
-                file = f;
-                chunk = c;
-                chunk.clear();
-                write_error = res.err();
-            }
-        }
-
-        if headers_pending {
-            self.complete_headers(&mut chunk, header_start, &id);
-        }
-        if let Some(r) = reader.verdict() {
-            spool.abandon(&id);
-            log::info!("{id}: reject: DATA from {}: {}", self.client, r.summary());
-            self.error(r);
-            return Ok(true);
-        }
-        let size = reader.size();
-        let res = match write_error {
-            Some(e) => Err(e),
-            None => {
-                let (spool2, env2, id2) = (spool.clone(), env.clone(), id.clone());
-                let f = file.take();
-                let res = smol::unblock(move || -> std::io::Result<()> {
-                    let mut f = match f {
-                        Some(f) => f,
-                        None => spool2.create(&env2)?,
-                    };
-                    f.write_all(&chunk)?;
-                    spool2.finish(&id2, f)
-                })
-                .await;
-                match res {
-                    Ok(()) => self.shared.commit.commit().await,
-                    Err(e) => Err(e),
-                }
-            }
-        };
-        match res {
-            Ok(()) => {
-                logline::queued(&id.0, &env.sender, size, env.recipients.len());
-                self.reply(Reply::new(250, "2.0.0", format!("Ok: queued as {id}")));
-                let _ = self.shared.scheduler.try_send(Event::New(id));
-            }
-            Err(e) => {
-                spool.abandon(&id);
-                log::error!("{id}: cannot write queue file: {e}");
-                self.reply(Reply::new(451, "4.3.0", "Error: queue file write error"));
-            }
-        }
-        Ok(true)
-    }
 }
 
-/// Writes one piece of content to the queue file on the blocking pool, creating the
-/// file first if needed. Hands the file and the (emptied) buffer back.
-async fn write_chunk(
-    spool: crate::queue::Spool,
-    env: Envelope,
-    file: Option<File>,
-    chunk: Vec<u8>,
-) -> (Option<File>, Vec<u8>, std::io::Result<()>) {
-    smol::unblock(move || {
-        let mut f = match file {
-            Some(f) => f,
-            None => match spool.create(&env) {
-                Ok(f) => f,
-                Err(e) => return (None, chunk, Err(e)),
-            },
-        };
-        let res = f.write_all(&chunk);
-        (Some(f), chunk, res)
-    })
-    .await
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::sync::Arc;
+
+    use openssl::base64;
+
+    use super::*;
+    use crate::auth::{make_entry, AuthFile};
+    use crate::inbound::relay::Cidr;
+    use crate::inbound::Limits;
+    use crate::tls::Trust;
+
+    /// A session without a socket, and what it answered.
+    struct Client {
+        session: Session,
+    }
+
+    impl Client {
+        fn new(role: Role, tls: InboundTls, ip: &str) -> Client {
+            let users = make_entry("alice", b"pw", 1).unwrap();
+            Client::with_users(
+                role,
+                tls,
+                ip,
+                Some(AuthFile::parse(&users, "test").unwrap()),
+            )
+        }
+
+        fn with_users(role: Role, tls: InboundTls, ip: &str, users: Option<AuthFile>) -> Client {
+            let settings = Settings {
+                hostname: "mx.example.org".into(),
+                domains: vec!["example.org".into()],
+                relay_networks: vec![Cidr::parse("127.0.0.0/8").unwrap()],
+                limits: Limits {
+                    max_message_size: 1000,
+                    max_sessions: 10,
+                    max_sessions_per_ip: 10,
+                    max_recipients: 3,
+                    command_timeout: Duration::from_secs(1),
+                    data_timeout: Duration::from_secs(1),
+                },
+            };
+            let listener = Listener {
+                addr: "127.0.0.1:25".parse().unwrap(),
+                role,
+                tls,
+            };
+            let users = Rc::new(RefCell::new(users.map(Arc::new)));
+            let ip = ip.parse().unwrap();
+            Client {
+                session: Session::new(Rc::new(settings), users, &listener, ip),
+            }
+        }
+
+        /// Port 25 at `--tls-level may`, from a relay network.
+        fn mx() -> Client {
+            Client::new(Role::Smtp, InboundTls::May, "127.0.0.1")
+        }
+
+        /// Sends one line; returns the action and the replies in wire form.
+        fn exchange(&mut self, line: &str) -> (Next, String) {
+            let next = self.session.line(Line::Complete(line.as_bytes().to_vec()));
+            (next, self.output())
+        }
+
+        /// Sends one line that needs no action from the connection.
+        fn send(&mut self, line: &str) -> String {
+            let (next, out) = self.exchange(line);
+            assert!(matches!(next, Next::Continue), "{line}: {out}");
+            out
+        }
+
+        fn output(&mut self) -> String {
+            String::from_utf8(self.session.take_output()).unwrap()
+        }
+
+        fn start_tls(&mut self) {
+            let (next, out) = self.exchange("STARTTLS");
+            assert!(matches!(next, Next::StartTls), "{out}");
+            assert_eq!(out, "220 2.0.0 Ready to start TLS\r\n");
+            self.session.tls_started(TlsInfo {
+                protocol: "TLSv1.3".into(),
+                cipher: "TLS_AES_256_GCM_SHA384".into(),
+                secret_bits: 256,
+                algorithm_bits: 256,
+                trust: Trust::Anonymous,
+                note: None,
+            });
+        }
+
+        /// AUTH PLAIN with an initial response; the credentials it asks to check.
+        fn auth_plain(&mut self, user: &str, password: &str) -> Credentials {
+            let response = base64::encode_block(format!("\0{user}\0{password}").as_bytes());
+            match self.exchange(&format!("AUTH PLAIN {response}")) {
+                (Next::Verify(c), out) if out.is_empty() => c,
+                (_, out) => panic!("AUTH PLAIN: {out}"),
+            }
+        }
+
+        fn log_in(&mut self) {
+            let credentials = self.auth_plain("alice", "pw");
+            assert_eq!(self.session.credentials_checked(credentials, true), None);
+            assert_eq!(self.output(), "235 2.7.0 Authentication successful\r\n");
+        }
+
+        /// Sends DATA; returns the transaction it hands to the connection.
+        fn data(&mut self) -> Transaction {
+            match self.exchange("DATA") {
+                (Next::Data(t), out) => {
+                    assert_eq!(out, "354 End data with <CR><LF>.<CR><LF>\r\n");
+                    t
+                }
+                (_, out) => panic!("DATA: {out}"),
+            }
+        }
+    }
+
+    const OK_MAIL: &str = "250 2.1.0 Ok\r\n";
+    const OK_RCPT: &str = "250 2.1.5 Ok\r\n";
+    const NEED_MAIL: &str = "503 5.5.1 Error: need MAIL command\r\n";
+    const NEED_HELO: &str = "503 5.5.1 Error: send HELO/EHLO first\r\n";
+
+    #[test]
+    fn greeting_and_ehlo_keywords_follow_the_tls_level() {
+        let mut c = Client::mx();
+        c.session.greet();
+        assert_eq!(c.output(), "220 mx.example.org ESMTP tinymta\r\n");
+        assert_eq!(
+            c.send("EHLO client.example.net"),
+            "250-mx.example.org\r\n250-PIPELINING\r\n250-SIZE 1000\r\n250-STARTTLS\r\n\
+             250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n"
+        );
+        c.start_tls();
+        let ehlo = c.send("EHLO client.example.net");
+        assert!(!ehlo.contains("STARTTLS"), "{ehlo}");
+        assert!(ehlo.contains("250-AUTH PLAIN LOGIN\r\n"), "{ehlo}");
+
+        let mut c = Client::new(Role::Smtp, InboundTls::None, "127.0.0.1");
+        let ehlo = c.send("EHLO client.example.net");
+        assert!(
+            !ehlo.contains("STARTTLS") && !ehlo.contains("AUTH"),
+            "{ehlo}"
+        );
+        assert_eq!(
+            c.send("STARTTLS"),
+            "502 5.5.1 Error: command not implemented\r\n"
+        );
+        assert_eq!(c.send("HELO client"), "250 mx.example.org\r\n");
+    }
+
+    #[test]
+    fn a_transaction_in_order_hands_its_envelope_to_data() {
+        let mut c = Client::mx();
+        c.send("EHLO client.example.net");
+        assert_eq!(c.send("MAIL FROM:<carol@example.net> SIZE=100"), OK_MAIL);
+        assert_eq!(c.send("RCPT TO:<Bob@example.org>"), OK_RCPT);
+        assert_eq!(c.send("RCPT TO:<postmaster>"), OK_RCPT);
+        let txn = c.data();
+        let id = QueueId("ABC123".into());
+        let env = c.session.envelope(&id, &txn);
+        assert_eq!(env.sender, "carol@example.net");
+        assert_eq!(
+            env.recipients,
+            ["Bob@example.org", "postmaster@example.org"]
+        );
+        assert_eq!(env.client, "unknown[127.0.0.1]");
+        assert_eq!(env.protocol, "ESMTP");
+        let received = c.session.received_header(&id, &txn);
+        assert!(
+            received.starts_with(
+                "Received: from client.example.net (unknown [127.0.0.1])\r\n\
+                 \tby mx.example.org (tinymta) with ESMTP id ABC123;\r\n\t"
+            ),
+            "{received}"
+        );
+        // After DATA the session is ready for the next transaction.
+        assert_eq!(c.send("RCPT TO:<bob@example.org>"), NEED_MAIL);
+        assert_eq!(c.send("MAIL FROM:<>"), OK_MAIL);
+    }
+
+    #[test]
+    fn commands_out_of_order_get_503() {
+        let mut c = Client::mx();
+        assert_eq!(c.send("MAIL FROM:<carol@example.net>"), NEED_HELO);
+        assert_eq!(c.send("RCPT TO:<bob@example.org>"), NEED_MAIL);
+        assert_eq!(c.send("DATA"), NEED_MAIL);
+        c.send("EHLO client.example.net");
+        assert_eq!(c.send("DATA"), NEED_MAIL);
+        c.send("MAIL FROM:<carol@example.net>");
+        assert_eq!(
+            c.send("MAIL FROM:<carol@example.net>"),
+            "503 5.5.1 Error: nested MAIL command\r\n"
+        );
+        assert_eq!(c.send("DATA"), "554 5.5.1 Error: no valid recipients\r\n");
+        // The refused DATA keeps the transaction.
+        assert_eq!(c.send("RCPT TO:<bob@example.org>"), OK_RCPT);
+        c.data();
+    }
+
+    #[test]
+    fn rset_ends_the_transaction_but_not_the_greeting() {
+        let mut c = Client::mx();
+        assert_eq!(c.send("RSET"), "250 2.0.0 Ok\r\n");
+        assert_eq!(c.send("MAIL FROM:<carol@example.net>"), NEED_HELO);
+        c.send("EHLO client.example.net");
+        c.send("MAIL FROM:<carol@example.net>");
+        c.send("RCPT TO:<bob@example.org>");
+        assert_eq!(c.send("RSET"), "250 2.0.0 Ok\r\n");
+        assert_eq!(c.send("RCPT TO:<bob@example.org>"), NEED_MAIL);
+        assert_eq!(c.send("MAIL FROM:<carol@example.net>"), OK_MAIL);
+        // EHLO resets a transaction too.
+        c.send("EHLO client.example.net");
+        assert_eq!(c.send("RCPT TO:<bob@example.org>"), NEED_MAIL);
+    }
+
+    #[test]
+    fn encrypt_level_answers_530_until_starttls_then_starts_over() {
+        let mut c = Client::new(Role::Smtp, InboundTls::Encrypt, "127.0.0.1");
+        let must = "530 5.7.0 Must issue a STARTTLS command first\r\n";
+        assert!(c
+            .send("EHLO client.example.net")
+            .contains("250-STARTTLS\r\n"));
+        assert_eq!(c.send("MAIL FROM:<carol@example.net>"), must);
+        assert_eq!(c.send("HELO client"), must);
+        assert_eq!(c.send("RSET"), must);
+        assert_eq!(c.send("NOOP"), "250 2.0.0 Ok\r\n");
+        c.start_tls();
+        // RFC 3207 §4.2: the EHLO before TLS no longer counts.
+        assert_eq!(c.send("MAIL FROM:<carol@example.net>"), NEED_HELO);
+        c.send("EHLO client.example.net");
+        assert_eq!(c.send("MAIL FROM:<carol@example.net>"), OK_MAIL);
+        assert_eq!(
+            c.send("STARTTLS"),
+            "554 5.5.1 Error: TLS already active\r\n"
+        );
+    }
+
+    #[test]
+    fn auth_only_inside_tls_and_once() {
+        let mut c = Client::mx();
+        c.send("EHLO client.example.net");
+        assert_eq!(
+            c.send("AUTH PLAIN AGFsaWNlAHB3"),
+            "538 5.7.11 Encryption required for requested authentication mechanism\r\n"
+        );
+        c.start_tls();
+        assert_eq!(
+            c.send("AUTH PLAIN AGFsaWNlAHB3"),
+            "503 5.5.1 Error: send EHLO first\r\n"
+        );
+        c.send("EHLO client.example.net");
+        assert_eq!(
+            c.send("AUTH CRAM-MD5"),
+            "504 5.5.4 Error: unsupported authentication mechanism\r\n"
+        );
+        let credentials = c.auth_plain("alice", "pw");
+        assert_eq!(
+            (credentials.mechanism, credentials.user.as_str()),
+            ("PLAIN", "alice")
+        );
+        assert_eq!(credentials.password, b"pw");
+        assert_eq!(c.session.credentials_checked(credentials, true), None);
+        assert_eq!(c.output(), "235 2.7.0 Authentication successful\r\n");
+        assert_eq!(
+            c.send("AUTH PLAIN AGFsaWNlAHB3"),
+            "503 5.5.1 Error: already authenticated\r\n"
+        );
+        c.send("MAIL FROM:<alice@example.org>");
+        c.send("RCPT TO:<bob@example.org>");
+        let txn = c.data();
+        let received = c.session.received_header(&QueueId("ID".into()), &txn);
+        assert!(
+            received.contains(
+                "\t(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits))\r\n"
+            ),
+            "{received}"
+        );
+        assert!(
+            received.contains("\t(Authenticated sender: alice)\r\n"),
+            "{received}"
+        );
+        assert!(received.contains(" with ESMTPSA id ID\r\n\tfor <bob@example.org>; "));
+    }
+
+    #[test]
+    fn auth_is_refused_when_disabled_or_inside_a_transaction() {
+        let mut c = Client::with_users(Role::Smtp, InboundTls::May, "127.0.0.1", None);
+        c.start_tls();
+        assert!(!c.send("EHLO client.example.net").contains("AUTH"));
+        assert_eq!(
+            c.send("AUTH PLAIN AGFsaWNlAHB3"),
+            "503 5.5.1 Error: authentication not enabled\r\n"
+        );
+        let mut c = Client::mx();
+        c.start_tls();
+        c.send("EHLO client.example.net");
+        c.send("MAIL FROM:<carol@example.net>");
+        assert_eq!(
+            c.send("AUTH PLAIN AGFsaWNlAHB3"),
+            "503 5.5.1 Error: MAIL transaction in progress\r\n"
+        );
+    }
+
+    #[test]
+    fn login_exchange_line_by_line_and_its_ends() {
+        let mut c = Client::mx();
+        c.start_tls();
+        c.send("EHLO client.example.net");
+        assert_eq!(c.session.line_limit(), MAX_COMMAND_LINE);
+        assert_eq!(c.send("AUTH LOGIN"), "334 VXNlcm5hbWU6\r\n");
+        // The exchange takes the next lines, up to RFC 4954's longer limit.
+        assert_eq!(c.session.line_limit(), sasl::MAX_SASL_LINE);
+        assert_eq!(c.send("YWxpY2U="), "334 UGFzc3dvcmQ6\r\n");
+        match c.exchange("cHc=") {
+            (Next::Verify(creds), out) if out.is_empty() => {
+                assert_eq!((creds.mechanism, creds.user.as_str()), ("LOGIN", "alice"));
+            }
+            (_, out) => panic!("{out}"),
+        }
+        assert_eq!(c.session.line_limit(), MAX_COMMAND_LINE);
+
+        assert_eq!(c.send("AUTH LOGIN"), "334 VXNlcm5hbWU6\r\n");
+        assert_eq!(c.send("*"), "501 5.7.0 Authentication aborted\r\n");
+        assert_eq!(c.send("NOOP"), "250 2.0.0 Ok\r\n");
+
+        assert_eq!(c.send("AUTH PLAIN"), "334 \r\n");
+        assert_eq!(
+            c.send("not base64!"),
+            "501 5.5.2 Error: invalid base64 in PLAIN response\r\n"
+        );
+        assert_eq!(c.send("AUTH PLAIN"), "334 \r\n");
+        let next = c.session.line(Line::TooLong);
+        assert!(matches!(next, Next::Continue));
+        assert_eq!(c.output(), "500 5.5.2 Error: line too long\r\n");
+        // Back to commands: the over-long line ended the exchange.
+        assert_eq!(c.send("NOOP"), "250 2.0.0 Ok\r\n");
+    }
+
+    #[test]
+    fn failed_auth_pauses_and_the_third_failure_closes() {
+        let mut c = Client::new(Role::Submission, InboundTls::Encrypt, "192.0.2.7");
+        c.start_tls();
+        c.send("EHLO client.example.net");
+        let failed = "535 5.7.8 Error: authentication failed: authentication failure\r\n";
+        for _ in 0..2 {
+            let credentials = c.auth_plain("alice", "wrong");
+            assert_eq!(
+                c.session.credentials_checked(credentials, false),
+                Some(AUTH_FAILURE_DELAY)
+            );
+            assert_eq!(c.output(), failed);
+            assert!(!c.session.is_closing());
+        }
+        let credentials = c.auth_plain("alice", "wrong");
+        assert_eq!(
+            c.session.credentials_checked(credentials, false),
+            Some(AUTH_FAILURE_DELAY)
+        );
+        assert_eq!(
+            c.output(),
+            format!("{failed}421 4.7.0 Error: too many failed authentication attempts\r\n")
+        );
+        assert!(c.session.is_closing());
+    }
+
+    #[test]
+    fn submission_wants_auth_before_mail_and_then_may_relay() {
+        let mut c = Client::new(Role::Submission, InboundTls::Encrypt, "192.0.2.7");
+        c.start_tls();
+        c.send("EHLO client.example.net");
+        assert_eq!(
+            c.send("MAIL FROM:<alice@example.org>"),
+            "530 5.7.0 Authentication required\r\n"
+        );
+        c.log_in();
+        assert_eq!(c.send("MAIL FROM:<alice@example.org>"), OK_MAIL);
+        assert_eq!(c.send("RCPT TO:<dave@example.net>"), OK_RCPT);
+    }
+
+    #[test]
+    fn relay_is_denied_with_554_outside_the_relay_networks() {
+        let mut c = Client::new(Role::Smtp, InboundTls::May, "192.0.2.7");
+        c.send("EHLO client.example.net");
+        c.send("MAIL FROM:<carol@example.net>");
+        assert_eq!(
+            c.send("RCPT TO:<dave@example.net>"),
+            "554 5.7.1 <dave@example.net>: Relay access denied\r\n"
+        );
+        assert_eq!(c.send("RCPT TO:<bob@example.org>"), OK_RCPT);
+        assert_eq!(
+            c.send("RCPT TO:<a/b@example.org>"),
+            "550 5.1.1 <a/b@example.org>: Recipient address rejected: \
+             local part cannot be delivered to a Maildir\r\n"
+        );
+        // An IPv4 client on a [::] listener is matched (and named) as IPv4.
+        let mut c = Client::new(Role::Smtp, InboundTls::May, "::ffff:127.0.0.1");
+        assert_eq!(c.session.client(), "unknown[127.0.0.1]");
+        c.send("EHLO client.example.net");
+        c.send("MAIL FROM:<carol@example.net>");
+        assert_eq!(c.send("RCPT TO:<dave@example.net>"), OK_RCPT);
+    }
+
+    #[test]
+    fn limits_give_452_for_recipients_and_552_for_size() {
+        let mut c = Client::mx();
+        c.send("EHLO client.example.net");
+        assert_eq!(
+            c.send("MAIL FROM:<carol@example.net> SIZE=1001"),
+            "552 5.3.4 Message size exceeds fixed limit\r\n"
+        );
+        c.send("MAIL FROM:<carol@example.net> SIZE=1000");
+        for n in 0..3 {
+            assert_eq!(c.send(&format!("RCPT TO:<u{n}@example.org>")), OK_RCPT);
+        }
+        assert_eq!(
+            c.send("RCPT TO:<u3@example.org>"),
+            "452 4.5.3 Error: too many recipients\r\n"
+        );
+        assert_eq!(c.data().recipients.len(), 3);
+    }
+
+    #[test]
+    fn quit_and_too_many_errors_close_the_session() {
+        let mut c = Client::mx();
+        assert_eq!(c.send("QUIT"), "221 2.0.0 Bye\r\n");
+        assert!(c.session.is_closing());
+
+        let mut c = Client::mx();
+        let unknown = "502 5.5.2 Error: command not recognized\r\n";
+        for _ in 0..19 {
+            assert_eq!(c.send("BOGUS"), unknown);
+        }
+        assert!(!c.session.is_closing());
+        assert_eq!(
+            c.send("BOGUS"),
+            format!("{unknown}421 4.7.0 Error: too many errors\r\n")
+        );
+        assert!(c.session.is_closing());
+    }
+
+    #[test]
+    fn submission_completes_missing_date_and_message_id() {
+        let c = Client::new(Role::Submission, InboundTls::Encrypt, "192.0.2.7");
+        assert!(c.session.is_submission());
+        let id = QueueId("ID".into());
+        let mut content = b"Received: x\r\nSubject: hi\r\n\r\nbody\r\n".to_vec();
+        c.session.complete_headers(&mut content, 13, &id);
+        let text = String::from_utf8(content).unwrap();
+        assert!(text.starts_with("Received: x\r\nDate: "), "{text}");
+        assert!(
+            text.contains(".ID@mx.example.org>\r\nSubject: hi\r\n\r\nbody\r\n"),
+            "{text}"
+        );
+
+        let mut content = b"Date: today\r\nMessage-ID: <x@y>\r\n\r\nbody\r\n".to_vec();
+        let before = content.clone();
+        c.session.complete_headers(&mut content, 0, &id);
+        assert_eq!(content, before);
+        assert!(!Client::mx().session.is_submission());
+    }
 }

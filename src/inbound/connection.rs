@@ -1,0 +1,361 @@
+//! One client connection: reads lines from the socket into a `Session`, sends its
+//! replies, and does the I/O the session asks for — the TLS handshake, the password
+//! check on the blocking pool, and streaming DATA into a durable queue file before
+//! the 250. Timeouts and shutdown are watched here; protocol rules are the session's.
+
+use std::fs::File;
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use smol::future::FutureExt;
+use smol::io::{AsyncReadExt, AsyncWriteExt};
+use smol::Async;
+
+use super::sasl::Credentials;
+use super::session::{Next, Session, Transaction};
+use super::{Listener, Shared};
+use crate::logline;
+use crate::queue::scheduler::Event;
+use crate::queue::{Envelope, QueueId};
+use crate::smtp::data::DataReader;
+use crate::smtp::line::LineBuffer;
+use crate::smtp::reply::{canned, Reply};
+use crate::tls::MaybeTls;
+
+/// Content is written to the queue file in pieces of about this size, so a large
+/// message never sits whole in memory.
+const WRITE_CHUNK: usize = 64 * 1024;
+
+/// Outcome of waiting for input.
+enum Input {
+    Bytes,
+    Closed,
+    TimedOut,
+    ShuttingDown,
+}
+
+pub struct Connection {
+    shared: Rc<Shared>,
+    session: Session,
+    conn: MaybeTls<Async<TcpStream>>,
+    input: LineBuffer,
+    /// When the current command began to be awaited: partial lines do not extend the
+    /// deadline, so a client trickling bytes (slowloris) is dropped at the timeout.
+    waiting_since: Instant,
+}
+
+impl Connection {
+    pub fn new(
+        shared: Rc<Shared>,
+        listener: &Listener,
+        stream: Async<TcpStream>,
+        peer: SocketAddr,
+    ) -> Connection {
+        let session = Session::new(
+            shared.settings.clone(),
+            shared.auth.clone(),
+            listener,
+            peer.ip(),
+        );
+        Connection {
+            shared,
+            session,
+            conn: MaybeTls::Plain(stream),
+            input: LineBuffer::default(),
+            waiting_since: Instant::now(),
+        }
+    }
+
+    pub async fn run(mut self) {
+        let client = self.session.client().to_string();
+        log::info!("connect from {client} to {}", self.session.role().name());
+        if self.session.implicit_tls() && !self.handshake().await {
+            log::info!("disconnect from {client}");
+            return;
+        }
+        self.session.greet();
+        if self.serve().await.is_err() {
+            log::info!("lost connection from {client}");
+        }
+        let _ = self.conn.close().await;
+        log::info!("disconnect from {client}");
+    }
+
+    /// The command loop. Errors are I/O failures: the connection is gone.
+    async fn serve(&mut self) -> std::io::Result<()> {
+        loop {
+            while !self.session.is_closing() {
+                let Some(line) = self.input.next_line(self.session.line_limit()) else {
+                    break;
+                };
+                self.waiting_since = Instant::now();
+                match self.session.line(line) {
+                    Next::Continue => {}
+                    Next::StartTls => {
+                        self.flush().await?;
+                        let dropped = self.input.clear();
+                        if dropped > 0 {
+                            log::warn!(
+                                "discarding {dropped} bytes pipelined after STARTTLS from {}",
+                                self.session.client()
+                            );
+                        }
+                        if !self.handshake().await {
+                            return Ok(());
+                        }
+                    }
+                    Next::Data(txn) => {
+                        self.flush().await?;
+                        if !self.receive_message(txn).await? {
+                            return Ok(());
+                        }
+                        self.waiting_since = Instant::now();
+                    }
+                    Next::Verify(credentials) => {
+                        let ok = self.check(&credentials).await;
+                        if let Some(pause) = self.session.credentials_checked(credentials, ok) {
+                            smol::Timer::after(pause).await;
+                        }
+                        self.waiting_since = Instant::now();
+                    }
+                }
+            }
+            self.flush().await?;
+            if self.session.is_closing() {
+                return Ok(());
+            }
+            let left = self
+                .shared
+                .settings
+                .limits
+                .command_timeout
+                .saturating_sub(self.waiting_since.elapsed());
+            match self.read_input(left).await? {
+                Input::Bytes => {}
+                Input::Closed => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+                Input::TimedOut => {
+                    log::info!("timeout after command from {}", self.session.client());
+                    return self.say_goodbye(canned::timeout()).await;
+                }
+                Input::ShuttingDown => return self.say_goodbye(canned::shutting_down()).await,
+            }
+        }
+    }
+
+    /// Sends everything queued and then `last`, before the connection ends.
+    async fn say_goodbye(&mut self, last: Reply) -> std::io::Result<()> {
+        self.session.reply(last);
+        self.flush().await
+    }
+
+    /// Sends the session's queued replies.
+    async fn flush(&mut self) -> std::io::Result<()> {
+        let out = self.session.take_output();
+        if !out.is_empty() {
+            self.conn.write_all(&out).await?;
+            self.conn.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn read_input(&mut self, timeout: Duration) -> std::io::Result<Input> {
+        let mut buf = [0u8; 4096];
+        let shutdown = self.shared.shutdown.clone();
+        let conn = &mut self.conn;
+        let res = async { Some(conn.read(&mut buf).await) }
+            .or(async {
+                smol::Timer::after(timeout).await;
+                None
+            })
+            .or(async {
+                let _ = shutdown.recv().await;
+                Some(Err(std::io::ErrorKind::Interrupted.into()))
+            })
+            .await;
+        match res {
+            None => Ok(Input::TimedOut),
+            Some(Ok(0)) => Ok(Input::Closed),
+            Some(Ok(n)) => {
+                self.input.extend(&buf[..n]);
+                Ok(Input::Bytes)
+            }
+            Some(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => Ok(Input::ShuttingDown),
+            Some(Err(e)) => Err(e),
+        }
+    }
+
+    /// Server-side TLS handshake; on success the session starts over.
+    async fn handshake(&mut self) -> bool {
+        let ctx = self.shared.current_tls();
+        let timeout = self.shared.settings.limits.command_timeout;
+        let conn = &mut self.conn;
+        let res = async { conn.accept(&ctx).await }
+            .or(async {
+                smol::Timer::after(timeout).await;
+                Err("timeout".to_string())
+            })
+            .await;
+        match res {
+            Ok(info) => {
+                logline::tls_inbound_established(self.session.client(), &info);
+                self.session.tls_started(info);
+                true
+            }
+            Err(reason) => {
+                logline::tls_inbound_failed(self.session.client(), &reason);
+                false
+            }
+        }
+    }
+
+    /// Checks credentials against the current users on the blocking pool (PBKDF2 is
+    /// slow by design); no users (removed by a reload) means no.
+    async fn check(&self, credentials: &Credentials) -> bool {
+        let Some(users) = self.shared.current_auth() else {
+            return false;
+        };
+        let user = credentials.user.clone();
+        let password = credentials.password.clone();
+        smol::unblock(move || users.verify(&user, &password)).await
+    }
+
+    /// DATA: streams the content into a new queue file, makes it durable and only then
+    /// replies 250. Returns `Ok(false)` when the session must end.
+    async fn receive_message(&mut self, txn: Transaction) -> std::io::Result<bool> {
+        let id = QueueId::generate();
+        let env = self.session.envelope(&id, &txn);
+        let spool = self.shared.spool.clone();
+        let limits = &self.shared.settings.limits;
+        let (max_size, data_timeout) = (limits.max_message_size, limits.data_timeout);
+        let mut reader = DataReader::new(max_size);
+        let mut chunk = self.session.received_header(&id, &txn).into_bytes();
+        // Submission mode completes the header section once it has arrived (before the
+        // first piece is written).
+        let mut headers_pending = self.session.is_submission();
+        let header_start = chunk.len();
+        let mut file: Option<File> = None;
+        let mut write_error: Option<std::io::Error> = None;
+
+        // Content may already be buffered behind the DATA line (pipelining).
+        let pending = self.input.take_pending();
+        let used = reader.feed(&pending, &mut chunk);
+        self.input.extend(&pending[used..]);
+        while !reader.is_done() {
+            match self.read_input(data_timeout).await {
+                Ok(Input::Bytes) => {
+                    let pending = self.input.take_pending();
+                    let used = reader.feed(&pending, &mut chunk);
+                    self.input.extend(&pending[used..]);
+                }
+                other => {
+                    spool.abandon(&id);
+                    match other {
+                        Ok(Input::TimedOut) => {
+                            log::info!("timeout after DATA from {}", self.session.client());
+                            self.say_goodbye(canned::timeout()).await?;
+                        }
+                        // Finishing would take unbounded time; the client retries.
+                        Ok(Input::ShuttingDown) => {
+                            self.say_goodbye(canned::shutting_down()).await?
+                        }
+                        Ok(_) => {
+                            log::info!("lost connection after DATA from {}", self.session.client())
+                        }
+                        Err(e) => return Err(e),
+                    }
+                    return Ok(false);
+                }
+            }
+            if chunk.len() >= WRITE_CHUNK && write_error.is_none() && reader.verdict().is_none() {
+                if std::mem::take(&mut headers_pending) {
+                    self.session.complete_headers(&mut chunk, header_start, &id);
+                }
+                let (f, c, res) = write_chunk(
+                    spool.clone(),
+                    env.clone(),
+                    file.take(),
+                    std::mem::take(&mut chunk),
+                )
+                .await;
+                file = f;
+                chunk = c;
+                chunk.clear();
+                write_error = res.err();
+            }
+        }
+
+        if headers_pending {
+            self.session.complete_headers(&mut chunk, header_start, &id);
+        }
+        if let Some(r) = reader.verdict() {
+            spool.abandon(&id);
+            log::info!(
+                "{id}: reject: DATA from {}: {}",
+                self.session.client(),
+                r.summary()
+            );
+            self.session.error(r);
+            return Ok(true);
+        }
+        let size = reader.size();
+        let res = match write_error {
+            Some(e) => Err(e),
+            None => {
+                let (spool2, env2, id2) = (spool.clone(), env.clone(), id.clone());
+                let f = file.take();
+                let res = smol::unblock(move || -> std::io::Result<()> {
+                    let mut f = match f {
+                        Some(f) => f,
+                        None => spool2.create(&env2)?,
+                    };
+                    f.write_all(&chunk)?;
+                    spool2.finish(&id2, f)
+                })
+                .await;
+                match res {
+                    Ok(()) => self.shared.commit.commit().await,
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        match res {
+            Ok(()) => {
+                logline::queued(&id.0, &env.sender, size, env.recipients.len());
+                self.session
+                    .reply(Reply::new(250, "2.0.0", format!("Ok: queued as {id}")));
+                let _ = self.shared.scheduler.try_send(Event::New(id));
+            }
+            Err(e) => {
+                spool.abandon(&id);
+                log::error!("{id}: cannot write queue file: {e}");
+                self.session
+                    .reply(Reply::new(451, "4.3.0", "Error: queue file write error"));
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// Writes one piece of content to the queue file on the blocking pool, creating the
+/// file first if needed. Hands the file and the (emptied) buffer back.
+async fn write_chunk(
+    spool: crate::queue::Spool,
+    env: Envelope,
+    file: Option<File>,
+    chunk: Vec<u8>,
+) -> (Option<File>, Vec<u8>, std::io::Result<()>) {
+    smol::unblock(move || {
+        let mut f = match file {
+            Some(f) => f,
+            None => match spool.create(&env) {
+                Ok(f) => f,
+                Err(e) => return (None, chunk, Err(e)),
+            },
+        };
+        let res = f.write_all(&chunk);
+        (Some(f), chunk, res)
+    })
+    .await
+}
