@@ -1,8 +1,8 @@
 //! The server side of one SMTP session as a sans-IO state machine, with named states
 //! as in OpenSMTPD's `smtp_session.c`: command lines in, replies and the next action
 //! (`Next`) out. It owns the protocol rules — command order, the inbound TLS level
-//! rules (RFC 3207), the relay decision, the recipient limit — and the trace headers
-//! of what it accepts.
+//! rules (RFC 3207), the relay decision, the recipient limit — and what it adds to the
+//! header of what it accepts (in `headers`' formats).
 //!
 //! Sockets, timers, the TLS handshake and the queue file belong to `connection`, which
 //! feeds this machine; AUTH is `sasl`'s.
@@ -15,7 +15,8 @@ use super::relay::may_relay;
 use super::sasl::{self, Credentials, Login, Progress, Verdict, AUTH_FAILURE_DELAY};
 use super::{AuthUsers, InboundTls, Listener, Role, Settings};
 use crate::auth::Sasl;
-use crate::clock::{rfc5322_date, unix_now};
+use crate::clock::unix_now;
+use crate::headers::{self, Header, Origin};
 use crate::logline;
 use crate::outbound::route::{self, Destination};
 use crate::queue::{Envelope, QueueId};
@@ -462,65 +463,32 @@ impl Session {
     /// Submission mode (RFC 6409 §8): adds `Date:` and `Message-ID:` when the client's
     /// header section (starting at `start` in `content`) has none.
     pub fn complete_headers(&self, content: &mut Vec<u8>, start: usize, id: &QueueId) {
-        let headers = &content[start..];
-        let end = if headers.starts_with(b"\r\n") {
-            0
-        } else {
-            headers
-                .windows(4)
-                .position(|w| w == b"\r\n\r\n")
-                .map(|i| i + 2)
-                .unwrap_or(headers.len())
-        };
-        let has = |name: &[u8]| {
-            headers[..end].split(|&b| b == b'\n').any(|line| {
-                line.len() > name.len()
-                    && line[..name.len()].eq_ignore_ascii_case(name)
-                    && line[name.len()] == b':'
-            })
-        };
-        let mut add = String::new();
-        if !has(b"Date") {
-            add.push_str(&format!("Date: {}\r\n", rfc5322_date(unix_now())));
-        }
-        if !has(b"Message-ID") {
-            add.push_str(&format!(
-                "Message-ID: <{}.{id}@{}>\r\n",
-                unix_now(),
-                self.settings.hostname
-            ));
-        }
-        if !add.is_empty() {
-            content.splice(start..start, add.into_bytes());
-        }
+        let header = Header::parse(&content[start..]);
+        let add = headers::missing_origination_fields(
+            &header,
+            unix_now(),
+            &id.0,
+            &self.settings.hostname,
+        );
+        content.splice(start..start, add.into_bytes());
     }
 
+    /// The `Received:` field for the message of `txn`.
     pub fn received_header(&self, id: &QueueId, txn: &Transaction) -> String {
-        let mut h = format!(
-            "Received: from {} (unknown [{}])\r\n",
-            self.hello.as_ref().map_or("unknown", |h| h.name.as_str()),
-            self.ip
-        );
-        if let Some(tls) = &self.tls {
-            h.push_str(&format!("\t(using {tls})\r\n"));
-        }
-        if let Some(user) = self.login.user() {
-            // The user name, never anything of the password.
-            h.push_str(&format!("\t(Authenticated sender: {user})\r\n"));
-        }
-        h.push_str(&format!(
-            "\tby {} (tinymta) with {} id {}",
-            self.settings.hostname,
-            self.protocol(),
-            id
-        ));
-        match txn.recipients.as_slice() {
-            [one] => h.push_str(&format!("\r\n\tfor <{one}>; ")),
-            _ => h.push_str(";\r\n\t"),
-        }
-        h.push_str(&rfc5322_date(unix_now()));
-        h.push_str("\r\n");
-        h
+        let origin = Origin::Smtp {
+            helo: self.hello.as_ref().map_or("unknown", |h| h.name.as_str()),
+            ip: self.ip,
+            tls: self.tls.as_ref().map(TlsInfo::to_string),
+            user: self.login.user(),
+            protocol: &self.protocol(),
+        };
+        headers::received(
+            &origin,
+            &self.settings.hostname,
+            &id.0,
+            &txn.recipients,
+            unix_now(),
+        )
     }
 }
 
