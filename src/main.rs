@@ -33,6 +33,12 @@ fn main() {
     // options (-oi, -ffrom, ...) are understood.
     let rest: Vec<String> = if invoked_as == "sendmail" {
         cli::sendmail_command_line(&args[1..])
+    } else if invoked_as == "mailq" {
+        // `mailq` as a symlink, like Postfix's: `queue list` (and its --state-dir).
+        let mut v = vec!["queue".to_string()];
+        v.extend(cli::hoist_options(&args[1..], &["--state-dir"]));
+        v.push("list".to_string());
+        v
     } else {
         match args.get(1).map(String::as_str) {
             Some("sendmail") => cli::sendmail_command_line(&args[2..]),

@@ -56,4 +56,19 @@ fn state_dir_after_the_subcommand_and_the_recipients() {
         assert!(stdout.contains("root@example.test"), "{args:?}: {stdout}");
         assert!(stdout.contains("in 1 Request"), "{args:?}: {stdout}");
     }
+
+    // `mailq` as a symlink to the binary lists the queue like `queue list`.
+    let link = dir.path().join("mailq");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_tinymta"), &link).unwrap();
+    let out = run_with_timeout(
+        common::command_for(&link).args(["--state-dir", &state]),
+        None,
+        Duration::from_secs(30),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stdout.contains("root@example.test") && stdout.contains("in 1 Request"),
+        "{stdout}"
+    );
 }

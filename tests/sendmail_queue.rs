@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{run_with_timeout, tinymta, tinymta_command, Server, TempDir};
@@ -70,14 +69,7 @@ fn sendmail_symlink_and_errors() {
     let dir = TempDir::new("symlink");
     let link = dir.path().join("sendmail");
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_tinymta"), &link).unwrap();
-    let mut cmd = match std::env::var("TINYMTA_TEST_RUNNER") {
-        Ok(r) if !r.is_empty() => {
-            let mut c = Command::new(r);
-            c.arg(&link);
-            c
-        }
-        _ => Command::new(&link),
-    };
+    let mut cmd = common::command_for(&link);
     cmd.arg("--state-dir")
         .arg(&s.state)
         .args(["-oi", "-fsym@router.test", "sym@example.test"]);
