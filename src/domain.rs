@@ -179,6 +179,18 @@ pub fn is_ip(s: &str) -> bool {
     s.parse::<IpAddr>().is_ok()
 }
 
+/// A host as table keys compare it: lower case, no trailing dot, no `ipv6:` prefix,
+/// IP addresses in canonical form (`2001:DB8::01` and `2001:db8::1` are one key).
+pub fn canonical_host(h: &str) -> String {
+    let h = h.to_ascii_lowercase();
+    let h = h.strip_prefix("ipv6:").unwrap_or(&h);
+    let h = h.strip_suffix('.').unwrap_or(h);
+    match h.parse::<IpAddr>() {
+        Ok(ip) => ip.to_string(),
+        Err(_) => h.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,5 +247,12 @@ mod tests {
         assert_eq!(parse_port("0"), None);
         assert_eq!(parse_port("65536"), None);
         assert_eq!(parse_port(""), None);
+    }
+
+    #[test]
+    fn canonical_hosts() {
+        assert_eq!(canonical_host("MX.Example.COM."), "mx.example.com");
+        assert_eq!(canonical_host("IPv6:2001:DB8::01"), "2001:db8::1");
+        assert_eq!(canonical_host("192.0.2.1"), "192.0.2.1");
     }
 }

@@ -409,3 +409,56 @@ impl ClientSession {
 pub fn dsn(reply: &Reply) -> String {
     reply_parser::enhanced_status(reply)
 }
+
+impl ClientSession {
+    /// SMTP AUTH (RFC 4954) as `login.user` with `mechanism`, which the caller chose
+    /// from `self.ext.auth` (`sasl::choose`). Refuses, before sending anything, on a
+    /// session without TLS: the caller checks that the TLS policy verified the server
+    /// at least to `encrypt`, this is the second guard. Logs the user and mechanism,
+    /// never the secret.
+    pub async fn authenticate(
+        &mut self,
+        login: &super::sasl::Login,
+        mechanism: super::sasl::Mechanism,
+    ) -> Result<(), super::sasl::AuthFailure> {
+        use super::sasl::{self, AuthFailure};
+        if self.tls.is_none() {
+            return Err(AuthFailure::NotEncrypted);
+        }
+        let host = self.server.host.clone();
+        let (mut exchange, command) =
+            sasl::Exchange::start(mechanism, login, Some((&host, self.server.port)))
+                .map_err(|e| AuthFailure::Protocol(format!("AUTH {mechanism}: {e}")))?;
+        log::debug!("{}: AUTH {mechanism} as {}", self.server.name(), login.user);
+        let stage = "reply to AUTH";
+        let mut reply = self
+            .command(&command, stage)
+            .await
+            .map_err(AuthFailure::Connection)?;
+        while reply.code == 334 {
+            match exchange.respond(&reply.lines.concat()) {
+                Ok(answer) => {
+                    reply = self
+                        .command(&answer, stage)
+                        .await
+                        .map_err(AuthFailure::Connection)?;
+                }
+                Err(e) => {
+                    // RFC 4954 §4: `*` cancels; the server answers 501.
+                    let _ = self.command("*", "reply to AUTH cancellation").await;
+                    return Err(AuthFailure::Protocol(format!(
+                        "AUTH {mechanism} with {}: {e}",
+                        self.server.name()
+                    )));
+                }
+            }
+        }
+        if reply.code / 100 == 2 {
+            return Ok(());
+        }
+        Err(AuthFailure::from_reply(
+            reply,
+            exchange.oauth_error().map(str::to_string),
+        ))
+    }
+}

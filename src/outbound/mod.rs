@@ -6,10 +6,12 @@
 pub mod alert;
 pub mod check;
 pub mod client;
+pub mod credentials;
 pub mod maildir;
 pub mod parked;
 pub mod remote;
 pub mod route;
+pub mod sasl;
 pub mod settings;
 pub mod transport;
 

@@ -61,6 +61,8 @@ pub struct Extensions {
     pub enhanced_status: bool,
     /// SIZE limit, if announced (0 means no fixed limit).
     pub size: Option<u64>,
+    /// SASL mechanisms from `AUTH` (RFC 4954), upper case, in the server's order.
+    pub auth: Vec<String>,
 }
 
 impl Extensions {
@@ -77,6 +79,17 @@ impl Extensions {
                 "SMTPUTF8" => ext.smtputf8 = true,
                 "ENHANCEDSTATUSCODES" => ext.enhanced_status = true,
                 "SIZE" => ext.size = Some(words.next().and_then(|n| n.parse().ok()).unwrap_or(0)),
+                // `AUTH=` is the pre-RFC 2554 draft form old servers still send
+                // beside (or instead of) `AUTH`.
+                k if k == "AUTH" || k.starts_with("AUTH=") => {
+                    let first = kw.get(5..).filter(|m| !m.is_empty());
+                    for m in first.into_iter().chain(words) {
+                        let m = m.to_ascii_uppercase();
+                        if !ext.auth.contains(&m) {
+                            ext.auth.push(m);
+                        }
+                    }
+                }
                 _ => {}
             }
         }
@@ -122,6 +135,27 @@ mod tests {
         assert_eq!(e.size, Some(1000));
         // The parser is ready for the next reply.
         assert_eq!(p.feed(b"221 bye").unwrap().unwrap().code, 221);
+    }
+
+    #[test]
+    fn auth_mechanisms() {
+        let r = Reply::plain(
+            250,
+            [
+                "smtp.example.com",
+                "AUTH PLAIN login XOAUTH2",
+                "AUTH=LOGIN PLAIN",
+                "8BITMIME",
+            ]
+            .map(String::from)
+            .to_vec(),
+        );
+        assert_eq!(
+            Extensions::from_ehlo(&r).auth,
+            ["PLAIN", "LOGIN", "XOAUTH2"]
+        );
+        let none = Reply::plain(250, vec!["mx".into(), "PIPELINING".into()]);
+        assert!(Extensions::from_ehlo(&none).auth.is_empty());
     }
 
     #[test]
