@@ -10,6 +10,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+mod common;
+
+use common::TempDir;
 use openssl::base64;
 use openssl::ssl::{SslAcceptor, SslMethod};
 use tinymta::outbound::client::{Candidate, ClientSession, Timeouts};
@@ -254,9 +257,8 @@ fn login_answers_the_two_prompts() {
 #[test]
 fn xoauth2_token_file_and_the_error_dance() {
     // The token comes from a file through the credentials table, as at delivery.
-    let dir = std::env::temp_dir().join(format!("tinymta-smarthost-auth-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let token_file = dir.join("gmail.token");
+    let dir = TempDir::new("smarthost-auth");
+    let token_file = dir.path().join("gmail.token");
     std::fs::write(
         &token_file,
         "ya29.vF9dft4qmTc2Nvb3RlckBhdHRhdmlzdGEuY29tCg\n",
@@ -272,7 +274,6 @@ fn xoauth2_token_file_and_the_error_dance() {
         .lookup(None, SERVER_NAME, &format!("[{SERVER_NAME}]:587"))
         .unwrap();
     let login = smol::block_on(entry.login(Duration::from_secs(10))).unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
 
     // Google's documented error challenge, then the 535 after the empty answer.
     let error_json =

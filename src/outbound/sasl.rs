@@ -127,10 +127,6 @@ fn gs2_saslname(user: &str) -> String {
     user.replace('=', "=3D").replace(',', "=2C")
 }
 
-/// `Username:` and `Password:`, the LOGIN mechanism's usual challenges.
-pub const LOGIN_USER_CHALLENGE: &str = "VXNlcm5hbWU6";
-pub const LOGIN_PASSWORD_CHALLENGE: &str = "UGFzc3dvcmQ6";
-
 /// RFC 7628 §3.2.3: after an error challenge the client sends a lone `\x01` so the
 /// server can finish with its failure reply.
 const OAUTHBEARER_ERROR_ACK: &str = "AQ==";
@@ -334,8 +330,9 @@ mod tests {
         let l = login("alice", Secret::Password("pa:ss".into()));
         let (mut ex, cmd) = Exchange::start(Mechanism::Login, &l, None).unwrap();
         assert_eq!(cmd, "AUTH LOGIN");
-        assert_eq!(ex.respond(LOGIN_USER_CHALLENGE).unwrap(), "YWxpY2U=");
-        assert_eq!(ex.respond(LOGIN_PASSWORD_CHALLENGE).unwrap(), "cGE6c3M=");
+        // base64 "Username:" and "Password:", the usual prompts.
+        assert_eq!(ex.respond("VXNlcm5hbWU6").unwrap(), "YWxpY2U=");
+        assert_eq!(ex.respond("UGFzc3dvcmQ6").unwrap(), "cGE6c3M=");
         assert_eq!(ex.respond("x"), Err(ExchangeError::UnexpectedChallenge));
     }
 
