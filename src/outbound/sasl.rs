@@ -45,11 +45,6 @@ impl Mechanism {
             Mechanism::OAuthBearer => "OAUTHBEARER",
         }
     }
-
-    /// Whether the mechanism takes a bearer token (rather than a password).
-    pub fn takes_token(self) -> bool {
-        matches!(self, Mechanism::XOAuth2 | Mechanism::OAuthBearer)
-    }
 }
 
 impl fmt::Display for Mechanism {
