@@ -10,6 +10,7 @@
 //!   client session, delivery agents)
 //! - the commands and the daemon: `config`, `certtool`, `sendmail`, `server`
 
+pub mod address;
 pub mod auth;
 pub mod certtool;
 pub mod cli;
