@@ -212,18 +212,16 @@ fn parse_listeners(
 
 impl Config {
     pub fn from_args(args: &ServeArgs) -> Result<Config, ConfigError> {
-        let tls_level = match args.tls_level.as_str() {
-            "none" => InboundTls::None,
-            "may" => InboundTls::May,
-            "encrypt" => InboundTls::Encrypt,
-            other => {
-                return Err(ConfigError::flag(
+        let tls_level = [InboundTls::None, InboundTls::May, InboundTls::Encrypt]
+            .into_iter()
+            .find(|l| l.name() == args.tls_level)
+            .ok_or_else(|| {
+                ConfigError::flag(
                     "--tls-level",
-                    other,
+                    &args.tls_level,
                     "expected none, may or encrypt",
-                ))
-            }
-        };
+                )
+            })?;
         let mut listeners = Vec::new();
         parse_listeners("--smtp", &args.smtp, Role::Smtp, tls_level, &mut listeners)?;
         parse_listeners(
