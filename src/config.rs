@@ -10,11 +10,12 @@ use crate::cli::{CheckTlsArgs, ServeArgs};
 use crate::host::{default_state_dir, running_as_root, system_hostname};
 use crate::inbound::relay::Cidr;
 use crate::inbound::{self, InboundTls, Limits, Listener, Role};
+use crate::outbound::policy::{check_default_level, PolicyTable};
 use crate::outbound::transport::{parse_nexthop, TransportTable};
 use crate::outbound::Settings;
 use crate::queue::scheduler::Retry;
 use crate::tls::fingerprint::Digest;
-use crate::tls::policy::{Level, PolicyTable};
+use crate::tls::level::Level;
 
 /// A configuration error: printed as `tinymta: <where>: <what>` and exit code 64/78.
 #[derive(Debug)]
@@ -139,7 +140,7 @@ pub fn outbound_settings(f: OutboundFlags) -> Result<Settings, ConfigError> {
             "expected none, may, encrypt, dane, dane-only, fingerprint, verify or secure",
         )
     })?;
-    crate::tls::policy::check_default_level(default_level)
+    check_default_level(default_level)
         .map_err(|e| ConfigError::flag("--tls-default-level", f.tls_default_level, e))?;
     let digest = Digest::parse(f.tls_fingerprint_digest).ok_or_else(|| {
         ConfigError::flag(
@@ -211,18 +212,16 @@ fn parse_listeners(
 
 impl Config {
     pub fn from_args(args: &ServeArgs) -> Result<Config, ConfigError> {
-        let tls_level = match args.tls_level.as_str() {
-            "none" => InboundTls::None,
-            "may" => InboundTls::May,
-            "encrypt" => InboundTls::Encrypt,
-            other => {
-                return Err(ConfigError::flag(
+        let tls_level = [InboundTls::None, InboundTls::May, InboundTls::Encrypt]
+            .into_iter()
+            .find(|l| l.name() == args.tls_level)
+            .ok_or_else(|| {
+                ConfigError::flag(
                     "--tls-level",
-                    other,
+                    &args.tls_level,
                     "expected none, may or encrypt",
-                ))
-            }
-        };
+                )
+            })?;
         let mut listeners = Vec::new();
         parse_listeners("--smtp", &args.smtp, Role::Smtp, tls_level, &mut listeners)?;
         parse_listeners(

@@ -189,10 +189,10 @@ async fn run(
     ));
     for (l, sock) in sockets {
         log::info!(
-            "listening on {} ({}, tls {:?})",
+            "listening on {} ({}, tls {})",
             l.addr,
             l.role.name(),
-            l.tls
+            l.tls.name()
         );
         ex.spawn(listener::run(ex.clone(), shared.clone(), l, sock))
             .detach();

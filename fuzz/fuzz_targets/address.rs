@@ -14,13 +14,9 @@
 //!   printed form parses back to the same mailbox (what we store and relay is what
 //!   we accepted).
 #![no_main]
-#![allow(dead_code, unused_imports)]
-
-#[path = "../../src/smtp/mod.rs"]
-mod smtp;
 
 use libfuzzer_sys::fuzz_target;
-use smtp::address::{self, AddressError, Mailbox};
+use tinymta::smtp::address::{self, AddressError, Mailbox};
 
 type Parsed = Result<Option<Mailbox>, AddressError>;
 

@@ -12,15 +12,12 @@
 //!   CRLF-canonical, and in the log; the AUTH words hold no CR or LF;
 //! - framing: complete lines hold no LF and respect the limit.
 #![no_main]
-#![allow(dead_code, unused_imports)]
-
-#[path = "../../src/smtp/mod.rs"]
-mod smtp;
 
 use libfuzzer_sys::fuzz_target;
-use smtp::command::{self, Command};
-use smtp::line::{Line, LineBuffer};
-use smtp::reply::Reply;
+use tinymta::smtp::command::{self, Command};
+use tinymta::smtp::line::{Line, LineBuffer};
+use tinymta::smtp::reply::Reply;
+use tinymta::smtp::MAX_COMMAND_LINE;
 
 /// Findings not fixed yet can be skipped while the rest is fuzzed:
 /// `TINYMTA_FUZZ_SKIP=helo-ctl fuzz/run` (comma-separated names). Default: none.
@@ -131,7 +128,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let chunk = usize::from(seed % 32) + 1;
-    let limit = smtp::MAX_COMMAND_LINE;
+    let limit = MAX_COMMAND_LINE;
     let mut buf = LineBuffer::default();
     let mut lines = 0usize;
     for part in stream.chunks(chunk) {

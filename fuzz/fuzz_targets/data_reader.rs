@@ -16,13 +16,9 @@
 //!   more than the limit, and, when there is no verdict, no line over 998 octets;
 //! - output, size, done and verdict equal the model's and do not depend on chunking.
 #![no_main]
-#![allow(dead_code, unused_imports)]
-
-#[path = "../../src/smtp/mod.rs"]
-mod smtp;
 
 use libfuzzer_sys::fuzz_target;
-use smtp::data::DataReader;
+use tinymta::smtp::data::DataReader;
 
 const END: &[u8] = b"\r\n.\r\n";
 

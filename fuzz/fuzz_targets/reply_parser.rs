@@ -12,16 +12,12 @@
 //! - dot_stuff on CRLF-canonical content x: the DataReader gives back exactly x
 //!   (plus a final CRLF if x lacked one), minus NULs, which it flags.
 #![no_main]
-#![allow(dead_code, unused_imports)]
-
-#[path = "../../src/smtp/mod.rs"]
-mod smtp;
 
 use libfuzzer_sys::fuzz_target;
-use smtp::data::DataReader;
-use smtp::reply::Reply;
-use smtp::data::dot_stuff;
-use smtp::reply_parser::{enhanced_status, Extensions, ReplyParser};
+use tinymta::smtp::data::DataReader;
+use tinymta::smtp::reply::Reply;
+use tinymta::smtp::data::dot_stuff;
+use tinymta::smtp::reply_parser::{enhanced_status, Extensions, ReplyParser};
 
 /// Splits a stream into lines the way the outbound client does: at LF, one CR
 /// before it removed.

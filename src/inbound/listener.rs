@@ -47,6 +47,19 @@ pub enum InboundTls {
     Implicit,
 }
 
+impl InboundTls {
+    /// The word for the level, as `--tls-level` takes it and logs print it (`implicit`
+    /// is what `--smtps` listeners get; no flag takes it).
+    pub fn name(self) -> &'static str {
+        match self {
+            InboundTls::None => "none",
+            InboundTls::May => "may",
+            InboundTls::Encrypt => "encrypt",
+            InboundTls::Implicit => "implicit",
+        }
+    }
+}
+
 /// One listening address and what it is for.
 #[derive(Debug, Clone)]
 pub struct Listener {

@@ -3,8 +3,8 @@
 //! hour (the rate limit lives in `Remote`). Delivery only words the alert and reports
 //! it; the queue writes and sends it, as it does bounces.
 
+use super::policy::Policy;
 use crate::queue::outcome::Notice;
-use crate::tls::policy::Policy;
 
 /// The alert to `to` about `destination`, from the MTA on `hostname`.
 pub fn notice(

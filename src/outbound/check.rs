@@ -5,12 +5,13 @@
 
 use super::client::Candidate;
 use super::remote::{self, open_session, plan, tlsa_lookup, Remote, TlsPlan, TlsaLookup};
+use super::route::NextHop;
 use super::transport::parse_nexthop;
 use super::Settings;
 use crate::cli::CheckTlsArgs;
 use crate::exit;
 use crate::host::system_hostname;
-use crate::tls::policy::{Level, NextHop};
+use crate::tls::level::Level;
 
 /// Runs the check for `args.dest` under `out` (the outbound flags, validated by the
 /// caller as for `serve`).

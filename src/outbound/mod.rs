@@ -9,6 +9,7 @@ pub mod client;
 pub mod credentials;
 pub mod maildir;
 pub mod parked;
+pub mod policy;
 pub mod remote;
 pub mod route;
 pub mod sasl;
@@ -23,7 +24,7 @@ pub use settings::Settings;
 use crate::queue::outcome::{Attempt, Deliver, Disposition, Outcome, Relay};
 use crate::queue::Envelope;
 use crate::smtp::data::dot_stuff;
-use crate::tls::policy::NextHop;
+use route::NextHop;
 
 /// What delivery needs from the configuration, and the remote delivery state (parked
 /// sessions, alert rate limits) that lives as long as the daemon.

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use super::client::{dsn, Candidate, ClientSession, RcptReply, Timeouts, TransactionResult};
 use super::parked::Parked;
+use super::policy::{self, Policy, PolicyTable};
+use super::route::NextHop;
 use super::Settings;
 use crate::dns::{DnsError, Resolver};
 use crate::logline;
@@ -21,7 +23,7 @@ use crate::smtp::reply::Reply;
 use crate::tls::client::{client_tls, ClientSettings, PeerCheck};
 use crate::tls::dane::{self, Tlsa};
 use crate::tls::fingerprint::{self, Digest};
-use crate::tls::policy::{self, DaneDecision, DaneState, Level, NextHop, Policy, PolicyTable};
+use crate::tls::level::{DaneDecision, DaneState, Level};
 
 /// Most addresses tried per delivery (Postfix's smtp_mx_address_limit is 5).
 const MAX_CANDIDATES: usize = 10;
@@ -268,7 +270,7 @@ pub enum TlsPlan {
     Required(PeerCheck),
 }
 
-/// What the TLSA lookup for one host found (RFC 7672 §2.2). `policy::DaneState` is
+/// What the TLSA lookup for one host found (RFC 7672 §2.2). `level::DaneState` is
 /// the same without the records; the level decision lives there.
 #[derive(Debug, Clone)]
 pub enum TlsaLookup {
@@ -477,8 +479,13 @@ pub async fn open_session(
             if !session.ext.starttls {
                 return Ok((session, None));
             }
-            let tls = client_tls(&remote.tls, policy, Some(&cand.host), PeerCheck::Nothing)
-                .map_err(|e| Failure::temp(relay.clone(), "4.7.5", e))?;
+            let tls = client_tls(
+                &remote.tls,
+                policy.tls(),
+                Some(&cand.host),
+                PeerCheck::Nothing,
+            )
+            .map_err(|e| Failure::temp(relay.clone(), "4.7.5", e))?;
             match session.starttls(&tls, helo).await {
                 Ok(info) => {
                     log_tls(id, cand, &info);
@@ -507,7 +514,7 @@ pub async fn open_session(
                     format!("TLS is required, but was not offered by host {relay}"),
                 ));
             }
-            let tls = client_tls(&remote.tls, policy, Some(&cand.host), check.clone())
+            let tls = client_tls(&remote.tls, policy.tls(), Some(&cand.host), check.clone())
                 .map_err(|e| Failure::tls(relay.clone(), e))?;
             match session.starttls(&tls, helo).await {
                 Ok(info) => {

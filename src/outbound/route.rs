@@ -1,6 +1,6 @@
-//! Routing: is a recipient local (a Maildir) or remote (the next hop), and which
-//! Maildir a local part maps to. Used at RCPT time (to refuse what cannot be delivered)
-//! and at delivery time.
+//! Routing: is a recipient local (a Maildir) or remote (the next hop), which Maildir a
+//! local part maps to, and the [`NextHop`] a remote delivery goes to. Used at RCPT time
+//! (to refuse what cannot be delivered) and at delivery time.
 
 /// Where a recipient goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,6 +15,19 @@ pub enum Destination {
     },
     /// Local domain, but the local part cannot name a Maildir.
     Invalid(&'static str),
+}
+
+/// Where a message goes next, as routing decided it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NextHop {
+    /// MX delivery for a recipient domain.
+    Domain(String),
+    /// A relay host or transport next hop. `bracketed` is `[host]` (no MX lookup).
+    Host {
+        host: String,
+        port: u16,
+        bracketed: bool,
+    },
 }
 
 /// Classifies `local@domain` (domains compared case-insensitively).

@@ -4,9 +4,11 @@
 
 use std::path::PathBuf;
 
+use super::policy::PolicyTable;
+use super::route::NextHop;
 use super::transport::TransportTable;
 use crate::tls::fingerprint::Digest;
-use crate::tls::policy::{Level, NextHop, PolicyTable};
+use crate::tls::level::Level;
 
 /// Validated outbound settings.
 #[derive(Debug, Clone)]

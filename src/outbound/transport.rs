@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::tls::policy::NextHop;
+use super::route::NextHop;
 
 #[derive(Debug, Clone, Default)]
 pub struct TransportTable {

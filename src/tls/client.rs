@@ -3,7 +3,7 @@
 //! or DANE). The outbound session gets a `TlsInfo` or the reason for failure; it never
 //! touches OpenSSL itself.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 
 use async_openssl::SslStream;
@@ -13,8 +13,9 @@ use smol::io::{AsyncRead, AsyncWrite};
 
 use super::dane::{self, DaneOutcome, Tlsa};
 use super::fingerprint::{self, Digest};
-use super::policy::{self, NamePattern, Policy};
-use super::profile::{self, Protocol};
+use super::level::Level;
+use super::names::{name_matches, NamePattern};
+use super::profile::{self, Grade, Protocol, Protocols};
 use super::{MaybeTls, TlsInfo, Trust};
 
 /// What must be true of the server's certificate for the delivery to go ahead.
@@ -45,6 +46,22 @@ pub struct ClientSettings {
     pub cert: Option<(PathBuf, PathBuf)>,
 }
 
+/// What one destination's policy asks of its client context: the level, the profile
+/// narrowed by `protocols=`, `ciphers=` and `exclude=`, trust anchors used instead of
+/// the CA store (`tafile=`) and a client certificate of its own (`cert=`/`key=`). The
+/// outbound policy table fills it in; `source` names the table entry in errors.
+#[derive(Debug, Clone, Copy)]
+pub struct ContextPolicy<'a> {
+    pub level: Level,
+    pub protocols: &'a Protocols,
+    pub ciphers: Option<Grade>,
+    pub exclude: &'a [String],
+    pub tafile: Option<&'a Path>,
+    /// Certificate chain and key (PEM), used instead of [`ClientSettings::cert`].
+    pub cert: Option<(&'a Path, &'a Path)>,
+    pub source: &'a str,
+}
+
 /// A ready client context for one connection.
 pub struct ClientTls {
     ctx: SslContext,
@@ -57,21 +74,21 @@ pub struct ClientTls {
 /// policy's `tafile`), and the client certificate (the policy's own first).
 pub fn client_tls(
     settings: &ClientSettings,
-    policy: &Policy,
+    policy: ContextPolicy<'_>,
     sni: Option<&str>,
     check: PeerCheck,
 ) -> Result<ClientTls, String> {
     let mut b = profile::client_builder().map_err(|e| format!("TLS client context: {e}"))?;
-    apply_policy(&mut b, policy)?;
-    load_trust(&mut b, settings, policy)?;
-    let cert = match (&policy.cert, &policy.key) {
-        (Some(c), Some(k)) => Some((c.clone(), k.clone())),
-        _ => settings.cert.clone(),
-    };
+    apply_policy(&mut b, &policy)?;
+    load_trust(&mut b, settings, &policy)?;
+    let cert = policy.cert.or_else(|| {
+        let (c, k) = settings.cert.as_ref()?;
+        Some((c.as_path(), k.as_path()))
+    });
     if let Some((c, k)) = cert {
-        b.set_certificate_chain_file(&c)
+        b.set_certificate_chain_file(c)
             .map_err(|e| format!("{}: cannot load client certificate: {e}", c.display()))?;
-        b.set_private_key_file(&k, SslFiletype::PEM)
+        b.set_private_key_file(k, SslFiletype::PEM)
             .map_err(|e| format!("{}: cannot load client key: {e}", k.display()))?;
         b.check_private_key()
             .map_err(|_| format!("{}: key does not match {}", k.display(), c.display()))?;
@@ -107,7 +124,7 @@ pub fn inspection_tls(sni: Option<&str>) -> Result<ClientTls, String> {
     })
 }
 
-fn apply_policy(b: &mut SslContextBuilder, policy: &Policy) -> Result<(), String> {
+fn apply_policy(b: &mut SslContextBuilder, policy: &ContextPolicy) -> Result<(), String> {
     let (min, max) = policy.protocols.range();
     b.set_min_proto_version(Some(min.ssl_version()))
         .and_then(|_| b.set_max_proto_version(Some(max.ssl_version())))
@@ -121,14 +138,14 @@ fn apply_policy(b: &mut SslContextBuilder, policy: &Policy) -> Result<(), String
         };
         b.set_options(opt);
     }
-    let ciphers = policy::client_cipher_string(policy);
+    let ciphers = profile::client_cipher_string(policy.level, policy.ciphers, policy.exclude);
     b.set_cipher_list(&ciphers).map_err(|e| {
         format!(
             "{}: ciphers/exclude leave no usable cipher: {e}",
             policy.source
         )
     })?;
-    b.set_ciphersuites(&policy::client_ciphersuites(policy))
+    b.set_ciphersuites(&profile::client_ciphersuites(policy.exclude))
         .map_err(|e| format!("{}: exclude leaves no TLS 1.3 suite: {e}", policy.source))?;
     Ok(())
 }
@@ -136,9 +153,9 @@ fn apply_policy(b: &mut SslContextBuilder, policy: &Policy) -> Result<(), String
 fn load_trust(
     b: &mut SslContextBuilder,
     settings: &ClientSettings,
-    policy: &Policy,
+    policy: &ContextPolicy,
 ) -> Result<(), String> {
-    if let Some(ta) = &policy.tafile {
+    if let Some(ta) = policy.tafile {
         return b
             .set_ca_file(ta)
             .map_err(|e| format!("{}: tafile {}: {e}", policy.source, ta.display()));
@@ -220,7 +237,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MaybeTls<S> {
                     ));
                 }
                 let cert_names = dane::presented_names(leaf);
-                if !policy::name_matches(names, &cert_names) {
+                if !name_matches(names, &cert_names) {
                     return Err(format!(
                         "server certificate names {} do not match {}",
                         cert_names.join(", "),

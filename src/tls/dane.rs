@@ -4,8 +4,9 @@
 //!
 //! This module owns only the certificate side. Looking the records up, deciding whether
 //! the RRset was DNSSEC-validated, and what "no usable records" means for a delivery
-//! (`dane` falls back to `encrypt`, `dane-only` defers) belong to the DNS and policy
-//! code; they hand us the validated records, the chain and the reference names.
+//! (`dane` falls back to `encrypt`, `dane-only` defers: `tls::level`) belong to the DNS
+//! code and the outbound delivery; they hand us the validated records, the chain and the
+//! reference names. Names are compared by `tls::names`, as for verify/secure.
 //!
 //! Supported: DANE-EE(3) and DANE-TA(2) with selectors 0/1 and matching types 0/1/2.
 //! DANE-TA anchors may be a certificate the server sent (any digest), a full certificate
@@ -27,6 +28,7 @@ use openssl::x509::verify::X509VerifyFlags;
 use openssl::x509::{X509PurposeId, X509Ref, X509StoreContext, X509};
 
 use super::fingerprint::{self, Digest};
+use super::names::{self, NamePattern};
 
 /// DANE-TA(2): the record names a trust anchor the chain must verify up to.
 pub const USAGE_DANE_TA: u8 = 2;
@@ -389,13 +391,6 @@ fn full_key_anchor(chain: &[X509], data: &[u8], check_time: bool) -> Result<usiz
     Err(last_err)
 }
 
-/// Lower case without a trailing dot; `None` if nothing is left.
-fn normalize(name: &str) -> Option<String> {
-    let name = name.trim();
-    let name = name.strip_suffix('.').unwrap_or(name);
-    (!name.is_empty()).then(|| name.to_ascii_lowercase())
-}
-
 /// The DNS names the leaf presents: DNS subjectAltNames, or the subject CNs only when it
 /// has none (RFC 7672 §3.2.3, after RFC 6125 §6.4.4).
 pub fn presented_names(leaf: &X509Ref) -> Vec<String> {
@@ -424,46 +419,14 @@ pub fn presented_names(leaf: &X509Ref) -> Vec<String> {
         .collect()
 }
 
+/// Whether the leaf carries one of the reference names, by the same RFC 6125 rules as
+/// the verify/secure name check (`.example.com` accepts any subdomain).
 fn name_check(leaf: &X509Ref, reference_names: &[String]) -> bool {
-    let presented = presented_names(leaf);
-    reference_names
+    let patterns: Vec<NamePattern> = reference_names
         .iter()
-        .any(|r| presented.iter().any(|p| host_matches(r, p)))
-}
-
-/// Whether a presented certificate name satisfies a reference name.
-///
-/// A reference `.example.com` accepts any name strictly below example.com. A presented
-/// `*.example.com` matches exactly one label in place of the `*`, never the parent
-/// itself, and only with at least two labels after it (no `*.com`); partial wildcards
-/// (`mx*.example.com`) are refused, as Postfix configures OpenSSL to do.
-fn host_matches(reference: &str, presented: &str) -> bool {
-    let (Some(reference), Some(presented)) = (normalize(reference), normalize(presented)) else {
-        return false;
-    };
-    if reference.contains('*') {
-        return false;
-    }
-    let wildcard_rest = match presented.strip_prefix("*.") {
-        Some(rest) if rest.contains('.') && !rest.contains('*') => Some(rest),
-        Some(_) => return false,
-        None if presented.contains('*') => return false,
-        None => None,
-    };
-    if reference.starts_with('.') {
-        // Either form is below the parent when it ends with ".parent" and has at least
-        // one label of its own (a wildcard's `*` is such a label).
-        return reference.len() > 1
-            && presented.len() > reference.len()
-            && presented.ends_with(&reference);
-    }
-    match wildcard_rest {
-        None => presented == reference,
-        Some(rest) => match reference.split_once('.') {
-            Some((first, ref_rest)) => !first.is_empty() && ref_rest == rest,
-            None => false,
-        },
-    }
+        .map(|r| NamePattern::parse(r))
+        .collect();
+    names::name_matches(&patterns, &presented_names(leaf))
 }
 
 /// The Postfix-style log line for an outcome:
@@ -814,25 +777,6 @@ mod tests {
         let chain = vec![p.cn_only_leaf.clone(), p.int.clone(), p.ca.clone()];
         let o = verify_chain(&ta, &chain, &names(&["mx.example.test"]), true);
         assert_eq!(depth_of(&o), Some((2, 2)));
-    }
-
-    #[test]
-    fn host_name_rules() {
-        assert!(host_matches("mx.example.test", "mx.example.test"));
-        assert!(host_matches("mx.example.test", "*.example.test"));
-        assert!(!host_matches("a.mx.example.test", "*.example.test"));
-        assert!(!host_matches("example.test", "*.example.test"));
-        assert!(!host_matches("mx.test", "*.test"));
-        assert!(!host_matches("mx.example.test", "mx*.example.test"));
-        assert!(!host_matches("mx.example.test", "*.*.test"));
-        assert!(!host_matches("*.example.test", "*.example.test"));
-        assert!(host_matches(".example.test", "a.b.example.test"));
-        assert!(host_matches(".example.test", "*.example.test"));
-        assert!(!host_matches(".example.test", "example.test"));
-        assert!(!host_matches(".example.test", "badexample.test"));
-        assert!(!host_matches(".", "x"));
-        assert!(!host_matches("", ""));
-        assert!(!host_matches("mx.example.test", ""));
     }
 
     #[test]

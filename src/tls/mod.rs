@@ -1,14 +1,20 @@
-//! TLS for both sides: the compiled cipher profile, server contexts, the demonstration
-//! certificate, and the stream type that turns a plaintext connection into TLS.
+//! TLS for both sides: the compiled cipher profile and how a destination may narrow it
+//! (`profile`), the ordered security levels and the DANE decision (`level`), server
+//! and client contexts (`client` checks the server's certificate as the level demands),
+//! certificate name matching (`names`), fingerprints, DANE-TLSA matching, the
+//! demonstration certificate, and the stream type that turns a plaintext connection
+//! into TLS.
 //!
 //! Sessions get a `TlsInfo` summary and never touch OpenSSL types; this module knows
-//! nothing of queues or SMTP state.
+//! nothing of queues, SMTP state or routing. Which policy applies to a destination is
+//! decided above it, by the outbound policy table (`outbound::policy`).
 
 pub mod cert;
 pub mod client;
 pub mod dane;
 pub mod fingerprint;
-pub mod policy;
+pub mod level;
+pub mod names;
 pub mod profile;
 pub mod stream;
 

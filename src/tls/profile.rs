@@ -14,6 +14,12 @@
 //! The effective lists are not derived from our own tables: they are read
 //! back from a ClientHello that OpenSSL builds with the profile for each
 //! version, so they are what OpenSSL really puts on the wire.
+//!
+//! A destination may narrow the profile for the client side, never widen it:
+//! the `protocols=` bounds ([`Protocols`]), the `ciphers=` grade ([`Grade`]) and
+//! the cipher strings built from them and `exclude=` live here, next to the
+//! lists they cut from. Which destination asks for what is the outbound policy
+//! table's business.
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -27,6 +33,8 @@ use openssl::ssl::{
     ClientHelloResponse, HandshakeError, Ssl, SslContext, SslContextBuilder, SslMethod, SslOptions,
     SslVersion,
 };
+
+use super::level::Level;
 
 /// How many profile features are on; exactly one must be (checked at compile time).
 const PROFILES_ENABLED: usize = cfg!(feature = "profile-strict") as usize
@@ -75,6 +83,240 @@ impl fmt::Display for Protocol {
             Protocol::Tls11 => "TLSv1.1",
             Protocol::Tls10 => "TLSv1.0",
         })
+    }
+}
+
+/// A TLS version bound or exclusion as written in `protocols=`: SSL versions are
+/// accepted for Postfix compatibility but never enabled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ProtoName {
+    Ssl,
+    Tls(Protocol),
+}
+
+impl ProtoName {
+    fn parse(s: &str) -> Option<ProtoName> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "sslv2" | "sslv3" => ProtoName::Ssl,
+            "tlsv1" | "tlsv1.0" => ProtoName::Tls(Protocol::Tls10),
+            "tlsv1.1" => ProtoName::Tls(Protocol::Tls11),
+            "tlsv1.2" => ProtoName::Tls(Protocol::Tls12),
+            "tlsv1.3" => ProtoName::Tls(Protocol::Tls13),
+            _ => return None,
+        })
+    }
+}
+
+/// Position of a version in age order (`Protocol` itself has no order: the profile
+/// lists versions highest first, which would invert every comparison here).
+fn rank(p: Protocol) -> u8 {
+    match p {
+        Protocol::Tls10 => 0,
+        Protocol::Tls11 => 1,
+        Protocol::Tls12 => 2,
+        Protocol::Tls13 => 3,
+    }
+}
+
+/// The `protocols=` attribute: bounds and exclusions on top of the compiled profile.
+/// The default (no attribute) restricts nothing: the profile's own versions apply.
+/// Fields are private so every value went through [`Protocols::parse`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Protocols {
+    /// `>=TLSvX` (Postfix 3.6+).
+    min: Option<Protocol>,
+    /// `<=TLSvX` (Postfix 3.6+).
+    max: Option<Protocol>,
+    /// `!TLSvX`, plus every TLS version not named when the inclusion form
+    /// (`TLSv1.2:TLSv1.3`) is used.
+    excluded: Vec<Protocol>,
+}
+
+impl Protocols {
+    /// Parses Postfix syntax: items separated by `:` (or `,`/spaces outside a policy
+    /// table), each `!NAME` (exclude), `NAME` (include only the named ones), `>=NAME`
+    /// or `<=NAME`. Names: SSLv2, SSLv3, TLSv1 (or TLSv1.0), TLSv1.1, TLSv1.2, TLSv1.3,
+    /// case-insensitive. An empty value restricts nothing, as in Postfix.
+    pub fn parse(value: &str) -> Result<Protocols, String> {
+        let mut out = Protocols::default();
+        let mut included: Option<Vec<Protocol>> = None;
+        let items = value
+            .split(|c: char| c == ':' || c == ',' || c.is_whitespace())
+            .filter(|t| !t.is_empty());
+        for item in items {
+            let (op, name) = if let Some(n) = item.strip_prefix(">=") {
+                (">=", n)
+            } else if let Some(n) = item.strip_prefix("<=") {
+                ("<=", n)
+            } else if let Some(n) = item.strip_prefix('!') {
+                ("!", n)
+            } else {
+                ("", item)
+            };
+            let Some(proto) = ProtoName::parse(name) else {
+                return Err(format!(
+                    "unknown protocol '{name}' in protocols={value}; use SSLv2, SSLv3, \
+                     TLSv1, TLSv1.1, TLSv1.2 or TLSv1.3, each optionally prefixed by !, >= \
+                     or <="
+                ));
+            };
+            match (op, proto) {
+                (">=", _) if out.min.is_some() => {
+                    return Err(format!(
+                        "protocols={value} has more than one '>=' bound; keep one"
+                    ));
+                }
+                ("<=", _) if out.max.is_some() => {
+                    return Err(format!(
+                        "protocols={value} has more than one '<=' bound; keep one"
+                    ));
+                }
+                // Every TLS version is above SSL: no bound at all.
+                (">=", ProtoName::Ssl) => out.min = Some(Protocol::Tls10),
+                (">=", ProtoName::Tls(p)) => out.min = Some(p),
+                ("<=", ProtoName::Ssl) => {
+                    return Err(format!(
+                        "protocols={value}: '{item}' leaves no TLS version (tinymta never \
+                         enables SSLv2 or SSLv3); use e.g. <=TLSv1.2"
+                    ));
+                }
+                ("<=", ProtoName::Tls(p)) => out.max = Some(p),
+                ("!", ProtoName::Ssl) => {}
+                ("!", ProtoName::Tls(p)) => {
+                    if !out.excluded.contains(&p) {
+                        out.excluded.push(p);
+                    }
+                }
+                (_, proto) => {
+                    let inc = included.get_or_insert_with(Vec::new);
+                    if let ProtoName::Tls(p) = proto {
+                        inc.push(p);
+                    }
+                }
+            }
+        }
+        // Postfix: naming versions enables those and disables every other one.
+        if let Some(inc) = included {
+            for p in Protocol::ALL {
+                if !inc.contains(&p) && !out.excluded.contains(&p) {
+                    out.excluded.push(p);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The `>=` bound, if any.
+    #[cfg(test)]
+    pub fn min(&self) -> Option<Protocol> {
+        self.min
+    }
+
+    /// The `<=` bound, if any.
+    #[cfg(test)]
+    pub fn max(&self) -> Option<Protocol> {
+        self.max
+    }
+
+    /// Versions excluded by `!NAME` or by the inclusion form. Those inside the
+    /// profile's range are already cut out of [`Protocols::range`]; setting the
+    /// matching `NO_TLSv1_x` options as well is harmless.
+    pub fn excluded(&self) -> &[Protocol] {
+        &self.excluded
+    }
+
+    /// The (min, max) versions to set on a client context under the active profile.
+    /// Table entries with an empty range are refused when the table is parsed, so
+    /// falling back to the profile's own range is only a formality.
+    pub fn range(&self) -> (Protocol, Protocol) {
+        let p = active();
+        self.effective(p.protocols)
+            .unwrap_or((p.lowest(), p.highest()))
+    }
+
+    /// Whether `p` passes the bounds and exclusions (before the profile is applied).
+    fn allows(&self, p: Protocol) -> bool {
+        self.min.is_none_or(|m| rank(p) >= rank(m))
+            && self.max.is_none_or(|m| rank(p) <= rank(m))
+            && !self.excluded.contains(&p)
+    }
+
+    /// The (lowest, highest) versions to set on the context, within `supported` (a
+    /// profile's versions), or `None` when nothing is left. OpenSSL only has a min and
+    /// a max, so a hole (e.g. `!TLSv1.1` with TLS 1.0 enabled) keeps the highest
+    /// contiguous run: versions below the hole are dropped, never the ones above.
+    pub fn effective(&self, supported: &[Protocol]) -> Option<(Protocol, Protocol)> {
+        let mut enabled: Vec<Protocol> = supported
+            .iter()
+            .copied()
+            .filter(|p| self.allows(*p))
+            .collect();
+        enabled.sort_by_key(|p| std::cmp::Reverse(rank(*p)));
+        enabled.dedup();
+        let max = *enabled.first()?;
+        let mut min = max;
+        for p in &enabled[1..] {
+            if rank(*p) + 1 != rank(min) {
+                break;
+            }
+            min = *p;
+        }
+        Some((min, max))
+    }
+}
+
+/// The `ciphers=` grade, as Postfix's `high`/`medium`/`low` cipher lists. `export`
+/// and `null` exist in Postfix but are refused: they are never acceptable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Grade {
+    High,
+    Medium,
+    Low,
+}
+
+impl Grade {
+    /// The grade named in `ciphers=`, or why it is refused.
+    pub fn parse(s: &str) -> Result<Grade, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "high" => Ok(Grade::High),
+            "medium" => Ok(Grade::Medium),
+            "low" => Ok(Grade::Low),
+            "export" | "null" => Err(format!(
+                "ciphers={s} is refused: export and null grades offer no real protection; \
+                 use ciphers=medium or ciphers=high"
+            )),
+            "" => Err("ciphers= has an empty value; use high, medium or low".to_string()),
+            _ => Err(format!(
+                "unknown cipher grade ciphers={s}; use high, medium or low"
+            )),
+        }
+    }
+
+    /// The name used in tables and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Grade::High => "high",
+            Grade::Medium => "medium",
+            Grade::Low => "low",
+        }
+    }
+
+    /// OpenSSL exclusions that narrow a list to this grade. OpenSSL's own
+    /// classification decides (3DES and SEED are MEDIUM since OpenSSL 1.1.0): no
+    /// second table here to drift from it.
+    fn exclusions(self) -> &'static [&'static str] {
+        match self {
+            Grade::High => &["!MEDIUM", "!LOW"],
+            Grade::Medium => &["!LOW"],
+            // Everything a profile lists is at least LOW.
+            Grade::Low => &[],
+        }
+    }
+}
+
+impl fmt::Display for Grade {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -689,6 +931,63 @@ pub fn client_builder() -> Result<SslContextBuilder, ErrorStack> {
     Ok(b)
 }
 
+/// The client's TLS <= 1.2 cipher string for a destination's level, `ciphers=` grade
+/// and `exclude=` list (for `set_cipher_list`):
+/// every suite the active profile lists for TLS 1.2/1.1/1.0, in profile order, then
+/// the grade's exclusions (`!MEDIUM:!LOW` for high), `!X` for each `exclude=` item,
+/// `!eNULL` from encrypt up and `!aNULL` from fingerprint up (as Postfix), and the
+/// profile's `@SECLEVEL`. With no `ciphers=`/`exclude=` this is the whole profile at
+/// every level: for opportunistic TLS weak encryption beats plaintext, and for
+/// mandatory levels the profile already is the administrator's choice.
+///
+/// Names this OpenSSL does not know (3DES or IDEA on OpenSSL 3) are skipped by
+/// OpenSSL inside a list; table parsing checked that something remains.
+pub fn client_cipher_string(level: Level, grade: Option<Grade>, exclude: &[String]) -> String {
+    client_cipher_string_for(active(), level, grade, exclude)
+}
+
+fn client_cipher_string_for(
+    p: &Profile,
+    level: Level,
+    grade: Option<Grade>,
+    exclude: &[String],
+) -> String {
+    let mut items: Vec<String> = Vec::new();
+    for proto in [Protocol::Tls12, Protocol::Tls11, Protocol::Tls10] {
+        for name in p.suites(proto).iter().filter_map(|s| openssl_name(s)) {
+            if !items.iter().any(|i| i == name) {
+                items.push(name.to_string());
+            }
+        }
+    }
+    if let Some(g) = grade {
+        items.extend(g.exclusions().iter().map(|s| s.to_string()));
+    }
+    items.extend(exclude.iter().map(|x| format!("!{x}")));
+    if level >= Level::Encrypt {
+        items.push("!eNULL".to_string());
+    }
+    if level.must_match() {
+        items.push("!aNULL".to_string());
+    }
+    items.push(format!("@SECLEVEL={}", p.security_level()));
+    items.join(":")
+}
+
+/// The client's TLS 1.3 suites (for `set_ciphersuites`): the profile's list minus
+/// `exclude=` items that name a TLS 1.3 suite exactly. OpenSSL configures TLS 1.3
+/// separately and its cipher-string families (`AES128`, `MEDIUM`) do not apply
+/// there; every TLS 1.3 suite is high grade anyway. An empty result disables TLS 1.3.
+pub fn client_ciphersuites(exclude: &[String]) -> String {
+    active()
+        .suites(Protocol::Tls13)
+        .iter()
+        .filter(|s| !exclude.iter().any(|x| x.eq_ignore_ascii_case(s)))
+        .copied()
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
 /// Listed suites the linked OpenSSL cannot offer, per version, in list order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Availability {
@@ -818,6 +1117,12 @@ fn client_hello_suites(p: &Profile, protocol: Protocol) -> Result<Vec<Offered>, 
     let v = Some(protocol.ssl_version());
     cb.set_min_proto_version(v).map_err(err)?;
     cb.set_max_proto_version(v).map_err(err)?;
+    hello_suites(cb)
+}
+
+/// The suites a client built from `cb` offers in its ClientHello, in order.
+fn hello_suites(cb: SslContextBuilder) -> Result<Vec<Offered>, String> {
+    let err = |e: ErrorStack| e.to_string();
     let client = Ssl::new(&cb.build()).map_err(err)?;
     let hello = match client.connect(Capture::default()) {
         Err(HandshakeError::WouldBlock(mid)) => mid.get_ref().0.clone(),
@@ -1467,5 +1772,122 @@ mod tests {
                 assert_eq!(accepted, effective, "{} {proto}", p.name);
             }
         }
+    }
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn protocols_parse_and_intersect() {
+        use Protocol::*;
+        let all = [Tls13, Tls12, Tls11, Tls10];
+        let two = [Tls13, Tls12];
+        let p = |s: &str| Protocols::parse(s).unwrap();
+        let eff = |s: &str, sup: &[Protocol]| p(s).effective(sup);
+
+        assert_eq!(p(""), Protocols::default());
+        assert_eq!(eff("", &all), Some((Tls10, Tls13)));
+        assert_eq!(
+            eff("!SSLv2:!SSLv3:!TLSv1:!TLSv1.1", &all),
+            Some((Tls12, Tls13))
+        );
+        assert_eq!(eff(">=TLSv1.2", &all), Some((Tls12, Tls13)));
+        assert_eq!(eff(">=tlsv1.1", &two), Some((Tls12, Tls13)));
+        assert_eq!(eff("<=TLSv1.2", &all), Some((Tls10, Tls12)));
+        assert_eq!(eff("<=TLSv1.2", &two), Some((Tls12, Tls12)));
+        assert_eq!(eff("TLSv1.2:TLSv1.3", &all), Some((Tls12, Tls13)));
+        assert_eq!(eff("TLSv1.3", &all), Some((Tls13, Tls13)));
+        assert_eq!(eff("SSLv3:TLSv1", &all), Some((Tls10, Tls10)));
+        assert_eq!(eff("SSLv3:TLSv1", &two), None);
+        assert_eq!(eff("SSLv3", &all), None);
+        assert_eq!(eff(">=SSLv3", &all), Some((Tls10, Tls13)));
+        assert_eq!(eff(">=TLSv1.3:<=TLSv1.2", &all), None);
+        assert_eq!(eff("<=TLSv1.1", &two), None);
+        // A hole keeps the highest contiguous run.
+        assert_eq!(eff("!TLSv1.1", &all), Some((Tls12, Tls13)));
+        assert_eq!(eff("!TLSv1.2", &all), Some((Tls13, Tls13)));
+        assert_eq!(eff("!TLSv1.3", &all), Some((Tls10, Tls12)));
+        // Postfix separators outside tables.
+        assert_eq!(eff("!SSLv2, !SSLv3 !TLSv1", &all), Some((Tls11, Tls13)));
+        assert!(Protocols::parse(">=TLSv1:>=TLSv1.2").is_err());
+        assert!(Protocols::parse("<=TLSv1.3:<=TLSv1.2").is_err());
+        assert!(Protocols::parse("!TLSv2").is_err());
+        assert!(Protocols::parse("=>TLSv1.2").is_err());
+
+        // No restriction: the compiled profile's own range.
+        let prof = active();
+        let d = Protocols::default().range();
+        assert_eq!(d, (prof.lowest(), prof.highest()));
+    }
+
+    /// The TLS 1.2 suites a client with the profile and `list` really offers, by
+    /// OpenSSL name: what the expansion of the string is on the wire. `None` when
+    /// OpenSSL refuses the string.
+    fn offered(list: &str) -> Option<Vec<String>> {
+        let mut cb = client_builder().unwrap();
+        cb.set_cipher_list(list).ok()?;
+        let v = Some(Protocol::Tls12.ssl_version());
+        cb.set_min_proto_version(v).unwrap();
+        cb.set_max_proto_version(v).unwrap();
+        let suites = hello_suites(cb).expect("no ClientHello");
+        Some(suites.iter().map(|o| o.openssl.to_string()).collect())
+    }
+
+    #[test]
+    fn cipher_string_high_grade_without_3des() {
+        // As `encrypt ciphers=high exclude=3DES:CAMELLIA256` in a policy table.
+        let exclude = strings(&["3DES", "CAMELLIA256"]);
+        let s = client_cipher_string(Level::Encrypt, Some(Grade::High), &exclude);
+        assert!(s.ends_with(&format!(
+            "!MEDIUM:!LOW:!3DES:!CAMELLIA256:!eNULL:@SECLEVEL={}",
+            active().security_level()
+        )));
+        let mut b = SslContext::builder(SslMethod::tls_client()).unwrap();
+        b.set_cipher_list(&s)
+            .expect("OpenSSL refuses the policy string");
+
+        let high = offered(&s).unwrap();
+        assert!(!high.is_empty());
+        // OpenSSL's own MEDIUM/LOW sets, under the same profile (legacy provider on).
+        let weak: Vec<String> = offered("MEDIUM:LOW:@SECLEVEL=0").unwrap_or_default();
+        for c in &high {
+            assert!(
+                !weak.contains(c),
+                "{c} is MEDIUM/LOW but offered at grade high"
+            );
+            assert!(!c.contains("DES-CBC3") && !c.contains("CAMELLIA256"), "{c}");
+        }
+        // Without a grade the whole profile is offered, weak suites included.
+        let whole = offered(&client_cipher_string(Level::May, None, &[])).unwrap();
+        if active().name != "strict" {
+            assert!(whole.len() > high.len());
+            assert!(whole.iter().any(|c| c.contains("CAMELLIA256")));
+            // With the legacy provider SEED is offered, and it is MEDIUM: the grade
+            // really removed something OpenSSL classes below HIGH.
+            if !weak.is_empty() {
+                assert!(whole.iter().any(|c| weak.contains(c)), "{whole:?}");
+            }
+        }
+        assert!(high.iter().all(|c| whole.contains(c)));
+    }
+
+    #[test]
+    fn cipher_string_levels_and_tls13() {
+        let may = client_cipher_string(Level::May, None, &[]);
+        assert!(!may.contains('!'), "opportunistic TLS narrowed: {may}");
+        let verify = client_cipher_string(Level::Verify, None, &[]);
+        assert!(verify.contains("!eNULL:!aNULL"));
+        // As `encrypt exclude=TLS_AES_128_CCM_SHA256:SEED` in a policy table.
+        let exclude = strings(&["TLS_AES_128_CCM_SHA256", "SEED"]);
+        let s13 = client_ciphersuites(&exclude);
+        assert!(
+            !s13.contains("CCM") && s13.contains("TLS_AES_256_GCM_SHA384"),
+            "{s13}"
+        );
+        let mut b = SslContext::builder(SslMethod::tls_client()).unwrap();
+        b.set_ciphersuites(&s13).unwrap();
+        b.set_cipher_list(&client_cipher_string(Level::Encrypt, None, &exclude))
+            .unwrap();
     }
 }

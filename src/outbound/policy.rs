@@ -1,8 +1,7 @@
-//! Outbound TLS policy: the per-destination table (`--tls-policy FILE`, in Postfix
-//! `smtp_tls_policy_maps` syntax so existing tables work), the security levels and
-//! what each one demands, and the pure decisions that follow from a policy: the
-//! protocol range, the client cipher string, and the names a server certificate must
-//! carry.
+//! The outbound TLS policy table (`--tls-policy FILE`, in Postfix
+//! `smtp_tls_policy_maps` syntax so existing tables work): which [`Policy`] applies to a
+//! next hop, and the names a server certificate must carry under it. Kept with the SMTP
+//! client, as Postfix keeps its policy table in `smtp`, not in its TLS library.
 //!
 //! This module decides; it does not connect. It owns no sockets, no DNS and no
 //! long-lived OpenSSL context, and knows nothing of queues. The outbound session:
@@ -12,403 +11,28 @@
 //!    [`Level::effective_for_dane`], which yields the level to enforce or a deferral;
 //! 3. asks that level's predicates ([`Level::requires_tls`], [`Level::must_match`],
 //!    [`Level::must_verify_chain`]) what to enforce, and builds its context from
-//!    [`Policy::protocol_range`], [`client_cipher_string`], [`client_ciphersuites`] and
-//!    [`name_patterns`].
+//!    [`Policy::tls`] and the names from [`name_patterns`].
+//!
+//! What the words mean lives in `tls/`: the levels in `tls::level`, `protocols=` and
+//! `ciphers=` with the cipher profile (`tls::profile`), fingerprints in
+//! `tls::fingerprint`, name matching in `tls::names`. Here is the table's syntax and
+//! lookup order.
 //!
 //! Only [`PolicyTable::load`] touches the filesystem; [`PolicyTable::parse`] is a total
 //! function of its text (every input gives a table or a `FILE:LINE: message` error),
 //! so it can be fuzzed.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::fs::{self, File};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
-use super::profile::{self, Profile, Protocol};
-
-/// A TLS security level. Ordered as Postfix's `tls_level_table`; what a level demands
-/// is a comparison on this order (see the predicates), never a list of cases, so a
-/// level added in its place gets the right behaviour everywhere.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Level {
-    /// No TLS, even if the server offers STARTTLS.
-    None,
-    /// Opportunistic TLS: no verification; plaintext if STARTTLS is missing or fails.
-    May,
-    /// Mandatory TLS without authentication.
-    Encrypt,
-    /// Mandatory TLS; the certificate or public-key digest must be listed in `match=`.
-    Fingerprint,
-    /// Opportunistic DANE (RFC 7672): see [`Level::effective_for_dane`].
-    Dane,
-    /// Mandatory DANE: no usable DNSSEC-validated TLSA records, no delivery.
-    DaneOnly,
-    /// Mandatory TLS, CA chain verified, name checked (default: the MX host name).
-    Verify,
-    /// Like verify, but the default names come from the next hop, not from (forgeable)
-    /// MX records.
-    Secure,
-}
-
-impl Level {
-    /// Every level, weakest first.
-    pub const ALL: [Level; 8] = [
-        Level::None,
-        Level::May,
-        Level::Encrypt,
-        Level::Fingerprint,
-        Level::Dane,
-        Level::DaneOnly,
-        Level::Verify,
-        Level::Secure,
-    ];
-
-    /// The level named `s` (case-insensitive, as Postfix), or `None` if unknown.
-    pub fn parse(s: &str) -> Option<Level> {
-        Level::ALL
-            .into_iter()
-            .find(|l| l.name().eq_ignore_ascii_case(s))
-    }
-
-    /// The name used in tables, flags and logs.
-    pub fn name(self) -> &'static str {
-        match self {
-            Level::None => "none",
-            Level::May => "may",
-            Level::Encrypt => "encrypt",
-            Level::Fingerprint => "fingerprint",
-            Level::Dane => "dane",
-            Level::DaneOnly => "dane-only",
-            Level::Verify => "verify",
-            Level::Secure => "secure",
-        }
-    }
-
-    /// Postfix `TLS_REQUIRED`: no STARTTLS or a failed handshake defers the message
-    /// instead of falling back to plaintext. `Dane` answers true because it means
-    /// "DANE in force"; ask this of the level returned by
-    /// [`Level::effective_for_dane`], which turns `Dane` into `May` or `Encrypt` when
-    /// DNS does not back it.
-    pub fn requires_tls(self) -> bool {
-        self > Level::May
-    }
-
-    /// Postfix `TLS_MUST_MATCH`: the peer must be authenticated (fingerprint, DANE
-    /// or name), not merely encrypted.
-    pub fn must_match(self) -> bool {
-        self > Level::Encrypt
-    }
-
-    /// Postfix `TLS_MUST_PKIX`: the chain must verify against the CA store (or the
-    /// `tafile=` trust anchors). Fingerprint and DANE levels bring their own trust.
-    pub fn must_verify_chain(self) -> bool {
-        self >= Level::Verify
-    }
-
-    /// Whether the caller must look up TLSA records before connecting.
-    pub fn uses_dane(self) -> bool {
-        matches!(self, Level::Dane | Level::DaneOnly)
-    }
-
-    /// The level to enforce once the DNSSEC state of the MX host is known (RFC 7672
-    /// section 2.2, Postfix `dane_init`). Non-DANE levels come back unchanged, so a
-    /// caller may pass every level through here; it only needs a real DNS answer when
-    /// [`Level::uses_dane`].
-    ///
-    /// | table level | `Secure` | `SecureUnusable` | `Insecure` | `Failed` |
-    /// |-------------|----------|------------------|------------|----------|
-    /// | `dane`      | `dane`   | `encrypt`        | `may`      | defer    |
-    /// | `dane-only` | `dane`   | defer            | defer      | defer    |
-    ///
-    /// `dane-only` becomes `dane` once usable records are in hand, as in Postfix: from
-    /// then on the two demand the same, and logs say which authentication happened.
-    pub fn effective_for_dane(self, state: DaneState) -> DaneDecision {
-        match (self, state) {
-            (Level::Dane | Level::DaneOnly, DaneState::Secure) => {
-                DaneDecision::Proceed(Level::Dane)
-            }
-            (Level::Dane, DaneState::SecureUnusable) => DaneDecision::Proceed(Level::Encrypt),
-            (Level::Dane, DaneState::Insecure) => DaneDecision::Proceed(Level::May),
-            (Level::Dane | Level::DaneOnly, DaneState::Failed) => DaneDecision::Defer(
-                "DNSSEC validation of the MX or TLSA records failed (SERVFAIL or bogus)",
-            ),
-            (Level::DaneOnly, DaneState::SecureUnusable) => {
-                DaneDecision::Defer("dane-only: TLSA records exist but none is usable")
-            }
-            (Level::DaneOnly, DaneState::Insecure) => {
-                DaneDecision::Defer("dane-only: no DNSSEC-validated TLSA records for the MX host")
-            }
-            (level, _) => DaneDecision::Proceed(level),
-        }
-    }
-}
-
-impl fmt::Display for Level {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// What DNS said about the MX host's TLSA records, as the resolver reports it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DaneState {
-    /// The MX host name and its TLSA RRset are DNSSEC-validated (AD bit) and at least
-    /// one record is usable (known usage, selector and matching type). The caller
-    /// keeps the records; this module only needs to know they exist.
-    Secure,
-    /// Validated TLSA records exist, but none is usable (RFC 7672: TLS still
-    /// mandatory, no authentication).
-    SecureUnusable,
-    /// No DNSSEC: the MX or TLSA answer is unsigned, or a validated denial says there
-    /// are no TLSA records. DANE is not in force.
-    Insecure,
-    /// The DNSSEC lookup failed (SERVFAIL, bogus, timeout): the state is unknown and
-    /// plaintext could be an attack, so delivery waits.
-    Failed,
-}
-
-/// The outcome of [`Level::effective_for_dane`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DaneDecision {
-    /// Connect and enforce this level.
-    Proceed(Level),
-    /// Do not connect; defer the message (4.7.5) with this reason.
-    Defer(&'static str),
-}
-
-/// A TLS version bound or exclusion as written in `protocols=`: SSL versions are
-/// accepted for Postfix compatibility but never enabled.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum ProtoName {
-    Ssl,
-    Tls(Protocol),
-}
-
-impl ProtoName {
-    fn parse(s: &str) -> Option<ProtoName> {
-        Some(match s.to_ascii_lowercase().as_str() {
-            "sslv2" | "sslv3" => ProtoName::Ssl,
-            "tlsv1" | "tlsv1.0" => ProtoName::Tls(Protocol::Tls10),
-            "tlsv1.1" => ProtoName::Tls(Protocol::Tls11),
-            "tlsv1.2" => ProtoName::Tls(Protocol::Tls12),
-            "tlsv1.3" => ProtoName::Tls(Protocol::Tls13),
-            _ => return None,
-        })
-    }
-}
-
-/// Position of a version in age order (`Protocol` itself has no order: the profile
-/// lists versions highest first, which would invert every comparison here).
-fn rank(p: Protocol) -> u8 {
-    match p {
-        Protocol::Tls10 => 0,
-        Protocol::Tls11 => 1,
-        Protocol::Tls12 => 2,
-        Protocol::Tls13 => 3,
-    }
-}
-
-/// The `protocols=` attribute: bounds and exclusions on top of the compiled profile.
-/// The default (no attribute) restricts nothing: the profile's own versions apply.
-/// Fields are private so every value went through [`Protocols::parse`].
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Protocols {
-    /// `>=TLSvX` (Postfix 3.6+).
-    min: Option<Protocol>,
-    /// `<=TLSvX` (Postfix 3.6+).
-    max: Option<Protocol>,
-    /// `!TLSvX`, plus every TLS version not named when the inclusion form
-    /// (`TLSv1.2:TLSv1.3`) is used.
-    excluded: Vec<Protocol>,
-}
-
-impl Protocols {
-    /// Parses Postfix syntax: items separated by `:` (or `,`/spaces outside a policy
-    /// table), each `!NAME` (exclude), `NAME` (include only the named ones), `>=NAME`
-    /// or `<=NAME`. Names: SSLv2, SSLv3, TLSv1 (or TLSv1.0), TLSv1.1, TLSv1.2, TLSv1.3,
-    /// case-insensitive. An empty value restricts nothing, as in Postfix.
-    pub fn parse(value: &str) -> Result<Protocols, String> {
-        let mut out = Protocols::default();
-        let mut included: Option<Vec<Protocol>> = None;
-        let items = value
-            .split(|c: char| c == ':' || c == ',' || c.is_whitespace())
-            .filter(|t| !t.is_empty());
-        for item in items {
-            let (op, name) = if let Some(n) = item.strip_prefix(">=") {
-                (">=", n)
-            } else if let Some(n) = item.strip_prefix("<=") {
-                ("<=", n)
-            } else if let Some(n) = item.strip_prefix('!') {
-                ("!", n)
-            } else {
-                ("", item)
-            };
-            let Some(proto) = ProtoName::parse(name) else {
-                return Err(format!(
-                    "unknown protocol '{name}' in protocols={value}; use SSLv2, SSLv3, \
-                     TLSv1, TLSv1.1, TLSv1.2 or TLSv1.3, each optionally prefixed by !, >= \
-                     or <="
-                ));
-            };
-            match (op, proto) {
-                (">=", _) if out.min.is_some() => {
-                    return Err(format!(
-                        "protocols={value} has more than one '>=' bound; keep one"
-                    ));
-                }
-                ("<=", _) if out.max.is_some() => {
-                    return Err(format!(
-                        "protocols={value} has more than one '<=' bound; keep one"
-                    ));
-                }
-                // Every TLS version is above SSL: no bound at all.
-                (">=", ProtoName::Ssl) => out.min = Some(Protocol::Tls10),
-                (">=", ProtoName::Tls(p)) => out.min = Some(p),
-                ("<=", ProtoName::Ssl) => {
-                    return Err(format!(
-                        "protocols={value}: '{item}' leaves no TLS version (tinymta never \
-                         enables SSLv2 or SSLv3); use e.g. <=TLSv1.2"
-                    ));
-                }
-                ("<=", ProtoName::Tls(p)) => out.max = Some(p),
-                ("!", ProtoName::Ssl) => {}
-                ("!", ProtoName::Tls(p)) => {
-                    if !out.excluded.contains(&p) {
-                        out.excluded.push(p);
-                    }
-                }
-                (_, proto) => {
-                    let inc = included.get_or_insert_with(Vec::new);
-                    if let ProtoName::Tls(p) = proto {
-                        inc.push(p);
-                    }
-                }
-            }
-        }
-        // Postfix: naming versions enables those and disables every other one.
-        if let Some(inc) = included {
-            for p in Protocol::ALL {
-                if !inc.contains(&p) && !out.excluded.contains(&p) {
-                    out.excluded.push(p);
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// The `>=` bound, if any.
-    #[cfg(test)]
-    pub fn min(&self) -> Option<Protocol> {
-        self.min
-    }
-
-    /// The `<=` bound, if any.
-    #[cfg(test)]
-    pub fn max(&self) -> Option<Protocol> {
-        self.max
-    }
-
-    /// Versions excluded by `!NAME` or by the inclusion form. Those inside the
-    /// profile's range are already cut out of [`Protocols::range`]; setting the
-    /// matching `NO_TLSv1_x` options as well is harmless.
-    pub fn excluded(&self) -> &[Protocol] {
-        &self.excluded
-    }
-
-    /// The (min, max) versions to set on a client context under the active profile.
-    /// Table entries with an empty range are refused when the table is parsed, so
-    /// falling back to the profile's own range is only a formality.
-    pub fn range(&self) -> (Protocol, Protocol) {
-        let p = profile::active();
-        self.effective(p.protocols)
-            .unwrap_or((p.lowest(), p.highest()))
-    }
-
-    /// Whether `p` passes the bounds and exclusions (before the profile is applied).
-    fn allows(&self, p: Protocol) -> bool {
-        self.min.is_none_or(|m| rank(p) >= rank(m))
-            && self.max.is_none_or(|m| rank(p) <= rank(m))
-            && !self.excluded.contains(&p)
-    }
-
-    /// The (lowest, highest) versions to set on the context, within `supported` (a
-    /// profile's versions), or `None` when nothing is left. OpenSSL only has a min and
-    /// a max, so a hole (e.g. `!TLSv1.1` with TLS 1.0 enabled) keeps the highest
-    /// contiguous run: versions below the hole are dropped, never the ones above.
-    pub fn effective(&self, supported: &[Protocol]) -> Option<(Protocol, Protocol)> {
-        let mut enabled: Vec<Protocol> = supported
-            .iter()
-            .copied()
-            .filter(|p| self.allows(*p))
-            .collect();
-        enabled.sort_by_key(|p| std::cmp::Reverse(rank(*p)));
-        enabled.dedup();
-        let max = *enabled.first()?;
-        let mut min = max;
-        for p in &enabled[1..] {
-            if rank(*p) + 1 != rank(min) {
-                break;
-            }
-            min = *p;
-        }
-        Some((min, max))
-    }
-}
-
-/// The `ciphers=` grade, as Postfix's `high`/`medium`/`low` cipher lists. `export`
-/// and `null` exist in Postfix but are refused: they are never acceptable.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Grade {
-    High,
-    Medium,
-    Low,
-}
-
-impl Grade {
-    fn parse(s: &str) -> Result<Grade, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "high" => Ok(Grade::High),
-            "medium" => Ok(Grade::Medium),
-            "low" => Ok(Grade::Low),
-            "export" | "null" => Err(format!(
-                "ciphers={s} is refused: export and null grades offer no real protection; \
-                 use ciphers=medium or ciphers=high"
-            )),
-            "" => Err("ciphers= has an empty value; use high, medium or low".to_string()),
-            _ => Err(format!(
-                "unknown cipher grade ciphers={s}; use high, medium or low"
-            )),
-        }
-    }
-
-    /// The name used in tables and logs.
-    pub fn name(self) -> &'static str {
-        match self {
-            Grade::High => "high",
-            Grade::Medium => "medium",
-            Grade::Low => "low",
-        }
-    }
-
-    /// OpenSSL exclusions that narrow a list to this grade. OpenSSL's own
-    /// classification decides (3DES and SEED are MEDIUM since OpenSSL 1.1.0): no
-    /// second table here to drift from it.
-    fn exclusions(self) -> &'static [&'static str] {
-        match self {
-            Grade::High => &["!MEDIUM", "!LOW"],
-            Grade::Medium => &["!LOW"],
-            // Everything a profile lists is at least LOW.
-            Grade::Low => &[],
-        }
-    }
-}
-
-impl fmt::Display for Grade {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+use super::route::NextHop;
+use crate::tls::client::ContextPolicy;
+use crate::tls::fingerprint;
+use crate::tls::level::Level;
+use crate::tls::names::NamePattern;
+use crate::tls::profile::{self, Grade, Profile, Protocol, Protocols};
 
 /// The policy for one destination: a table entry, or the default level.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -453,6 +77,19 @@ impl Policy {
     pub fn protocol_range(&self) -> (Protocol, Protocol) {
         self.protocols.range()
     }
+
+    /// What the client context for this destination is built from.
+    pub fn tls(&self) -> ContextPolicy<'_> {
+        ContextPolicy {
+            level: self.level,
+            protocols: &self.protocols,
+            ciphers: self.ciphers,
+            exclude: &self.exclude,
+            tafile: self.tafile.as_deref(),
+            cert: self.cert.as_deref().zip(self.key.as_deref()),
+            source: &self.source,
+        }
+    }
 }
 
 /// Checks a `--tls-default-level` value: `fingerprint` needs `match=`, which only a
@@ -466,19 +103,6 @@ pub fn check_default_level(level: Level) -> Result<(), String> {
         );
     }
     Ok(())
-}
-
-/// Where a message goes next, as routing decided it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum NextHop {
-    /// MX delivery for a recipient domain.
-    Domain(String),
-    /// A relay host or transport next hop. `bracketed` is `[host]` (no MX lookup).
-    Host {
-        host: String,
-        port: u16,
-        bracketed: bool,
-    },
 }
 
 /// The parsed policy table.
@@ -665,7 +289,7 @@ impl PolicyTable {
             .filter(|p| p.level == Level::Fingerprint)
         {
             for m in &p.matches {
-                let n = decode_fingerprint(m).map_or(0, |b| b.len());
+                let n = fingerprint::parse_fingerprint(m).map_or(0, |b| b.len());
                 if n != len {
                     return Err(format!(
                         "{}: fingerprint {m} has {n} bytes, but --tls-fingerprint-digest \
@@ -824,30 +448,10 @@ fn normalize_key(raw: &str) -> Result<String, String> {
     })
 }
 
-/// `3D:7A:...` or `3d7a...` -> bytes, if it is a plausible digest (MD5, SHA-1 or
-/// SHA-256 size).
-pub fn decode_fingerprint(s: &str) -> Option<Vec<u8>> {
-    let hex: Vec<u8> = if s.contains(':') {
-        let mut v = Vec::new();
-        for pair in s.split(':') {
-            if pair.len() != 2 {
-                return None;
-            }
-            v.extend_from_slice(pair.as_bytes());
-        }
-        v
-    } else {
-        s.as_bytes().to_vec()
-    };
-    if !hex.len().is_multiple_of(2) {
-        return None;
-    }
-    let nibble = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    let bytes = hex
-        .chunks(2)
-        .map(|c| Some((nibble(c[0])? << 4) | nibble(c[1])?))
-        .collect::<Option<Vec<u8>>>()?;
-    matches!(bytes.len(), 16 | 20 | 32).then_some(bytes)
+/// The digest bytes of a `match=` fingerprint, if it has a digest's size (MD5, SHA-1
+/// or SHA-256): a value of another length can never match, so it is a typo.
+fn sized_fingerprint(s: &str) -> Option<Vec<u8>> {
+    fingerprint::parse_fingerprint(s).filter(|b| matches!(b.len(), 16 | 20 | 32))
 }
 
 /// Parses the value part of one entry (level and attributes).
@@ -1010,19 +614,14 @@ fn parse_match(p: &mut Policy, value: &str) -> Result<(), String> {
     match p.level {
         Level::Fingerprint => {
             for fp in value.split('|').filter(|f| !f.is_empty()) {
-                let bytes = decode_fingerprint(fp).ok_or_else(|| {
+                let bytes = sized_fingerprint(fp).ok_or_else(|| {
                     format!(
                         "'{fp}' is not a fingerprint: expected 16 (md5), 20 (sha1) or 32 \
                          (sha256) hex bytes such as 3D:7A:..., several separated by '|'; \
                          `tinymta cert fingerprint` prints them"
                     )
                 })?;
-                let colon_hex = bytes
-                    .iter()
-                    .map(|b| format!("{b:02X}"))
-                    .collect::<Vec<_>>()
-                    .join(":");
-                p.matches.push(colon_hex);
+                p.matches.push(fingerprint::colon_hex(&bytes));
             }
         }
         Level::Verify | Level::Secure => {
@@ -1060,8 +659,9 @@ fn parse_match(p: &mut Policy, value: &str) -> Result<(), String> {
 fn check_narrowing(p: &Policy) -> Result<(), String> {
     let prof = profile::active();
     let (min, _) = p.protocol_range();
-    let list = client_cipher_string(p);
-    let below_13 = rank(min) < rank(Protocol::Tls13);
+    let list = profile::client_cipher_string(p.level, p.ciphers, &p.exclude);
+    // TLS 1.3 is the highest version: anything else as the minimum is below it.
+    let below_13 = min != Protocol::Tls13;
     // A context that cannot be created says nothing about the table.
     // The profile's builder, so SEED counts when the legacy provider has it.
     if let Ok(mut b) = profile::client_builder() {
@@ -1073,7 +673,7 @@ fn check_narrowing(p: &Policy) -> Result<(), String> {
             ));
         }
     }
-    if client_ciphersuites(p).is_empty() && !below_13 {
+    if profile::client_ciphersuites(&p.exclude).is_empty() && !below_13 {
         return Err(
             "exclude= removes every TLS 1.3 suite, and protocols= allows only TLS 1.3; \
              relax one of them"
@@ -1081,25 +681,6 @@ fn check_narrowing(p: &Policy) -> Result<(), String> {
         );
     }
     Ok(())
-}
-
-/// A name the peer certificate may carry, already expanded from `match=`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum NamePattern {
-    /// This name exactly.
-    Exact(String),
-    /// Any strict subdomain of this domain, at any depth (`.example.com`).
-    Subdomains(String),
-}
-
-/// As written in `match=`, for logs: `mx.example.com`, `.example.com`.
-impl fmt::Display for NamePattern {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            NamePattern::Exact(n) => f.write_str(n),
-            NamePattern::Subdomains(d) => write!(f, ".{d}"),
-        }
-    }
 }
 
 /// The names the peer certificate must match, for the policy's level:
@@ -1145,125 +726,10 @@ pub fn name_patterns(policy: &Policy, nexthop_domain: &str, mx_hostname: &str) -
     out
 }
 
-/// Whether any certificate name satisfies any pattern. `cert_names` are the DNS
-/// subjectAltNames, or the subject CN when there is no DNS SAN (RFC 6125 6.4.4).
-/// Comparison ignores ASCII case and one trailing dot.
-///
-/// Wildcards (RFC 6125 6.4.3, as OpenSSL and Postfix): only a whole leftmost `*`
-/// label, standing for exactly one label, so `*.example.com` matches
-/// `mx.example.com` but neither `a.b.example.com` nor `example.com`; `*.com`-style
-/// names with a single label after the star and partial wildcards (`mx*.example.com`)
-/// match nothing. Against a [`NamePattern::Subdomains`] pattern a wildcard
-/// certificate matches when every name it covers is such a subdomain.
-pub fn name_matches(patterns: &[NamePattern], cert_names: &[String]) -> bool {
-    cert_names.iter().any(|c| {
-        let c = norm_name(c);
-        patterns.iter().any(|p| pattern_matches(p, &c))
-    })
-}
-
-fn norm_name(s: &str) -> String {
-    s.strip_suffix('.').unwrap_or(s).to_ascii_lowercase()
-}
-
-fn pattern_matches(pattern: &NamePattern, cert: &str) -> bool {
-    let (wild, base) = match cert.strip_prefix("*.") {
-        Some(b) => (true, b),
-        None => (false, cert),
-    };
-    if base.is_empty() || base.contains('*') || (wild && !base.contains('.')) {
-        return false;
-    }
-    match pattern {
-        NamePattern::Exact(n) => {
-            let n = norm_name(n);
-            if n.is_empty() || n.contains('*') {
-                false
-            } else if wild {
-                n.split_once('.')
-                    .is_some_and(|(label, rest)| !label.is_empty() && rest == base)
-            } else {
-                n == base
-            }
-        }
-        NamePattern::Subdomains(d) => {
-            let d = norm_name(d);
-            if d.is_empty() || d.contains('*') {
-                return false;
-            }
-            let suffix = format!(".{d}");
-            if wild {
-                // "*.x" covers one label under x: all subdomains of d iff x is d or
-                // below it.
-                base == d || base.ends_with(&suffix)
-            } else {
-                base.len() > suffix.len() && base.ends_with(&suffix)
-            }
-        }
-    }
-}
-
-/// The client's TLS <= 1.2 cipher string for a policy (for `set_cipher_list`):
-/// every suite the active profile lists for TLS 1.2/1.1/1.0, in profile order, then
-/// the grade's exclusions (`!MEDIUM:!LOW` for high), `!X` for each `exclude=` item,
-/// `!eNULL` from encrypt up and `!aNULL` from fingerprint up (as Postfix), and the
-/// profile's `@SECLEVEL`. With no `ciphers=`/`exclude=` this is the whole profile at
-/// every level: for opportunistic TLS weak encryption beats plaintext, and for
-/// mandatory levels the profile already is the administrator's choice.
-///
-/// Names this OpenSSL does not know (3DES or IDEA on OpenSSL 3) are skipped by
-/// OpenSSL inside a list; table parsing checked that something remains.
-pub fn client_cipher_string(policy: &Policy) -> String {
-    client_cipher_string_for(profile::active(), policy)
-}
-
-fn client_cipher_string_for(p: &Profile, policy: &Policy) -> String {
-    let mut items: Vec<String> = Vec::new();
-    for proto in [Protocol::Tls12, Protocol::Tls11, Protocol::Tls10] {
-        for name in p
-            .suites(proto)
-            .iter()
-            .filter_map(|s| profile::openssl_name(s))
-        {
-            if !items.iter().any(|i| i == name) {
-                items.push(name.to_string());
-            }
-        }
-    }
-    if let Some(g) = policy.ciphers {
-        items.extend(g.exclusions().iter().map(|s| s.to_string()));
-    }
-    items.extend(policy.exclude.iter().map(|x| format!("!{x}")));
-    if policy.level >= Level::Encrypt {
-        items.push("!eNULL".to_string());
-    }
-    if policy.level.must_match() {
-        items.push("!aNULL".to_string());
-    }
-    items.push(format!("@SECLEVEL={}", p.security_level()));
-    items.join(":")
-}
-
-/// The client's TLS 1.3 suites (for `set_ciphersuites`): the profile's list minus
-/// `exclude=` items that name a TLS 1.3 suite exactly. OpenSSL configures TLS 1.3
-/// separately and its cipher-string families (`AES128`, `MEDIUM`) do not apply
-/// there; every TLS 1.3 suite is high grade anyway. An empty result disables TLS 1.3.
-pub fn client_ciphersuites(policy: &Policy) -> String {
-    profile::active()
-        .suites(Protocol::Tls13)
-        .iter()
-        .filter(|s| !policy.exclude.iter().any(|x| x.eq_ignore_ascii_case(s)))
-        .copied()
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use openssl::ssl::{ClientHelloResponse, HandshakeError, Ssl, SslContext, SslMethod};
-    use std::io::{self, Read, Write};
-    use std::sync::{Arc, Mutex};
+    use crate::tls::names::name_matches;
 
     const SPEC_TABLE: &str = "\
 example.com        secure match=.example.com:example.net
@@ -1301,58 +767,6 @@ example.com        secure match=.example.com:example.net
 
     fn names(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
-    }
-
-    #[test]
-    fn levels_parse_order_and_predicates() {
-        let expect = [
-            // name, requires_tls, must_match, must_verify_chain
-            ("none", false, false, false),
-            ("may", false, false, false),
-            ("encrypt", true, false, false),
-            ("fingerprint", true, true, false),
-            ("dane", true, true, false),
-            ("dane-only", true, true, false),
-            ("verify", true, true, true),
-            ("secure", true, true, true),
-        ];
-        for (i, (name, tls, matches, pkix)) in expect.into_iter().enumerate() {
-            let l = Level::parse(name).unwrap();
-            assert_eq!(l, Level::ALL[i]);
-            assert_eq!(l.name(), name);
-            assert_eq!(Level::parse(&name.to_uppercase()), Some(l));
-            assert_eq!(l.requires_tls(), tls, "{name}");
-            assert_eq!(l.must_match(), matches, "{name}");
-            assert_eq!(l.must_verify_chain(), pkix, "{name}");
-        }
-        assert!(Level::ALL.windows(2).all(|w| w[0] < w[1]));
-        assert_eq!(Level::parse("dane_only"), None);
-        assert_eq!(Level::parse(""), None);
-        assert_eq!(Level::parse("must"), None);
-    }
-
-    #[test]
-    fn dane_state_decides_the_effective_level() {
-        use DaneDecision::{Defer, Proceed};
-        use DaneState::*;
-        let d = Level::Dane;
-        assert_eq!(d.effective_for_dane(Secure), Proceed(Level::Dane));
-        assert_eq!(
-            d.effective_for_dane(SecureUnusable),
-            Proceed(Level::Encrypt)
-        );
-        assert_eq!(d.effective_for_dane(Insecure), Proceed(Level::May));
-        assert!(matches!(d.effective_for_dane(Failed), Defer(_)));
-        let o = Level::DaneOnly;
-        assert_eq!(o.effective_for_dane(Secure), Proceed(Level::Dane));
-        for s in [SecureUnusable, Insecure, Failed] {
-            assert!(matches!(o.effective_for_dane(s), Defer(_)), "{s:?}");
-        }
-        for l in Level::ALL.into_iter().filter(|l| !l.uses_dane()) {
-            for s in [Secure, SecureUnusable, Insecure, Failed] {
-                assert_eq!(l.effective_for_dane(s), Proceed(l));
-            }
-        }
     }
 
     #[test]
@@ -1582,42 +996,8 @@ mx.example.com       encrypt
     }
 
     #[test]
-    fn protocols_parse_and_intersect() {
+    fn protocols_in_a_table() {
         use Protocol::*;
-        let all = [Tls13, Tls12, Tls11, Tls10];
-        let two = [Tls13, Tls12];
-        let p = |s: &str| Protocols::parse(s).unwrap();
-        let eff = |s: &str, sup: &[Protocol]| p(s).effective(sup);
-
-        assert_eq!(p(""), Protocols::default());
-        assert_eq!(eff("", &all), Some((Tls10, Tls13)));
-        assert_eq!(
-            eff("!SSLv2:!SSLv3:!TLSv1:!TLSv1.1", &all),
-            Some((Tls12, Tls13))
-        );
-        assert_eq!(eff(">=TLSv1.2", &all), Some((Tls12, Tls13)));
-        assert_eq!(eff(">=tlsv1.1", &two), Some((Tls12, Tls13)));
-        assert_eq!(eff("<=TLSv1.2", &all), Some((Tls10, Tls12)));
-        assert_eq!(eff("<=TLSv1.2", &two), Some((Tls12, Tls12)));
-        assert_eq!(eff("TLSv1.2:TLSv1.3", &all), Some((Tls12, Tls13)));
-        assert_eq!(eff("TLSv1.3", &all), Some((Tls13, Tls13)));
-        assert_eq!(eff("SSLv3:TLSv1", &all), Some((Tls10, Tls10)));
-        assert_eq!(eff("SSLv3:TLSv1", &two), None);
-        assert_eq!(eff("SSLv3", &all), None);
-        assert_eq!(eff(">=SSLv3", &all), Some((Tls10, Tls13)));
-        assert_eq!(eff(">=TLSv1.3:<=TLSv1.2", &all), None);
-        assert_eq!(eff("<=TLSv1.1", &two), None);
-        // A hole keeps the highest contiguous run.
-        assert_eq!(eff("!TLSv1.1", &all), Some((Tls12, Tls13)));
-        assert_eq!(eff("!TLSv1.2", &all), Some((Tls13, Tls13)));
-        assert_eq!(eff("!TLSv1.3", &all), Some((Tls10, Tls12)));
-        // Postfix separators outside tables.
-        assert_eq!(eff("!SSLv2, !SSLv3 !TLSv1", &all), Some((Tls11, Tls13)));
-        assert!(Protocols::parse(">=TLSv1:>=TLSv1.2").is_err());
-        assert!(Protocols::parse("<=TLSv1.3:<=TLSv1.2").is_err());
-        assert!(Protocols::parse("!TLSv2").is_err());
-        assert!(Protocols::parse("=>TLSv1.2").is_err());
-
         // In a table, against the compiled profile.
         let prof = profile::active();
         let t = table("a.com encrypt protocols=>=TLSv1.2\n");
@@ -1682,43 +1062,6 @@ mx.example.com       encrypt
     }
 
     #[test]
-    fn name_matching_and_wildcards() {
-        use NamePattern::{Exact, Subdomains};
-        let exact = [Exact("mx.example.com".into())];
-        let m = |p: &[NamePattern], c: &[&str]| name_matches(p, &names(c));
-        assert!(m(&exact, &["MX.Example.COM"]));
-        assert!(m(&exact, &["mx.example.com."]));
-        assert!(m(&exact, &["other.test", "mx.example.com"]));
-        assert!(!m(&exact, &["mx2.example.com"]));
-        assert!(!m(&exact, &[]));
-        assert!(m(&exact, &["*.example.com"]));
-        assert!(!m(&exact, &["*.com"]));
-        assert!(!m(&exact, &["m*.example.com"]));
-        assert!(!m(&exact, &["*x.example.com"]));
-        assert!(!m(&exact, &["mx.*.com"]));
-        assert!(!m(&exact, &["*"]));
-        // One label only, and never the parent itself.
-        let deep = [Exact("a.b.example.com".into())];
-        assert!(!m(&deep, &["*.example.com"]));
-        let apex = [Exact("example.com".into())];
-        assert!(!m(&apex, &["*.example.com"]));
-        assert!(m(&apex, &["example.com"]));
-
-        let sub = [Subdomains("example.com".into())];
-        assert!(m(&sub, &["mx.example.com"]));
-        assert!(m(&sub, &["a.b.example.com"]));
-        assert!(!m(&sub, &["example.com"]));
-        assert!(!m(&sub, &["badexample.com"]));
-        assert!(!m(&sub, &[".example.com"]));
-        assert!(m(&sub, &["*.example.com"]));
-        assert!(m(&sub, &["*.b.example.com"]));
-        assert!(!m(&sub, &["*.com"]));
-        // An empty pattern never matches.
-        assert!(!m(&[Exact(String::new())], &[""]));
-        assert!(!m(&[Subdomains(String::new())], &["a.b"]));
-    }
-
-    #[test]
     fn fingerprints_normalize_and_check_digest() {
         let t = table(
             "[a.example] fingerprint match=3d7a0011223344556677889900aabbccddeeff00\n\
@@ -1741,132 +1084,23 @@ mx.example.com       encrypt
         assert!(table(SPEC_TABLE)
             .check_fingerprint_length("sha256", 32)
             .is_ok());
-        assert_eq!(decode_fingerprint("3D:7"), None);
-        assert_eq!(decode_fingerprint("zz"), None);
+        assert_eq!(sized_fingerprint("3D:7"), None);
+        assert_eq!(sized_fingerprint("zz"), None);
         assert!(check_default_level(Level::Fingerprint).is_err());
         assert!(check_default_level(Level::Dane).is_ok());
     }
 
-    /// Client side of a half handshake: records the ClientHello, then blocks.
-    #[derive(Default)]
-    struct Capture(Vec<u8>);
-    impl Read for Capture {
-        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
-            Err(io::ErrorKind::WouldBlock.into())
-        }
-    }
-    impl Write for Capture {
-        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-            self.0.extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-    /// Server side: replays the ClientHello.
-    struct Replay(io::Cursor<Vec<u8>>);
-    impl Read for Replay {
-        fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
-            match self.0.read(b)? {
-                0 => Err(io::ErrorKind::WouldBlock.into()),
-                n => Ok(n),
-            }
-        }
-    }
-    impl Write for Replay {
-        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    /// The TLS 1.2 suites a client with the profile and `list` really offers, by
-    /// OpenSSL name: what the expansion of the string is on the wire. `None` when
-    /// OpenSSL refuses the string.
-    fn offered(list: &str) -> Option<Vec<String>> {
-        let mut cb = profile::client_builder().unwrap();
-        cb.set_cipher_list(list).ok()?;
-        let v = Some(Protocol::Tls12.ssl_version());
-        cb.set_min_proto_version(v).unwrap();
-        cb.set_max_proto_version(v).unwrap();
-        let hello = match Ssl::new(&cb.build()).unwrap().connect(Capture::default()) {
-            Err(HandshakeError::WouldBlock(mid)) => mid.get_ref().0.clone(),
-            _ => panic!("no ClientHello"),
-        };
-        let seen: Arc<Mutex<Vec<String>>> = Arc::default();
-        let sink = Arc::clone(&seen);
-        let mut sb = SslContext::builder(SslMethod::tls_server()).unwrap();
-        sb.set_client_hello_callback(move |ssl, _| {
-            let bytes = ssl.client_hello_ciphers().unwrap_or_default().to_vec();
-            if let Ok(l) = ssl.bytes_to_cipher_list(&bytes, false) {
-                *sink.lock().unwrap() = l.suites.iter().map(|c| c.name().to_string()).collect();
-            }
-            Ok(ClientHelloResponse::RETRY)
-        });
-        let _ = Ssl::new(&sb.build())
-            .unwrap()
-            .accept(Replay(io::Cursor::new(hello)));
-        let v = seen.lock().unwrap().clone();
-        Some(v)
-    }
-
     #[test]
-    fn cipher_string_high_grade_without_3des() {
+    fn cipher_attributes_reach_the_policy() {
+        // tls::profile tests the cipher strings built from these fields.
         let t = table("[192.0.2.7]:2525 encrypt ciphers=high exclude=3DES:CAMELLIA256\n");
         let p = t.lookup(&host("192.0.2.7", 2525, true), Level::May);
-        let s = client_cipher_string(&p);
-        assert!(s.ends_with(&format!(
-            "!MEDIUM:!LOW:!3DES:!CAMELLIA256:!eNULL:@SECLEVEL={}",
-            profile::active().security_level()
-        )));
-        let mut b = SslContext::builder(SslMethod::tls_client()).unwrap();
-        b.set_cipher_list(&s)
-            .expect("OpenSSL refuses the policy string");
-
-        let high = offered(&s).unwrap();
-        assert!(!high.is_empty());
-        // OpenSSL's own MEDIUM/LOW sets, under the same profile (legacy provider on).
-        let weak: Vec<String> = offered("MEDIUM:LOW:@SECLEVEL=0").unwrap_or_default();
-        for c in &high {
-            assert!(
-                !weak.contains(c),
-                "{c} is MEDIUM/LOW but offered at grade high"
-            );
-            assert!(!c.contains("DES-CBC3") && !c.contains("CAMELLIA256"), "{c}");
-        }
-        // Without a grade the whole profile is offered, weak suites included.
-        let whole = offered(&client_cipher_string(&Policy::default_for(Level::May))).unwrap();
-        if profile::active().name != "strict" {
-            assert!(whole.len() > high.len());
-            assert!(whole.iter().any(|c| c.contains("CAMELLIA256")));
-            // With the legacy provider SEED is offered, and it is MEDIUM: the grade
-            // really removed something OpenSSL classes below HIGH.
-            if !weak.is_empty() {
-                assert!(whole.iter().any(|c| weak.contains(c)), "{whole:?}");
-            }
-        }
-        assert!(high.iter().all(|c| whole.contains(c)));
-    }
-
-    #[test]
-    fn cipher_string_levels_and_tls13() {
-        let may = client_cipher_string(&Policy::default_for(Level::May));
-        assert!(!may.contains('!'), "opportunistic TLS narrowed: {may}");
-        let verify = client_cipher_string(&Policy::default_for(Level::Verify));
-        assert!(verify.contains("!eNULL:!aNULL"));
+        assert_eq!(p.level, Level::Encrypt);
+        assert_eq!(p.ciphers, Some(Grade::High));
+        assert_eq!(p.exclude, names(&["3DES", "CAMELLIA256"]));
         let t = table("a.example encrypt exclude=TLS_AES_128_CCM_SHA256:SEED\n");
         let p = t.lookup(&dom("a.example"), Level::May);
-        let s13 = client_ciphersuites(&p);
-        assert!(
-            !s13.contains("CCM") && s13.contains("TLS_AES_256_GCM_SHA384"),
-            "{s13}"
-        );
-        let mut b = SslContext::builder(SslMethod::tls_client()).unwrap();
-        b.set_ciphersuites(&s13).unwrap();
-        b.set_cipher_list(&client_cipher_string(&p)).unwrap();
+        assert_eq!(p.exclude, names(&["TLS_AES_128_CCM_SHA256", "SEED"]));
         let e = parse_err(
             "a.example encrypt protocols=TLSv1.3 exclude=TLS_AES_256_GCM_SHA384:\
              TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256:TLS_AES_128_CCM_SHA256\n",
@@ -2060,7 +1294,7 @@ mx.example.com       encrypt
                         let p = t.lookup(&nexthops(&mut rng, &probe), Level::May);
                         let pats = name_patterns(&p, &probe, &text);
                         let _ = name_matches(&pats, &[probe.clone(), text.clone()]);
-                        let _ = client_cipher_string(&p);
+                        let _ = profile::client_cipher_string(p.level, p.ciphers, &p.exclude);
                         let _ = p.protocol_range();
                     }
                     let _ = t.check_fingerprint_length("sha256", 32);
@@ -2068,7 +1302,7 @@ mx.example.com       encrypt
                 Err(e) => assert!(e.starts_with("fuzz:"), "{e}"),
             }
             let _ = Protocols::parse(&text);
-            let _ = decode_fingerprint(&text);
+            let _ = sized_fingerprint(&text);
         }
         assert!(
             ok > 100,
