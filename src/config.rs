@@ -11,6 +11,7 @@ use crate::host::{default_state_dir, running_as_root, system_hostname};
 use crate::inbound::relay::Cidr;
 use crate::inbound::{self, InboundTls, Limits, Listener, Role};
 use crate::outbound::policy::{check_default_level, PolicyTable};
+use crate::outbound::route::Router;
 use crate::outbound::transport::{parse_nexthop, TransportTable};
 use crate::outbound::Settings;
 use crate::queue::scheduler::Retry;
@@ -45,8 +46,6 @@ pub struct Config {
     pub listeners: Vec<Listener>,
     pub hostname: String,
     pub state_dir: PathBuf,
-    /// Local domains, lower case; the first is where bare `<postmaster>` goes.
-    pub domains: Vec<String>,
     pub mail_dir: PathBuf,
     pub relay_networks: Vec<Cidr>,
     /// Certificate/key pairs (one, or an RSA and an ECDSA one); empty means the
@@ -181,8 +180,11 @@ pub fn outbound_settings(f: OutboundFlags) -> Result<Settings, ConfigError> {
         return Err(ConfigError::flag("--mx-port", "0", "must be a port number"));
     }
     Ok(Settings {
-        relayhost,
-        transport,
+        router: Router {
+            local_domains: Vec::new(),
+            transport,
+            relayhost,
+        },
         policy,
         default_level,
         ca_file: f.tls_ca_file.as_ref().map(PathBuf::from),
@@ -347,7 +349,8 @@ impl Config {
             ));
         }
 
-        let outbound = outbound_settings(OutboundFlags::from(args))?;
+        let mut outbound = outbound_settings(OutboundFlags::from(args))?;
+        outbound.router.local_domains = domains;
         let alert_rcpt = match &args.alert_rcpt {
             Some(a) => match crate::smtp::address::parse_mailbox(a, true, false, false) {
                 Ok(Some(m)) => Some(m.to_string()),
@@ -365,7 +368,6 @@ impl Config {
             listeners,
             hostname,
             state_dir,
-            domains,
             mail_dir,
             relay_networks,
             tls_cert,
@@ -392,7 +394,7 @@ impl Config {
     pub fn inbound_settings(&self) -> inbound::Settings {
         inbound::Settings {
             hostname: self.hostname.clone(),
-            domains: self.domains.clone(),
+            router: self.outbound.router.clone(),
             relay_networks: self.relay_networks.clone(),
             limits: self.limits.clone(),
         }

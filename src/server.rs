@@ -150,7 +150,7 @@ async fn run(
 
     let delivery = Rc::new(DeliveryContext {
         hostname: cfg.hostname.clone(),
-        domains: cfg.domains.clone(),
+        router: cfg.outbound.router.clone(),
         mail_dir: cfg.mail_dir.clone(),
         remote: remote_delivery(&cfg),
     });
@@ -201,7 +201,7 @@ async fn run(
         "tinymta {} started: hostname {}, domains {}, profile {}",
         env!("CARGO_PKG_VERSION"),
         cfg.hostname,
-        cfg.domains.join(" "),
+        cfg.outbound.router.local_domains.join(" "),
         tls::profile::active().name
     );
 

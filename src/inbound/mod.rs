@@ -18,6 +18,7 @@ pub mod relay;
 mod sasl;
 mod session;
 
+use crate::outbound::route::Router;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -51,8 +52,9 @@ pub struct Limits {
 pub struct Settings {
     /// Our name in the banner, the EHLO reply and the trace headers.
     pub hostname: String,
-    /// Local domains, lower case; the first is where bare `<postmaster>` goes.
-    pub domains: Vec<String>,
+    /// Where recipients go: local domains (the first is where bare `<postmaster>`
+    /// goes), transport table, relay host; the same routing delivery uses.
+    pub router: Router,
     /// Clients that may relay without logging in.
     pub relay_networks: Vec<Cidr>,
     pub limits: Limits,

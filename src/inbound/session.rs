@@ -18,7 +18,7 @@ use crate::auth::Sasl;
 use crate::clock::unix_now;
 use crate::headers::{self, Header, Origin};
 use crate::logline;
-use crate::outbound::route::{self, Destination};
+use crate::outbound::route::Route;
 use crate::queue::{Envelope, QueueId};
 use crate::smtp::command::{self, Command, MailParams};
 use crate::smtp::line::Line;
@@ -376,18 +376,22 @@ impl Session {
         }
         // RFC 5321 §4.5.1: <postmaster> without a domain must be accepted.
         let rcpt = if to.is_bare_postmaster() {
-            format!("postmaster@{}", settings.domains[0])
+            format!("postmaster@{}", settings.router.local_domains[0])
         } else {
             to.to_string()
         };
-        let refusal = match route::classify(&rcpt, &settings.domains) {
-            Destination::Local { .. } => None,
-            Destination::Invalid(why) => Some(Reply::new(
+        let domain = rcpt.rsplit_once('@').map_or("", |(_, d)| d);
+        let refusal = match settings.router.route(&rcpt) {
+            Route::Local { .. } => None,
+            Route::Invalid(why) => Some(Reply::new(
                 550,
                 "5.1.1",
                 format!("<{rcpt}>: Recipient address rejected: {why}"),
             )),
-            Destination::Remote { .. } => {
+            // Mail for a local domain is ours to accept, even when a transport entry
+            // relays it onward; anything else only from relay clients.
+            Route::Remote(_) if settings.router.is_local(domain) => None,
+            Route::Remote(_) => {
                 if self.login.user().is_some() || may_relay(&settings.relay_networks, self.ip) {
                     None
                 } else {
@@ -503,6 +507,7 @@ mod tests {
     use crate::auth::{make_entry, AuthFile};
     use crate::inbound::relay::Cidr;
     use crate::inbound::Limits;
+    use crate::outbound::route::Router;
     use crate::tls::Trust;
 
     /// A session without a socket, and what it answered.
@@ -522,9 +527,23 @@ mod tests {
         }
 
         fn with_users(role: Role, tls: InboundTls, ip: &str, users: Option<AuthFile>) -> Client {
+            let router = Router {
+                local_domains: vec!["example.org".into()],
+                ..Router::default()
+            };
+            Client::with_router(role, tls, ip, users, router)
+        }
+
+        fn with_router(
+            role: Role,
+            tls: InboundTls,
+            ip: &str,
+            users: Option<AuthFile>,
+            router: Router,
+        ) -> Client {
             let settings = Settings {
                 hostname: "mx.example.org".into(),
-                domains: vec!["example.org".into()],
+                router,
                 relay_networks: vec![Cidr::parse("127.0.0.0/8").unwrap()],
                 limits: Limits {
                     max_message_size: 1000,
@@ -870,6 +889,30 @@ mod tests {
         c.log_in();
         assert_eq!(c.send("MAIL FROM:<alice@example.org>"), OK_MAIL);
         assert_eq!(c.send("RCPT TO:<dave@example.net>"), OK_RCPT);
+    }
+
+    #[test]
+    fn a_local_domain_relayed_by_transport_is_routed_as_delivery_routes_it() {
+        // With a transport entry, mail for the local domain goes to the gateway: it is
+        // accepted from anyone (it is ours) and no Maildir rule applies to its local
+        // parts, exactly as delivery will route it.
+        let router = Router {
+            local_domains: vec!["example.org".into()],
+            transport: crate::outbound::transport::TransportTable::parse(
+                "example.org  [192.0.2.25]:25\n",
+                "transport",
+            )
+            .unwrap(),
+            relayhost: None,
+        };
+        let mut c = Client::with_router(Role::Smtp, InboundTls::May, "192.0.2.7", None, router);
+        c.send("EHLO client.example.net");
+        c.send("MAIL FROM:<carol@example.net>");
+        assert_eq!(c.send("RCPT TO:<a/b@example.org>"), OK_RCPT);
+        assert_eq!(
+            c.send("RCPT TO:<dave@example.net>"),
+            "554 5.7.1 <dave@example.net>: Relay access denied\r\n"
+        );
     }
 
     #[test]

@@ -24,13 +24,13 @@ pub use settings::Settings;
 use crate::queue::outcome::{Attempt, Deliver, Disposition, Outcome, Relay};
 use crate::queue::Envelope;
 use crate::smtp::data::dot_stuff;
-use route::NextHop;
+use route::{NextHop, Route};
 
 /// What delivery needs from the configuration, and the remote delivery state (parked
 /// sessions, alert rate limits) that lives as long as the daemon.
 pub struct DeliveryContext {
     pub hostname: String,
-    pub domains: Vec<String>,
+    pub router: route::Router,
     pub mail_dir: PathBuf,
     pub remote: remote::Remote,
 }
@@ -53,32 +53,16 @@ pub async fn attempt(
     let mut local = Vec::new();
     let mut groups: Vec<(NextHop, Vec<String>)> = Vec::new();
     for rcpt in pending {
-        let domain = rcpt
-            .rsplit_once('@')
-            .map(|(_, d)| d.to_ascii_lowercase())
-            .unwrap_or_default();
-        // A transport entry routes even a local domain onward (a gateway in front of an
-        // internal server).
-        let dest = if ctx.remote.transport.lookup(&domain).is_some() {
-            route::Destination::Remote {
-                domain: domain.clone(),
-            }
-        } else {
-            route::classify(rcpt, &ctx.domains)
-        };
-        match dest {
-            route::Destination::Local { domain, user } => local.push((rcpt.clone(), domain, user)),
-            route::Destination::Invalid(why) => results.push((
+        match ctx.router.route(rcpt) {
+            Route::Local { domain, user } => local.push((rcpt.clone(), domain, user)),
+            Route::Invalid(why) => results.push((
                 rcpt.clone(),
                 Outcome::new(Disposition::Bounced, Relay::Local, "5.1.3", why.to_string()),
             )),
-            route::Destination::Remote { domain } => {
-                let hop = ctx.remote.nexthop(&domain);
-                match groups.iter_mut().find(|(h, _)| *h == hop) {
-                    Some((_, rcpts)) => rcpts.push(rcpt.clone()),
-                    None => groups.push((hop, vec![rcpt.clone()])),
-                }
-            }
+            Route::Remote(hop) => match groups.iter_mut().find(|(h, _)| *h == hop) {
+                Some((_, rcpts)) => rcpts.push(rcpt.clone()),
+                None => groups.push((hop, vec![rcpt.clone()])),
+            },
         }
     }
     if !local.is_empty() {

@@ -33,8 +33,6 @@ const ALERT_INTERVAL: Duration = Duration::from_secs(3600);
 /// Everything remote delivery needs, built once at start-up.
 pub struct Remote {
     pub resolver: Result<Resolver, String>,
-    pub relayhost: Option<NextHop>,
-    pub transport: super::transport::TransportTable,
     pub policy: PolicyTable,
     pub default_level: Level,
     pub mx_port: u16,
@@ -55,8 +53,6 @@ impl Remote {
     pub fn new(out: &Settings, hostname: &str, alert_rcpt: Option<String>) -> Remote {
         Remote {
             resolver: crate::dns::Resolver::from_flag_or_system(out.resolver.as_deref()),
-            relayhost: out.relayhost.clone(),
-            transport: out.transport.clone(),
             policy: out.policy.clone(),
             default_level: out.default_level,
             mx_port: out.mx_port,
@@ -78,17 +74,6 @@ impl Remote {
     /// daemon calls it once; without it (`check-tls`) nothing is parked for long.
     pub fn expire_parked(&self, ex: &Rc<smol::LocalExecutor<'static>>) {
         ex.spawn(self.parked.clone().expire(ex.clone())).detach();
-    }
-
-    /// The next hop for a recipient domain: transport table, then relay host, then MX.
-    pub fn nexthop(&self, domain: &str) -> NextHop {
-        if let Some(hop) = self.transport.lookup(domain) {
-            return hop.clone();
-        }
-        if let Some(hop) = &self.relayhost {
-            return hop.clone();
-        }
-        NextHop::Domain(domain.to_string())
     }
 
     /// Returns true when an alert mail should be sent now for `destination`, and

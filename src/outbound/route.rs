@@ -1,20 +1,61 @@
-//! Routing: is a recipient local (a Maildir) or remote (the next hop), which Maildir a
-//! local part maps to, and the [`NextHop`] a remote delivery goes to. Used at RCPT time
-//! (to refuse what cannot be delivered) and at delivery time.
+//! Routing: the one decision of where a recipient goes — a local Maildir, or the next
+//! hop of a transport entry, the relay host or the recipient domain's MX — made by
+//! [`Router::route`] at RCPT time (to refuse what cannot be delivered) and again at
+//! delivery time, so the two can never disagree. Postfix's trivial-rewrite role.
+
+use super::transport::TransportTable;
 
 /// Where a recipient goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Destination {
+pub enum Route {
     /// `<mail-dir>/<domain>/<user>/`.
-    Local {
-        domain: String,
-        user: String,
-    },
-    Remote {
-        domain: String,
-    },
+    Local { domain: String, user: String },
+    /// Over SMTP to this next hop.
+    Remote(NextHop),
     /// Local domain, but the local part cannot name a Maildir.
     Invalid(&'static str),
+}
+
+/// The routing tables.
+#[derive(Debug, Clone, Default)]
+pub struct Router {
+    /// Local domains, lower case; the first is where bare `<postmaster>` goes.
+    pub local_domains: Vec<String>,
+    /// `--transport`: per-domain next hops, local domains included.
+    pub transport: TransportTable,
+    /// `--relayhost`: every other non-local domain.
+    pub relayhost: Option<NextHop>,
+}
+
+impl Router {
+    /// Routes `local@domain` (domains compared case-insensitively), in Postfix's order:
+    /// a transport entry first — it routes even a local domain onward, a gateway in
+    /// front of an internal server — then local delivery, then the relay host, then
+    /// the domain's MX.
+    pub fn route(&self, rcpt: &str) -> Route {
+        let Some((local, domain)) = rcpt.rsplit_once('@') else {
+            return Route::Invalid("recipient without a domain");
+        };
+        let domain = domain.to_ascii_lowercase();
+        if let Some(hop) = self.transport.lookup(&domain) {
+            return Route::Remote(hop.clone());
+        }
+        if self.is_local(&domain) {
+            return match maildir_user(local) {
+                Some(user) => Route::Local { domain, user },
+                None => Route::Invalid("local part cannot be delivered to a Maildir"),
+            };
+        }
+        Route::Remote(self.relayhost.clone().unwrap_or(NextHop::Domain(domain)))
+    }
+
+    /// Whether mail for `domain` is ours to accept from anyone: a local domain, even
+    /// when a transport entry relays it.
+    pub fn is_local(&self, domain: &str) -> bool {
+        self.local_domains
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(domain))
+    }
 }
 
 /// Where a message goes next, as routing decided it.
@@ -28,21 +69,6 @@ pub enum NextHop {
         port: u16,
         bracketed: bool,
     },
-}
-
-/// Classifies `local@domain` (domains compared case-insensitively).
-pub fn classify(rcpt: &str, local_domains: &[String]) -> Destination {
-    let Some((local, domain)) = rcpt.rsplit_once('@') else {
-        return Destination::Invalid("recipient without a domain");
-    };
-    let domain = domain.to_ascii_lowercase();
-    if !local_domains.contains(&domain) {
-        return Destination::Remote { domain };
-    }
-    match maildir_user(local) {
-        Some(user) => Destination::Local { domain, user },
-        None => Destination::Invalid("local part cannot be delivered to a Maildir"),
-    }
 }
 
 /// Maps a local part to a Maildir name: case-insensitive (lower case, as users expect
@@ -64,33 +90,56 @@ pub fn maildir_user(local: &str) -> Option<String> {
 mod tests {
     use super::*;
 
+    fn router(transport: &str, relayhost: Option<NextHop>) -> Router {
+        Router {
+            local_domains: vec!["example.test".to_string()],
+            transport: TransportTable::parse(transport, "transport").unwrap(),
+            relayhost,
+        }
+    }
+
     #[test]
     fn local_and_remote() {
-        let doms = vec!["example.test".to_string()];
+        let r = router("", None);
         assert_eq!(
-            classify("Alice+news@Example.TEST", &doms),
-            Destination::Local {
+            r.route("Alice+news@Example.TEST"),
+            Route::Local {
                 domain: "example.test".into(),
                 user: "alice".into()
             }
         );
         assert_eq!(
-            classify("bob@other.test", &doms),
-            Destination::Remote {
-                domain: "other.test".into()
-            }
+            r.route("bob@Other.test"),
+            Route::Remote(NextHop::Domain("other.test".into()))
         );
-        assert!(matches!(
-            classify("a/b@example.test", &doms),
-            Destination::Invalid(_)
-        ));
-        assert!(matches!(
-            classify("\"x y\"@example.test", &doms),
-            Destination::Invalid(_)
-        ));
-        assert!(matches!(
-            classify(".hidden@example.test", &doms),
-            Destination::Invalid(_)
-        ));
+        for bad in [
+            "a/b@example.test",
+            "\"x y\"@example.test",
+            ".hidden@example.test",
+            "nodomain",
+        ] {
+            assert!(matches!(r.route(bad), Route::Invalid(_)), "{bad}");
+        }
+    }
+
+    #[test]
+    fn transport_before_local_and_relayhost_before_mx() {
+        let gateway = NextHop::Host {
+            host: "10.0.0.2".into(),
+            port: 25,
+            bracketed: true,
+        };
+        let smarthost = NextHop::Host {
+            host: "smtp.provider.test".into(),
+            port: 587,
+            bracketed: true,
+        };
+        let r = router("example.test  [10.0.0.2]:25\n", Some(smarthost.clone()));
+        // A local domain with a transport entry is relayed, even with a local part that
+        // could not be a Maildir name; it stays ours to accept.
+        assert_eq!(r.route("a/b@example.test"), Route::Remote(gateway));
+        assert!(r.is_local("EXAMPLE.test"));
+        assert_eq!(r.route("x@far.test"), Route::Remote(smarthost));
+        assert!(!r.is_local("far.test"));
     }
 }
