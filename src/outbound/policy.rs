@@ -24,10 +24,10 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 use super::route::NextHop;
+use crate::domain::{canonical_host, check_name, is_ip, parse_port, NameRules};
 use crate::tls::client::ContextPolicy;
 use crate::tls::fingerprint;
 use crate::tls::level::Level;
@@ -321,47 +321,6 @@ fn domain_keys(d: &str, keys: &mut Vec<String>) {
     }
 }
 
-/// Lower case, no trailing dot, no `ipv6:` prefix, IP literals in canonical form.
-fn canonical_host(h: &str) -> String {
-    let h = h.to_ascii_lowercase();
-    let h = h.strip_prefix("ipv6:").unwrap_or(&h);
-    let h = h.strip_suffix('.').unwrap_or(h);
-    match h.parse::<IpAddr>() {
-        Ok(ip) => ip.to_string(),
-        Err(_) => h.to_string(),
-    }
-}
-
-/// A DNS name as tables may write it (ASCII, underscores allowed as in SRV-style
-/// names, no empty labels). Non-ASCII names must be given as A-labels.
-fn valid_domain(d: &str) -> bool {
-    !d.is_empty()
-        && d.len() <= 253
-        && d.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && l.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
-}
-
-fn is_ip(s: &str) -> bool {
-    s.parse::<Ipv4Addr>().is_ok() || s.parse::<Ipv6Addr>().is_ok()
-}
-
-fn parse_port(p: &str) -> Option<u16> {
-    match p {
-        "smtp" => Some(25),
-        "lmtp" => Some(24),
-        "submission" => Some(587),
-        "smtps" | "submissions" => Some(465),
-        _ if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
-            p.parse::<u16>().ok().filter(|n| *n != 0)
-        }
-        _ => None,
-    }
-}
-
 /// The lookup form of a table key, or why it cannot be one.
 fn normalize_key(raw: &str) -> Result<String, String> {
     if !raw.is_ascii() {
@@ -381,7 +340,7 @@ fn normalize_key(raw: &str) -> Result<String, String> {
             ));
         };
         let host = canonical_host(inside);
-        if !(is_ip(&host) || valid_domain(&host)) {
+        if !(is_ip(&host) || check_name(&host, NameRules::DNS).is_ok()) {
             return Err(format!(
                 "malformed key '{raw}': '{inside}' is not a host name or IP address"
             ));
@@ -419,7 +378,7 @@ fn normalize_key(raw: &str) -> Result<String, String> {
     }
     if let Some(parent) = k.strip_prefix('.') {
         let d = parent.strip_suffix('.').unwrap_or(parent);
-        if !valid_domain(d) {
+        if check_name(d, NameRules::DNS).is_err() {
             return Err(format!(
                 "malformed key '{raw}': '.{d}' is not a parent domain pattern like .example.com"
             ));
@@ -436,7 +395,7 @@ fn normalize_key(raw: &str) -> Result<String, String> {
         None => (k.as_str(), None),
     };
     let name = name.strip_suffix('.').unwrap_or(name);
-    if !valid_domain(name) {
+    if check_name(name, NameRules::DNS).is_err() {
         return Err(format!(
             "malformed key '{raw}': expected a domain (example.com), a parent domain \
              (.example.com), a next hop ([host] or [host]:port) or *"
@@ -629,7 +588,7 @@ fn parse_match(p: &mut Policy, value: &str) -> Result<(), String> {
                 let n = name.to_ascii_lowercase();
                 let n = n.strip_suffix('.').unwrap_or(&n);
                 let ok = matches!(n, "nexthop" | "dot-nexthop" | "hostname")
-                    || valid_domain(n.strip_prefix('.').unwrap_or(n));
+                    || check_name(n.strip_prefix('.').unwrap_or(n), NameRules::DNS).is_ok();
                 if !ok {
                     return Err(format!(
                         "match= name '{name}' is not a host name; use names like \

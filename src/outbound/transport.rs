@@ -5,6 +5,8 @@
 use std::path::Path;
 
 use super::route::NextHop;
+use crate::domain::{is_ip, parse_port, split_host_port};
+use crate::smtp::address::check_domain;
 
 #[derive(Debug, Clone, Default)]
 pub struct TransportTable {
@@ -15,26 +17,16 @@ pub struct TransportTable {
 /// lookup, as in Postfix).
 pub fn parse_nexthop(s: &str, default_port: u16) -> Option<NextHop> {
     let s = s.strip_prefix("smtp:").unwrap_or(s);
-    let (host, port, bracketed) = if let Some(rest) = s.strip_prefix('[') {
-        let (host, after) = rest.split_once(']')?;
-        let port = match after.strip_prefix(':') {
-            Some(p) => p.parse().ok()?,
-            None if after.is_empty() => default_port,
-            None => return None,
-        };
-        (host.to_string(), port, true)
-    } else {
-        match s.rsplit_once(':') {
-            Some((h, p)) => (h.to_string(), p.parse().ok()?, false),
-            None => (s.to_string(), default_port, false),
-        }
+    let hp = split_host_port(s)?;
+    let port = match hp.port {
+        Some(p) => parse_port(p)?,
+        None => default_port,
     };
-    let ok_host = host.parse::<std::net::IpAddr>().is_ok()
-        || crate::smtp::address::check_domain(&host).is_ok();
+    let ok_host = is_ip(hp.host) || check_domain(hp.host).is_ok();
     (ok_host && port != 0).then(|| NextHop::Host {
-        host: host.to_ascii_lowercase(),
+        host: hp.host.to_ascii_lowercase(),
         port,
-        bracketed,
+        bracketed: hp.bracketed,
     })
 }
 
@@ -59,7 +51,7 @@ impl TransportTable {
                 ));
             };
             let key = key.to_ascii_lowercase();
-            if crate::smtp::address::check_domain(key.trim_start_matches('.')).is_err() {
+            if check_domain(key.trim_start_matches('.')).is_err() {
                 return Err(format!("{origin}:{}: '{key}' is not a domain", n + 1));
             }
             let hop = parse_nexthop(value, 25).ok_or_else(|| {
