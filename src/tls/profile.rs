@@ -906,8 +906,6 @@ pub fn apply_server(b: &mut SslContextBuilder) -> Result<(), ErrorStack> {
 /// Applies the active profile to a client (outbound) context: the whole
 /// profile, since for opportunistic TLS bad encryption beats plaintext.
 /// Same ordering caveat as [`apply_server`].
-// Outbound delivery is the caller; until it lands nothing else is.
-#[allow(dead_code)]
 pub fn apply_client(b: &mut SslContextBuilder) -> Result<(), ErrorStack> {
     apply_client_to(active(), b)
 }
@@ -923,7 +921,6 @@ pub fn server_builder() -> Result<SslContextBuilder, ErrorStack> {
 
 /// A new client context builder with the profile applied, created after
 /// the providers the profile needs are loaded.
-#[allow(dead_code)]
 pub fn client_builder() -> Result<SslContextBuilder, ErrorStack> {
     plan(active());
     let mut b = SslContext::builder(SslMethod::tls_client())?;
