@@ -529,36 +529,8 @@ fn pki(dir: &Path) -> Pki {
         "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n",
     )
     .unwrap();
-    openssl(&[
-        "req",
-        "-new",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        p(&int_key),
-        "-out",
-        p(&int_csr),
-        "-subj",
-        "/CN=tinymta test intermediate",
-    ]);
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        p(&int_csr),
-        "-CA",
-        p(&root.cert),
-        "-CAkey",
-        p(&root.key),
-        "-CAcreateserial",
-        "-days",
-        "30",
-        "-extfile",
-        p(&ext),
-        "-out",
-        p(&int),
-    ]);
+    certs::key_and_request(&int_key, &int_csr, "/CN=tinymta test intermediate");
+    certs::sign_request(&int_csr, &root.cert, &root.key, 30, Some(&ext), &int);
     Pki {
         root: root.cert,
         int,
@@ -568,23 +540,7 @@ fn pki(dir: &Path) -> Pki {
 
 /// Has the intermediate sign `csr` (keeping the SANs tinymta requested).
 fn sign(pki: &Pki, csr: &Path, out: &Path, days: u32) {
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        p(csr),
-        "-CA",
-        p(&pki.int),
-        "-CAkey",
-        p(&pki.int_key),
-        "-CAcreateserial",
-        "-days",
-        &days.to_string(),
-        "-copy_extensions",
-        "copy",
-        "-out",
-        p(out),
-    ]);
+    certs::sign_request(csr, &pki.int, &pki.int_key, days, None, out);
 }
 
 /// A key and request from `tinymta cert csr`, signed by the intermediate.

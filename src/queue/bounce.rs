@@ -117,8 +117,6 @@ pub fn notice(hostname: &str, to: &str, subject: &str, body: &str) -> (Envelope,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::queue::outcome::{Disposition, RemoteReply};
-    use crate::smtp::reply::Reply;
 
     #[test]
     fn dsn_shape() {
@@ -136,19 +134,7 @@ mod tests {
             b"Subject: hi\r\nFrom: alice@example.org\r\n\r\nsecret body\r\n",
             &[Failed {
                 rcpt: "bob@example.net",
-                outcome: &Outcome {
-                    disposition: Disposition::Bounced,
-                    relay: Relay::Host {
-                        name: "mx.example.net".into(),
-                        addr: Some("192.0.2.1:25".parse().unwrap()),
-                    },
-                    dsn: "5.1.1".into(),
-                    detail: "host mx.example.net[192.0.2.1]:25 said: 550 5.1.1 no such user (in reply to RCPT TO command)".into(),
-                    reply: Some(RemoteReply {
-                        reply: Reply::new(550, "5.1.1", "no such user"),
-                        stage: "RCPT TO",
-                    }),
-                },
+                outcome: &Outcome::sample_rcpt_refused(),
             }],
         );
         let text = String::from_utf8(msg).unwrap();

@@ -161,6 +161,27 @@ pub trait Deliver {
 }
 
 #[cfg(test)]
+impl Outcome {
+    /// What a remote server's `550 5.1.1 no such user` to RCPT TO makes, for the tests
+    /// of the scheduler and the bounces.
+    pub(crate) fn sample_rcpt_refused() -> Outcome {
+        Outcome {
+            disposition: Disposition::Bounced,
+            relay: Relay::Host {
+                name: "mx.example.net".into(),
+                addr: Some("192.0.2.1:25".parse().unwrap()),
+            },
+            dsn: "5.1.1".into(),
+            detail: "host mx.example.net[192.0.2.1]:25 said: 550 5.1.1 no such user (in reply to RCPT TO command)".into(),
+            reply: Some(RemoteReply {
+                reply: crate::smtp::reply::Reply::new(550, "5.1.1", "no such user"),
+                stage: "RCPT TO",
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

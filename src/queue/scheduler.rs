@@ -312,8 +312,7 @@ fn rescan(spool: &Spool, waiting: &mut HashMap<QueueId, u64>, in_flight: &HashSe
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::queue::outcome::{Attempt, Notice, Outcome, Relay, RemoteReply};
-    use crate::smtp::reply::Reply;
+    use crate::queue::outcome::{Attempt, Notice, Outcome};
 
     /// Delivery that refuses every recipient the way a remote server does, and asks
     /// for one notice.
@@ -326,19 +325,7 @@ mod tests {
             _content: &std::sync::Arc<Vec<u8>>,
             pending: &[String],
         ) -> Attempt {
-            let outcome = Outcome {
-                disposition: Disposition::Bounced,
-                relay: Relay::Host {
-                    name: "mx.example.net".into(),
-                    addr: Some("192.0.2.1:25".parse().unwrap()),
-                },
-                dsn: "5.1.1".into(),
-                detail: "host mx.example.net[192.0.2.1]:25 said: 550 5.1.1 no such user (in reply to RCPT TO command)".into(),
-                reply: Some(RemoteReply {
-                    reply: Reply::new(550, "5.1.1", "no such user"),
-                    stage: "RCPT TO",
-                }),
-            };
+            let outcome = Outcome::sample_rcpt_refused();
             Attempt {
                 results: pending
                     .iter()

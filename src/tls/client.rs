@@ -97,13 +97,20 @@ pub fn client_tls(
     // log can say Trusted/Untrusted at opportunistic levels and the failure reason at
     // the others.
     b.set_verify_callback(SslVerifyMode::PEER, |_, _| true);
-    Ok(ClientTls {
-        ctx: b.build(),
-        sni: sni
-            .filter(|s| s.parse::<std::net::IpAddr>().is_err())
-            .map(str::to_string),
-        check,
-    })
+    Ok(ClientTls::new(b.build(), sni, check))
+}
+
+impl ClientTls {
+    /// SNI only for names: RFC 6066 §3 forbids sending an IP address.
+    fn new(ctx: SslContext, sni: Option<&str>, check: PeerCheck) -> ClientTls {
+        ClientTls {
+            ctx,
+            sni: sni
+                .filter(|s| s.parse::<std::net::IpAddr>().is_err())
+                .map(str::to_string),
+            check,
+        }
+    }
 }
 
 /// A context that accepts any certificate and any protocol and cipher the library
@@ -115,13 +122,7 @@ pub fn inspection_tls(sni: Option<&str>) -> Result<ClientTls, String> {
         .map_err(|e| format!("TLS client context: {e}"))?;
     b.set_security_level(0);
     b.set_verify_callback(SslVerifyMode::PEER, |_, _| true);
-    Ok(ClientTls {
-        ctx: b.build(),
-        sni: sni
-            .filter(|s| s.parse::<std::net::IpAddr>().is_err())
-            .map(str::to_string),
-        check: PeerCheck::Nothing,
-    })
+    Ok(ClientTls::new(b.build(), sni, PeerCheck::Nothing))
 }
 
 fn apply_policy(b: &mut SslContextBuilder, policy: &ContextPolicy) -> Result<(), String> {

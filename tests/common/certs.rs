@@ -170,6 +170,17 @@ pub fn signed_by(dir: &Path, ca: &CertPair, tag: &str, name: &str) -> CertPair {
         format!("subjectAltName=DNS:{name}\nextendedKeyUsage=serverAuth\n"),
     )
     .unwrap();
+    key_and_request(&key, &csr, &format!("/CN={name}"));
+    sign_request(&csr, &ca.cert, &ca.key, 30, Some(&ext), &leaf);
+    let chain = dir.join(format!("{tag}.pem"));
+    let mut pem = std::fs::read(&leaf).unwrap();
+    pem.extend(std::fs::read(&ca.cert).unwrap());
+    std::fs::write(&chain, pem).unwrap();
+    CertPair { cert: chain, key }
+}
+
+/// A new RSA 2048 key and a certificate request for `subject` (`/CN=...`).
+pub fn key_and_request(key: &Path, csr: &Path, subject: &str) {
     openssl(&[
         "req",
         "-new",
@@ -177,32 +188,43 @@ pub fn signed_by(dir: &Path, ca: &CertPair, tag: &str, name: &str) -> CertPair {
         "rsa:2048",
         "-nodes",
         "-keyout",
-        p(&key),
+        p(key),
         "-out",
-        p(&csr),
+        p(csr),
         "-subj",
-        &format!("/CN={name}"),
+        subject,
     ]);
-    openssl(&[
+}
+
+/// Signs `csr` with the CA `ca_cert`/`ca_key` for `days` days into `out`: with the
+/// extensions of the file `extensions`, or else those the request asked for.
+pub fn sign_request(
+    csr: &Path,
+    ca_cert: &Path,
+    ca_key: &Path,
+    days: u32,
+    extensions: Option<&Path>,
+    out: &Path,
+) {
+    let days = days.to_string();
+    let mut args = vec![
         "x509",
         "-req",
         "-in",
-        p(&csr),
+        p(csr),
         "-CA",
-        p(&ca.cert),
+        p(ca_cert),
         "-CAkey",
-        p(&ca.key),
+        p(ca_key),
         "-CAcreateserial",
         "-days",
-        "30",
+        &days,
         "-out",
-        p(&leaf),
-        "-extfile",
-        p(&ext),
-    ]);
-    let chain = dir.join(format!("{tag}.pem"));
-    let mut pem = std::fs::read(&leaf).unwrap();
-    pem.extend(std::fs::read(&ca.cert).unwrap());
-    std::fs::write(&chain, pem).unwrap();
-    CertPair { cert: chain, key }
+        p(out),
+    ];
+    match extensions {
+        Some(file) => args.extend(["-extfile", p(file)]),
+        None => args.extend(["-copy_extensions", "copy"]),
+    }
+    openssl(&args);
 }
