@@ -76,14 +76,22 @@ procd_add_reload_trigger() { _log "procd_add_reload_trigger $*"; }
 mkdir() { _log "mkdir $*"; }
 chmod() { _log "chmod $*"; }
 ln() { _log "ln $*"; }
+logger() { _log "logger $*"; }
 
 # run_init INIT_SCRIPT UCI_FILE OUT_PREFIX
+#
+# STUB_DEFAULT_ALIASES, when set, replaces the script's DEFAULT_ALIASES
+# (/etc/aliases) so that the host's own file does not decide the result.
+# The return status of start_service is logged as "start_service N".
 run_init() {
 	STUB_UCI_FILE="$2" STUB_OUT="$3"
 	: >"$STUB_OUT.log"
 	rm -f "$STUB_OUT.argv"
 	. "$1"
-	start_service
+	[ -z "${STUB_DEFAULT_ALIASES+set}" ] || DEFAULT_ALIASES="$STUB_DEFAULT_ALIASES"
+	_rc=0
+	start_service || _rc=$?
+	_log "start_service $_rc"
 	service_triggers
 	_log "USE_PROCD=${USE_PROCD-} START=${START-} STOP=${STOP-}"
 }

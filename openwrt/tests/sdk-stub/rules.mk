@@ -7,5 +7,6 @@ PKG_INSTALL_DIR?=/build/tinymta/ipkg-install
 INSTALL_DIR:=install -d -m0755
 INSTALL_BIN:=install -m0755
 INSTALL_CONF:=install -m0600
+INSTALL_DATA:=install -m0644
 CP:=cp -fpR
 LN:=ln -sf
