@@ -23,6 +23,7 @@ pub mod headers;
 pub mod host;
 pub mod inbound;
 pub mod logline;
+pub mod mailauth;
 pub mod outbound;
 pub mod queue;
 pub mod sendmail;
