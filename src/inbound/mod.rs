@@ -29,6 +29,7 @@ use std::time::Duration;
 use openssl::ssl::SslContext;
 use smol::channel::{Receiver, Sender};
 
+use crate::address::SharedRewriter;
 use crate::auth::AuthFile;
 use crate::queue::scheduler::Event;
 use crate::queue::spool::GroupCommit;
@@ -75,6 +76,8 @@ pub struct Shared {
     /// Closed when the server shuts down; sessions watch it between commands.
     pub shutdown: Receiver<()>,
     pub auth: AuthUsers,
+    /// The address tables and SRS; replaced on SIGHUP, sessions look at it per RCPT.
+    pub rewriter: SharedRewriter,
     sessions: Cell<usize>,
     per_ip: RefCell<HashMap<IpAddr, usize>>,
 }
@@ -113,6 +116,7 @@ impl Shared {
         scheduler: Sender<Event>,
         shutdown: Receiver<()>,
         auth: Option<AuthFile>,
+        rewriter: SharedRewriter,
     ) -> Shared {
         Shared {
             settings: Rc::new(settings),
@@ -122,6 +126,7 @@ impl Shared {
             scheduler,
             shutdown,
             auth: Rc::new(RefCell::new(auth.map(Arc::new))),
+            rewriter,
             sessions: Cell::new(0),
             per_ip: RefCell::new(HashMap::new()),
         }
