@@ -15,7 +15,7 @@ use crate::address::{srs, Rewriter, Srs, Tables};
 use crate::auth::AuthFile;
 use crate::config::Config;
 use crate::exit;
-use crate::inbound::{listener, InboundTls, Listener, Role, Shared};
+use crate::inbound::{listener, InboundTls, Listener, Reloadable, Role, Shared};
 use crate::outbound::remote::Remote;
 use crate::outbound::DeliveryContext;
 use crate::queue::scheduler::{self, Event, Scheduler};
@@ -144,19 +144,12 @@ pub fn serve(cfg: Config) -> i32 {
 
     let ex = Rc::new(smol::LocalExecutor::new());
     let ex2 = ex.clone();
-    let loaded = Loaded {
-        tls_ctx,
+    let loaded = Reloadable {
+        tls: tls_ctx,
         auth,
-        rewriter,
+        rewriter: Rc::new(RefCell::new(Rc::new(rewriter))),
     };
     smol::block_on(ex.run(async move { run(ex2, cfg, spool, recovered, loaded, sockets).await }))
-}
-
-/// What `serve` read and checked before the executor starts.
-struct Loaded {
-    tls_ctx: openssl::ssl::SslContext,
-    auth: Option<AuthFile>,
-    rewriter: Rewriter,
 }
 
 async fn run(
@@ -164,15 +157,9 @@ async fn run(
     cfg: Config,
     spool: Spool,
     recovered: Vec<QueueId>,
-    loaded: Loaded,
+    loaded: Reloadable,
     sockets: Vec<(Listener, Async<std::net::TcpListener>)>,
 ) -> i32 {
-    let Loaded {
-        tls_ctx,
-        auth,
-        rewriter,
-    } = loaded;
-    let rewriter = Rc::new(RefCell::new(Rc::new(rewriter)));
     let signals = Signals::new([Signal::Term, Signal::Int, Signal::Hup]);
     let mut signals = match signals {
         Ok(s) => s,
@@ -196,7 +183,7 @@ async fn run(
         spool: spool.clone(),
         retry: cfg.retry.clone(),
         hostname: cfg.hostname.clone(),
-        rewriter: rewriter.clone(),
+        rewriter: loaded.rewriter.clone(),
     };
     log::info!("queue: {} message(s) recovered", recovered.len());
     ex.spawn(scheduler::run(
@@ -218,13 +205,11 @@ async fn run(
 
     let shared = Rc::new(Shared::new(
         cfg.inbound_settings(),
-        tls_ctx,
+        loaded,
         spool,
         commit,
         events_tx,
         shutdown_rx,
-        auth,
-        rewriter,
     ));
     for (l, sock) in sockets {
         log::info!(

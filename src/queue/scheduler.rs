@@ -507,6 +507,96 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// Delivery that takes everything and remembers the envelope it was given.
+    struct Recording(RefCell<Vec<Envelope>>);
+
+    impl Deliver for Recording {
+        async fn attempt(
+            &self,
+            env: &Envelope,
+            _content: &std::sync::Arc<Vec<u8>>,
+            pending: &[String],
+        ) -> Attempt {
+            self.0.borrow_mut().push(env.clone());
+            let sent = Outcome::new(Disposition::Sent, Relay::Local, "2.0.0", "ok".into());
+            pending
+                .iter()
+                .map(|r| (r.clone(), sent.clone()))
+                .collect::<Vec<_>>()
+                .into()
+        }
+    }
+
+    #[test]
+    fn an_unexpanded_message_is_expanded_once_and_refusals_bounce() {
+        use crate::address::{srs::Secrets, Srs, TablePaths, Tables};
+        let dir = std::env::temp_dir().join(format!("tinymta-pickup-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let spool = Spool::open(&dir).unwrap();
+        let aliases = dir.join("aliases");
+        std::fs::write(
+            &aliases,
+            "root: alice, far@example.net\nloop: loop2\nloop2: loop\n",
+        )
+        .unwrap();
+        let paths = TablePaths {
+            aliases: Some(aliases),
+            ..TablePaths::default()
+        };
+        let rewriter = Rewriter {
+            tables: Tables::load(&paths, &["example.org".to_string()]).unwrap(),
+            srs: Some(Srs {
+                domain: "example.org".into(),
+                secrets: Secrets::new(&["k"]).unwrap(),
+            }),
+        };
+        let env = Envelope {
+            id: QueueId::generate(),
+            arrival: unix_now(),
+            sender: "carol@example.net".into(),
+            recipients: vec!["root@example.org".into(), "loop@example.org".into()],
+            client: "local".into(),
+            protocol: "local".into(),
+            unexpanded: true,
+        };
+        spool.store(&env, b"Subject: hi\r\n\r\nbody\r\n").unwrap();
+        let queue = Scheduler {
+            spool: spool.clone(),
+            retry: Retry {
+                lifetime: Duration::from_secs(432_000),
+                min: Duration::from_secs(300),
+                max: Duration::from_secs(3600),
+            },
+            hostname: "mx.example.org".into(),
+            rewriter: Rc::new(RefCell::new(Rc::new(rewriter))),
+        };
+        let delivery = Recording(RefCell::new(Vec::new()));
+        let (next, new_ids) = smol::block_on(process(&queue, &delivery, &env.id));
+        assert_eq!(next, None);
+        let seen = delivery.0.borrow();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].recipients, ["alice@example.org", "far@example.net"]);
+        assert!(!seen[0].unexpanded);
+        assert!(
+            seen[0].sender.starts_with("SRS0="),
+            "forwarded: {}",
+            seen[0].sender
+        );
+        // The loop bounced to the sender; the bounce itself waits for its own pick-up.
+        assert_eq!(new_ids.len(), 1);
+        let (benv, bounce) = spool.read_content(&new_ids[0]).unwrap();
+        assert_eq!((benv.sender.as_str(), benv.unexpanded), ("", true));
+        assert_eq!(benv.recipients, ["carol@example.net"]);
+        let bounce = String::from_utf8(bounce).unwrap();
+        assert!(
+            bounce.contains(
+                "Final-Recipient: rfc822; loop@example.org\r\nAction: failed\r\nStatus: 5.4.6\r\n"
+            ),
+            "{bounce}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn backoff_doubles_and_caps() {
         let r = Retry {
