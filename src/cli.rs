@@ -73,8 +73,9 @@ pub struct ServeArgs {
     #[argh(option)]
     pub local_recipients: Option<String>,
     /// domain of the SRS addresses that forwarded mail from foreign senders is sent
-    /// with, and bounces to them are taken back at (default: the first --domain);
-    /// the key is <state-dir>/srs.secret, made on first start
+    /// with, and bounces to them are taken back at (default: the first --domain); SRS
+    /// is on with this, --aliases or --virtual; the key is <state-dir>/srs.secret,
+    /// made on first start
     #[argh(option)]
     pub srs_domain: Option<String>,
     /// client network allowed to relay, CIDR, repeatable (default 127.0.0.0/8 and ::1/128)

@@ -192,10 +192,6 @@ impl Recipients {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.list.len()
-    }
-
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()
     }
@@ -210,9 +206,37 @@ impl Recipients {
     }
 }
 
+/// For tests here and above: tables from texts (an empty one: no such table) for the
+/// one local domain `domain`, which is also the SRS domain, with a fixed secret.
+#[cfg(test)]
+pub(crate) fn test_rewriter(
+    domain: &str,
+    aliases: &str,
+    virtual_map: &str,
+    recipients: &str,
+) -> Rewriter {
+    let src =
+        |name: &str, text: &str| (!text.is_empty()).then(|| (name.to_string(), text.to_string()));
+    let texts = super::Texts {
+        aliases: src("aliases", aliases),
+        virtual_map: src("virtual", virtual_map),
+        local_recipients: src("recipients", recipients),
+        ..super::Texts::default()
+    };
+    let mut errors = Vec::new();
+    let tables = Tables::parse(&texts, &[domain.to_string()], &mut errors);
+    assert!(errors.is_empty(), "{errors:?}");
+    Rewriter {
+        tables,
+        srs: Some(Srs {
+            domain: domain.to_string(),
+            secrets: Secrets::new(&["test secret"]).unwrap(),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::super::Texts;
     use super::*;
 
     const DAY: u64 = 86_400;
@@ -223,25 +247,7 @@ mod tests {
     }
 
     fn rewriter(aliases: &str, virtual_map: &str) -> Rewriter {
-        let src = |name: &str, text: &str| {
-            (!text.is_empty()).then(|| (name.to_string(), text.to_string()))
-        };
-        let texts = Texts {
-            aliases: src("aliases", aliases),
-            virtual_map: src("virtual", virtual_map),
-            ..Texts::default()
-        };
-        let mut errors = Vec::new();
-        let domains = ["router.lan".to_string()];
-        let tables = Tables::parse(&texts, &domains, &mut errors);
-        assert!(errors.is_empty(), "{errors:?}");
-        Rewriter {
-            tables,
-            srs: Some(Srs {
-                domain: "router.lan".into(),
-                secrets: Secrets::new(&["s3cret"]).unwrap(),
-            }),
-        }
+        test_rewriter("router.lan", aliases, virtual_map, "")
     }
 
     #[test]

@@ -547,8 +547,7 @@ mod tests {
     use openssl::base64;
 
     use super::*;
-    use crate::address::srs::Secrets;
-    use crate::address::{Srs, Tables, Texts};
+    use crate::address::envelope::test_rewriter;
     use crate::auth::{make_entry, AuthFile};
     use crate::inbound::relay::Cidr;
     use crate::inbound::Limits;
@@ -687,25 +686,7 @@ mod tests {
 
     /// Tables for example.org (empty text: no such table), SRS with a fixed secret.
     fn rewriter(aliases: &str, virtual_map: &str, recipients: &str) -> Rewriter {
-        let src = |name: &str, text: &str| {
-            (!text.is_empty()).then(|| (name.to_string(), text.to_string()))
-        };
-        let texts = Texts {
-            aliases: src("aliases", aliases),
-            virtual_map: src("virtual", virtual_map),
-            local_recipients: src("recipients", recipients),
-            ..Texts::default()
-        };
-        let mut errors = Vec::new();
-        let tables = Tables::parse(&texts, &["example.org".to_string()], &mut errors);
-        assert!(errors.is_empty(), "{errors:?}");
-        Rewriter {
-            tables,
-            srs: Some(Srs {
-                domain: "example.org".into(),
-                secrets: Secrets::new(&["test secret"]).unwrap(),
-            }),
-        }
+        test_rewriter("example.org", aliases, virtual_map, recipients)
     }
 
     const OK_MAIL: &str = "250 2.1.0 Ok\r\n";
