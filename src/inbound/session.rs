@@ -474,7 +474,6 @@ impl Session {
         Next::Data(txn)
     }
 
-    /// The queue file's envelope for `txn`.
     /// The queue file's envelope for `txn`: the expanded recipients, and the sender
     /// SRS-rewritten if they forward the mail.
     pub fn envelope(&self, id: &QueueId, txn: &Transaction) -> Envelope {
