@@ -21,6 +21,7 @@ pub struct TopLevel {
 pub enum Subcommand {
     Serve(ServeArgs),
     Sendmail(SendmailArgs),
+    Newaliases(NewaliasesArgs),
     Queue(QueueArgs),
     TlsInfo(TlsInfoArgs),
     CheckTls(CheckTlsArgs),
@@ -56,6 +57,27 @@ pub struct ServeArgs {
     /// root of the local Maildirs: DIR/<domain>/<local-part>/ (default <state-dir>/mail)
     #[argh(option)]
     pub mail_dir: Option<String>,
+    /// aliases for every local domain, /etc/aliases syntax: 'name: target, target',
+    /// targets local names or addresses (|command, /file and :include: are refused);
+    /// expanded when mail is queued, re-read on SIGHUP
+    #[argh(option)]
+    pub aliases: Option<String>,
+    /// whole-address aliases, Postfix virtual(5) syntax: 'info@example.org  a@x, b@y',
+    /// '@example.org  catchall@x'; a domain with entries is accepted from anyone (for
+    /// those entries); re-read on SIGHUP
+    #[argh(option, long = "virtual")]
+    pub virtual_map: Option<String>,
+    /// local users, local parts or addresses one a line; with it, --aliases or
+    /// --virtual, a local recipient in none of them gets 550 5.1.1 at RCPT (default:
+    /// every local part is accepted); re-read on SIGHUP
+    #[argh(option)]
+    pub local_recipients: Option<String>,
+    /// domain of the SRS addresses that forwarded mail from foreign senders is sent
+    /// with, and bounces to them are taken back at (default: the first --domain); SRS
+    /// is on with this, --aliases or --virtual; the key is <state-dir>/srs.secret,
+    /// made on first start
+    #[argh(option)]
+    pub srs_domain: Option<String>,
     /// client network allowed to relay, CIDR, repeatable (default 127.0.0.0/8 and ::1/128)
     #[argh(option)]
     pub relay_network: Vec<String>,
@@ -165,6 +187,28 @@ pub struct SendmailArgs {
     /// recipients
     #[argh(positional, greedy)]
     pub recipients: Vec<String>,
+}
+
+#[derive(FromArgs, Debug, Default)]
+/// Check the address tables `serve` reads and print every problem as FILE:LINE:
+/// syntax, refused |command, /file and :include: targets, alias loops. Exit 0 when all
+/// is well, 65 for problems, 78 for a file that cannot be read. Also run as
+/// `newaliases` through a symbolic link. Unlike Postfix's newaliases it builds no
+/// database: tinymta reads the files themselves, at start and on SIGHUP.
+#[argh(subcommand, name = "newaliases")]
+pub struct NewaliasesArgs {
+    /// aliases file, as for serve (default /etc/aliases when no table is given)
+    #[argh(option)]
+    pub aliases: Option<String>,
+    /// virtual alias table, as for serve
+    #[argh(option, long = "virtual")]
+    pub virtual_map: Option<String>,
+    /// local recipient table, as for serve
+    #[argh(option)]
+    pub local_recipients: Option<String>,
+    /// local domain, repeatable, as for serve (default: the system host name)
+    #[argh(option)]
+    pub domain: Vec<String>,
 }
 
 #[derive(FromArgs, Debug)]

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::address::{TablePaths, Tables};
 use crate::cli::{CheckTlsArgs, ServeArgs};
 use crate::host::{default_state_dir, running_as_root, system_hostname};
 use crate::inbound::relay::Cidr;
@@ -56,6 +57,13 @@ pub struct Config {
     pub alert_rcpt: Option<String>,
     /// `--auth-file`; read at start and on SIGHUP.
     pub auth_file: Option<PathBuf>,
+    /// `--aliases`, `--virtual`, `--local-recipients`; read again on SIGHUP.
+    pub table_paths: TablePaths,
+    /// The tables as read and checked at start.
+    pub tables: Tables,
+    /// `--srs-domain`, lower case, or the first local domain; `None`: no SRS (no
+    /// `--srs-domain` and nothing that forwards: neither aliases nor a virtual table).
+    pub srs_domain: Option<String>,
     pub retry: Retry,
     pub outbound: Settings,
 }
@@ -193,6 +201,37 @@ pub fn outbound_settings(f: OutboundFlags) -> Result<Settings, ConfigError> {
         client_cert,
         resolver: f.resolver.clone(),
         mx_port: f.mx_port,
+    })
+}
+
+/// Reads and checks the address tables; every problem is named by its flag and
+/// `FILE:LINE`, one a line.
+fn load_tables(paths: &TablePaths, domains: &[String]) -> Result<Tables, ConfigError> {
+    let flags = [
+        ("--aliases", &paths.aliases),
+        ("--virtual", &paths.virtual_map),
+        ("--local-recipients", &paths.local_recipients),
+    ];
+    Tables::load(paths, domains).map_err(|e| {
+        let flag_of = |line: &str| {
+            flags
+                .iter()
+                .find(|(_, p)| {
+                    p.as_ref()
+                        .is_some_and(|p| line.starts_with(&format!("{}:", p.display())))
+                })
+                .map_or("address table", |(f, _)| f)
+        };
+        let mut lines = e.lines();
+        let first = lines.next().unwrap_or_default();
+        let mut message = first.to_string();
+        for line in lines {
+            message.push_str(&format!("\ntinymta: {}: {line}", flag_of(line)));
+        }
+        ConfigError {
+            place: flag_of(first).to_string(),
+            message,
+        }
     })
 }
 
@@ -349,6 +388,22 @@ impl Config {
             ));
         }
 
+        let path = |p: &Option<String>| p.as_ref().map(PathBuf::from);
+        let table_paths = TablePaths {
+            aliases: path(&args.aliases),
+            virtual_map: path(&args.virtual_map),
+            local_recipients: path(&args.local_recipients),
+            ..TablePaths::default()
+        };
+        let tables = load_tables(&table_paths, &domains)?;
+        let srs_domain = match &args.srs_domain {
+            Some(d) if crate::smtp::address::check_domain(d).is_err() => {
+                return Err(ConfigError::flag("--srs-domain", d, "not a valid domain"))
+            }
+            Some(d) => Some(d.to_ascii_lowercase()),
+            None => tables.forwards().then(|| domains[0].clone()),
+        };
+
         let mut outbound = outbound_settings(OutboundFlags::from(args))?;
         outbound.router.local_domains = domains;
         let alert_rcpt = match &args.alert_rcpt {
@@ -381,6 +436,9 @@ impl Config {
             },
             alert_rcpt,
             auth_file: args.auth_file.as_ref().map(PathBuf::from),
+            table_paths,
+            tables,
+            srs_domain,
             retry: Retry {
                 lifetime: Duration::from_secs(args.queue_lifetime),
                 min: Duration::from_secs(args.retry_min),

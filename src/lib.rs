@@ -8,7 +8,8 @@
 //! - `queue`: spool, recovery, retry schedule, bounces, the wakeup protocol
 //! - `inbound` (listeners, server session) and `outbound` (routing, policy table,
 //!   client session, delivery agents)
-//! - the commands and the daemon: `config`, `certtool`, `sendmail`, `server`
+//! - the commands and the daemon: `config`, `certtool`, `sendmail`, `newaliases`,
+//!   `server`
 
 pub mod address;
 pub mod auth;
@@ -24,6 +25,7 @@ pub mod host;
 pub mod inbound;
 pub mod logline;
 pub mod mailauth;
+pub mod newaliases;
 pub mod outbound;
 pub mod queue;
 pub mod sendmail;

@@ -1,7 +1,9 @@
 //! tinymta: a small mail transfer agent for routers. This file only dispatches: it
 //! parses the command line and runs the subcommand.
 
-use tinymta::{auth, certtool, cli, config, exit, logline, outbound, queue, sendmail, server, tls};
+use tinymta::{
+    auth, certtool, cli, config, exit, logline, newaliases, outbound, queue, sendmail, server, tls,
+};
 
 use argh::FromArgs;
 
@@ -33,6 +35,11 @@ fn main() {
     // options (-oi, -ffrom, ...) are understood.
     let rest: Vec<String> = if invoked_as == "sendmail" {
         cli::sendmail_command_line(&args[1..])
+    } else if invoked_as == "newaliases" {
+        // `newaliases` as a symlink: `tinymta newaliases`, checking the tables.
+        let mut v = vec!["newaliases".to_string()];
+        v.extend(args[1..].iter().cloned());
+        v
     } else if invoked_as == "mailq" {
         // `mailq` as a symlink, like Postfix's: `queue list` (and its --state-dir).
         let mut v = vec!["queue".to_string()];
@@ -91,6 +98,7 @@ fn main() {
             }
         }
         Some(Subcommand::Sendmail(a)) => sendmail::run(a),
+        Some(Subcommand::Newaliases(a)) => newaliases::run(&a),
         Some(Subcommand::Queue(a)) => queue::admin::run(a),
         Some(Subcommand::CheckTls(a)) => {
             logline::init();

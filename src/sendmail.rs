@@ -1,9 +1,15 @@
 //! `tinymta sendmail` (and the `sendmail` symlink): reads a message on stdin, completes
 //! its headers as Postfix's pickup/cleanup do, and drops it into the queue of the
 //! daemon that uses the same state directory, then wakes the daemon.
+//!
+//! The recipients are queued as given, marked unexpanded: the daemon puts them through
+//! its address tables (aliases, virtual, recipient table, SRS) when it picks the file
+//! up, so `sendmail root` reaches root's alias without flags here, and a recipient the
+//! tables refuse is bounced to the sender (see `queue::scheduler`).
 
 use std::io::Read;
 
+use crate::address::address_list;
 use crate::cli::SendmailArgs;
 use crate::clock::unix_now;
 use crate::exit;
@@ -80,44 +86,12 @@ fn canonical_lines(raw: &[u8], dot_ends: bool) -> Vec<u8> {
     out
 }
 
-/// Addresses in an address-list header value: `a@b, "Name" <c@d>, group: e@f;`.
-fn addresses_in(value: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let (mut depth_angle, mut in_quote, mut depth_comment) = (false, false, 0u32);
-    let mut current = String::new();
-    let flush = |cur: &mut String, out: &mut Vec<String>| {
-        let item = cur.trim();
-        let addr = match (item.find('<'), item.rfind('>')) {
-            (Some(a), Some(b)) if a < b => item[a + 1..b].trim().to_string(),
-            _ => item.rsplit(':').next().unwrap_or("").trim().to_string(),
-        };
-        if !addr.is_empty() {
-            out.push(addr);
-        }
-        cur.clear();
-    };
-    for c in value.chars() {
-        match c {
-            '"' if depth_comment == 0 => in_quote = !in_quote,
-            '(' if !in_quote => depth_comment += 1,
-            ')' if !in_quote && depth_comment > 0 => {
-                depth_comment -= 1;
-                continue;
-            }
-            '<' if !in_quote && depth_comment == 0 => depth_angle = true,
-            '>' if !in_quote && depth_comment == 0 => depth_angle = false,
-            ',' | ';' if !in_quote && !depth_angle && depth_comment == 0 => {
-                flush(&mut current, &mut out);
-                continue;
-            }
-            _ => {}
-        }
-        if depth_comment == 0 && c != ')' {
-            current.push(c);
-        }
-    }
-    flush(&mut current, &mut out);
-    out
+/// Addresses in an address-list value (an argument or a `To:`-like header field):
+/// `a@b, "Name" <c@d>, group: e@f;`, as written (qualified and checked by the caller).
+fn addresses_in(value: &str) -> impl Iterator<Item = String> {
+    address_list::addresses(value)
+        .into_iter()
+        .map(|s| s.address)
 }
 
 /// Everything but the I/O: builds the envelope and content and stores them.
@@ -218,6 +192,7 @@ fn queue_message(args: &SendmailArgs, stdin: &mut impl Read) -> Result<QueueId, 
         recipients,
         client: "local".into(),
         protocol: "local".into(),
+        unexpanded: true,
     };
     spool
         .store(&env, &content)
@@ -243,9 +218,11 @@ mod tests {
         assert_eq!(
             addresses_in(
                 "\"Doe, J\" <j@x.example>, k@y.example (Kay), team: a@z.example, b@z.example;"
-            ),
+            )
+            .collect::<Vec<_>>(),
             ["j@x.example", "k@y.example", "a@z.example", "b@z.example"]
         );
+        assert_eq!(addresses_in("root").collect::<Vec<_>>(), ["root"]);
         let header = Header::parse(b"To: a@b,\r\n c@d\r\nSubject: s\r\n\r\nbody\r\n");
         assert!(header.fields[0].is("to"));
         assert_eq!(header.fields[0].value(), "a@b, c@d");

@@ -1,8 +1,9 @@
 //! The daemon (`tinymta serve`): opens the queue and recovers it, loads TLS, binds the
 //! listeners, wires delivery into the queue manager, starts it and the wakeup socket,
-//! and handles signals (SIGHUP reloads the certificate, SIGTERM/SIGINT shut down
-//! gracefully).
+//! and handles signals (SIGHUP reloads the certificate, the `--auth-file` users and
+//! the address tables; SIGTERM/SIGINT shut down gracefully).
 
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -10,10 +11,11 @@ use async_signal::{Signal, Signals};
 use smol::stream::StreamExt;
 use smol::Async;
 
+use crate::address::{srs, Rewriter, Srs, Tables};
 use crate::auth::AuthFile;
 use crate::config::Config;
 use crate::exit;
-use crate::inbound::{listener, InboundTls, Listener, Role, Shared};
+use crate::inbound::{listener, InboundTls, Listener, Reloadable, Role, Shared};
 use crate::outbound::remote::Remote;
 use crate::outbound::DeliveryContext;
 use crate::queue::scheduler::{self, Event, Scheduler};
@@ -42,6 +44,19 @@ fn load_tls(cfg: &Config) -> Result<openssl::ssl::SslContext, String> {
 /// Reads `--auth-file`, if given.
 fn load_auth(cfg: &Config) -> Result<Option<AuthFile>, String> {
     cfg.auth_file.as_deref().map(AuthFile::load).transpose()
+}
+
+/// The address tables (checked by `Config` at start, read again on SIGHUP) with SRS,
+/// whose secret is read — made on first use — from the state directory.
+fn load_rewriter(cfg: &Config, tables: Tables) -> Result<Rewriter, String> {
+    let srs = match &cfg.srs_domain {
+        Some(domain) => Some(Srs {
+            domain: domain.clone(),
+            secrets: srs::load_or_create_secret(&cfg.state_dir)?,
+        }),
+        None => None,
+    };
+    Ok(Rewriter { tables, srs })
 }
 
 /// Each session is a socket: raise the soft limit on open files to the hard limit so
@@ -90,6 +105,13 @@ pub fn serve(cfg: Config) -> i32 {
             return exit::CONFIG;
         }
     };
+    let rewriter = match load_rewriter(&cfg, cfg.tables.clone()) {
+        Ok(r) => r,
+        Err(e) => {
+            log::error!("SRS secret: {e}");
+            return exit::CONFIG;
+        }
+    };
     raise_file_limit();
     let unavailable = tls::profile::availability().unavailable;
     if !unavailable.is_empty() {
@@ -122,9 +144,12 @@ pub fn serve(cfg: Config) -> i32 {
 
     let ex = Rc::new(smol::LocalExecutor::new());
     let ex2 = ex.clone();
-    smol::block_on(
-        ex.run(async move { run(ex2, cfg, spool, recovered, tls_ctx, auth, sockets).await }),
-    )
+    let loaded = Reloadable {
+        tls: tls_ctx,
+        auth,
+        rewriter: Rc::new(RefCell::new(Rc::new(rewriter))),
+    };
+    smol::block_on(ex.run(async move { run(ex2, cfg, spool, recovered, loaded, sockets).await }))
 }
 
 async fn run(
@@ -132,8 +157,7 @@ async fn run(
     cfg: Config,
     spool: Spool,
     recovered: Vec<QueueId>,
-    tls_ctx: openssl::ssl::SslContext,
-    auth: Option<AuthFile>,
+    loaded: Reloadable,
     sockets: Vec<(Listener, Async<std::net::TcpListener>)>,
 ) -> i32 {
     let signals = Signals::new([Signal::Term, Signal::Int, Signal::Hup]);
@@ -159,6 +183,7 @@ async fn run(
         spool: spool.clone(),
         retry: cfg.retry.clone(),
         hostname: cfg.hostname.clone(),
+        rewriter: loaded.rewriter.clone(),
     };
     log::info!("queue: {} message(s) recovered", recovered.len());
     ex.spawn(scheduler::run(
@@ -180,12 +205,11 @@ async fn run(
 
     let shared = Rc::new(Shared::new(
         cfg.inbound_settings(),
-        tls_ctx,
+        loaded,
         spool,
         commit,
         events_tx,
         shutdown_rx,
-        auth,
     ));
     for (l, sock) in sockets {
         log::info!(
@@ -224,6 +248,7 @@ async fn run(
                         Err(e) => log::error!("SIGHUP: keeping the old --auth-file: {e}"),
                     }
                 }
+                reload_tables(&cfg, &shared.rewriter);
             }
             Ok(_) => break,
             Err(e) => log::warn!("signal: {e}"),
@@ -242,6 +267,26 @@ async fn run(
     let _ = std::fs::remove_file(shared.spool.wakeup_socket());
     log::info!("stopped");
     0
+}
+
+/// SIGHUP: reads the address tables (and the SRS secret) again; on any error the old
+/// ones stay, as the old certificate does.
+fn reload_tables(cfg: &Config, current: &crate::address::SharedRewriter) {
+    if cfg.table_paths == Default::default() && cfg.srs_domain.is_none() {
+        return;
+    }
+    let domains = &cfg.outbound.router.local_domains;
+    match Tables::load(&cfg.table_paths, domains).and_then(|t| load_rewriter(cfg, t)) {
+        Ok(r) => {
+            *current.borrow_mut() = Rc::new(r);
+            log::info!("SIGHUP: address tables reloaded");
+        }
+        Err(e) => {
+            for line in e.lines() {
+                log::error!("SIGHUP: keeping the old address tables: {line}");
+            }
+        }
+    }
 }
 
 /// Remote delivery for the daemon; a missing resolver is logged once here.

@@ -15,21 +15,24 @@
 //!   (`--sender-rewrite`, `generic(5)`, envelope and header addresses);
 //! - `expand`: one recipient into its final recipients, with loop and depth limits;
 //! - `srs`: SRS0/SRS1 as libsrs2/postsrsd, and the secret in the state directory;
+//! - `envelope`: `Rewriter` (the tables and SRS together), what one recipient becomes
+//!   for the queue and what the sender becomes when that forwards it;
 //! - here: `Tables`, all of them loaded together (again on SIGHUP), and `check`, every
 //!   problem of the files for a `newaliases` command.
 //!
 //! Where each is used (the wiring, which lives above this module):
-//! - RCPT (inbound): an SRS address at `--srs-domain` is `srs::decode`d (an error is
-//!   `550 5.1.1`); otherwise `Tables::check_recipient` (an error is `550 5.1.1 <x>:
-//!   Recipient address rejected: {Unknown}`), then `Tables::expand` for the recipients
-//!   to queue (an error is a bounce with `ExpandError::status`).
+//! - RCPT (inbound) and the scheduler's first look at a message from `sendmail` or the
+//!   queue itself: `Rewriter::recipient` — an SRS address at `--srs-domain` is
+//!   `srs::decode`d, anything else goes through `Tables::check_recipient` and
+//!   `Tables::expand`; a refusal is a `550` at RCPT and a bounce at pickup.
 //! - Forwarding (an expanded recipient is remote and the sender is foreign):
-//!   `srs::encode` of the envelope sender.
+//!   `Rewriter::sender`, `srs::encode` of the envelope sender.
 //! - SMTP deliveries (outbound, not Maildir ones): `Tables::rewrite_sender` and
 //!   `Tables::rewrite_headers`.
 
 pub mod address_list;
 pub mod aliases;
+pub mod envelope;
 pub mod expand;
 pub mod generic;
 pub mod recipients;
@@ -41,6 +44,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 pub use aliases::Aliases;
+pub use envelope::{Recipient, Recipients, Refusal, Rewriter, SharedRewriter, Srs};
 pub use expand::ExpandError;
 pub use generic::{GenericMap, RewrittenHeader};
 pub use recipients::RecipientTable;
@@ -165,8 +169,18 @@ impl Tables {
         }
     }
 
-    fn is_local(&self, domain: &str) -> bool {
+    /// No table at all: nothing is validated or rewritten.
+    pub fn empty(local_domains: &[String]) -> Tables {
+        Tables::parse(&Texts::default(), local_domains, &mut Vec::new())
+    }
+
+    pub(crate) fn is_local(&self, domain: &str) -> bool {
         self.local_domains.contains(&fold_domain(domain))
+    }
+
+    /// Whether aliases or a virtual table are loaded: mail may be forwarded (SRS).
+    pub fn forwards(&self) -> bool {
+        self.aliases.is_some() || self.virtual_map.is_some()
     }
 
     fn maps(&self) -> Maps<'_> {

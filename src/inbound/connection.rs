@@ -55,6 +55,7 @@ impl Connection {
     ) -> Connection {
         let session = Session::new(
             shared.settings.clone(),
+            shared.rewriter.clone(),
             shared.auth.clone(),
             listener,
             peer.ip(),

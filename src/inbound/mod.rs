@@ -29,6 +29,7 @@ use std::time::Duration;
 use openssl::ssl::SslContext;
 use smol::channel::{Receiver, Sender};
 
+use crate::address::SharedRewriter;
 use crate::auth::AuthFile;
 use crate::queue::scheduler::Event;
 use crate::queue::spool::GroupCommit;
@@ -64,6 +65,14 @@ pub struct Settings {
 /// AUTH is not offered. Sessions look at it each time, so a reload takes effect at once.
 pub type AuthUsers = Rc<RefCell<Option<Arc<AuthFile>>>>;
 
+/// What a SIGHUP replaces, as `serve` loaded it at start.
+pub struct Reloadable {
+    pub tls: SslContext,
+    pub auth: Option<AuthFile>,
+    /// Shared with the scheduler, which expands `sendmail`'s messages with it.
+    pub rewriter: SharedRewriter,
+}
+
 /// State shared by all sessions of the (single-threaded) server.
 pub struct Shared {
     pub settings: Rc<Settings>,
@@ -75,6 +84,8 @@ pub struct Shared {
     /// Closed when the server shuts down; sessions watch it between commands.
     pub shutdown: Receiver<()>,
     pub auth: AuthUsers,
+    /// The address tables and SRS; replaced on SIGHUP, sessions look at it per RCPT.
+    pub rewriter: SharedRewriter,
     sessions: Cell<usize>,
     per_ip: RefCell<HashMap<IpAddr, usize>>,
 }
@@ -107,21 +118,21 @@ impl Drop for SessionSlot {
 impl Shared {
     pub fn new(
         settings: Settings,
-        tls: SslContext,
+        loaded: Reloadable,
         spool: Spool,
         commit: GroupCommit,
         scheduler: Sender<Event>,
         shutdown: Receiver<()>,
-        auth: Option<AuthFile>,
     ) -> Shared {
         Shared {
             settings: Rc::new(settings),
-            tls: RefCell::new(Rc::new(tls)),
+            tls: RefCell::new(Rc::new(loaded.tls)),
             spool,
             commit,
             scheduler,
             shutdown,
-            auth: Rc::new(RefCell::new(auth.map(Arc::new))),
+            auth: Rc::new(RefCell::new(loaded.auth.map(Arc::new))),
+            rewriter: loaded.rewriter,
             sessions: Cell::new(0),
             per_ip: RefCell::new(HashMap::new()),
         }

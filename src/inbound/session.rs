@@ -2,7 +2,11 @@
 //! as in OpenSMTPD's `smtp_session.c`: command lines in, replies and the next action
 //! (`Next`) out. It owns the protocol rules — command order, the inbound TLS level
 //! rules (RFC 3207), the relay decision, the recipient limit — and what it adds to the
-//! header of what it accepts (in `headers`' formats).
+//! header of what it accepts (in `headers`' formats). At RCPT it asks the address
+//! tables (`address::Rewriter`) what the recipient becomes, so unknown users, forged
+//! SRS addresses and alias loops are refused there with a 550 — never accepted and
+//! bounced later — and the transaction carries the expanded recipients the queue file
+//! is written with.
 //!
 //! Sockets, timers, the TLS handshake and the queue file belong to `connection`, which
 //! feeds this machine; AUTH is `sasl`'s.
@@ -14,6 +18,7 @@ use std::time::Duration;
 use super::relay::may_relay;
 use super::sasl::{self, Credentials, Login, Progress, Verdict, AUTH_FAILURE_DELAY};
 use super::{AuthUsers, InboundTls, Listener, Role, Settings};
+use crate::address::{Recipient, Recipients, Rewriter, SharedRewriter};
 use crate::auth::Sasl;
 use crate::clock::unix_now;
 use crate::headers::{self, Header, Origin};
@@ -48,7 +53,10 @@ pub enum State {
 pub struct Transaction {
     sender: Option<Mailbox>,
     params: MailParams,
+    /// As the client gave them (the recipient limit, the `Received:` header).
     recipients: Vec<String>,
+    /// What they became, for the queue file.
+    queued: Recipients,
 }
 
 /// What the client called itself.
@@ -72,6 +80,8 @@ pub enum Next {
 
 pub struct Session {
     settings: Rc<Settings>,
+    /// The address tables as they are now (a SIGHUP may replace them).
+    rewriter: SharedRewriter,
     role: Role,
     level: InboundTls,
     ip: IpAddr,
@@ -91,6 +101,7 @@ pub struct Session {
 impl Session {
     pub fn new(
         settings: Rc<Settings>,
+        rewriter: SharedRewriter,
         users: AuthUsers,
         listener: &Listener,
         ip: IpAddr,
@@ -99,6 +110,7 @@ impl Session {
         let ip = ip.to_canonical();
         Session {
             settings,
+            rewriter,
             role: listener.role,
             level: listener.tls,
             ip,
@@ -362,57 +374,82 @@ impl Session {
             sender: from,
             params,
             recipients: Vec::new(),
+            queued: Recipients::default(),
         });
         self.reply(canned::ok("2.1.0"));
     }
 
     fn rcpt(&mut self, to: Mailbox) {
-        let settings = &self.settings;
         let State::Transaction(txn) = &self.state else {
             return self.error(canned::bad_sequence("Error: need MAIL command"));
         };
-        if txn.recipients.len() >= settings.limits.max_recipients {
+        if txn.recipients.len() >= self.settings.limits.max_recipients {
             return self.reply(Reply::new(452, "4.5.3", "Error: too many recipients"));
         }
         // RFC 5321 §4.5.1: <postmaster> without a domain must be accepted.
         let rcpt = if to.is_bare_postmaster() {
-            format!("postmaster@{}", settings.router.local_domains[0])
-        } else {
-            to.to_string()
-        };
-        let domain = rcpt.rsplit_once('@').map_or("", |(_, d)| d);
-        let refusal = match settings.router.route(&rcpt) {
-            Route::Local { .. } => None,
-            Route::Invalid(why) => Some(Reply::new(
-                550,
-                "5.1.1",
-                format!("<{rcpt}>: Recipient address rejected: {why}"),
-            )),
-            // Mail for a local domain is ours to accept, even when a transport entry
-            // relays it onward; anything else only from relay clients.
-            Route::Remote(_) if settings.router.is_local(domain) => None,
-            Route::Remote(_) => {
-                if self.login.user().is_some() || may_relay(&settings.relay_networks, self.ip) {
-                    None
-                } else {
-                    log::info!(
-                        "NOQUEUE: reject: RCPT from {}: 554 5.7.1 <{rcpt}>: Relay access denied; from=<{}> to=<{rcpt}>",
-                        self.client,
-                        txn.sender.as_ref().map(|m| m.to_string()).unwrap_or_default()
-                    );
-                    Some(canned::relay_denied(&rcpt))
-                }
+            Mailbox {
+                local: "postmaster".into(),
+                domain: self.settings.router.local_domains[0].clone(),
             }
+        } else {
+            to
         };
-        match refusal {
-            Some(r) => self.error(r),
-            None => {
+        let rewriter = self.rewriter.borrow().clone();
+        match self.decide(&rewriter, &rcpt) {
+            Err(r) => {
+                let sender = txn.sender.as_ref().map(|m| m.to_string());
+                log::info!(
+                    "NOQUEUE: reject: RCPT from {}: {}; from=<{}> to=<{rcpt}>",
+                    self.client,
+                    r.summary(),
+                    sender.unwrap_or_default()
+                );
+                self.error(r)
+            }
+            Ok(accepted) => {
                 if let State::Transaction(t) = &mut self.state {
-                    t.recipients.push(rcpt);
+                    t.recipients.push(rcpt.to_string());
+                    t.queued.add(accepted);
                 }
                 self.reply(canned::ok("2.1.5"));
             }
         }
+    }
+
+    /// Whether `rcpt` is accepted, and what it becomes; or the reply that refuses it.
+    fn decide(&self, rewriter: &Rewriter, rcpt: &Mailbox) -> Result<Recipient, Reply> {
+        let rejected = |status: &str, why: &dyn std::fmt::Display| {
+            Reply::new(
+                550,
+                status,
+                format!("<{rcpt}>: Recipient address rejected: {why}"),
+            )
+        };
+        let accepted = rewriter
+            .recipient(rcpt, unix_now())
+            .map_err(|e| rejected(e.status(), &e))?;
+        // Ours to accept from anyone: a local domain (even when a transport entry
+        // relays it onward), a virtual domain, a bounce returning through SRS.
+        // Anything else only from relay clients.
+        let router = &self.settings.router;
+        let ours = accepted.returned
+            || router.is_local(&rcpt.domain)
+            || rewriter.is_virtual_domain(&rcpt.domain);
+        if !ours
+            && self.login.user().is_none()
+            && !may_relay(&self.settings.relay_networks, self.ip)
+        {
+            return Err(canned::relay_denied(&rcpt.to_string()));
+        }
+        // Routed as delivery will route them: a local part that cannot be a Maildir is
+        // refused now rather than bounced.
+        for t in &accepted.targets {
+            if let Route::Invalid(why) = router.route(&t.to_string()) {
+                return Err(rejected("5.1.1", &why));
+            }
+        }
+        Ok(accepted)
     }
 
     /// DATA: the transaction leaves the state with `Next::Data`; the next command after
@@ -437,19 +474,24 @@ impl Session {
         Next::Data(txn)
     }
 
-    /// The queue file's envelope for `txn`.
+    /// The queue file's envelope for `txn`: the expanded recipients, and the sender
+    /// SRS-rewritten if they forward the mail.
     pub fn envelope(&self, id: &QueueId, txn: &Transaction) -> Envelope {
+        let now = unix_now();
+        let sender = txn.sender.as_ref().map(|m| m.to_string());
+        let sender = self.rewriter.borrow().sender(
+            sender.as_deref().unwrap_or_default(),
+            txn.queued.forwarded(),
+            now,
+        );
         Envelope {
             id: id.clone(),
-            arrival: unix_now(),
-            sender: txn
-                .sender
-                .as_ref()
-                .map(|m| m.to_string())
-                .unwrap_or_default(),
-            recipients: txn.recipients.clone(),
+            arrival: now,
+            sender,
+            recipients: txn.queued.as_slice().to_vec(),
             client: self.client.clone(),
             protocol: self.protocol(),
+            unexpanded: false,
         }
     }
 
@@ -504,6 +546,7 @@ mod tests {
     use openssl::base64;
 
     use super::*;
+    use crate::address::envelope::test_rewriter;
     use crate::auth::{make_entry, AuthFile};
     use crate::inbound::relay::Cidr;
     use crate::inbound::Limits;
@@ -560,10 +603,21 @@ mod tests {
                 tls,
             };
             let users = Rc::new(RefCell::new(users.map(Arc::new)));
+            let rewriter = Rewriter::none(&settings.router.local_domains);
+            let rewriter = Rc::new(RefCell::new(Rc::new(rewriter)));
             let ip = ip.parse().unwrap();
             Client {
-                session: Session::new(Rc::new(settings), users, &listener, ip),
+                session: Session::new(Rc::new(settings), rewriter, users, &listener, ip),
             }
+        }
+
+        /// Port 25 from `ip` with these address tables and SRS in example.org.
+        fn with_tables(ip: &str, aliases: &str, virtual_map: &str, recipients: &str) -> Client {
+            let c = Client::new(Role::Smtp, InboundTls::May, ip);
+            c.session
+                .rewriter
+                .replace(Rc::new(rewriter(aliases, virtual_map, recipients)));
+            c
         }
 
         /// Port 25 at `--tls-level may`, from a relay network.
@@ -627,6 +681,11 @@ mod tests {
                 (_, out) => panic!("DATA: {out}"),
             }
         }
+    }
+
+    /// Tables for example.org (empty text: no such table), SRS with a fixed secret.
+    fn rewriter(aliases: &str, virtual_map: &str, recipients: &str) -> Rewriter {
+        test_rewriter("example.org", aliases, virtual_map, recipients)
     }
 
     const OK_MAIL: &str = "250 2.1.0 Ok\r\n";
@@ -995,5 +1054,147 @@ mod tests {
         c.session.complete_headers(&mut content, 0, &id);
         assert_eq!(content, before);
         assert!(!Client::mx().session.is_submission());
+    }
+
+    #[test]
+    fn unknown_local_users_get_550_at_rcpt_once_a_table_exists() {
+        let mut c = Client::with_tables("192.0.2.7", "root: alice\n", "", "alice\nbob\n");
+        c.send("EHLO client.example.net");
+        c.send("MAIL FROM:<carol@example.net>");
+        assert_eq!(
+            c.send("RCPT TO:<mallory@example.org>"),
+            "550 5.1.1 <mallory@example.org>: Recipient address rejected: \
+             User unknown in local recipient table\r\n"
+        );
+        for known in ["<bob@example.org>", "<Root@example.org>", "<postmaster>"] {
+            assert_eq!(c.send(&format!("RCPT TO:{known}")), OK_RCPT, "{known}");
+        }
+        // The queue file gets the expanded recipients; the trace header the given ones.
+        let txn = c.data();
+        let env = c.session.envelope(&QueueId("ID".into()), &txn);
+        assert_eq!(
+            env.recipients,
+            [
+                "bob@example.org",
+                "alice@example.org",
+                "postmaster@example.org"
+            ]
+        );
+        assert!(!env.unexpanded);
+        assert_eq!(env.sender, "carol@example.net", "nothing was forwarded");
+        // Without any table every local part is accepted, as before.
+        let mut c = Client::new(Role::Smtp, InboundTls::May, "192.0.2.7");
+        c.send("EHLO client.example.net");
+        c.send("MAIL FROM:<carol@example.net>");
+        assert_eq!(c.send("RCPT TO:<mallory@example.org>"), OK_RCPT);
+    }
+
+    #[test]
+    fn alias_loops_are_refused_at_rcpt_and_expansions_deduplicated() {
+        let mut c = Client::with_tables(
+            "192.0.2.7",
+            "a: b\nb: a\nteam: alice, bob\nalice: alice\nbob: bob\n",
+            "",
+            "",
+        );
+        c.send("EHLO client.example.net");
+        c.send("MAIL FROM:<carol@example.net>");
+        let r = c.send("RCPT TO:<a@example.org>");
+        assert!(
+            r.starts_with("550 5.4.6 <a@example.org>: Recipient address rejected: alias loop: "),
+            "{r}"
+        );
+        assert_eq!(c.send("RCPT TO:<team@example.org>"), OK_RCPT);
+        assert_eq!(c.send("RCPT TO:<bob@example.org>"), OK_RCPT);
+        let txn = c.data();
+        let env = c.session.envelope(&QueueId("ID".into()), &txn);
+        assert_eq!(env.recipients, ["alice@example.org", "bob@example.org"]);
+        let received = c.session.received_header(&QueueId("ID".into()), &txn);
+        assert!(
+            !received.contains("for <"),
+            "two given recipients: {received}"
+        );
+    }
+
+    #[test]
+    fn virtual_domains_are_accepted_from_anyone_for_their_entries() {
+        let mut c = Client::with_tables(
+            "192.0.2.7",
+            "",
+            "info@virt.example  alice@example.org\n@catch.example  bob@example.org\n",
+            "",
+        );
+        c.send("EHLO client.example.net");
+        c.send("MAIL FROM:<carol@example.net>");
+        assert_eq!(c.send("RCPT TO:<info@virt.example>"), OK_RCPT);
+        assert_eq!(c.send("RCPT TO:<anything@catch.example>"), OK_RCPT);
+        assert_eq!(
+            c.send("RCPT TO:<sales@virt.example>"),
+            "550 5.1.1 <sales@virt.example>: Recipient address rejected: \
+             User unknown in virtual alias table\r\n"
+        );
+        assert_eq!(
+            c.send("RCPT TO:<dave@example.net>"),
+            "554 5.7.1 <dave@example.net>: Relay access denied\r\n"
+        );
+        let txn = c.data();
+        let env = c.session.envelope(&QueueId("ID".into()), &txn);
+        assert_eq!(env.recipients, ["alice@example.org", "bob@example.org"]);
+    }
+
+    #[test]
+    fn forwarding_uses_srs_and_the_bounce_comes_back_to_the_sender() {
+        let mut c = Client::with_tables("192.0.2.7", "fwd: me@gmail.example\n", "", "");
+        c.send("EHLO client.example.net");
+        c.send("MAIL FROM:<carol@example.net>");
+        assert_eq!(c.send("RCPT TO:<fwd@example.org>"), OK_RCPT);
+        let txn = c.data();
+        let env = c.session.envelope(&QueueId("ID".into()), &txn);
+        assert_eq!(env.recipients, ["me@gmail.example"]);
+        let srs0 = env.sender;
+        assert!(
+            srs0.starts_with("SRS0=") && srs0.ends_with("=example.net=carol@example.org"),
+            "{srs0}"
+        );
+        // A local sender is not rewritten.
+        c.send("MAIL FROM:<alice@example.org>");
+        c.send("RCPT TO:<fwd@example.org>");
+        let txn = c.data();
+        assert_eq!(
+            c.session.envelope(&QueueId("ID".into()), &txn).sender,
+            "alice@example.org"
+        );
+
+        // The bounce to the SRS address, from a stranger: routed to the sender.
+        c.send("MAIL FROM:<>");
+        assert_eq!(c.send(&format!("RCPT TO:<{srs0}>")), OK_RCPT);
+        let forged = srs0.replacen("SRS0=", "SRS0=AAAA", 1);
+        let r = c.send(&format!("RCPT TO:<{forged}>"));
+        assert_eq!(
+            r,
+            format!(
+                "550 5.1.1 <{forged}>: Recipient address rejected: hash invalid in SRS address\r\n"
+            )
+        );
+        let txn = c.data();
+        let env = c.session.envelope(&QueueId("ID".into()), &txn);
+        assert_eq!(
+            (env.sender.as_str(), &env.recipients[..]),
+            ("", &["carol@example.net".to_string()][..])
+        );
+    }
+
+    #[test]
+    fn a_reload_applies_to_the_next_rcpt() {
+        let mut c = Client::with_tables("192.0.2.7", "root: alice\n", "", "");
+        c.send("EHLO client.example.net");
+        c.send("MAIL FROM:<carol@example.net>");
+        assert!(c
+            .send("RCPT TO:<new@example.org>")
+            .starts_with("550 5.1.1 "));
+        c.session
+            .rewriter
+            .replace(Rc::new(rewriter("root: alice\nnew: alice\n", "", "")));
+        assert_eq!(c.send("RCPT TO:<new@example.org>"), OK_RCPT);
     }
 }

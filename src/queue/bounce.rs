@@ -22,6 +22,9 @@ fn envelope(hostname: &str, to: &str) -> Envelope {
         recipients: vec![to.to_string()],
         client: format!("{hostname}[local]"),
         protocol: "local".into(),
+        // Through the tables like any mail: a bounce to root reaches root's alias, one
+        // to an SRS address the original sender.
+        unexpanded: true,
     }
 }
 
@@ -127,6 +130,7 @@ mod tests {
             recipients: vec!["bob@example.net".into()],
             client: "x".into(),
             protocol: "ESMTP".into(),
+            unexpanded: false,
         };
         let (env, msg) = delivery_status_notification(
             "mx.example.org",

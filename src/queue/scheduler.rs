@@ -4,6 +4,14 @@
 //!
 //! Events come from inbound sessions (a new message), the wakeup socket (sendmail
 //! dropped a file, `queue flush`), and a periodic rescan that catches anything missed.
+//!
+//! A message from `sendmail` or from the queue itself arrives with its recipients as
+//! given (`Envelope::unexpanded`); at its first pick-up they go through the address
+//! tables (`address::Rewriter`, the same the SMTP session asks at RCPT), refusals are
+//! bounced, and the file is written again with the final recipients. The daemon does
+//! it, not `sendmail`, so the tables have one owner — the daemon's flags, re-read on
+//! SIGHUP, with the SRS secret in its state directory — and `sendmail root` needs no
+//! configuration, as with Postfix, whose `cleanup` and `local` do it after `pickup`.
 
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
@@ -13,10 +21,12 @@ use smol::channel::{Receiver, Sender};
 use smol::future::FutureExt;
 
 use super::bounce;
-use super::outcome::{Deliver, Disposition};
+use super::outcome::{Deliver, Disposition, Outcome, Relay};
 use super::spool::{Envelope, QueueId, Spool};
+use crate::address::{Recipients, Refusal, SharedRewriter};
 use crate::clock::unix_now;
 use crate::logline;
+use crate::smtp::address::parse_mailbox;
 
 /// Most delivery attempts running at once.
 const MAX_IN_FLIGHT: usize = 20;
@@ -45,12 +55,14 @@ pub struct Retry {
     pub max: Duration,
 }
 
-/// What the scheduler owns: the spool, the retry schedule, and the host name its own
-/// messages (bounces, notices) are sent as.
+/// What the scheduler owns: the spool, the retry schedule, the host name its own
+/// messages (bounces, notices) are sent as, and the address tables unexpanded
+/// messages go through.
 pub struct Scheduler {
     pub spool: Spool,
     pub retry: Retry,
     pub hostname: String,
+    pub rewriter: SharedRewriter,
 }
 
 /// Delay before attempt number `attempts + 1`: doubling from `min`, capped at `max`.
@@ -90,6 +102,19 @@ async fn process<D: Deliver>(
             return (Some(unix_now() + retry.max.as_secs()), Vec::new());
         }
     };
+    let mut new_ids = Vec::new();
+    let env = if env.unexpanded {
+        match pick_up(q, env, &content, &mut new_ids).await {
+            Ok(Some(env)) => env,
+            Ok(None) => {
+                remove(q, id).await;
+                return (None, new_ids);
+            }
+            Err(()) => return (Some(unix_now() + retry.min.as_secs()), new_ids),
+        }
+    } else {
+        env
+    };
     let pending: Vec<String> = env
         .recipients
         .iter()
@@ -99,7 +124,6 @@ async fn process<D: Deliver>(
     let attempt = delivery.attempt(&env, &content, &pending).await;
     let mut results = attempt.results;
 
-    let mut new_ids = Vec::new();
     for notice in attempt.notices {
         let (nenv, ncontent) =
             bounce::notice(&q.hostname, &notice.to, &notice.subject, &notice.body);
@@ -166,15 +190,12 @@ async fn process<D: Deliver>(
         }
     }
 
-    let spool = q.spool.clone();
-    let id2 = id.clone();
     if deferred == 0 {
-        if let Err(e) = smol::unblock(move || spool.remove(&id2)).await {
-            log::error!("{id}: cannot remove queue file: {e}");
-        }
-        logline::removed(&id.0);
+        remove(q, id).await;
         return (None, new_ids);
     }
+    let spool = q.spool.clone();
+    let id2 = id.clone();
     status.attempts += 1;
     status.next_attempt = unix_now() + backoff(retry, status.attempts).as_secs();
     let next = status.next_attempt;
@@ -182,6 +203,97 @@ async fn process<D: Deliver>(
         log::error!("{id}: cannot record delivery status: {e}");
     }
     (Some(next), new_ids)
+}
+
+/// Removes a message that needs nothing more.
+async fn remove(q: &Scheduler, id: &QueueId) {
+    let (spool, id2) = (q.spool.clone(), id.clone());
+    if let Err(e) = smol::unblock(move || spool.remove(&id2)).await {
+        log::error!("{id}: cannot remove queue file: {e}");
+    }
+    logline::removed(&id.0);
+}
+
+/// The first pick-up of an unexpanded message: each recipient through the address
+/// tables, refused ones bounced (logged as deliveries, `relay=local`), and the file
+/// written again with the final recipients and the sender as forwarding makes it.
+/// The bounce is queued before the file is replaced: a crash in between repeats the
+/// bounce, never loses it. `Ok(None)`: no recipient is left; `Err`: try again later.
+async fn pick_up(
+    q: &Scheduler,
+    mut env: Envelope,
+    content: &std::sync::Arc<Vec<u8>>,
+    new_ids: &mut Vec<QueueId>,
+) -> Result<Option<Envelope>, ()> {
+    let rewriter = q.rewriter.borrow().clone();
+    let now = unix_now();
+    let mut queued = Recipients::default();
+    let mut refused: Vec<(String, Outcome)> = Vec::new();
+    for rcpt in &env.recipients {
+        let Ok(Some(m)) = parse_mailbox(rcpt, true, false, false) else {
+            // Not an address the tables could know (sendmail checked it): as it is.
+            queued.keep(rcpt);
+            continue;
+        };
+        match rewriter.recipient(&m, now) {
+            Ok(r) => queued.add(r),
+            Err(refusal) => refused.push((rcpt.clone(), refusal_outcome(&refusal))),
+        }
+    }
+    for (rcpt, outcome) in &refused {
+        logline::delivery(
+            &env.id.0,
+            rcpt,
+            &outcome.relay.to_string(),
+            Duration::from_secs(now.saturating_sub(env.arrival)),
+            &outcome.dsn,
+            outcome.disposition.word(),
+            &outcome.detail,
+        );
+    }
+    let failed: Vec<bounce::Failed> = refused
+        .iter()
+        .map(|(rcpt, outcome)| bounce::Failed { rcpt, outcome })
+        .collect();
+    // Never bounce a bounce (RFC 5321 §6.1): a refused bounce is dropped, logged above.
+    if !failed.is_empty() && !env.sender.is_empty() {
+        let (benv, bcontent) =
+            bounce::delivery_status_notification(&q.hostname, &env, content, &failed);
+        match store(&q.spool, benv, bcontent).await {
+            Ok(bid) => {
+                log::info!("{}: sender non-delivery notification: {bid}", env.id);
+                new_ids.push(bid);
+            }
+            Err(e) => {
+                log::error!("{}: cannot queue the bounce: {e}", env.id);
+                return Err(());
+            }
+        }
+    }
+    if queued.is_empty() {
+        return Ok(None);
+    }
+    env.sender = rewriter.sender(&env.sender, queued.forwarded(), now);
+    env.recipients = queued.as_slice().to_vec();
+    env.unexpanded = false;
+    let (spool, env2, content2) = (q.spool.clone(), env.clone(), content.clone());
+    match smol::unblock(move || spool.store(&env2, &content2)).await {
+        Ok(()) => Ok(Some(env)),
+        Err(e) => {
+            log::error!("{}: cannot write the expanded queue file: {e}", env.id);
+            Err(())
+        }
+    }
+}
+
+/// A refused recipient as a bounced outcome: the reply an SMTP client would have got.
+fn refusal_outcome(refusal: &Refusal) -> Outcome {
+    Outcome::new(
+        Disposition::Bounced,
+        Relay::Local,
+        refusal.status(),
+        format!("Recipient address rejected: {refusal}"),
+    )
 }
 
 /// A finished attempt: the message, its next attempt time, bounces it queued.
@@ -312,7 +424,9 @@ fn rescan(spool: &Spool, waiting: &mut HashMap<QueueId, u64>, in_flight: &HashSe
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::queue::outcome::{Attempt, Notice, Outcome};
+    use crate::address::Rewriter;
+    use crate::queue::outcome::{Attempt, Notice};
+    use std::cell::RefCell;
 
     /// Delivery that refuses every recipient the way a remote server does, and asks
     /// for one notice.
@@ -353,6 +467,7 @@ mod tests {
             recipients: vec!["bob@example.net".into()],
             client: "localhost[127.0.0.1]".into(),
             protocol: "ESMTP".into(),
+            unexpanded: false,
         };
         spool.store(&env, b"Subject: hi\r\n\r\nbody\r\n").unwrap();
         let queue = Scheduler {
@@ -363,6 +478,7 @@ mod tests {
                 max: Duration::from_secs(3600),
             },
             hostname: "mx.example.org".into(),
+            rewriter: Rc::new(RefCell::new(Rc::new(Rewriter::none(&[])))),
         };
 
         let (next, new_ids) = smol::block_on(process(&queue, &Refusing, &env.id));
@@ -388,6 +504,96 @@ mod tests {
         ));
         let notice = find("admin@example.org");
         assert!(notice.contains("Subject: attention\r\n") && notice.contains("something happened"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Delivery that takes everything and remembers the envelope it was given.
+    struct Recording(RefCell<Vec<Envelope>>);
+
+    impl Deliver for Recording {
+        async fn attempt(
+            &self,
+            env: &Envelope,
+            _content: &std::sync::Arc<Vec<u8>>,
+            pending: &[String],
+        ) -> Attempt {
+            self.0.borrow_mut().push(env.clone());
+            let sent = Outcome::new(Disposition::Sent, Relay::Local, "2.0.0", "ok".into());
+            pending
+                .iter()
+                .map(|r| (r.clone(), sent.clone()))
+                .collect::<Vec<_>>()
+                .into()
+        }
+    }
+
+    #[test]
+    fn an_unexpanded_message_is_expanded_once_and_refusals_bounce() {
+        use crate::address::{srs::Secrets, Srs, TablePaths, Tables};
+        let dir = std::env::temp_dir().join(format!("tinymta-pickup-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let spool = Spool::open(&dir).unwrap();
+        let aliases = dir.join("aliases");
+        std::fs::write(
+            &aliases,
+            "root: alice, far@example.net\nloop: loop2\nloop2: loop\n",
+        )
+        .unwrap();
+        let paths = TablePaths {
+            aliases: Some(aliases),
+            ..TablePaths::default()
+        };
+        let rewriter = Rewriter {
+            tables: Tables::load(&paths, &["example.org".to_string()]).unwrap(),
+            srs: Some(Srs {
+                domain: "example.org".into(),
+                secrets: Secrets::new(&["k"]).unwrap(),
+            }),
+        };
+        let env = Envelope {
+            id: QueueId::generate(),
+            arrival: unix_now(),
+            sender: "carol@example.net".into(),
+            recipients: vec!["root@example.org".into(), "loop@example.org".into()],
+            client: "local".into(),
+            protocol: "local".into(),
+            unexpanded: true,
+        };
+        spool.store(&env, b"Subject: hi\r\n\r\nbody\r\n").unwrap();
+        let queue = Scheduler {
+            spool: spool.clone(),
+            retry: Retry {
+                lifetime: Duration::from_secs(432_000),
+                min: Duration::from_secs(300),
+                max: Duration::from_secs(3600),
+            },
+            hostname: "mx.example.org".into(),
+            rewriter: Rc::new(RefCell::new(Rc::new(rewriter))),
+        };
+        let delivery = Recording(RefCell::new(Vec::new()));
+        let (next, new_ids) = smol::block_on(process(&queue, &delivery, &env.id));
+        assert_eq!(next, None);
+        let seen = delivery.0.borrow();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].recipients, ["alice@example.org", "far@example.net"]);
+        assert!(!seen[0].unexpanded);
+        assert!(
+            seen[0].sender.starts_with("SRS0="),
+            "forwarded: {}",
+            seen[0].sender
+        );
+        // The loop bounced to the sender; the bounce itself waits for its own pick-up.
+        assert_eq!(new_ids.len(), 1);
+        let (benv, bounce) = spool.read_content(&new_ids[0]).unwrap();
+        assert_eq!((benv.sender.as_str(), benv.unexpanded), ("", true));
+        assert_eq!(benv.recipients, ["carol@example.net"]);
+        let bounce = String::from_utf8(bounce).unwrap();
+        assert!(
+            bounce.contains(
+                "Final-Recipient: rfc822; loop@example.org\r\nAction: failed\r\nStatus: 5.4.6\r\n"
+            ),
+            "{bounce}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -60,6 +60,11 @@ pub struct Envelope {
     pub client: String,
     /// How it arrived: ESMTP, ESMTPS, ESMTPA, ESMTPSA, SMTP, local.
     pub protocol: String,
+    /// The recipients have not been through the address tables yet: a message from
+    /// `sendmail` or the queue's own (a bounce, a notice). The scheduler expands them
+    /// when it first picks the message up and writes the file again without the mark.
+    /// An SMTP session expands at RCPT and never sets it.
+    pub unexpanded: bool,
 }
 
 impl Envelope {
@@ -68,6 +73,10 @@ impl Envelope {
             "{MAGIC}\nid {}\narrival {}\nsender {}\nclient {}\nprotocol {}\n",
             self.id, self.arrival, self.sender, self.client, self.protocol
         );
+        if self.unexpanded {
+            // A key older versions skip: they deliver the recipients as they are.
+            h.push_str("unexpanded\n");
+        }
         for r in &self.recipients {
             h.push_str("rcpt ");
             h.push_str(r);
@@ -92,6 +101,7 @@ impl Envelope {
             recipients: Vec::new(),
             client: String::new(),
             protocol: String::new(),
+            unexpanded: false,
         };
         loop {
             line.clear();
@@ -110,6 +120,7 @@ impl Envelope {
                 "client" => env.client = value.to_string(),
                 "protocol" => env.protocol = value.to_string(),
                 "rcpt" => env.recipients.push(value.to_string()),
+                "unexpanded" => env.unexpanded = true,
                 _ => {} // unknown keys from a newer version are skipped
             }
         }
@@ -236,7 +247,9 @@ impl Spool {
         let _ = fs::remove_file(self.tmp_path(id));
     }
 
-    /// Writes a whole message at once (sendmail, bounces) and makes it durable.
+    /// Writes a whole message at once (sendmail, bounces) and makes it durable. A
+    /// message already committed under the same ID is replaced in one rename (the
+    /// scheduler writes an expanded envelope so).
     pub fn store(&self, env: &Envelope, content: &[u8]) -> io::Result<()> {
         let mut f = self.create(env)?;
         let res = f
@@ -388,6 +401,7 @@ mod tests {
             recipients: vec!["c@d.example".into(), "e@f.example".into()],
             client: "localhost[127.0.0.1]".into(),
             protocol: "ESMTPS".into(),
+            unexpanded: false,
         }
     }
 
@@ -411,6 +425,26 @@ mod tests {
         assert_eq!(spool.list().unwrap(), vec![e.id.clone()]);
         spool.remove(&e.id).unwrap();
         assert!(spool.list().unwrap().is_empty());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_unexpanded_mark_survives_and_store_replaces_in_place() {
+        let dir = tempdir("replace");
+        let spool = Spool::open(&dir).unwrap();
+        let mut e = env();
+        e.unexpanded = true;
+        spool.store(&e, b"x\r\n").unwrap();
+        assert_eq!(spool.read_content(&e.id).unwrap().0, e);
+        // The scheduler writes the expanded envelope over the same ID: one rename.
+        e.unexpanded = false;
+        e.recipients = vec!["g@h.example".into()];
+        spool.store(&e, b"x\r\n").unwrap();
+        assert_eq!(
+            spool.read_content(&e.id).unwrap(),
+            (e.clone(), b"x\r\n".to_vec())
+        );
+        assert_eq!(spool.list().unwrap(), vec![e.id.clone()]);
         fs::remove_dir_all(&dir).unwrap();
     }
 
