@@ -723,7 +723,9 @@ fn fetch_remote(host: &str, port: u16, implicit: bool) -> Result<Remote, String>
                 port,
             };
             let session = if implicit {
-                ClientSession::connect_tls(&server, timeouts, &tls).await
+                ClientSession::connect_tls(&server, timeouts, &tls)
+                    .await
+                    .map_err(|e| e.to_string())
             } else {
                 starttls_session(&server, timeouts, &tls, &helo).await
             };

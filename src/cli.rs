@@ -106,15 +106,34 @@ pub struct ServeArgs {
     /// most recipients in one message (default 1000)
     #[argh(option, default = "1000")]
     pub max_recipients: usize,
-    /// send all non-local mail via this host: [HOST]:PORT (brackets: no MX lookup)
+    /// send all non-local mail via this host: [HOST]:PORT (brackets: no MX lookup;
+    /// STARTTLS), or smtps:[HOST]:PORT for TLS from the first byte (port 465)
     #[argh(option)]
     pub relayhost: Option<String>,
-    /// per-domain next hops, lines 'domain  [host]:port' (local domains too: relayed)
+    /// per-domain next hops, lines 'domain  [host]:port' or 'domain
+    /// smtps:[host]:465' (local domains too: relayed)
     #[argh(option)]
     pub transport: Option<String>,
     /// outbound per-destination TLS policy table (Postfix smtp_tls_policy_maps syntax)
     #[argh(option)]
     pub tls_policy: Option<String>,
+    /// smarthost logins (Postfix smtp_sasl_password_maps syntax), lines
+    /// '[smtp.example.com]:587  user:password', or user:oauth2:file:/path or
+    /// user:oauth2:command:/program args for an OAuth 2.0 token; sent only over TLS at
+    /// policy level encrypt or higher (or smtps:); the file must be mode 0600
+    #[argh(option)]
+    pub relay_credentials: Option<String>,
+    /// next hop by envelope sender (Postfix sender_dependent_relayhost_maps), lines
+    /// 'alerts@example.org  [smtp.example.com]:587' or '@example.net
+    /// smtps:[mail.example.net]:465', before --relayhost; --relay-credentials is then
+    /// looked up by sender first
+    #[argh(option)]
+    pub sender_relay: Option<String>,
+    /// sender addresses of mail leaving over SMTP (Postfix smtp_generic_maps), lines
+    /// 'root@router.lan  alerts@example.com' or '@router.lan  @example.com': envelope
+    /// sender, From:, Sender: and Reply-To:; local deliveries keep the original
+    #[argh(option)]
+    pub sender_rewrite: Option<String>,
     /// outbound TLS level when the policy table has no match: none, may, encrypt, dane,
     /// dane-only, fingerprint, verify or secure (default may)
     #[argh(option, default = "String::from(\"may\")")]
@@ -282,16 +301,19 @@ pub struct PasswdArgs {
 /// posttls-finger. DEST is a domain (MX lookup), [host]:port or host:port.
 #[argh(subcommand, name = "check-tls")]
 pub struct CheckTlsArgs {
-    /// destination: example.com, [mx.example.com]:25 or 192.0.2.7:2525
+    /// destination: example.com, [mx.example.com]:25, 192.0.2.7:2525 or
+    /// smtps:[smtp.example.com]:465 (implicit TLS)
     #[argh(positional)]
     pub dest: String,
     /// name sent in EHLO (default: the system host name)
     #[argh(option)]
     pub hostname: Option<String>,
-    /// send all non-local mail via this host: [HOST]:PORT (brackets: no MX lookup)
+    /// send all non-local mail via this host: [HOST]:PORT (brackets: no MX lookup;
+    /// STARTTLS), or smtps:[HOST]:PORT for TLS from the first byte (port 465)
     #[argh(option)]
     pub relayhost: Option<String>,
-    /// per-domain next hops, lines 'domain  [host]:port' (local domains too: relayed)
+    /// per-domain next hops, lines 'domain  [host]:port' or 'domain
+    /// smtps:[host]:465' (local domains too: relayed)
     #[argh(option)]
     pub transport: Option<String>,
     /// outbound per-destination TLS policy table (Postfix smtp_tls_policy_maps syntax)

@@ -82,10 +82,14 @@ pub struct OutboundFlags<'a> {
     pub tls_client_key: &'a Option<String>,
     pub resolver: &'a Option<String>,
     pub mx_port: u16,
+    /// The smarthost flags of `serve` (`check-tls` has none of them).
+    pub relay_credentials: Option<&'a str>,
+    pub sender_relay: Option<&'a str>,
+    pub sender_rewrite: Option<&'a str>,
 }
 
 macro_rules! outbound_flags {
-    ($a:expr) => {
+    ($a:expr, $($smarthost:tt)*) => {
         OutboundFlags {
             relayhost: &$a.relayhost,
             transport: &$a.transport,
@@ -98,34 +102,79 @@ macro_rules! outbound_flags {
             tls_client_key: &$a.tls_client_key,
             resolver: &$a.resolver,
             mx_port: $a.mx_port,
+            $($smarthost)*
         }
     };
 }
 
 impl<'a> From<&'a ServeArgs> for OutboundFlags<'a> {
     fn from(a: &'a ServeArgs) -> Self {
-        outbound_flags!(a)
+        outbound_flags!(a,
+            relay_credentials: a.relay_credentials.as_deref(),
+            sender_relay: a.sender_relay.as_deref(),
+            sender_rewrite: a.sender_rewrite.as_deref(),
+        )
     }
 }
 
 impl<'a> From<&'a CheckTlsArgs> for OutboundFlags<'a> {
     fn from(a: &'a CheckTlsArgs) -> Self {
-        outbound_flags!(a)
+        outbound_flags!(a, relay_credentials: None, sender_relay: None, sender_rewrite: None)
     }
 }
 
-/// Validates the outbound flags into delivery's settings.
-pub fn outbound_settings(f: OutboundFlags) -> Result<Settings, ConfigError> {
+/// A table file's errors (`FILE:LINE: message`, one a line) under the flag that named it.
+fn table_error(flag: &str) -> impl Fn(String) -> ConfigError + '_ {
+    move |message| ConfigError {
+        place: flag.into(),
+        message,
+    }
+}
+
+/// Validates the outbound flags into delivery's settings; `local_domains` (validated,
+/// lower case) are the domains delivered here.
+pub fn outbound_settings(
+    f: OutboundFlags,
+    local_domains: Vec<String>,
+) -> Result<Settings, ConfigError> {
     let relayhost = match f.relayhost {
         Some(r) => Some(parse_nexthop(r, 25).ok_or_else(|| {
             ConfigError::flag(
                 "--relayhost",
                 r,
-                "expected [HOST]:PORT, e.g. [smtp.example.net]:587",
+                "expected [HOST]:PORT or smtps:[HOST]:PORT, e.g. [smtp.example.net]:587",
             )
         })?),
         None => None,
     };
+    use crate::address::{TablePaths, Tables};
+    use crate::outbound::credentials::Credentials;
+    use crate::outbound::sender_relay::SenderRelayTable;
+    use std::path::Path;
+    use std::sync::Arc;
+    let sender_relay = f
+        .sender_relay
+        .map(|p| SenderRelayTable::load(Path::new(p)))
+        .transpose()
+        .map_err(table_error("--sender-relay"))?;
+    // Read once here, so a missing or group-readable file stops the start, not the
+    // first delivery.
+    let credentials = f
+        .relay_credentials
+        .map(|p| Credentials::load(Path::new(p)).map(Arc::new))
+        .transpose()
+        .map_err(table_error("--relay-credentials"))?;
+    let sender_rewrite = f
+        .sender_rewrite
+        .map(|p| {
+            let paths = TablePaths {
+                sender_rewrite: Some(PathBuf::from(p)),
+                ..TablePaths::default()
+            };
+            Tables::load(&paths, &local_domains)
+        })
+        .transpose()
+        .map_err(table_error("--sender-rewrite"))?;
     let transport = match f.transport {
         Some(p) => TransportTable::load(std::path::Path::new(p)).map_err(|e| ConfigError {
             place: "--transport".into(),
@@ -189,8 +238,9 @@ pub fn outbound_settings(f: OutboundFlags) -> Result<Settings, ConfigError> {
     }
     Ok(Settings {
         router: Router {
-            local_domains: Vec::new(),
+            local_domains,
             transport,
+            sender_relay,
             relayhost,
         },
         policy,
@@ -201,6 +251,8 @@ pub fn outbound_settings(f: OutboundFlags) -> Result<Settings, ConfigError> {
         client_cert,
         resolver: f.resolver.clone(),
         mx_port: f.mx_port,
+        credentials,
+        sender_rewrite,
     })
 }
 
@@ -404,8 +456,7 @@ impl Config {
             None => tables.forwards().then(|| domains[0].clone()),
         };
 
-        let mut outbound = outbound_settings(OutboundFlags::from(args))?;
-        outbound.router.local_domains = domains;
+        let outbound = outbound_settings(OutboundFlags::from(args), domains)?;
         let alert_rcpt = match &args.alert_rcpt {
             Some(a) => match crate::smtp::address::parse_mailbox(a, true, false, false) {
                 Ok(Some(m)) => Some(m.to_string()),

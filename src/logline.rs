@@ -43,10 +43,25 @@ pub fn tls_inbound_established(client: &str, info: &TlsInfo) {
     );
 }
 
-/// `Verified TLS connection established to mx.example.com[192.0.2.1]:25: TLSv1.3 with cipher ...`
-pub fn tls_outbound_established(server: &str, info: &TlsInfo) {
+/// How an outbound TLS session began.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsStart {
+    /// STARTTLS after EHLO.
+    StartTls,
+    /// TLS from the first byte (`smtps:`, port 465).
+    Implicit,
+}
+
+/// `Verified TLS connection established to mx.example.com[192.0.2.1]:25: TLSv1.3 with
+/// cipher ... (256/256 bits) via STARTTLS` (or `implicit TLS`): Postfix's line, with how
+/// the session began at the end, where Postfix's log parsers do not look.
+pub fn tls_outbound_established(server: &str, info: &TlsInfo, start: TlsStart) {
+    let how = match start {
+        TlsStart::StartTls => "via STARTTLS",
+        TlsStart::Implicit => "implicit TLS",
+    };
     log::info!(
-        "{} TLS connection established to {}: {}",
+        "{} TLS connection established to {}: {} {how}",
         info.trust,
         server,
         info

@@ -102,7 +102,7 @@ fn main() {
         Some(Subcommand::Queue(a)) => queue::admin::run(a),
         Some(Subcommand::CheckTls(a)) => {
             logline::init();
-            match config::outbound_settings(config::OutboundFlags::from(&a)) {
+            match config::outbound_settings(config::OutboundFlags::from(&a), Vec::new()) {
                 Ok(out) => outbound::check::run(out, a),
                 Err(e) => {
                     eprintln!("tinymta: {e}");

@@ -64,6 +64,7 @@ fn probe(key: &str) -> Option<(NextHop, bool)> {
                     host: host.to_string(),
                     port: port(p)?,
                     bracketed: true,
+                    implicit_tls: false,
                 },
                 true,
             ),
@@ -73,6 +74,7 @@ fn probe(key: &str) -> Option<(NextHop, bool)> {
                     host: host.to_string(),
                     port: 25,
                     bracketed: true,
+                    implicit_tls: false,
                 },
                 false,
             ),
@@ -88,6 +90,7 @@ fn probe(key: &str) -> Option<(NextHop, bool)> {
                 host: h.to_string(),
                 port: port(p)?,
                 bracketed: false,
+                implicit_tls: false,
             },
             true,
         ),
@@ -194,16 +197,19 @@ fuzz_target!(|data: &[u8]| {
             host: "mx.example.com".into(),
             port: 25,
             bracketed: false,
+            implicit_tls: false,
         },
         NextHop::Host {
             host: "192.0.2.1".into(),
             port: 587,
             bracketed: true,
+            implicit_tls: false,
         },
         NextHop::Host {
             host: "IPv6:2001:DB8::1".into(),
             port: 25,
             bracketed: true,
+            implicit_tls: false,
         },
     ] {
         for default in [Level::None, Level::May, Level::Verify, Level::Secure] {

@@ -48,6 +48,9 @@ pub use envelope::{Recipient, Recipients, Refusal, Rewriter, SharedRewriter, Srs
 pub use expand::ExpandError;
 pub use generic::{GenericMap, RewrittenHeader};
 pub use recipients::RecipientTable;
+/// The Postfix-keyed address map, for tables outside this module keyed the same way
+/// (`outbound::sender_relay`).
+pub(crate) use table::AddrMap;
 pub use table::Target;
 pub use virtual_map::VirtualMap;
 

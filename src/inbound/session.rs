@@ -962,6 +962,7 @@ mod tests {
                 "transport",
             )
             .unwrap(),
+            sender_relay: None,
             relayhost: None,
         };
         let mut c = Client::with_router(Role::Smtp, InboundTls::May, "192.0.2.7", None, router);

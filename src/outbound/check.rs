@@ -1,7 +1,8 @@
 //! `tinymta check-tls DEST`: what a delivery to DEST would do, without sending mail —
 //! the policy that matches, the hosts and whether their DNS was validated, the TLSA
-//! records, and the TLS handshake with its Verified/Trusted/Untrusted/Anonymous verdict
-//! (like `posttls-finger`, under tinymta's own policy table).
+//! records, and the TLS handshake (STARTTLS, or implicit TLS for `smtps:[host]:port`)
+//! with its Verified/Trusted/Untrusted/Anonymous verdict (like `posttls-finger`, under
+//! tinymta's own policy table).
 
 use super::client::Candidate;
 use super::remote::{self, open_session, plan, tlsa_lookup, Remote, TlsPlan, TlsaLookup};
@@ -22,7 +23,8 @@ pub fn run(out: Settings, args: CheckTlsArgs) -> i32 {
             Some(h) => h,
             None => {
                 eprintln!(
-                    "tinymta: check-tls '{dest}': expected a domain, [host]:port or host:port"
+                    "tinymta: check-tls '{dest}': expected a domain, [host]:port, host:port \
+                     or smtps:[host]:port"
                 );
                 return exit::USAGE;
             }
@@ -36,7 +38,7 @@ pub fn run(out: Settings, args: CheckTlsArgs) -> i32 {
 }
 
 async fn check(remote: &Remote, helo: &str, hop: &NextHop) -> i32 {
-    let policy = remote.policy.lookup(hop, remote.default_level);
+    let policy = remote.policy_for(hop);
     println!("destination: {}", describe(hop));
     println!("policy: {} (from {})", policy.level.name(), policy.source);
     let hosts = match remote::resolve(remote, hop).await {
@@ -106,10 +108,15 @@ async fn check(remote: &Remote, helo: &str, hop: &NextHop) -> i32 {
                                 println!("  {note}");
                             }
                             println!(
-                                "  {} TLS connection established to {}: {}",
+                                "  {} TLS connection established to {}: {} {}",
                                 info.trust,
                                 cand.name(),
-                                info
+                                info,
+                                if hop.implicit_tls() {
+                                    "implicit TLS"
+                                } else {
+                                    "via STARTTLS"
+                                }
                             );
                             println!("result: deliver over TLS ({})", info.trust);
                         }
@@ -137,17 +144,12 @@ async fn check(remote: &Remote, helo: &str, hop: &NextHop) -> i32 {
 }
 
 fn describe(hop: &NextHop) -> String {
+    let transport = if hop.implicit_tls() { "smtps:" } else { "" };
     match hop {
         NextHop::Domain(d) => format!("{d} (MX lookup)"),
         NextHop::Host {
-            host,
-            port,
-            bracketed: true,
-        } => format!("[{host}]:{port}"),
-        NextHop::Host {
-            host,
-            port,
-            bracketed: false,
-        } => format!("{host}:{port} (MX lookup)"),
+            bracketed: true, ..
+        } => format!("{transport}{hop}"),
+        NextHop::Host { .. } => format!("{transport}{hop} (MX lookup)"),
     }
 }

@@ -77,6 +77,23 @@ pub enum TransactionResult {
     Whole(Reply, &'static str),
 }
 
+/// Why an implicit-TLS connection failed: the handshake or the certificate check (a
+/// failure of the TLS the policy demands, worth an alert), or anything else (no
+/// connection, a refused greeting).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImplicitTlsError {
+    Tls(String),
+    Connection(String),
+}
+
+impl std::fmt::Display for ImplicitTlsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ImplicitTlsError::Tls(e) | ImplicitTlsError::Connection(e) => f.write_str(e),
+        }
+    }
+}
+
 /// An open client session.
 pub struct ClientSession {
     conn: MaybeTls<Async<TcpStream>>,
@@ -103,10 +120,12 @@ impl ClientSession {
         server: &Candidate,
         timeouts: Timeouts,
         tls: &ClientTls,
-    ) -> Result<(ClientSession, TlsInfo), String> {
-        let mut s = ClientSession::open(server, timeouts).await?;
-        let info = s.handshake(tls).await?;
-        s.greeting().await?;
+    ) -> Result<(ClientSession, TlsInfo), ImplicitTlsError> {
+        let mut s = ClientSession::open(server, timeouts)
+            .await
+            .map_err(ImplicitTlsError::Connection)?;
+        let info = s.handshake(tls).await.map_err(ImplicitTlsError::Tls)?;
+        s.greeting().await.map_err(ImplicitTlsError::Connection)?;
         Ok((s, info))
     }
 

@@ -260,14 +260,22 @@ impl Credentials {
     /// destination as routing wrote it: `[host]:port`, `[host]`, `host:port` or the
     /// recipient domain.
     pub fn lookup(&self, sender: Option<&str>, server: &str, next_hop: &str) -> Option<&Entry> {
-        let mut keys = Vec::new();
-        if let Some((_, domain)) = sender.and_then(|s| s.rsplit_once('@')) {
-            keys.extend(sender.map(canonical_key));
-            keys.push(canonical_key(&format!("@{domain}")));
-        }
-        keys.push(canonical_key(server));
-        keys.push(canonical_key(next_hop));
-        // A name that cannot be a key (a quoted local part, say) just matches nothing.
+        sender
+            .and_then(|s| self.lookup_sender(s))
+            .or_else(|| self.find([canonical_key(server), canonical_key(next_hop)]))
+    }
+
+    /// The entry for the sender alone: the address, then `@domain` (`None` for the null
+    /// sender). The part of [`Credentials::lookup`] that can differ between two
+    /// messages to the same server, so a reused session is keyed by it.
+    pub fn lookup_sender(&self, sender: &str) -> Option<&Entry> {
+        let (_, domain) = sender.rsplit_once('@')?;
+        self.find([canonical_key(sender), canonical_key(&format!("@{domain}"))])
+    }
+
+    /// The first of `keys` with an entry. A name that cannot be a key (a quoted local
+    /// part, say) just matches nothing.
+    fn find<const N: usize>(&self, keys: [Result<String, String>; N]) -> Option<&Entry> {
         keys.iter()
             .filter_map(|k| k.as_ref().ok())
             .find_map(|k| self.entries.get(k))

@@ -1,7 +1,9 @@
-//! Delivery: where each recipient goes (routing) and getting the message there — into
-//! a local Maildir, or over SMTP to the next hop under the destination's TLS policy.
-//! Reports one outcome per recipient (and any TLS alert to send) to the queue, which
-//! decides what happens next; nothing here writes to the spool.
+//! Delivery: where each recipient goes (routing, with the envelope sender) and getting
+//! the message there — into a local Maildir as it arrived, or over SMTP to the next hop
+//! under the destination's TLS policy, logged in at a smarthost and with the sender
+//! rewritten for the Internet when so configured. Reports one outcome per recipient
+//! (and any TLS alert to send) to the queue, which decides what happens next; nothing
+//! here writes to the spool.
 
 pub mod alert;
 pub mod check;
@@ -13,6 +15,7 @@ pub mod policy;
 pub mod remote;
 pub mod route;
 pub mod sasl;
+pub mod sender_relay;
 pub mod settings;
 pub mod transport;
 
@@ -23,7 +26,7 @@ pub use settings::Settings;
 
 use crate::queue::outcome::{Attempt, Deliver, Disposition, Outcome, Relay};
 use crate::queue::Envelope;
-use crate::smtp::data::dot_stuff;
+use remote::Outgoing;
 use route::{NextHop, Route};
 
 /// What delivery needs from the configuration, and the remote delivery state (parked
@@ -53,7 +56,7 @@ pub async fn attempt(
     let mut local = Vec::new();
     let mut groups: Vec<(NextHop, Vec<String>)> = Vec::new();
     for rcpt in pending {
-        match ctx.router.route(rcpt) {
+        match ctx.router.route_from(&env.sender, rcpt) {
             Route::Local { domain, user } => local.push((rcpt.clone(), domain, user)),
             Route::Invalid(why) => results.push((
                 rcpt.clone(),
@@ -105,20 +108,10 @@ pub async fn attempt(
         notices: Vec::new(),
     };
     if !groups.is_empty() {
-        let stuffed = dot_stuff(content);
+        let msg = Outgoing::new(&ctx.remote, env, content);
         for (hop, rcpts) in groups {
-            attempt.extend(
-                remote::deliver(
-                    &ctx.remote,
-                    &ctx.hostname,
-                    &env.id.0,
-                    env,
-                    &stuffed,
-                    &hop,
-                    &rcpts,
-                )
-                .await,
-            );
+            attempt
+                .extend(remote::deliver(&ctx.remote, &ctx.hostname, env, &msg, &hop, &rcpts).await);
         }
     }
     attempt

@@ -243,6 +243,7 @@ impl PolicyTable {
                 host,
                 port,
                 bracketed: true,
+                ..
             } => {
                 let h = canonical_host(host);
                 keys.push(format!("[{h}]:{port}"));
@@ -252,6 +253,7 @@ impl PolicyTable {
                 host,
                 port,
                 bracketed: false,
+                ..
             } => {
                 let h = canonical_host(host);
                 keys.push(format!("{h}:{port}"));
@@ -721,6 +723,7 @@ example.com        secure match=.example.com:example.net
             host: h.to_string(),
             port,
             bracketed,
+            implicit_tls: false,
         }
     }
 
@@ -1190,6 +1193,7 @@ mx.example.com       encrypt
                 host: s.to_string(),
                 port: rng.next() as u16,
                 bracketed: n == 1,
+                implicit_tls: false,
             },
         };
         const KEYS: &[&str] = &[

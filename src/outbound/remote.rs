@@ -1,24 +1,34 @@
 //! Delivery to another host: next hop → candidate addresses (MX or relay host), the
 //! destination's TLS policy level → what TLS must happen and what the certificate
-//! must prove (including the DANE downgrade rules of RFC 7672), candidates tried in
-//! order, one outcome per recipient, and alert notices when TLS that was required
-//! failed. Idle sessions are parked here for reuse and expire on their own timer.
+//! must prove (including the DANE downgrade rules of RFC 7672, and implicit TLS for
+//! `smtps:` next hops), candidates tried in order, SMTP AUTH to a smarthost with
+//! `--relay-credentials` (only over mandatory TLS), the message as it leaves
+//! (`--sender-rewrite`), one outcome per recipient, and alert notices when TLS that
+//! was required failed. Idle sessions are parked here for reuse and expire on their
+//! own timer.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::client::{dsn, Candidate, ClientSession, RcptReply, Timeouts, TransactionResult};
+use super::client::{
+    dsn, Candidate, ClientSession, ImplicitTlsError, RcptReply, Timeouts, TransactionResult,
+};
+use super::credentials::{Credentials, Entry, TOKEN_COMMAND_TIMEOUT};
 use super::parked::Parked;
 use super::policy::{self, Policy, PolicyTable};
 use super::route::NextHop;
+use super::sasl::{self, AuthFailure};
 use super::Settings;
+use crate::address::Tables;
 use crate::dns::{DnsError, Resolver};
-use crate::logline;
+use crate::logline::{self, TlsStart};
 use crate::queue::outcome::{Attempt, Disposition, Notice, Outcome, Relay, RemoteReply};
 use crate::queue::Envelope;
+use crate::smtp::data::{dot_stuff, dot_stuff_parts};
 use crate::smtp::reply::Reply;
 use crate::tls::client::{client_tls, ClientSettings, PeerCheck};
 use crate::tls::dane::{self, Tlsa};
@@ -41,6 +51,12 @@ pub struct Remote {
     pub alert_rcpt: Option<String>,
     pub timeouts: Timeouts,
     pub hostname: String,
+    /// `--relay-credentials`: who to log in as at a smarthost.
+    pub credentials: Option<Arc<Credentials>>,
+    /// Credentials are looked up by envelope sender first (`--sender-relay` is on).
+    pub per_sender: bool,
+    /// `--sender-rewrite`: the addresses mail leaves with over SMTP.
+    pub rewrite: Option<Tables>,
     alerts: RefCell<HashMap<String, Instant>>,
     /// Idle sessions kept for the next message to the same destination.
     parked: Rc<Parked>,
@@ -65,6 +81,9 @@ impl Remote {
             alert_rcpt,
             timeouts: Timeouts::default(),
             hostname: hostname.to_string(),
+            credentials: out.credentials.clone(),
+            per_sender: out.router.per_sender(),
+            rewrite: out.sender_rewrite.clone(),
             alerts: RefCell::new(HashMap::new()),
             parked: Rc::default(),
         }
@@ -74,6 +93,38 @@ impl Remote {
     /// daemon calls it once; without it (`check-tls`) nothing is parked for long.
     pub fn expire_parked(&self, ex: &Rc<smol::LocalExecutor<'static>>) {
         ex.spawn(self.parked.clone().expire(ex.clone())).detach();
+    }
+
+    /// The TLS policy for `hop`. A connection that starts with the handshake has no
+    /// plaintext to fall back to, so for `smtps:` a level below `encrypt` counts as
+    /// `encrypt` (Postfix demands at least that with `smtp_tls_wrappermode`).
+    pub fn policy_for(&self, hop: &NextHop) -> Policy {
+        let mut policy = self.policy.lookup(hop, self.default_level);
+        if hop.implicit_tls() && policy.level < Level::Encrypt {
+            policy.level = Level::Encrypt;
+        }
+        policy
+    }
+
+    /// The credentials entry for a connection to `server` (the host name connected to)
+    /// on the way to `hop`, for a message from `sender` (Postfix's lookup order, see
+    /// `credentials`).
+    fn credentials_for(&self, sender: &str, server: &str, hop: &NextHop) -> Option<&Entry> {
+        let sender = (self.per_sender && !sender.is_empty()).then_some(sender);
+        self.credentials
+            .as_ref()?
+            .lookup(sender, server, &hop.to_string())
+    }
+
+    /// Who a session for a message from `sender` logs in as, as far as the sender
+    /// decides it: the `FILE:LINE` of its per-sender entry, or "". The rest of the
+    /// lookup depends only on the server and the next hop, which the cache key holds
+    /// already; so a session logged in for one sender never carries another's mail.
+    fn sender_login(&self, sender: &str) -> &str {
+        match &self.credentials {
+            Some(c) if self.per_sender => c.lookup_sender(sender).map_or("", |e| &e.source),
+            _ => "",
+        }
     }
 
     /// Returns true when an alert mail should be sent now for `destination`, and
@@ -100,6 +151,8 @@ pub struct Failure {
     pub permanent: bool,
     /// A TLS requirement was not met (alert-worthy).
     pub tls: bool,
+    /// The server's reply, when one decided it (a refused AUTH).
+    pub reply: Option<RemoteReply>,
 }
 
 impl Failure {
@@ -110,6 +163,7 @@ impl Failure {
             detail,
             permanent: false,
             tls: false,
+            reply: None,
         }
     }
     /// No host was reached (`relay=none`): resolver and DNS failures.
@@ -123,6 +177,7 @@ impl Failure {
             detail,
             permanent: false,
             tls: true,
+            reply: None,
         }
     }
     /// The same outcome for each of `rcpts`.
@@ -132,12 +187,15 @@ impl Failure {
         } else {
             Disposition::Deferred
         };
-        let outcome = Outcome::new(
-            disposition,
-            self.relay.clone(),
-            &self.dsn,
-            self.detail.clone(),
-        );
+        let outcome = Outcome {
+            reply: self.reply.clone(),
+            ..Outcome::new(
+                disposition,
+                self.relay.clone(),
+                &self.dsn,
+                self.detail.clone(),
+            )
+        };
         rcpts.iter().map(|r| (r.clone(), outcome.clone())).collect()
     }
 }
@@ -177,6 +235,7 @@ pub async fn resolve(remote: &Remote, hop: &NextHop) -> Result<Vec<Host>, Failur
             host,
             port,
             bracketed,
+            ..
         } => (host.clone(), *port, !*bracketed),
     };
     if let Ok(ip) = domain.parse::<IpAddr>() {
@@ -253,6 +312,25 @@ pub enum TlsPlan {
     Opportunistic,
     /// STARTTLS must succeed and the check must pass; otherwise defer.
     Required(PeerCheck),
+    /// TLS from the first byte (`smtps:`), and the check must pass; otherwise defer.
+    Implicit(PeerCheck),
+}
+
+impl TlsPlan {
+    /// The same demands for a connection that starts with the handshake: there is no
+    /// plaintext to fall back to, so TLS is mandatory whatever the level allowed.
+    fn implicit(self) -> TlsPlan {
+        match self {
+            TlsPlan::Required(check) | TlsPlan::Implicit(check) => TlsPlan::Implicit(check),
+            TlsPlan::Off | TlsPlan::Opportunistic => TlsPlan::Implicit(PeerCheck::Nothing),
+        }
+    }
+
+    /// Whether the connection is used only once TLS is established (level `encrypt`
+    /// or above in effect): the only connections credentials are sent on.
+    pub fn is_mandatory(&self) -> bool {
+        matches!(self, TlsPlan::Required(_) | TlsPlan::Implicit(_))
+    }
 }
 
 /// What the TLSA lookup for one host found (RFC 7672 §2.2). `level::DaneState` is
@@ -309,7 +387,7 @@ pub async fn plan(
     host: &Host,
 ) -> Result<TlsPlan, String> {
     let domain = nexthop_domain(hop);
-    Ok(match policy.level {
+    let plan = match policy.level {
         Level::None => TlsPlan::Off,
         Level::May => TlsPlan::Opportunistic,
         Level::Encrypt => TlsPlan::Required(PeerCheck::Nothing),
@@ -348,21 +426,67 @@ pub async fn plan(
                 DaneDecision::Proceed(_) => TlsPlan::Opportunistic,
             }
         }
+    };
+    // A DANE level that found no validated TLSA still asks for no less than encrypt.
+    Ok(if hop.implicit_tls() {
+        plan.implicit()
+    } else {
+        plan
     })
+}
+
+/// The message as it leaves over SMTP: the envelope sender and the `From:`, `Sender:`
+/// and `Reply-To:` fields rewritten by `--sender-rewrite` (Maildir deliveries keep the
+/// original), dot-stuffed once for every next hop of the attempt.
+pub struct Outgoing {
+    /// The address of `MAIL FROM`.
+    pub mail_from: String,
+    /// The content, dot-stuffed, ending with `.CRLF`.
+    pub stuffed: Vec<u8>,
+}
+
+impl Outgoing {
+    pub fn new(remote: &Remote, env: &Envelope, content: &[u8]) -> Outgoing {
+        let Some(tables) = &remote.rewrite else {
+            return Outgoing {
+                mail_from: env.sender.clone(),
+                stuffed: dot_stuff(content),
+            };
+        };
+        let mail_from = match tables.rewrite_sender(&env.sender) {
+            Some(new) => {
+                log::info!(
+                    "{}: from=<{}> leaves as <{new}> (--sender-rewrite)",
+                    env.id,
+                    env.sender
+                );
+                new
+            }
+            None => env.sender.clone(),
+        };
+        // The new header section and the untouched rest, stuffed in one pass: the body
+        // is copied once, as without rewriting.
+        let stuffed = match tables.rewrite_headers(content) {
+            Some(h) => dot_stuff_parts(&[&h.header, content.get(h.rest..).unwrap_or_default()]),
+            None => dot_stuff(content),
+        };
+        Outgoing { mail_from, stuffed }
+    }
 }
 
 /// Delivers one message to the recipients that share next hop `hop`.
 pub async fn deliver(
     remote: &Remote,
     helo: &str,
-    id: &str,
     env: &Envelope,
-    stuffed: &[u8],
+    msg: &Outgoing,
     hop: &NextHop,
     rcpts: &[String],
 ) -> Attempt {
-    let policy = remote.policy.lookup(hop, remote.default_level);
-    if let Some(results) = reuse(remote, id, &cache_key(hop, &policy), env, stuffed, rcpts).await {
+    let id = env.id.0.as_str();
+    let policy = remote.policy_for(hop);
+    let key = cache_key(hop, &policy, remote.sender_login(&env.sender));
+    if let Some(results) = reuse(remote, id, &key, msg, rcpts).await {
         return results.into();
     }
     let hosts = match resolve(remote, hop).await {
@@ -393,11 +517,13 @@ pub async fn deliver(
                 ip: *ip,
                 port: host.port,
             };
-            match attempt_candidate(
-                remote, helo, id, env, stuffed, hop, &policy, &tls_plan, &cand, rcpts,
-            )
-            .await
-            {
+            let target = Target {
+                hop,
+                policy: &policy,
+                tls_plan: &tls_plan,
+                key: &key,
+            };
+            match attempt_candidate(remote, helo, env, msg, &target, &cand, rcpts).await {
                 Ok(results) => return results.into(),
                 Err(f) => {
                     log::info!("{id}: {}", f.detail);
@@ -448,19 +574,16 @@ pub async fn open_session(
     cand: &Candidate,
 ) -> Result<(ClientSession, Option<crate::tls::TlsInfo>), Failure> {
     let relay = cand.relay();
-    let temp = |detail: String| Failure::temp(relay.clone(), "4.4.2", detail);
-    let mut session = ClientSession::connect(cand, remote.timeouts)
-        .await
-        .map_err(|e| Failure::temp(relay.clone(), "4.4.1", e))?;
-    session.hello(helo).await.map_err(temp)?;
     match tls_plan {
         TlsPlan::Off => {
+            let session = connect_plain(remote, helo, cand).await?;
             if session.ext.starttls {
                 log::info!("{id}: host {relay} offered STARTTLS: [STARTTLS]");
             }
             Ok((session, None))
         }
         TlsPlan::Opportunistic => {
+            let mut session = connect_plain(remote, helo, cand).await?;
             if !session.ext.starttls {
                 return Ok((session, None));
             }
@@ -473,7 +596,7 @@ pub async fn open_session(
             .map_err(|e| Failure::temp(relay.clone(), "4.7.5", e))?;
             match session.starttls(&tls, helo).await {
                 Ok(info) => {
-                    log_tls(id, cand, &info);
+                    log_tls(id, cand, &info, TlsStart::StartTls);
                     Ok((session, Some(info)))
                 }
                 Err(e) => {
@@ -483,15 +606,12 @@ pub async fn open_session(
                         "{id}: {e}; retrying in plaintext (level {})",
                         policy.level.name()
                     );
-                    let mut session = ClientSession::connect(cand, remote.timeouts)
-                        .await
-                        .map_err(|e| Failure::temp(relay.clone(), "4.4.1", e))?;
-                    session.hello(helo).await.map_err(temp)?;
-                    Ok((session, None))
+                    Ok((connect_plain(remote, helo, cand).await?, None))
                 }
             }
         }
         TlsPlan::Required(check) => {
+            let mut session = connect_plain(remote, helo, cand).await?;
             if !session.ext.starttls {
                 session.quit().await;
                 return Err(Failure::tls(
@@ -503,48 +623,216 @@ pub async fn open_session(
                 .map_err(|e| Failure::tls(relay.clone(), e))?;
             match session.starttls(&tls, helo).await {
                 Ok(info) => {
-                    log_tls(id, cand, &info);
+                    log_tls(id, cand, &info, TlsStart::StartTls);
                     Ok((session, Some(info)))
                 }
                 Err(e) => Err(Failure::tls(relay.clone(), e)),
             }
         }
+        TlsPlan::Implicit(check) => {
+            let tls = client_tls(&remote.tls, policy.tls(), Some(&cand.host), check.clone())
+                .map_err(|e| Failure::tls(relay.clone(), e))?;
+            let (mut session, info) = ClientSession::connect_tls(cand, remote.timeouts, &tls)
+                .await
+                .map_err(|e| match e {
+                    ImplicitTlsError::Tls(e) => Failure::tls(relay.clone(), e),
+                    ImplicitTlsError::Connection(e) => Failure::temp(relay.clone(), "4.4.1", e),
+                })?;
+            log_tls(id, cand, &info, TlsStart::Implicit);
+            session
+                .hello(helo)
+                .await
+                .map_err(|e| Failure::temp(relay.clone(), "4.4.2", e))?;
+            Ok((session, Some(info)))
+        }
     }
 }
 
-/// One connection: Ok with per-recipient outcomes once a transaction happened, Err
-/// when this address could not be used (the next one is tried).
-#[allow(clippy::too_many_arguments)]
+/// A plaintext connection to `cand` past the greeting and EHLO.
+async fn connect_plain(
+    remote: &Remote,
+    helo: &str,
+    cand: &Candidate,
+) -> Result<ClientSession, Failure> {
+    let mut session = ClientSession::connect(cand, remote.timeouts)
+        .await
+        .map_err(|e| Failure::temp(cand.relay(), "4.4.1", e))?;
+    session
+        .hello(helo)
+        .await
+        .map_err(|e| Failure::temp(cand.relay(), "4.4.2", e))?;
+    Ok(session)
+}
+
+/// Where a connection goes and what it must satisfy: the next hop, its policy and the
+/// TLS plan for the host, and the key its session is parked under.
+struct Target<'a> {
+    hop: &'a NextHop,
+    policy: &'a Policy,
+    tls_plan: &'a TlsPlan,
+    key: &'a str,
+}
+
+/// One connection: Ok with per-recipient outcomes once a transaction happened (or
+/// login failed in a way no other address would change), Err when this address could
+/// not be used (the next one is tried).
 async fn attempt_candidate(
     remote: &Remote,
     helo: &str,
-    id: &str,
     env: &Envelope,
-    stuffed: &[u8],
-    hop: &NextHop,
-    policy: &Policy,
-    tls_plan: &TlsPlan,
+    msg: &Outgoing,
+    target: &Target<'_>,
     cand: &Candidate,
     rcpts: &[String],
 ) -> Result<Vec<(String, Outcome)>, Failure> {
-    let (session, _) = open_session(remote, helo, id, policy, tls_plan, cand).await?;
-    let (results, session) = send_on(session, env, stuffed, rcpts).await?;
+    let id = env.id.0.as_str();
+    let (mut session, _) =
+        open_session(remote, helo, id, target.policy, target.tls_plan, cand).await?;
+    if let Some(entry) = remote.credentials_for(&env.sender, &cand.host, target.hop) {
+        if let Err(stop) = log_in(id, &mut session, entry, target).await {
+            session.quit().await;
+            return match stop {
+                LoginStop::TryNext(f) => Err(f),
+                LoginStop::GiveUp(f) => {
+                    log::warn!("{id}: {}", f.detail);
+                    Ok(f.for_all(rcpts))
+                }
+            };
+        }
+    }
+    let (results, session) = send_on(session, msg, rcpts).await?;
     if let Some(session) = session {
-        remote.parked.park(cache_key(hop, policy), session);
+        remote.parked.park(target.key.to_string(), session);
     }
     Ok(results)
+}
+
+/// Why a session did not log in, and what that means for the other addresses.
+enum LoginStop {
+    /// Another address of the next hop may do better (454, a broken connection).
+    TryNext(Failure),
+    /// Every address would end the same way (refused credentials, no TLS, no common
+    /// mechanism): the recipients are deferred now, and retried on the queue's
+    /// schedule rather than in a storm of logins.
+    GiveUp(Failure),
+}
+
+/// SMTP AUTH with `entry` before MAIL (Postfix `smtp_sasl_auth_enable`). Credentials
+/// travel only on a session whose TLS the policy made mandatory (level `encrypt` or
+/// above in effect, or `smtps:`) and that has it — Postfix's
+/// `smtp_sasl_tls_security_options`; otherwise nothing is sent and the mail waits. A
+/// server that offers no AUTH gets the mail without (as Postfix does).
+async fn log_in(
+    id: &str,
+    session: &mut ClientSession,
+    entry: &Entry,
+    target: &Target<'_>,
+) -> Result<(), LoginStop> {
+    let relay = session.server.relay();
+    let who = format!("{} ({})", entry.user, entry.source);
+    let give_up =
+        |dsn: &str, detail: String| LoginStop::GiveUp(Failure::temp(relay.clone(), dsn, detail));
+    if !target.tls_plan.is_mandatory() || session.tls.is_none() {
+        let why = if session.tls.is_none() {
+            "over an unencrypted connection"
+        } else {
+            "over TLS that is not mandatory (it could have been stripped)"
+        };
+        return Err(give_up(
+            "4.7.0",
+            format!(
+                "refusing to send credentials of {who} to host {relay} {why}: TLS policy \
+                 level {} ({}) for {}; give it level encrypt or higher (--tls-policy, \
+                 --tls-default-level) or use an smtps: next hop",
+                target.policy.level.name(),
+                target.policy.source,
+                target.hop
+            ),
+        ));
+    }
+    if session.ext.auth.is_empty() {
+        log::warn!("{id}: host {relay} offers no AUTH; sending without logging in as {who}");
+        return Ok(());
+    }
+    let Some(mechanism) = sasl::choose(&session.ext.auth, entry.mechanisms()) else {
+        let wanted: Vec<&str> = entry.mechanisms().iter().map(|m| m.name()).collect();
+        return Err(give_up(
+            "4.7.0",
+            format!(
+                "SASL authentication failed; cannot authenticate to server {relay}: no \
+                 mechanism available (it offers {}, {who} needs {})",
+                session.ext.auth.join(" "),
+                wanted.join(" or ")
+            ),
+        ));
+    };
+    let login = entry
+        .login(TOKEN_COMMAND_TIMEOUT)
+        .await
+        .map_err(|e| give_up("4.7.0", format!("cannot log in as {who}: {e}")))?;
+    match session.authenticate(&login, mechanism).await {
+        Ok(()) => {
+            log::info!("{id}: authenticated to {relay} as {who} with {mechanism}");
+            Ok(())
+        }
+        Err(e) => Err(login_failure(&relay, &who, e)),
+    }
+}
+
+/// A failed AUTH as a deferral: the server's words in the detail (and its reply for a
+/// bounce after `--queue-lifetime`), with a 4.x.x status — a wrong password is fixed
+/// by the administrator, and the mail waits for that (Postfix
+/// `smtp_sasl_auth_soft_bounce`).
+fn login_failure(relay: &Relay, who: &str, e: AuthFailure) -> LoginStop {
+    let failure = |dsn: String, detail: String, reply: Option<Reply>| Failure {
+        reply: reply.map(|reply| RemoteReply {
+            reply,
+            stage: "AUTH",
+        }),
+        ..Failure::temp(relay.clone(), &dsn, detail)
+    };
+    let said = |reply: &Reply, oauth_error: &Option<String>| {
+        let oauth = oauth_error
+            .as_ref()
+            .map(|e| format!(" (OAuth error: {e})"))
+            .unwrap_or_default();
+        format!(
+            "SASL authentication failed as {who}; server {relay} said: {}{oauth}",
+            reply.summary()
+        )
+    };
+    match e {
+        AuthFailure::Rejected { reply, oauth_error } => {
+            let status = dsn(&reply);
+            let soft = format!("4{}", status.get(1..).unwrap_or(".7.0"));
+            LoginStop::GiveUp(failure(soft, said(&reply, &oauth_error), Some(reply)))
+        }
+        AuthFailure::Temporary { reply, oauth_error } => {
+            LoginStop::TryNext(failure(dsn(&reply), said(&reply, &oauth_error), Some(reply)))
+        }
+        AuthFailure::NotEncrypted => LoginStop::GiveUp(failure(
+            "4.7.0".into(),
+            format!("refusing to send credentials of {who} to host {relay} over an unencrypted connection"),
+            None,
+        )),
+        AuthFailure::Protocol(t) => LoginStop::TryNext(failure(
+            "4.7.0".into(),
+            format!("SASL authentication failed as {who}: {t}"),
+            None,
+        )),
+        AuthFailure::Connection(t) => LoginStop::TryNext(failure("4.4.2".into(), t, None)),
+    }
 }
 
 /// One transaction on an open session. The session comes back when it can carry
 /// another message (connection reuse), or is closed here.
 async fn send_on(
     mut session: ClientSession,
-    env: &Envelope,
-    stuffed: &[u8],
+    msg: &Outgoing,
     rcpts: &[String],
 ) -> Result<(Vec<(String, Outcome)>, Option<ClientSession>), Failure> {
     let relay = session.server.relay();
-    let utf8 = !env.sender.is_ascii() || rcpts.iter().any(|r| !r.is_ascii());
+    let utf8 = !msg.mail_from.is_ascii() || rcpts.iter().any(|r| !r.is_ascii());
     if utf8 && !session.ext.smtputf8 {
         let f = Failure {
             permanent: true,
@@ -557,7 +845,7 @@ async fn send_on(
         return Ok((f.for_all(rcpts), Some(session)));
     }
     let result = session
-        .transaction(&env.sender, rcpts, stuffed, utf8)
+        .transaction(&msg.mail_from, rcpts, &msg.stuffed, utf8)
         .await
         .map_err(|e| Failure::temp(relay.clone(), "4.4.2", e))?;
     let results = match result {
@@ -573,20 +861,21 @@ async fn send_on(
     Ok((results, Some(session)))
 }
 
-/// Sessions are reused only under the same next hop and the same policy entry, so a
-/// reused connection always satisfied the TLS the new message needs.
-fn cache_key(hop: &NextHop, policy: &Policy) -> String {
-    format!("{hop:?}|{}|{}", policy.level.name(), policy.source)
+/// Sessions are reused only under the same next hop (`smtps:` or not), the same policy
+/// entry and the same sender-chosen login (`Remote::sender_login`), so a reused
+/// connection always satisfied the TLS the new message needs and is logged in as the
+/// user a new one would be.
+fn cache_key(hop: &NextHop, policy: &Policy, login: &str) -> String {
+    format!("{hop:?}|{}|{}|{login}", policy.level.name(), policy.source)
 }
 
-/// Tries a parked session for `hop`: RSET, then the transaction. `None` when there was
+/// Tries a parked session for `key`: RSET, then the transaction. `None` when there was
 /// none or it no longer worked (the caller connects afresh).
 async fn reuse(
     remote: &Remote,
     id: &str,
     key: &str,
-    env: &Envelope,
-    stuffed: &[u8],
+    msg: &Outgoing,
     rcpts: &[String],
 ) -> Option<Vec<(String, Outcome)>> {
     let mut session = remote.parked.take(key)?;
@@ -594,7 +883,7 @@ async fn reuse(
         return None;
     }
     log::info!("{id}: reusing connection to {}", session.server.name());
-    match send_on(session, env, stuffed, rcpts).await {
+    match send_on(session, msg, rcpts).await {
         Ok((results, session)) => {
             if let Some(session) = session {
                 remote.parked.park(key.to_string(), session);
@@ -608,11 +897,11 @@ async fn reuse(
     }
 }
 
-fn log_tls(id: &str, cand: &Candidate, info: &crate::tls::TlsInfo) {
+fn log_tls(id: &str, cand: &Candidate, info: &crate::tls::TlsInfo, start: TlsStart) {
     if let Some(note) = &info.note {
         log::info!("{id}: {}: {note}", cand.name());
     }
-    logline::tls_outbound_established(&cand.name(), info);
+    logline::tls_outbound_established(&cand.name(), info, start);
 }
 
 /// Postfix's wording: `250 2.0.0 Ok` for success, `host X said: 550 ... (in reply to

@@ -1,19 +1,23 @@
-//! The validated outbound settings: the routing tables, TLS policy, trust anchors, DNS.
-//! `config` builds them from the flags (the same for `serve` and `check-tls`); delivery
-//! and `check-tls` only read them, so nothing here knows how a flag is spelled.
+//! The validated outbound settings: the routing tables, TLS policy, trust anchors, DNS,
+//! smarthost credentials and sender rewriting. `config` builds them from the flags (the
+//! same for `serve` and `check-tls`); delivery and `check-tls` only read them, so
+//! nothing here knows how a flag is spelled.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
+use super::credentials::Credentials;
 use super::policy::PolicyTable;
 use super::route::Router;
+use crate::address::Tables;
 use crate::tls::fingerprint::Digest;
 use crate::tls::level::Level;
 
 /// Validated outbound settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Transport table and relay host; the local domains are filled in for `serve`
-    /// (`check-tls` routes no local mail).
+    /// Local domains (none for `check-tls`, which routes no local mail), transport
+    /// table, per-sender relay hosts and the relay host.
     pub router: Router,
     pub policy: PolicyTable,
     pub default_level: Level,
@@ -24,4 +28,8 @@ pub struct Settings {
     /// `--resolver` as given (resolved when the daemon starts).
     pub resolver: Option<String>,
     pub mx_port: u16,
+    /// `--relay-credentials`, checked and parsed at start-up.
+    pub credentials: Option<Arc<Credentials>>,
+    /// `--sender-rewrite` (only the generic map is loaded here).
+    pub sender_rewrite: Option<Tables>,
 }

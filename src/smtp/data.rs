@@ -164,16 +164,24 @@ impl DataReader {
 /// Dot-stuffs canonical CRLF content for DATA and appends the end-of-data line
 /// (RFC 5321 §4.5.2). A missing final CRLF is added.
 pub fn dot_stuff(content: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(content.len() + content.len() / 64 + 5);
+    dot_stuff_parts(&[content])
+}
+
+/// [`dot_stuff`] of the concatenation of `parts`, without concatenating them first: a
+/// rewritten header section and the untouched body of a message become one copy.
+pub fn dot_stuff_parts(parts: &[&[u8]]) -> Vec<u8> {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let mut out = Vec::with_capacity(len + len / 64 + 5);
     let mut at_line_start = true;
-    for &b in content {
+    for &b in parts.iter().flat_map(|p| p.iter()) {
         if at_line_start && b == b'.' {
             out.push(b'.');
         }
         out.push(b);
         at_line_start = b == b'\n';
     }
-    if !content.is_empty() && !content.ends_with(b"\r\n") {
+    // Stuffing only adds dots in front of dots: `out` ends as the content does.
+    if !out.is_empty() && !out.ends_with(b"\r\n") {
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b".\r\n");
@@ -242,6 +250,23 @@ mod tests {
         let (out, _, done) = run(b"..leading\r\n...\r\n.\r\n", 2);
         assert!(done);
         assert_eq!(out, b".leading\r\n..\r\n");
+    }
+
+    #[test]
+    fn dot_stuffing_in_parts_is_stuffing_of_the_whole() {
+        assert_eq!(dot_stuff(b".a\r\nb\r\n..c"), b"..a\r\nb\r\n...c\r\n.\r\n");
+        assert_eq!(dot_stuff(b""), b".\r\n");
+        // A part boundary at a line start: the dot of the next part is stuffed.
+        assert_eq!(
+            dot_stuff_parts(&[b"From: a\r\n", b".body\r\n.\r\n"]),
+            dot_stuff(b"From: a\r\n.body\r\n.\r\n")
+        );
+        assert_eq!(dot_stuff_parts(&[b"x", b".y"]), b"x.y\r\n.\r\n");
+        assert_eq!(dot_stuff_parts(&[b"", b""]), b".\r\n");
+        // The round trip through the DATA reader gives the content back.
+        let (out, _, done) = run(&dot_stuff_parts(&[b"H: v\r\n\r\n", b".\r\n..x\r\n"]), 3);
+        assert!(done);
+        assert_eq!(out, b"H: v\r\n\r\n.\r\n..x\r\n");
     }
 
     #[test]
