@@ -32,6 +32,13 @@
 //!   query leaves the machine for 127.x clients.
 //! - Retries are fast (`queue_run_delay`, backoff 1-2 s) so a test that starts the
 //!   receiving side late, or calls [`Postfix::flush`], does not wait minutes.
+//! - SASL (an authenticated smarthost, [`PostfixOptions::sasl_users`]): Cyrus with the
+//!   sasldb auxprop plugin and no saslauthd, as TESTBENCH.md describes — the `smtpd`
+//!   application's config in `DIR/conf/sasl/smtpd.conf` (Debian's smtpd reads
+//!   `$config_directory/sasl/` and ignores `cyrus_sasl_config_path`), users in
+//!   `DIR/conf/sasl/sasldb2` owned by `postfix` (smtpd reads it unprivileged); logins are
+//!   `user@realm`. AUTH is offered only by services that set
+//!   `smtpd_sasl_auth_enable=yes`.
 //!
 //! Every wait is bounded; `Drop` stops the instance (`postfix stop`, then SIGKILL to the
 //! master's process group) and removes the directory unless `TINYMTA_KEEP_POSTFIX` is set.
@@ -47,7 +54,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use super::certs::{self_signed_with, Key};
+use super::certs::{self_signed_with, CertPair, Key};
 use super::{free_port, output_text, run_bounded, run_checked, send_signal};
 
 /// How a private Postfix instance is set up.
@@ -63,6 +70,11 @@ pub struct PostfixOptions {
     /// Offer STARTTLS on the smtpd listener with a generated self-signed certificate
     /// (`smtpd_tls_security_level = may`); see [`Postfix::cert_path`].
     pub smtpd_tls: bool,
+    /// The smtpd certificate (e.g. signed by a test CA) instead of the generated one;
+    /// implies `smtpd_tls`.
+    pub smtpd_cert: Option<CertPair>,
+    /// SASL logins (`user@realm`, password) smtpd accepts where a service enables AUTH.
+    pub sasl_users: Vec<(String, String)>,
     /// `myhostname`; default "pfN.test".
     pub hostname: Option<String>,
     /// Extra main.cf settings; they replace defaults of the same name.
@@ -82,6 +94,8 @@ impl Default for PostfixOptions {
             relayhost: None,
             sink: false,
             smtpd_tls: false,
+            smtpd_cert: None,
+            sasl_users: Vec::new(),
             hostname: None,
             main_cf: Vec::new(),
             smtpd_overrides: Vec::new(),
@@ -382,13 +396,25 @@ impl Postfix {
                 main.push((t.into(), "discard".into()));
             }
         }
-        if opts.smtpd_tls {
+        if opts.smtpd_tls || opts.smtpd_cert.is_some() {
             fs::create_dir_all(&tls_dir).map_err(|e| format!("mkdir {tls_dir:?}: {e}"))?;
-            let pair = self_signed_with(&tls_dir, "cert", &hostname, Key::Ec);
+            let pair = match &opts.smtpd_cert {
+                Some(pair) => pair.clone(),
+                None => self_signed_with(&tls_dir, "cert", &hostname, Key::Ec),
+            };
             main.push(("smtpd_tls_security_level".into(), "may".into()));
             main.push(("smtpd_tls_cert_file".into(), d(&pair.cert)));
             main.push(("smtpd_tls_key_file".into(), d(&pair.key)));
             main.push(("smtpd_tls_loglevel".into(), "1".into()));
+        }
+        if !opts.sasl_users.is_empty() {
+            // Debian's smtpd looks in $config_directory/sasl whatever
+            // cyrus_sasl_config_path says (measured with strace); both point there.
+            let sasl_dir = conf_dir.join("sasl");
+            sasl_database(&sasl_dir, &opts.sasl_users)?;
+            main.push(("smtpd_sasl_type".into(), "cyrus".into()));
+            main.push(("smtpd_sasl_path".into(), "smtpd".into()));
+            main.push(("cyrus_sasl_config_path".into(), d(&sasl_dir)));
         }
         for (k, v) in &opts.main_cf {
             main.retain(|(k2, _)| k2 != k);
@@ -496,6 +522,17 @@ impl Postfix {
             Duration::from_secs(15),
         )
         .map_or_else(|e| e, |o| output_text(&o))
+    }
+
+    /// The `sasl_username=` of every message smtpd accepted (its `client=` line), in
+    /// log order; failed logins are not counted.
+    pub fn sasl_usernames(&self) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter(|l| l.contains(": client="))
+            .filter_map(|l| l.split("sasl_username=").nth(1))
+            .map(|rest| rest.split([',', ' ']).next().unwrap_or("").to_string())
+            .collect()
     }
 
     /// Server certificate (PEM) when started with `smtpd_tls`.
@@ -723,6 +760,43 @@ pub fn posttls_finger(args: &[&str]) -> String {
         .map_or_else(|e| e, |o| output_text(&o));
     let _ = fs::remove_dir_all(&dir);
     out
+}
+
+/// The Cyrus config of the `smtpd` application and a sasldb with `users` in `dir`
+/// (TESTBENCH.md: `saslpasswd2 -p -f DB -c -u REALM USER`, the password on stdin).
+fn sasl_database(dir: &Path, users: &[(String, String)]) -> Result<(), String> {
+    fs::create_dir_all(dir).map_err(|e| format!("mkdir {dir:?}: {e}"))?;
+    let db = dir.join("sasldb2");
+    fs::write(
+        dir.join("smtpd.conf"),
+        format!(
+            "pwcheck_method: auxprop\nauxprop_plugin: sasldb\nmech_list: PLAIN LOGIN\n\
+             sasldb_path: {}\n",
+            db.display()
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    for (login, password) in users {
+        let (user, realm) = login
+            .split_once('@')
+            .ok_or_else(|| format!("SASL login {login:?} is not user@realm"))?;
+        run_checked(
+            Command::new("saslpasswd2")
+                .args(["-p", "-c", "-u", realm, "-f"])
+                .arg(&db)
+                .arg(user),
+            Some(password.as_bytes()),
+            Duration::from_secs(10),
+        )?;
+    }
+    for (cmd, arg) in [("chown", "postfix"), ("chmod", "640")] {
+        run_checked(
+            Command::new(cmd).arg(arg).arg(&db),
+            None,
+            Duration::from_secs(5),
+        )?;
+    }
+    Ok(())
 }
 
 /// The services of Debian's master.cf that a test peer needs, chroot off.
