@@ -289,11 +289,15 @@ fn reload_tables(cfg: &Config, current: &crate::address::SharedRewriter) {
     }
 }
 
-/// Remote delivery for the daemon; a missing resolver is logged once here.
+/// Remote delivery for the daemon; a missing resolver and a smarthost login that cannot
+/// happen are logged once here.
 fn remote_delivery(cfg: &Config) -> Remote {
     let remote = Remote::new(&cfg.outbound, &cfg.hostname, cfg.alert_rcpt.clone());
     if let Err(e) = &remote.resolver {
         log::warn!("no DNS resolver: {e}; mail to other domains stays queued");
+    }
+    if let Some(w) = remote.login_warning(cfg.outbound.router.relayhost.as_ref()) {
+        log::warn!("{w}");
     }
     remote
 }

@@ -32,7 +32,10 @@ fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
         if let Some(v) = f() {
             return v;
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "timed out waiting for {what}");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "timed out waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -89,7 +92,10 @@ impl Smarthost {
         let auth = [
             ("smtpd_sasl_auth_enable", "yes"),
             ("smtpd_tls_auth_only", "yes"),
-            ("smtpd_relay_restrictions", "permit_sasl_authenticated,reject"),
+            (
+                "smtpd_relay_restrictions",
+                "permit_sasl_authenticated,reject",
+            ),
         ];
         let mut smtpd_overrides: Vec<(String, String)> = auth
             .iter()
@@ -115,7 +121,9 @@ impl Smarthost {
             ..PostfixOptions::default()
         })
         .unwrap_or_else(|e| panic!("{e}"));
-        wait_for("the wrappermode listener", || is_listening(&smtps).then_some(()));
+        wait_for("the wrappermode listener", || {
+            is_listening(&smtps).then_some(())
+        });
         Smarthost {
             pf,
             onward,
@@ -145,7 +153,12 @@ impl Smarthost {
     /// The router: tinymta trusting the test CA under the verify policy, with `extra`.
     fn router(&self, extra: &[&str]) -> Server {
         let (policy, ca) = (self.policy(), self.ca.cert.display().to_string());
-        let mut args = vec!["--tls-policy", policy.as_str(), "--tls-ca-file", ca.as_str()];
+        let mut args = vec![
+            "--tls-policy",
+            policy.as_str(),
+            "--tls-ca-file",
+            ca.as_str(),
+        ];
         args.extend_from_slice(extra);
         Server::start(&args)
     }
@@ -188,7 +201,12 @@ fn smarthost_submission_port_verified_starttls_and_login() {
     let hop = bracketed(&sh.submission);
     let creds = sh.credentials(&format!("{hop}  alice@{REALM}:alice: s3cret\n"));
     let router = sh.router(&["--relayhost", &hop, "--relay-credentials", &creds]);
-    let id = submit(&router, "sender@example.test", &["someone@far.test"], MESSAGE);
+    let id = submit(
+        &router,
+        "sender@example.test",
+        &["someone@far.test"],
+        MESSAGE,
+    );
     let line = outcome(&router, &id, "someone@far.test", "status=sent");
     let (ip, port) = sh.submission.rsplit_once(':').unwrap();
     assert!(line.contains(&format!("relay={ip}[{ip}]:{port}")), "{line}");
@@ -207,7 +225,10 @@ fn smarthost_submission_port_verified_starttls_and_login() {
     );
     assert!(!log.contains("s3cret"), "the password is never logged");
     sh.pf
-        .wait_log(&format!("sasl_username=alice@{REALM}"), Duration::from_secs(20))
+        .wait_log(
+            &format!("sasl_username=alice@{REALM}"),
+            Duration::from_secs(20),
+        )
         .unwrap();
     assert!(sh.relayed(1)[0].contains("Subject: via the smarthost"));
 }
@@ -219,18 +240,27 @@ fn smarthost_smtps_port_implicit_tls_and_login() {
     let creds = sh.credentials(&format!("{hop}  bob@{REALM}:bob-secret\n"));
     let relay = format!("smtps:{hop}");
     let router = sh.router(&["--relayhost", &relay, "--relay-credentials", &creds]);
-    let id = submit(&router, "sender@example.test", &["someone@far.test"], MESSAGE);
+    let id = submit(
+        &router,
+        "sender@example.test",
+        &["someone@far.test"],
+        MESSAGE,
+    );
     outcome(&router, &id, "someone@far.test", "status=sent");
     let (ip, port) = sh.smtps.rsplit_once(':').unwrap();
     let tls = router.wait_log("TLS connection established to");
     assert!(
-        tls.contains(&format!("Verified TLS connection established to {ip}[{ip}]:{port}"))
-            && tls.ends_with("implicit TLS"),
+        tls.contains(&format!(
+            "Verified TLS connection established to {ip}[{ip}]:{port}"
+        )) && tls.ends_with("implicit TLS"),
         "{tls}"
     );
     assert!(router.log().contains(&format!("as bob@{REALM}")));
     sh.pf
-        .wait_log(&format!("sasl_username=bob@{REALM}"), Duration::from_secs(20))
+        .wait_log(
+            &format!("sasl_username=bob@{REALM}"),
+            Duration::from_secs(20),
+        )
         .unwrap();
     assert!(sh.relayed(1)[0].contains("Subject: via the smarthost"));
 
@@ -273,7 +303,12 @@ fn smarthost_wrong_password_defers_with_the_servers_words_then_bounces() {
         "--retry-max",
         "1",
     ]);
-    let id = submit(&router, "sender@example.test", &["someone@far.test"], MESSAGE);
+    let id = submit(
+        &router,
+        "sender@example.test",
+        &["someone@far.test"],
+        MESSAGE,
+    );
     let deferred = outcome(&router, &id, "someone@far.test", "status=deferred");
     assert!(
         deferred.contains("dsn=4.7.8")
@@ -343,7 +378,10 @@ fn smarthost_without_tls_never_sees_the_password() {
         "{refused}"
     );
     let no_tls = outcome(&router, &id, "b@implicit.test", "status=deferred");
-    assert!(no_tls.contains("dsn=4.7.5") && no_tls.contains("TLS with"), "{no_tls}");
+    assert!(
+        no_tls.contains("dsn=4.7.5") && no_tls.contains("TLS with"),
+        "{no_tls}"
+    );
 
     let b64 = |s: &str| base64::encode_block(s.as_bytes());
     let forbidden = [
@@ -354,10 +392,16 @@ fn smarthost_without_tls_never_sees_the_password() {
     for (name, server) in [("plaintext", &plain), ("implicit", &implicit)] {
         let seen = server.commands();
         for line in &seen {
-            assert!(!line.to_ascii_uppercase().starts_with("AUTH"), "{name}: {seen:?}");
+            assert!(
+                !line.to_ascii_uppercase().starts_with("AUTH"),
+                "{name}: {seen:?}"
+            );
             assert!(!line.starts_with("MAIL"), "{name}: {seen:?}");
             for f in &forbidden {
-                assert!(!line.contains(f.as_str()), "{name} saw the secret: {seen:?}");
+                assert!(
+                    !line.contains(f.as_str()),
+                    "{name} saw the secret: {seen:?}"
+                );
             }
         }
         assert!(server.messages().is_empty(), "{name}");
@@ -374,7 +418,9 @@ fn smarthost_per_sender_credentials_pick_the_account() {
     let creds = sh.credentials(&format!(
         "alerts@example.test  alerts@{REALM}:pw-alerts\n{hop}  shared@{REALM}:pw-shared\n"
     ));
-    let relays = sh.files.write("sender_relay", &format!("@example.test  {hop}\n"), 0o644);
+    let relays = sh
+        .files
+        .write("sender_relay", &format!("@example.test  {hop}\n"), 0o644);
     let router = sh.router(&["--sender-relay", &relays, "--relay-credentials", &creds]);
     let to = ["someone@far.test"];
     let first = submit(&router, "alerts@example.test", &to, MESSAGE);
@@ -387,7 +433,10 @@ fn smarthost_per_sender_credentials_pick_the_account() {
     sh.relayed(3);
     let log = router.log();
     assert!(log.contains(&format!("{first}: authenticated to")), "{log}");
-    assert!(log.contains(&format!("{second}: authenticated to")), "{log}");
+    assert!(
+        log.contains(&format!("{second}: authenticated to")),
+        "{log}"
+    );
     assert!(
         log.contains(&format!("{third}: reusing connection")),
         "the alerts session carries the next alerts message: {log}"
@@ -450,13 +499,19 @@ fn smarthost_xoauth2_token_file_byte_for_byte_and_454_defers() {
     outcome(&router, &id, "me@gmail.example", "status=sent");
     let seen = accepting.commands();
     let starttls = seen.iter().position(|l| l == "STARTTLS").expect("STARTTLS");
-    let auth = seen.iter().position(|l| l.starts_with("AUTH")).expect("AUTH");
+    let auth = seen
+        .iter()
+        .position(|l| l.starts_with("AUTH"))
+        .expect("AUTH");
     // Google's XOAUTH2 initial response: base64("user=" U ^A "auth=Bearer " T ^A ^A).
     let expected = base64::encode_block(
         format!("user=router@gmail.example\x01auth=Bearer {token}\x01\x01").as_bytes(),
     );
     assert_eq!(seen[auth], format!("AUTH XOAUTH2 {expected}"), "{seen:?}");
-    assert!(starttls < auth && seen[auth - 1].starts_with("EHLO"), "{seen:?}");
+    assert!(
+        starttls < auth && seen[auth - 1].starts_with("EHLO"),
+        "{seen:?}"
+    );
     assert!(
         seen[auth + 1].starts_with("MAIL FROM:<sender@example.test>"),
         "{seen:?}"
@@ -550,7 +605,28 @@ fn credentials_and_relay_tables_are_checked_at_start() {
         0o644,
     );
     let text = serve(&["--sender-relay", &relays]);
-    assert!(text.contains(&format!("--sender-relay: {relays}:2: ")), "{text}");
+    assert!(
+        text.contains(&format!("--sender-relay: {relays}:2: ")),
+        "{text}"
+    );
     let text = serve(&["--relayhost", "lmtp:[smtp.example.com]:24"]);
-    assert!(text.contains("--relayhost 'lmtp:[smtp.example.com]:24'"), "{text}");
+    assert!(
+        text.contains("--relayhost 'lmtp:[smtp.example.com]:24'"),
+        "{text}"
+    );
+
+    // A login that could never be sent (policy may) is named at start.
+    let creds = files.write("credentials", "[127.0.0.1]:1  u:p\n", 0o600);
+    let router = Server::start(&[
+        "--relayhost",
+        "[127.0.0.1]:1",
+        "--relay-credentials",
+        &creds,
+    ]);
+    let warning = router.wait_log("--relay-credentials has a login for --relayhost");
+    assert!(
+        warning.contains(&format!("[127.0.0.1]:1 ({creds}:1)"))
+            && warning.contains("TLS policy level is may (default)"),
+        "{warning}"
+    );
 }

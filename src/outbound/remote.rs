@@ -127,6 +127,31 @@ impl Remote {
         }
     }
 
+    /// A start-up warning when the relay host has credentials but a TLS policy below
+    /// `encrypt`: they would never be sent, and its mail would wait until it expires.
+    pub fn login_warning(&self, relayhost: Option<&NextHop>) -> Option<String> {
+        let hop = relayhost?;
+        let NextHop::Host { host, .. } = hop else {
+            return None;
+        };
+        let entry = self
+            .credentials
+            .as_ref()?
+            .lookup(None, host, &hop.to_string())?;
+        let policy = self.policy_for(hop);
+        (policy.level < Level::Encrypt).then(|| {
+            format!(
+                "--relay-credentials has a login for --relayhost {hop} ({}), but its TLS \
+                 policy level is {} ({}): credentials go only over TLS at level encrypt or \
+                 higher, so its mail will be deferred; add '{hop}  verify' to --tls-policy \
+                 (or give --tls-default-level), or use an smtps: next hop",
+                entry.source,
+                policy.level.name(),
+                policy.source
+            )
+        })
+    }
+
     /// Returns true when an alert mail should be sent now for `destination`, and
     /// remembers that it was.
     pub fn alert_due(&self, destination: &str) -> bool {
