@@ -617,6 +617,12 @@ alerts@Example.ORG             alerts@example.org:pwalerts
         assert_eq!(user(&c, None, "mx1.example.net", "sub.example.net"), "-");
         // The null sender has no per-sender entry.
         assert_eq!(user(&c, Some(""), "mx.other.test", "other.test"), "-");
+        // The sender's part alone, which keys reused sessions.
+        let by_sender = |s: &str| c.lookup_sender(s).map(|e| e.source.as_str());
+        assert_eq!(by_sender("Alerts@example.org"), Some("creds:6"));
+        assert_eq!(by_sender("cron@example.org"), Some("creds:7"));
+        assert_eq!(by_sender("x@smtp.example.com"), None);
+        assert_eq!(by_sender(""), None);
     }
 
     #[test]

@@ -711,17 +711,24 @@ async fn attempt_candidate(
     rcpts: &[String],
 ) -> Result<Vec<(String, Outcome)>, Failure> {
     let id = env.id.0.as_str();
+    let login = remote.credentials_for(&env.sender, &cand.host, target.hop);
+    let give_up = |f: Failure| {
+        log::warn!("{id}: {}", f.detail);
+        f.for_all(rcpts)
+    };
+    if let Some(entry) = login.filter(|_| !target.tls_plan.is_mandatory()) {
+        // The login could not be sent on any connection this plan allows: no reason to
+        // open one.
+        return Ok(give_up(not_mandatory(entry, cand, target)));
+    }
     let (mut session, _) =
         open_session(remote, helo, id, target.policy, target.tls_plan, cand).await?;
-    if let Some(entry) = remote.credentials_for(&env.sender, &cand.host, target.hop) {
-        if let Err(stop) = log_in(id, &mut session, entry, target).await {
+    if let Some(entry) = login {
+        if let Err(stop) = log_in(id, &mut session, entry).await {
             session.quit().await;
             return match stop {
                 LoginStop::TryNext(f) => Err(f),
-                LoginStop::GiveUp(f) => {
-                    log::warn!("{id}: {}", f.detail);
-                    Ok(f.for_all(rcpts))
-                }
+                LoginStop::GiveUp(f) => Ok(give_up(f)),
             };
         }
     }
@@ -742,39 +749,41 @@ enum LoginStop {
     GiveUp(Failure),
 }
 
-/// SMTP AUTH with `entry` before MAIL (Postfix `smtp_sasl_auth_enable`). Credentials
-/// travel only on a session whose TLS the policy made mandatory (level `encrypt` or
-/// above in effect, or `smtps:`) and that has it — Postfix's
-/// `smtp_sasl_tls_security_options`; otherwise nothing is sent and the mail waits. A
-/// server that offers no AUTH gets the mail without (as Postfix does).
-async fn log_in(
-    id: &str,
-    session: &mut ClientSession,
-    entry: &Entry,
-    target: &Target<'_>,
-) -> Result<(), LoginStop> {
+/// `user (FILE:LINE)`, how logs and failures name a login.
+fn who(entry: &Entry) -> String {
+    format!("{} ({})", entry.user, entry.source)
+}
+
+/// The deferral when credentials apply but the TLS plan does not make TLS mandatory:
+/// credentials travel only where the policy's level in effect is `encrypt` or above (or
+/// the hop is `smtps:`), as Postfix's `smtp_sasl_tls_security_options` wants, because
+/// below that an attacker who strips STARTTLS would read them.
+fn not_mandatory(entry: &Entry, cand: &Candidate, target: &Target<'_>) -> Failure {
+    Failure::temp(
+        cand.relay(),
+        "4.7.0",
+        format!(
+            "refusing to send credentials of {} to host {} over an unencrypted connection: \
+             TLS is not mandatory under TLS policy level {} ({}) for {}; give it level \
+             encrypt or higher (--tls-policy, --tls-default-level) or use an smtps: next hop",
+            who(entry),
+            cand.relay(),
+            target.policy.level.name(),
+            target.policy.source,
+            target.hop
+        ),
+    )
+}
+
+/// SMTP AUTH with `entry` before MAIL (Postfix `smtp_sasl_auth_enable`), on a session
+/// whose TLS is mandatory (the caller checked; `ClientSession::authenticate` refuses a
+/// session without TLS all the same). A server that offers no AUTH gets the mail
+/// without a login, as Postfix does.
+async fn log_in(id: &str, session: &mut ClientSession, entry: &Entry) -> Result<(), LoginStop> {
     let relay = session.server.relay();
-    let who = format!("{} ({})", entry.user, entry.source);
+    let who = who(entry);
     let give_up =
         |dsn: &str, detail: String| LoginStop::GiveUp(Failure::temp(relay.clone(), dsn, detail));
-    if !target.tls_plan.is_mandatory() || session.tls.is_none() {
-        let why = if session.tls.is_none() {
-            "over an unencrypted connection"
-        } else {
-            "over TLS that is not mandatory (it could have been stripped)"
-        };
-        return Err(give_up(
-            "4.7.0",
-            format!(
-                "refusing to send credentials of {who} to host {relay} {why}: TLS policy \
-                 level {} ({}) for {}; give it level encrypt or higher (--tls-policy, \
-                 --tls-default-level) or use an smtps: next hop",
-                target.policy.level.name(),
-                target.policy.source,
-                target.hop
-            ),
-        ));
-    }
     if session.ext.auth.is_empty() {
         log::warn!("{id}: host {relay} offers no AUTH; sending without logging in as {who}");
         return Ok(());
@@ -951,5 +960,89 @@ fn outcome_for(relay: &Relay, reply: &Reply, stage: &'static str) -> Outcome {
         dsn: dsn(reply),
         detail,
         reply: Some(said),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbound::route::Router;
+
+    fn remote(policy: &str, default_level: Level) -> Remote {
+        let out = Settings {
+            router: Router::default(),
+            policy: PolicyTable::parse(policy, "policy").unwrap(),
+            default_level,
+            ca_file: None,
+            ca_dir: None,
+            digest: Digest::default(),
+            client_cert: None,
+            resolver: Some("127.0.0.1:9".into()),
+            mx_port: 25,
+            credentials: None,
+            sender_rewrite: None,
+        };
+        Remote::new(&out, "router.example", None)
+    }
+
+    fn hop(port: u16, implicit_tls: bool) -> NextHop {
+        NextHop::Host {
+            host: "smtp.example.com".into(),
+            port,
+            bracketed: true,
+            implicit_tls,
+        }
+    }
+
+    fn plan_for(remote: &Remote, hop: &NextHop) -> TlsPlan {
+        let host = Host {
+            name: "smtp.example.com".into(),
+            addrs: Vec::new(),
+            port: 465,
+            secure: false,
+        };
+        smol::block_on(plan(remote, &remote.policy_for(hop), hop, &host)).unwrap()
+    }
+
+    #[test]
+    fn implicit_tls_is_at_least_encrypt_and_always_mandatory() {
+        let r = remote("[smtp.example.com]:465  verify\n", Level::May);
+        // Below encrypt counts as encrypt; a stricter entry stays as written.
+        assert_eq!(r.policy_for(&hop(2465, true)).level, Level::Encrypt);
+        assert_eq!(r.policy_for(&hop(465, true)).level, Level::Verify);
+        assert_eq!(r.policy_for(&hop(2465, false)).level, Level::May);
+        let none = remote("", Level::None);
+        assert_eq!(none.policy_for(&hop(465, true)).level, Level::Encrypt);
+
+        assert!(matches!(
+            plan_for(&r, &hop(2465, true)),
+            TlsPlan::Implicit(PeerCheck::Nothing)
+        ));
+        assert!(matches!(
+            plan_for(&r, &hop(465, true)),
+            TlsPlan::Implicit(PeerCheck::Pkix { .. })
+        ));
+        let starttls = plan_for(&r, &hop(2465, false));
+        assert!(matches!(starttls, TlsPlan::Opportunistic));
+        // Only mandatory TLS carries credentials.
+        assert!(!starttls.is_mandatory());
+        assert!(plan_for(&r, &hop(2465, true)).is_mandatory());
+        assert!(TlsPlan::Required(PeerCheck::Nothing).is_mandatory());
+        assert!(!TlsPlan::Off.is_mandatory());
+    }
+
+    #[test]
+    fn parked_sessions_are_keyed_by_the_senders_login() {
+        let policy = Policy::default_for(Level::Encrypt);
+        let (a, b) = (hop(587, false), hop(587, true));
+        assert_ne!(cache_key(&a, &policy, ""), cache_key(&b, &policy, ""));
+        assert_ne!(
+            cache_key(&a, &policy, "creds:1"),
+            cache_key(&a, &policy, "creds:2")
+        );
+        assert_ne!(
+            cache_key(&a, &policy, "creds:1"),
+            cache_key(&a, &policy, "")
+        );
     }
 }

@@ -48,9 +48,9 @@ impl Router {
         self.decide(Some(sender), rcpt)
     }
 
-    /// Whether the next hop can depend on the sender (Postfix turns on
-    /// `smtp_sender_dependent_authentication` with it): credentials are then looked up
-    /// by sender first.
+    /// Whether the next hop can depend on the sender. Credentials are then looked up
+    /// by sender first too (what Postfix's `smtp_sender_dependent_authentication`
+    /// turns on separately): an account per sender goes with a relay per sender.
     pub fn per_sender(&self) -> bool {
         self.sender_relay.is_some()
     }
