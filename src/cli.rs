@@ -120,7 +120,8 @@ pub struct ServeArgs {
     /// smarthost logins (Postfix smtp_sasl_password_maps syntax), lines
     /// '[smtp.example.com]:587  user:password', or user:oauth2:file:/path or
     /// user:oauth2:command:/program args for an OAuth 2.0 token; sent only over TLS at
-    /// policy level encrypt or higher (or smtps:); the file must be mode 0600
+    /// policy level encrypt or higher (or smtps:); the file must be mode 0600;
+    /// re-read on SIGHUP
     #[argh(option)]
     pub relay_credentials: Option<String>,
     /// next hop by envelope sender (Postfix sender_dependent_relayhost_maps), lines
@@ -131,7 +132,8 @@ pub struct ServeArgs {
     pub sender_relay: Option<String>,
     /// sender addresses of mail leaving over SMTP (Postfix smtp_generic_maps), lines
     /// 'root@router.lan  alerts@example.com' or '@router.lan  @example.com': envelope
-    /// sender, From:, Sender: and Reply-To:; local deliveries keep the original
+    /// sender, From:, Sender: and Reply-To:; local deliveries keep the original;
+    /// re-read on SIGHUP
     #[argh(option)]
     pub sender_rewrite: Option<String>,
     /// outbound TLS level when the policy table has no match: none, may, encrypt, dane,

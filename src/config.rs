@@ -82,10 +82,10 @@ pub struct OutboundFlags<'a> {
     pub tls_client_key: &'a Option<String>,
     pub resolver: &'a Option<String>,
     pub mx_port: u16,
-    /// The smarthost flags of `serve` (`check-tls` has none of them).
+    /// The smarthost flags of `serve` (`check-tls` has none of them; `--sender-rewrite`
+    /// is one of the address tables).
     pub relay_credentials: Option<&'a str>,
     pub sender_relay: Option<&'a str>,
-    pub sender_rewrite: Option<&'a str>,
 }
 
 macro_rules! outbound_flags {
@@ -112,14 +112,13 @@ impl<'a> From<&'a ServeArgs> for OutboundFlags<'a> {
         outbound_flags!(a,
             relay_credentials: a.relay_credentials.as_deref(),
             sender_relay: a.sender_relay.as_deref(),
-            sender_rewrite: a.sender_rewrite.as_deref(),
         )
     }
 }
 
 impl<'a> From<&'a CheckTlsArgs> for OutboundFlags<'a> {
     fn from(a: &'a CheckTlsArgs) -> Self {
-        outbound_flags!(a, relay_credentials: None, sender_relay: None, sender_rewrite: None)
+        outbound_flags!(a, relay_credentials: None, sender_relay: None)
     }
 }
 
@@ -147,7 +146,6 @@ pub fn outbound_settings(
         })?),
         None => None,
     };
-    use crate::address::{TablePaths, Tables};
     use crate::outbound::credentials::Credentials;
     use crate::outbound::sender_relay::SenderRelayTable;
     use std::path::Path;
@@ -164,17 +162,6 @@ pub fn outbound_settings(
         .map(|p| Credentials::load(Path::new(p)).map(Arc::new))
         .transpose()
         .map_err(table_error("--relay-credentials"))?;
-    let sender_rewrite = f
-        .sender_rewrite
-        .map(|p| {
-            let paths = TablePaths {
-                sender_rewrite: Some(PathBuf::from(p)),
-                ..TablePaths::default()
-            };
-            Tables::load(&paths, &local_domains)
-        })
-        .transpose()
-        .map_err(table_error("--sender-rewrite"))?;
     let transport = match f.transport {
         Some(p) => TransportTable::load(std::path::Path::new(p)).map_err(|e| ConfigError {
             place: "--transport".into(),
@@ -252,7 +239,7 @@ pub fn outbound_settings(
         resolver: f.resolver.clone(),
         mx_port: f.mx_port,
         credentials,
-        sender_rewrite,
+        credentials_file: f.relay_credentials.map(PathBuf::from),
     })
 }
 
@@ -263,6 +250,7 @@ fn load_tables(paths: &TablePaths, domains: &[String]) -> Result<Tables, ConfigE
         ("--aliases", &paths.aliases),
         ("--virtual", &paths.virtual_map),
         ("--local-recipients", &paths.local_recipients),
+        ("--sender-rewrite", &paths.sender_rewrite),
     ];
     Tables::load(paths, domains).map_err(|e| {
         let flag_of = |line: &str| {
@@ -445,7 +433,7 @@ impl Config {
             aliases: path(&args.aliases),
             virtual_map: path(&args.virtual_map),
             local_recipients: path(&args.local_recipients),
-            ..TablePaths::default()
+            sender_rewrite: path(&args.sender_rewrite),
         };
         let tables = load_tables(&table_paths, &domains)?;
         let srs_domain = match &args.srs_domain {

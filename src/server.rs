@@ -1,7 +1,7 @@
 //! The daemon (`tinymta serve`): opens the queue and recovers it, loads TLS, binds the
 //! listeners, wires delivery into the queue manager, starts it and the wakeup socket,
-//! and handles signals (SIGHUP reloads the certificate, the `--auth-file` users and
-//! the address tables; SIGTERM/SIGINT shut down gracefully).
+//! and handles signals (SIGHUP reloads the certificate, the `--auth-file` users, the
+//! address tables and the smarthost logins; SIGTERM/SIGINT shut down gracefully).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -177,6 +177,7 @@ async fn run(
         router: cfg.outbound.router.clone(),
         mail_dir: cfg.mail_dir.clone(),
         remote: remote_delivery(&cfg),
+        rewriter: loaded.rewriter.clone(),
     });
     delivery.remote.expire_parked(&ex);
     let queue = Scheduler {
@@ -189,7 +190,7 @@ async fn run(
     ex.spawn(scheduler::run(
         ex.clone(),
         queue,
-        delivery,
+        delivery.clone(),
         events_rx,
         recovered,
     ))
@@ -249,6 +250,11 @@ async fn run(
                     }
                 }
                 reload_tables(&cfg, &shared.rewriter);
+                match delivery.remote.reload_credentials() {
+                    Some(Ok(n)) => log::info!("SIGHUP: --relay-credentials reloaded ({n} entries)"),
+                    Some(Err(e)) => log::error!("SIGHUP: keeping the old --relay-credentials: {e}"),
+                    None => {}
+                }
             }
             Ok(_) => break,
             Err(e) => log::warn!("signal: {e}"),

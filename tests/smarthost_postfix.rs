@@ -583,6 +583,42 @@ fn smarthost_sender_rewrite_for_smtp_only() {
 }
 
 #[test]
+fn smarthost_sighup_rereads_credentials_and_sender_rewrite() {
+    let sh = Smarthost::start(&[("dave", "new-password")]);
+    let hop = bracketed(&sh.submission);
+    let creds = sh.credentials(&format!("{hop}  dave@{REALM}:old-password\n"));
+    let generic = sh
+        .files
+        .write("generic", "@example.test  @old.example\n", 0o644);
+    let router = sh.router(&[
+        "--relayhost",
+        &hop,
+        "--relay-credentials",
+        &creds,
+        "--sender-rewrite",
+        &generic,
+        "--retry-min",
+        "1",
+        "--retry-max",
+        "2",
+    ]);
+    let id = submit(&router, "nas@example.test", &["someone@far.test"], MESSAGE);
+    outcome(&router, &id, "someone@far.test", "status=deferred");
+    // The administrator fixes the password and the address, then reloads.
+    sh.credentials(&format!("{hop}  dave@{REALM}:new-password\n"));
+    sh.files
+        .write("generic", "@example.test  @new.example\n", 0o644);
+    router.signal("HUP");
+    router.wait_log("SIGHUP: --relay-credentials reloaded (1 entries)");
+    router.wait_log("SIGHUP: address tables reloaded");
+    outcome(&router, &id, "someone@far.test", "status=sent");
+    sh.pf
+        .wait_log("from=<nas@new.example>", Duration::from_secs(20))
+        .unwrap();
+    assert_eq!(sh.pf.sasl_usernames(), [format!("dave@{REALM}")]);
+}
+
+#[test]
 fn credentials_and_relay_tables_are_checked_at_start() {
     let files = Files::new();
     let serve = |extra: &[&str]| {
@@ -609,6 +645,12 @@ fn credentials_and_relay_tables_are_checked_at_start() {
     let text = serve(&["--sender-relay", &relays]);
     assert!(
         text.contains(&format!("--sender-relay: {relays}:2: ")),
+        "{text}"
+    );
+    let generic = files.write("generic", "a@example.org  b@x, c@y\n", 0o644);
+    let text = serve(&["--sender-rewrite", &generic]);
+    assert!(
+        text.contains(&format!("--sender-rewrite: {generic}:1: one new address")),
         "{text}"
     );
     let text = serve(&["--relayhost", "lmtp:[smtp.example.com]:24"]);

@@ -20,10 +20,12 @@ pub mod settings;
 pub mod transport;
 
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::sync::Arc;
 
 pub use settings::Settings;
 
+use crate::address::SharedRewriter;
 use crate::queue::outcome::{Attempt, Deliver, Disposition, Outcome, Relay};
 use crate::queue::Envelope;
 use remote::Outgoing;
@@ -36,6 +38,9 @@ pub struct DeliveryContext {
     pub router: route::Router,
     pub mail_dir: PathBuf,
     pub remote: remote::Remote,
+    /// The address tables as last loaded (SIGHUP replaces them): their generic map
+    /// (`--sender-rewrite`) is applied to mail leaving over SMTP.
+    pub rewriter: SharedRewriter,
 }
 
 impl Deliver for DeliveryContext {
@@ -108,7 +113,9 @@ pub async fn attempt(
         notices: Vec::new(),
     };
     if !groups.is_empty() {
-        let msg = Outgoing::new(&ctx.remote, env, content);
+        // This attempt's tables, whatever a SIGHUP does meanwhile.
+        let rewriter = Rc::clone(&ctx.rewriter.borrow());
+        let msg = Outgoing::new(&rewriter.tables, env, content);
         for (hop, rcpts) in groups {
             attempt
                 .extend(remote::deliver(&ctx.remote, &ctx.hostname, env, &msg, &hop, &rcpts).await);

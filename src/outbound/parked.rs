@@ -60,6 +60,21 @@ impl Parked {
         None
     }
 
+    /// Makes every parked session too old to be taken (the credentials changed); the
+    /// expiry task QUITs them as it does idle ones.
+    pub fn retire_all(&self) {
+        let mut sessions = self.sessions.borrow_mut();
+        match Instant::now().checked_sub(PARK_TIME) {
+            Some(past) => {
+                for (_, since) in sessions.values_mut().flatten() {
+                    *since = past;
+                }
+            }
+            // Too early after boot to date them back: close them now, without QUIT.
+            None => sessions.clear(),
+        }
+    }
+
     /// Removes sessions idle for `PARK_TIME` or longer, for the caller to QUIT.
     fn expired(&self) -> Vec<ClientSession> {
         let mut out = Vec::new();

@@ -10,6 +10,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -51,12 +52,12 @@ pub struct Remote {
     pub alert_rcpt: Option<String>,
     pub timeouts: Timeouts,
     pub hostname: String,
-    /// `--relay-credentials`: who to log in as at a smarthost.
-    pub credentials: Option<Arc<Credentials>>,
+    /// `--relay-credentials`: who to log in as at a smarthost, as last loaded.
+    credentials: RefCell<Option<Arc<Credentials>>>,
+    /// Its file, read again on SIGHUP.
+    credentials_file: Option<PathBuf>,
     /// Credentials are looked up by envelope sender first (`--sender-relay` is on).
     pub per_sender: bool,
-    /// `--sender-rewrite`: the addresses mail leaves with over SMTP.
-    pub rewrite: Option<Tables>,
     alerts: RefCell<HashMap<String, Instant>>,
     /// Idle sessions kept for the next message to the same destination.
     parked: Rc<Parked>,
@@ -81,9 +82,9 @@ impl Remote {
             alert_rcpt,
             timeouts: Timeouts::default(),
             hostname: hostname.to_string(),
-            credentials: out.credentials.clone(),
+            credentials: RefCell::new(out.credentials.clone()),
+            credentials_file: out.credentials_file.clone(),
             per_sender: out.router.per_sender(),
-            rewrite: out.sender_rewrite.clone(),
             alerts: RefCell::new(HashMap::new()),
             parked: Rc::default(),
         }
@@ -106,24 +107,50 @@ impl Remote {
         policy
     }
 
-    /// The credentials entry for a connection to `server` (the host name connected to)
+    /// The credentials as last loaded: a snapshot for one attempt, whatever a SIGHUP
+    /// does meanwhile.
+    fn logins(&self) -> Option<Arc<Credentials>> {
+        self.credentials.borrow().clone()
+    }
+
+    /// SIGHUP: reads `--relay-credentials` again, checked as at start; on an error the
+    /// old logins stay. Idle sessions are no longer reused, so none logged in with a
+    /// replaced user or password carries more mail. `None` without the flag; else the
+    /// number of entries read.
+    pub fn reload_credentials(&self) -> Option<Result<usize, String>> {
+        let path = self.credentials_file.as_ref()?;
+        Some(Credentials::load(path).map(|c| {
+            let n = c.len();
+            *self.credentials.borrow_mut() = Some(Arc::new(c));
+            self.parked.retire_all();
+            n
+        }))
+    }
+
+    /// The entry of `creds` for a connection to `server` (the host name connected to)
     /// on the way to `hop`, for a message from `sender` (Postfix's lookup order, see
     /// `credentials`).
-    fn credentials_for(&self, sender: &str, server: &str, hop: &NextHop) -> Option<&Entry> {
+    fn credentials_for<'c>(
+        &self,
+        creds: &'c Credentials,
+        sender: &str,
+        server: &str,
+        hop: &NextHop,
+    ) -> Option<&'c Entry> {
         let sender = (self.per_sender && !sender.is_empty()).then_some(sender);
-        self.credentials
-            .as_ref()?
-            .lookup(sender, server, &hop.to_string())
+        creds.lookup(sender, server, &hop.to_string())
     }
 
     /// Who a session for a message from `sender` logs in as, as far as the sender
     /// decides it: the `FILE:LINE` of its per-sender entry, or "". The rest of the
     /// lookup depends only on the server and the next hop, which the cache key holds
     /// already; so a session logged in for one sender never carries another's mail.
-    fn sender_login(&self, sender: &str) -> &str {
-        match &self.credentials {
-            Some(c) if self.per_sender => c.lookup_sender(sender).map_or("", |e| &e.source),
-            _ => "",
+    fn sender_login(&self, sender: &str) -> String {
+        match self.logins() {
+            Some(c) if self.per_sender => c
+                .lookup_sender(sender)
+                .map_or_else(String::new, |e| e.source.clone()),
+            _ => String::new(),
         }
     }
 
@@ -134,10 +161,8 @@ impl Remote {
         let NextHop::Host { host, .. } = hop else {
             return None;
         };
-        let entry = self
-            .credentials
-            .as_ref()?
-            .lookup(None, host, &hop.to_string())?;
+        let creds = self.logins()?;
+        let entry = creds.lookup(None, host, &hop.to_string())?;
         let policy = self.policy_for(hop);
         (policy.level < Level::Encrypt).then(|| {
             format!(
@@ -471,13 +496,8 @@ pub struct Outgoing {
 }
 
 impl Outgoing {
-    pub fn new(remote: &Remote, env: &Envelope, content: &[u8]) -> Outgoing {
-        let Some(tables) = &remote.rewrite else {
-            return Outgoing {
-                mail_from: env.sender.clone(),
-                stuffed: dot_stuff(content),
-            };
-        };
+    /// `env`'s message as it leaves, with the generic map of `tables` (if any).
+    pub fn new(tables: &Tables, env: &Envelope, content: &[u8]) -> Outgoing {
         let mail_from = match tables.rewrite_sender(&env.sender) {
             Some(new) => {
                 log::info!(
@@ -510,7 +530,7 @@ pub async fn deliver(
 ) -> Attempt {
     let id = env.id.0.as_str();
     let policy = remote.policy_for(hop);
-    let key = cache_key(hop, &policy, remote.sender_login(&env.sender));
+    let key = cache_key(hop, &policy, &remote.sender_login(&env.sender));
     if let Some(results) = reuse(remote, id, &key, msg, rcpts).await {
         return results.into();
     }
@@ -711,7 +731,10 @@ async fn attempt_candidate(
     rcpts: &[String],
 ) -> Result<Vec<(String, Outcome)>, Failure> {
     let id = env.id.0.as_str();
-    let login = remote.credentials_for(&env.sender, &cand.host, target.hop);
+    let creds = remote.logins();
+    let login = creds
+        .as_deref()
+        .and_then(|c| remote.credentials_for(c, &env.sender, &cand.host, target.hop));
     let give_up = |f: Failure| {
         log::warn!("{id}: {}", f.detail);
         f.for_all(rcpts)
@@ -980,7 +1003,7 @@ mod tests {
             resolver: Some("127.0.0.1:9".into()),
             mx_port: 25,
             credentials: None,
-            sender_rewrite: None,
+            credentials_file: None,
         };
         Remote::new(&out, "router.example", None)
     }

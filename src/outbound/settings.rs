@@ -1,7 +1,8 @@
 //! The validated outbound settings: the routing tables, TLS policy, trust anchors, DNS,
-//! smarthost credentials and sender rewriting. `config` builds them from the flags (the
-//! same for `serve` and `check-tls`); delivery and `check-tls` only read them, so
-//! nothing here knows how a flag is spelled.
+//! smarthost credentials. `config` builds them from the flags (the same for `serve` and
+//! `check-tls`); delivery and `check-tls` only read them, so nothing here knows how a
+//! flag is spelled. (Sender rewriting is one of the address tables, which SIGHUP
+//! replaces: delivery gets them from the daemon.)
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,7 +10,6 @@ use std::sync::Arc;
 use super::credentials::Credentials;
 use super::policy::PolicyTable;
 use super::route::Router;
-use crate::address::Tables;
 use crate::tls::fingerprint::Digest;
 use crate::tls::level::Level;
 
@@ -28,8 +28,8 @@ pub struct Settings {
     /// `--resolver` as given (resolved when the daemon starts).
     pub resolver: Option<String>,
     pub mx_port: u16,
-    /// `--relay-credentials`, checked and parsed at start-up.
+    /// `--relay-credentials`, checked and parsed at start-up, and its file (read
+    /// again on SIGHUP).
     pub credentials: Option<Arc<Credentials>>,
-    /// `--sender-rewrite` (only the generic map is loaded here).
-    pub sender_rewrite: Option<Tables>,
+    pub credentials_file: Option<PathBuf>,
 }
