@@ -3,7 +3,8 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::address::{TablePaths, Tables};
@@ -11,8 +12,10 @@ use crate::cli::{CheckTlsArgs, ServeArgs};
 use crate::host::{default_state_dir, running_as_root, system_hostname};
 use crate::inbound::relay::Cidr;
 use crate::inbound::{self, InboundTls, Limits, Listener, Role};
+use crate::outbound::credentials::Credentials;
 use crate::outbound::policy::{check_default_level, PolicyTable};
 use crate::outbound::route::Router;
+use crate::outbound::sender_relay::SenderRelayTable;
 use crate::outbound::transport::{parse_nexthop, TransportTable};
 use crate::outbound::Settings;
 use crate::queue::scheduler::Retry;
@@ -146,10 +149,6 @@ pub fn outbound_settings(
         })?),
         None => None,
     };
-    use crate::outbound::credentials::Credentials;
-    use crate::outbound::sender_relay::SenderRelayTable;
-    use std::path::Path;
-    use std::sync::Arc;
     let sender_relay = f
         .sender_relay
         .map(|p| SenderRelayTable::load(Path::new(p)))
