@@ -17,7 +17,10 @@ use std::time::{Duration, Instant};
 use common::capture::{Capture, TlsMode};
 use common::certs::{self, CertPair};
 use common::postfix::{is_listening, unique_listen_addr, unique_loopback, Postfix, PostfixOptions};
-use common::{free_ports, output_text, tinymta, Client, Server, TempDir};
+use common::{
+    free_ports, output_text, run_with_timeout, tinymta, tinymta_command, Client, Server, TempDir,
+    DOMAIN,
+};
 use openssl::base64;
 
 /// The SASL realm of the smarthost's users: logins are `user@smarthost.test`.
@@ -579,6 +582,80 @@ fn smarthost_sender_rewrite_for_smtp_only() {
             && local.contains("From: Cron Daemon <root@example.test>\r\n")
             && local.contains("Reply-To: nas@example.test\r\n"),
         "{local}"
+    );
+}
+
+/// The router's own mail, the whole way: `sendmail root` on the router → the alias of
+/// root (a mailbox elsewhere) → the sender rewritten to the provider's domain → the
+/// smarthost on its submission port, over Verified TLS, logged in → onward.
+#[test]
+fn smarthost_sendmail_root_alias_rewrite_and_login_end_to_end() {
+    let sh = Smarthost::start(&[("router", "pw")]);
+    let hop = bracketed(&sh.submission);
+    let creds = sh.credentials(&format!("{hop}  router@{REALM}:pw\n"));
+    let aliases = sh
+        .files
+        .write("aliases", "root: admin@mailbox.far.test\n", 0o644);
+    let generic = sh
+        .files
+        .write("generic", &format!("@{DOMAIN}  @provider.example\n"), 0o644);
+    let router = sh.router(&[
+        "--relayhost",
+        &hop,
+        "--relay-credentials",
+        &creds,
+        "--aliases",
+        &aliases,
+        "--sender-rewrite",
+        &generic,
+    ]);
+    let mut cmd = tinymta_command();
+    cmd.arg("sendmail")
+        .arg("--state-dir")
+        .arg(&router.state)
+        .args(["--hostname", DOMAIN, "-f", "cron", "root"]);
+    let out = run_with_timeout(
+        &mut cmd,
+        Some(b"Subject: backup done\n\nall good\n"),
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success(), "{out:?}");
+
+    let log = router.wait_log("to=<admin@mailbox.far.test>");
+    assert!(
+        log.contains("status=sent"),
+        "the alias target is delivered through the smarthost: {}",
+        router.log()
+    );
+    let (ip, port) = sh.submission.rsplit_once(':').unwrap();
+    let all = router.log();
+    assert!(
+        all.contains(&format!(
+            "Verified TLS connection established to {ip}[{ip}]:{port}"
+        )) && all.contains(&format!("as router@{REALM}")),
+        "{all}"
+    );
+    sh.pf
+        .wait_log(
+            &format!("sasl_username=router@{REALM}"),
+            Duration::from_secs(20),
+        )
+        .unwrap();
+    sh.pf
+        .wait_log("from=<cron@provider.example>", Duration::from_secs(20))
+        .unwrap();
+    let relayed = &sh.relayed(1)[0];
+    assert!(
+        relayed.contains("From: cron@provider.example\r\n")
+            && relayed.contains("Subject: backup done\r\n"),
+        "{relayed}"
+    );
+    let commands = sh.onward.commands();
+    assert!(
+        commands
+            .iter()
+            .any(|l| l.starts_with("RCPT TO:<admin@mailbox.far.test>")),
+        "{commands:?}"
     );
 }
 
