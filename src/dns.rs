@@ -1,5 +1,5 @@
-//! DNS lookups for delivery: MX, A/AAAA, TLSA and TXT, asked of one configured
-//! recursive resolver.
+//! DNS lookups for delivery and mail authentication: MX, A/AAAA, TLSA, TXT and PTR,
+//! asked of one configured recursive resolver.
 //!
 //! This module owns the wire conversation with that resolver and nothing more. It is a
 //! stub resolver: every query goes to the one server given by `--resolver` (or the
@@ -63,6 +63,31 @@ pub struct Resolver {
     server: SocketAddr,
     timeout: Duration,
     attempts: u32,
+    names: Names,
+}
+
+/// Which names a resolver takes from its caller and reads from MX and PTR data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Names {
+    /// Host and service names (`NameRules::DNS`: letters, digits, `-`, `_`), what
+    /// delivery asks for; anything else is `Malformed`. The default.
+    Hosts,
+    /// Any name DNS can carry: labels of 1 to 63 octets, any printable ASCII but the
+    /// dot (RFC 2181 §11 allows every octet; control and non-ASCII bytes are refused so
+    /// that no name we log or return can hold them). SPF asks for names that macro
+    /// expansion builds from record data and the peer's words (RFC 7208 §7.3), so
+    /// `a:foo:bar/baz.example.com` names something to look up, not an error.
+    Any,
+}
+
+impl Names {
+    /// Whether a query for `name` (with or without its trailing dot) can be sent.
+    pub fn accepts(self, name: &str) -> bool {
+        match self {
+            Names::Hosts => parse_name(name).is_ok(),
+            Names::Any => parse_any_name(name).is_ok(),
+        }
+    }
 }
 
 /// The records of one lookup, with the DNSSEC status the resolver reported.
@@ -137,7 +162,14 @@ impl Resolver {
             server,
             timeout: DEFAULT_TIMEOUT,
             attempts: DEFAULT_ATTEMPTS,
+            names: Names::Hosts,
         }
+    }
+
+    /// The same resolver taking and returning other names (see [`Names`]).
+    pub fn with_names(mut self, names: Names) -> Resolver {
+        self.names = names;
+        self
     }
 
     /// The same resolver with another per-attempt timeout.
@@ -182,7 +214,7 @@ impl Resolver {
     /// treats "malformed domain name in resource data": a temporary failure.
     pub async fn mx(&self, domain: &str) -> Result<Lookup<Mx>, DnsError> {
         self.lookup(domain, RecordType::MX, |data| match data {
-            Data::Mx(preference, exchange) => Some(host_of(&exchange).map(|exchange| Mx {
+            Data::Mx(preference, exchange) => Some(self.data_name(&exchange).map(|exchange| Mx {
                 preference,
                 exchange,
             })),
@@ -230,10 +262,38 @@ impl Resolver {
         .await
     }
 
+    /// IPv4 addresses of `name`: one A query (SPF asks for one family at a time,
+    /// RFC 7208 §5.3).
+    pub async fn a(&self, name: &str) -> Result<Lookup<Ipv4Addr>, DnsError> {
+        self.lookup(name, RecordType::A, |data| match data {
+            Data::A(a) => Some(Ok(a)),
+            _ => None,
+        })
+        .await
+    }
+
+    /// IPv6 addresses of `name`: one AAAA query.
+    pub async fn aaaa(&self, name: &str) -> Result<Lookup<Ipv6Addr>, DnsError> {
+        self.lookup(name, RecordType::AAAA, |data| match data {
+            Data::Aaaa(a) => Some(Ok(a)),
+            _ => None,
+        })
+        .await
+    }
+
+    /// The names of `ip` in its reverse zone (`in-addr.arpa`, `ip6.arpa`), lower case
+    /// without trailing dot, in the order of the answer. A name that this resolver's
+    /// [`Names`] cannot return makes the lookup `Malformed`, as for MX.
+    pub async fn ptr(&self, ip: IpAddr) -> Result<Lookup<String>, DnsError> {
+        self.lookup(&reverse_name(ip), RecordType::PTR, |data| match data {
+            Data::Ptr(name) => Some(self.data_name(&name)),
+            _ => None,
+        })
+        .await
+    }
+
     /// TXT records at `name`, each one the concatenation of its character-strings
     /// (RFC 7208 §3.3, RFC 6376 §3.6.2.2); bytes that are not UTF-8 become U+FFFD.
-    // SPF, DKIM keys and MTA-STS (the mail-authentication stage) read TXT records.
-    #[allow(dead_code)]
     pub async fn txt(&self, name: &str) -> Result<Lookup<String>, DnsError> {
         self.lookup(name, RecordType::TXT, |data| match data {
             Data::Txt(bytes) => Some(Ok(String::from_utf8_lossy(&bytes).into_owned())),
@@ -250,7 +310,10 @@ impl Resolver {
         rtype: RecordType,
         convert: impl Fn(Data) -> Option<Result<T, DnsError>>,
     ) -> Result<Lookup<T>, DnsError> {
-        let qname = parse_name(name)?;
+        let qname = match self.names {
+            Names::Hosts => parse_name(name)?,
+            Names::Any => parse_any_name(name)?,
+        };
         let answer = self.exchange(name, &qname, rtype).await?;
         to_lookup(answer, &qname, convert)
     }
@@ -422,9 +485,9 @@ enum Data {
     A(Ipv4Addr),
     Aaaa(Ipv6Addr),
     Mx(u16, Name),
+    Ptr(Name),
     Tlsa(Tlsa),
     /// The character-strings of one TXT record, concatenated.
-    #[allow(dead_code)] // read through `txt`
     Txt(Vec<u8>),
 }
 
@@ -466,6 +529,7 @@ fn decode(buf: &[u8], rtype: RecordType) -> Result<Answer, Undecodable> {
                     let mx = MX::read(&mut d)?;
                     Some(Data::Mx(mx.preference, mx.exchange))
                 }
+                RecordType::PTR => Some(Data::Ptr(Name::read(&mut d)?)),
                 RecordType::TLSA => {
                     let fields = d.read_slice(3)?.unverified();
                     let rest = usize::from(len)
@@ -650,17 +714,87 @@ fn parse_name(name: &str) -> Result<Name, DnsError> {
     Ok(qname)
 }
 
+/// A name under [`Names::Any`]: only the lengths of RFC 1035 and printable ASCII.
+fn parse_any_name(name: &str) -> Result<Name, DnsError> {
+    let bad = |why: &str| DnsError::Malformed(format!("invalid domain name {name:?}: {why}"));
+    let text = name.strip_suffix('.').unwrap_or(name);
+    if text.is_empty() || text.len() > 253 {
+        return Err(bad("empty or longer than 253 characters"));
+    }
+    if !text.bytes().all(is_any_name_byte) {
+        return Err(bad("control or non-ASCII character"));
+    }
+    let mut qname = Name::root();
+    for label in text.split('.') {
+        // from_raw_bytes refuses empty labels and labels over 63 octets.
+        qname = Label::from_raw_bytes(label.as_bytes())
+            .and_then(|l| qname.append_label(l))
+            .map_err(|_| bad("empty label or label longer than 63 characters"))?;
+    }
+    Ok(qname)
+}
+
+fn is_any_name_byte(b: u8) -> bool {
+    (b' '..=b'~').contains(&b)
+}
+
+/// The owner name of `ip`'s PTR records (RFC 1035 §3.5, RFC 3596 §2.5).
+fn reverse_name(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, d] = v4.octets();
+            format!("{d}.{c}.{b}.{a}.in-addr.arpa")
+        }
+        IpAddr::V6(v6) => {
+            let mut s = String::with_capacity(72);
+            for byte in v6.octets().iter().rev() {
+                for nibble in [byte & 0xf, byte >> 4] {
+                    s.push(char::from_digit(u32::from(nibble), 16).unwrap_or('0'));
+                    s.push('.');
+                }
+            }
+            s.push_str("ip6.arpa");
+            s
+        }
+    }
+}
+
+impl Resolver {
+    /// A name from MX or PTR data as this resolver's [`Names`] returns it.
+    fn data_name(&self, name: &Name) -> Result<String, DnsError> {
+        match self.names {
+            Names::Hosts => host_of(name),
+            Names::Any => text_of(name),
+        }
+    }
+}
+
+/// A name from record data under [`Names::Any`], lower case, without trailing dot.
+fn text_of(name: &Name) -> Result<String, DnsError> {
+    name_text(
+        name,
+        |b| is_any_name_byte(b) && b != b'.',
+        "unprintable name in record data",
+    )
+}
+
 fn is_name_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
 }
 
 /// A host name from record data, lower case and without trailing dot; the root is "".
 fn host_of(name: &Name) -> Result<String, DnsError> {
+    name_text(name, is_name_byte, "invalid host name in record data")
+}
+
+/// `name` in text form, lower case, without trailing dot, if every byte of every
+/// label passes `allowed`; else `Malformed` with `why`.
+fn name_text(name: &Name, allowed: fn(u8) -> bool, why: &str) -> Result<String, DnsError> {
     let mut out = String::new();
     for label in name.iter() {
-        if !label.iter().all(|&b| is_name_byte(b)) {
+        if !label.iter().all(|&b| allowed(b)) {
             return Err(DnsError::Malformed(format!(
-                "invalid host name in record data (label {:?})",
+                "{why} (label {:?})",
                 String::from_utf8_lossy(label)
             )));
         }
@@ -1453,5 +1587,109 @@ mod tests {
             .with_timeout(Duration::from_millis(200));
         let e = block(r.mx("example.test")).unwrap_err();
         assert!(matches!(e, DnsError::Io(_) | DnsError::Timeout), "{e}");
+    }
+
+    // ---- names for mail authentication, A/AAAA/PTR -----------------------------------
+
+    #[test]
+    fn any_names_take_what_dns_can_carry() {
+        let odd = [
+            "foo:bar/baz.example.com",
+            "macro%percent  space%20url-space.example.com",
+            "JUMPIN%27%20JUPITER",
+            "example.com.",
+        ];
+        for n in odd {
+            assert!(Names::Any.accepts(n), "{n}");
+        }
+        for n in &odd[..3] {
+            assert!(!Names::Hosts.accepts(n), "{n}");
+        }
+        let long_label = format!("{}.example.com", "a".repeat(64));
+        let long_name = ["abcdefghi"; 26].join(".");
+        for bad in [
+            "",
+            ".",
+            "a..b",
+            long_label.as_str(),
+            long_name.as_str(),
+            "tab\there.example",
+            "caf\u{e9}.example",
+        ] {
+            assert!(!Names::Any.accepts(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn reverse_names() {
+        assert_eq!(
+            reverse_name("192.0.2.1".parse().unwrap()),
+            "1.2.0.192.in-addr.arpa"
+        );
+        assert_eq!(
+            reverse_name("2001:db8::cb01".parse().unwrap()),
+            "1.0.b.c.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa"
+        );
+    }
+
+    /// A name with any octets in its labels (the test server side of `Names::Any`).
+    fn raw_name(s: &str) -> Name {
+        let s = s.strip_suffix('.').unwrap_or(s);
+        Name::from_labels(s.split('.').map(str::as_bytes)).unwrap()
+    }
+
+    #[test]
+    fn a_aaaa_ptr_and_odd_names() {
+        let odd = "foo:bar/baz.example.test";
+        let s = canned(
+            ResponseCode::NoError,
+            false,
+            vec![
+                Record::from_rdata(
+                    raw_name(odd),
+                    300,
+                    RData::A(rdata::A([192, 0, 2, 7].into())),
+                ),
+                Record::from_rdata(
+                    raw_name(odd),
+                    300,
+                    RData::AAAA(rdata::AAAA("2001:db8::7".parse().unwrap())),
+                ),
+                Record::from_rdata(
+                    raw_name(odd),
+                    300,
+                    RData::MX(rdata::MX::new(0, raw_name("Odd:MX.example.test"))),
+                ),
+                rec(
+                    "7.2.0.192.in-addr.arpa",
+                    RData::PTR(rdata::PTR(raw_name("Mail.Example.Test."))),
+                ),
+            ],
+        );
+        let any = s.resolver().with_names(Names::Any);
+        assert_eq!(
+            block(any.a(odd)).unwrap().records,
+            vec![Ipv4Addr::new(192, 0, 2, 7)]
+        );
+        assert_eq!(
+            block(any.aaaa(odd)).unwrap().records,
+            vec!["2001:db8::7".parse::<Ipv6Addr>().unwrap()]
+        );
+        assert_eq!(
+            block(any.mx(odd)).unwrap().records,
+            vec![Mx {
+                preference: 0,
+                exchange: "odd:mx.example.test".into()
+            }]
+        );
+        assert_eq!(
+            block(any.ptr("192.0.2.7".parse().unwrap()))
+                .unwrap()
+                .records,
+            vec!["mail.example.test".to_string()]
+        );
+        // Delivery's resolver refuses the odd name without asking.
+        let hosts = s.resolver();
+        assert!(matches!(block(hosts.a(odd)), Err(DnsError::Malformed(_))));
     }
 }

@@ -5,21 +5,51 @@
 //! inbound session's decision, not theirs.
 
 use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::dns::{DnsError, Lookup, Mx, Resolver};
+use crate::dns::{DnsError, Lookup, Mx, Names, Resolver};
+
+pub mod spf;
 
 /// The DNS lookups the evaluators make. Each call is one query, bounded in time by
 /// the resolver; the evaluators bound the number of calls.
+///
+/// Names are taken as DNS carries them ([`Names::Any`]): SPF builds them by macro
+/// expansion (RFC 7208 §7.3) and may ask for `foo:bar/baz.example.com`.
 pub trait Dns {
     fn txt(&self, name: &str) -> impl Future<Output = Result<Lookup<String>, DnsError>>;
     fn mx(&self, domain: &str) -> impl Future<Output = Result<Lookup<Mx>, DnsError>>;
+    fn a(&self, name: &str) -> impl Future<Output = Result<Lookup<Ipv4Addr>, DnsError>>;
+    fn aaaa(&self, name: &str) -> impl Future<Output = Result<Lookup<Ipv6Addr>, DnsError>>;
+    /// The names in `ip`'s reverse zone.
+    fn ptr(&self, ip: IpAddr) -> impl Future<Output = Result<Lookup<String>, DnsError>>;
 }
 
 impl Dns for Resolver {
     fn txt(&self, name: &str) -> impl Future<Output = Result<Lookup<String>, DnsError>> {
-        Resolver::txt(self, name)
+        let r = any_names(self);
+        async move { r.txt(name).await }
     }
     fn mx(&self, domain: &str) -> impl Future<Output = Result<Lookup<Mx>, DnsError>> {
-        Resolver::mx(self, domain)
+        let r = any_names(self);
+        async move { r.mx(domain).await }
     }
+    fn a(&self, name: &str) -> impl Future<Output = Result<Lookup<Ipv4Addr>, DnsError>> {
+        let r = any_names(self);
+        async move { r.a(name).await }
+    }
+    fn aaaa(&self, name: &str) -> impl Future<Output = Result<Lookup<Ipv6Addr>, DnsError>> {
+        let r = any_names(self);
+        async move { r.aaaa(name).await }
+    }
+    fn ptr(&self, ip: IpAddr) -> impl Future<Output = Result<Lookup<String>, DnsError>> {
+        let r = any_names(self);
+        async move { r.ptr(ip).await }
+    }
+}
+
+/// The daemon's resolver as the evaluators need it, whatever names it was built for
+/// (a copy: the resolver is an address and two numbers).
+fn any_names(r: &Resolver) -> Resolver {
+    r.clone().with_names(Names::Any)
 }
