@@ -10,6 +10,7 @@
 pub mod capture;
 pub mod certs;
 pub mod dns;
+pub mod dns_server;
 pub mod postfix;
 
 use std::fs;
