@@ -376,38 +376,27 @@ mod tests {
     }
 
     impl Dns for Fake {
-        fn txt(&self, name: &str) -> impl Future<Output = Result<Lookup<String>, DnsError>> {
-            let r = if self.txt.get(name) == Some(&vec!["TIMEOUT"]) {
-                Err(DnsError::Timeout)
-            } else {
-                answer(name, &self.txt).map(|l| Lookup {
-                    records: l.records.iter().map(|s| s.to_string()).collect(),
-                    authenticated: false,
-                    nxdomain: l.nxdomain,
-                })
-            };
-            async move { r }
-        }
-        fn mx(&self, name: &str) -> impl Future<Output = Result<Lookup<Mx>, DnsError>> {
-            let r = answer(name, &HashMap::new());
-            async move { r }
-        }
-        fn a(&self, name: &str) -> impl Future<Output = Result<Lookup<Ipv4Addr>, DnsError>> {
-            let r = answer(name, &self.a);
-            async move { r }
-        }
-        fn aaaa(&self, name: &str) -> impl Future<Output = Result<Lookup<Ipv6Addr>, DnsError>> {
-            let r = answer(name, &HashMap::new());
-            async move { r }
-        }
-        fn ptr(&self, _: IpAddr) -> impl Future<Output = Result<Lookup<String>, DnsError>> {
-            async {
-                Ok(Lookup {
-                    records: vec![],
-                    authenticated: false,
-                    nxdomain: true,
-                })
+        async fn txt(&self, name: &str) -> Result<Lookup<String>, DnsError> {
+            if self.txt.get(name) == Some(&vec!["TIMEOUT"]) {
+                return Err(DnsError::Timeout);
             }
+            answer(name, &self.txt).map(|l| Lookup {
+                records: l.records.iter().map(|s| s.to_string()).collect(),
+                authenticated: false,
+                nxdomain: l.nxdomain,
+            })
+        }
+        async fn mx(&self, name: &str) -> Result<Lookup<Mx>, DnsError> {
+            answer(name, &HashMap::new())
+        }
+        async fn a(&self, name: &str) -> Result<Lookup<Ipv4Addr>, DnsError> {
+            answer(name, &self.a)
+        }
+        async fn aaaa(&self, name: &str) -> Result<Lookup<Ipv6Addr>, DnsError> {
+            answer(name, &HashMap::new())
+        }
+        async fn ptr(&self, _: IpAddr) -> Result<Lookup<String>, DnsError> {
+            answer("", &HashMap::new())
         }
     }
 
