@@ -37,7 +37,11 @@ fn client(data: &[u8]) -> IpAddr {
 fn check_spec(spec: &MacroString, v: &Values<'_>) {
     let name = spec.expand_domain(v);
     assert!(!name.ends_with('.'), "{name:?}");
-    assert!(name.len() <= 253 || !name.contains('.'), "{} octets", name.len());
+    assert!(
+        name.len() <= 253 || !name.contains('.'),
+        "{} octets",
+        name.len()
+    );
 }
 
 fn check_macro_string(text: &str, v: &Values<'_>) {
@@ -72,19 +76,27 @@ fuzz_target!(|data: &[u8]| {
     };
 
     // URL escaping of the peer's words.
-    let escaped = MacroString::parse("%{S}", Place::Domain).unwrap().expand(&v);
+    let escaped = MacroString::parse("%{S}", Place::Domain)
+        .unwrap()
+        .expand(&v);
     let b = escaped.as_bytes();
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' {
             let hex = b.get(i + 1..i + 3).unwrap_or_default();
             assert!(
-                hex.len() == 2 && hex.iter().all(|x| x.is_ascii_digit() || (b'A'..=b'F').contains(x)),
+                hex.len() == 2
+                    && hex
+                        .iter()
+                        .all(|x| x.is_ascii_digit() || (b'A'..=b'F').contains(x)),
                 "{escaped:?}"
             );
             i += 3;
         } else {
-            assert!(b[i].is_ascii_alphanumeric() || b"-._~".contains(&b[i]), "{escaped:?}");
+            assert!(
+                b[i].is_ascii_alphanumeric() || b"-._~".contains(&b[i]),
+                "{escaped:?}"
+            );
             i += 1;
         }
     }
