@@ -23,6 +23,10 @@
 //! to the server, so datagrams from other addresses never reach us; replies with the
 //! wrong ID or question are ignored and the wait goes on until the timeout.
 //!
+//! Names are checked before anything is sent: host and service names for delivery, or
+//! any printable name for mail authentication, whose records build names by macro
+//! expansion ([`Names`]); the same choice decides how MX and PTR targets come back.
+//!
 //! The lookups are `async fn`s meant for the single-threaded smol executor of the
 //! daemon; they hold only sockets and buffers, so the futures are also `Send`, but
 //! nothing relies on that.

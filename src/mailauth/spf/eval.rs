@@ -76,6 +76,8 @@ pub(super) struct Evaluator<'a, D> {
 }
 
 impl<'a, D: Dns> Evaluator<'a, D> {
+    /// `sender` is the `<sender>` whole, its local-part and its domain (`%{s}`,
+    /// `%{l}`, `%{o}`).
     pub fn new(
         dns: &'a D,
         ip: IpAddr,
