@@ -4,6 +4,8 @@
 //! tests — and return results; what to do with a result (a header, a refusal) is the
 //! inbound session's decision, not theirs.
 
+pub mod dkim;
+
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
