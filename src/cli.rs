@@ -27,6 +27,7 @@ pub enum Subcommand {
     CheckTls(CheckTlsArgs),
     Passwd(PasswdArgs),
     Cert(CertArgs),
+    Dkim(DkimArgs),
 }
 
 #[derive(FromArgs, Debug, Default)]
@@ -668,4 +669,75 @@ pub struct KeyRequestFlags<'a> {
     pub san: &'a [String],
     pub key_size: Option<u32>,
     pub ec: bool,
+}
+
+#[derive(FromArgs, Debug)]
+/// DKIM signing keys: make one and print the DNS record to publish, or check that the
+/// published record holds the key.
+#[argh(
+    subcommand,
+    name = "dkim",
+    example = "tinymta dkim keygen --domain example.com --selector mail2025",
+    example = "tinymta dkim keygen --domain example.com --selector ed2025 --ed25519",
+    example = "tinymta dkim check --domain example.com --selector mail2025 --key mail2025.example.com.key"
+)]
+pub struct DkimArgs {
+    #[argh(subcommand)]
+    pub action: DkimAction,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum DkimAction {
+    Keygen(DkimKeygenArgs),
+    Check(DkimCheckArgs),
+}
+
+#[derive(FromArgs, Debug)]
+/// Generate a DKIM signing key (RSA 2048 by default, or Ed25519), write it with mode
+/// 0600, and print the TXT record to publish at SELECTOR._domainkey.DOMAIN.
+#[argh(subcommand, name = "keygen")]
+pub struct DkimKeygenArgs {
+    /// the signing domain (d=): the domain of the From: addresses signed
+    #[argh(option)]
+    pub domain: String,
+    /// the selector (s=), e.g. mail2025: a new selector per new key lets the old
+    /// record stay until mail signed with it has been delivered
+    #[argh(option)]
+    pub selector: String,
+    /// make an Ed25519 key (RFC 8463) instead of RSA; not every receiver checks
+    /// Ed25519 yet, so sign with an RSA key too
+    #[argh(switch)]
+    pub ed25519: bool,
+    /// RSA key size: 1024, 2048, 3072 or 4096 (default 2048; some DNS hosting refuses
+    /// the long records of 4096-bit keys)
+    #[argh(option)]
+    pub bits: Option<u32>,
+    /// key file to write, mode 0600 (default ./SELECTOR.DOMAIN.key)
+    #[argh(option)]
+    pub out: Option<String>,
+    /// replace the key file if it exists
+    #[argh(switch)]
+    pub force: bool,
+}
+
+#[derive(FromArgs, Debug)]
+/// Look up SELECTOR._domainkey.DOMAIN and say whether it publishes the public half of
+/// the key in --key, by the rules receivers apply. Exit 0 when it does, 65 when it does
+/// not (no record, another key, a revoked or unusable one), 75 when DNS fails.
+#[argh(subcommand, name = "check")]
+pub struct DkimCheckArgs {
+    /// the signing domain (d=)
+    #[argh(option)]
+    pub domain: String,
+    /// the selector (s=)
+    #[argh(option)]
+    pub selector: String,
+    /// the private key file (PEM: PKCS#8, or PKCS#1 for RSA)
+    #[argh(option)]
+    pub key: String,
+    /// DNS server to ask, ADDR[:PORT] (default: the first nameserver in
+    /// /etc/resolv.conf)
+    #[argh(option)]
+    pub resolver: Option<String>,
 }

@@ -8,8 +8,8 @@
 //! - `queue`: spool, recovery, retry schedule, bounces, the wakeup protocol
 //! - `inbound` (listeners, server session) and `outbound` (routing, policy table,
 //!   client session, delivery agents)
-//! - the commands and the daemon: `config`, `certtool`, `sendmail`, `newaliases`,
-//!   `server`
+//! - the commands and the daemon: `config`, `certtool`, `dkimtool`, `sendmail`,
+//!   `newaliases`, `server`
 
 pub mod address;
 pub mod auth;
@@ -17,6 +17,7 @@ pub mod certtool;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod dkimtool;
 pub mod dns;
 pub mod domain;
 pub mod exit;

@@ -2,7 +2,8 @@
 //! parses the command line and runs the subcommand.
 
 use tinymta::{
-    auth, certtool, cli, config, exit, logline, newaliases, outbound, queue, sendmail, server, tls,
+    auth, certtool, cli, config, dkimtool, exit, logline, newaliases, outbound, queue, sendmail,
+    server, tls,
 };
 
 use argh::FromArgs;
@@ -114,6 +115,7 @@ fn main() {
             auth::passwd_command(&a.user, a.iterations.unwrap_or(auth::DEFAULT_ITERATIONS))
         }
         Some(Subcommand::Cert(a)) => certtool::run(a),
+        Some(Subcommand::Dkim(a)) => dkimtool::run(a),
         Some(Subcommand::TlsInfo(_)) => {
             print!("{}", tls::profile::report());
             0
