@@ -32,7 +32,7 @@ mod signature;
 mod tags;
 mod verify;
 
-pub use canon::{BodyHasher, Canon};
+pub use canon::{header_field, BodyHasher, Canon};
 pub use key::{parse_record, KeyRecord, KeyType};
 pub use sign::{check_dns_name, sign, signature_fields, SignError, SigningKey, SIGNED_FIELDS};
 pub use signature::{Algorithm, Signature};
