@@ -136,8 +136,6 @@ pub struct BodyHasher {
     space: bool,
     /// A CR ended the last chunk: a line ends if the next chunk starts with LF.
     cr: bool,
-    /// Output staged before it is hashed, so hashing works on runs, not octets.
-    staged: Vec<u8>,
 }
 
 impl BodyHasher {
@@ -151,18 +149,18 @@ impl BodyHasher {
             in_line: false,
             space: false,
             cr: false,
-            staged: Vec::new(),
         }
     }
 
-    fn content(&mut self, b: u8) {
+    /// Writes octets that are content as they are (no CR, and for relaxed no WSP).
+    fn content(&mut self, run: &[u8]) {
         for _ in 0..std::mem::take(&mut self.held_lines) {
-            self.staged.extend_from_slice(b"\r\n");
+            self.emit(b"\r\n");
         }
         if std::mem::take(&mut self.space) {
-            self.staged.push(b' ');
+            self.emit(b" ");
         }
-        self.staged.push(b);
+        self.emit(run);
         self.in_line = true;
     }
 
@@ -170,59 +168,64 @@ impl BodyHasher {
         // Relaxed: whitespace at the end of a line goes (§3.4.4).
         self.space = false;
         if std::mem::take(&mut self.in_line) {
-            self.staged.extend_from_slice(b"\r\n");
+            self.emit(b"\r\n");
         } else {
             self.held_lines += 1;
         }
     }
 
-    /// Hashes the staged output up to the `l=` limit.
-    fn flush(&mut self) {
-        let n = self.staged.len() as u64;
+    /// Hashes canonical output, as far as the `l=` limit reaches.
+    fn emit(&mut self, out: &[u8]) {
+        let n = out.len() as u64;
         let room = self
             .limit
             .map_or(n, |l| l.saturating_sub(self.produced).min(n));
-        self.hash.update(&self.staged[..room as usize]);
+        self.hash.update(&out[..room as usize]);
         self.produced += n;
-        self.staged.clear();
     }
 
     /// Feeds the next chunk of the body (everything after the header's empty line).
     pub fn update(&mut self, chunk: &[u8]) {
         let relaxed = self.canon == Canon::Relaxed;
-        for &b in chunk {
+        let special = |b: u8| b == b'\r' || (relaxed && (b == b' ' || b == b'\t'));
+        let mut rest = chunk;
+        while let Some(&first) = rest.first() {
             if std::mem::take(&mut self.cr) {
-                if b == b'\n' {
+                if first == b'\n' {
                     self.end_line();
+                    rest = &rest[1..];
                     continue;
                 }
                 // A lone CR is content like any other octet.
-                self.content(b'\r');
+                self.content(b"\r");
             }
-            match b {
-                b'\r' => self.cr = true,
-                b' ' | b'\t' if relaxed => self.space = true,
-                _ => self.content(b),
+            // Octets up to the next CR or whitespace go through in one piece.
+            let run = rest.iter().position(|&b| special(b)).unwrap_or(rest.len());
+            if run > 0 {
+                self.content(&rest[..run]);
+            } else if first == b'\r' {
+                self.cr = true;
+            } else {
+                self.space = true;
             }
+            rest = &rest[run.max(1)..];
         }
-        self.flush();
     }
 
     /// The SHA-256 of the canonical body (its first `l=` octets), and the canonical
     /// body's whole length.
     pub fn finish(mut self) -> ([u8; 32], u64) {
         if std::mem::take(&mut self.cr) {
-            self.content(b'\r');
+            self.content(b"\r");
         }
         // A last line without its CRLF gets one (§3.4.3, §3.4.4).
         if self.in_line {
             self.end_line();
         }
         // Simple: an empty body is one CRLF; relaxed: it stays empty.
-        if self.canon == Canon::Simple && self.produced == 0 && self.staged.is_empty() {
-            self.staged.extend_from_slice(b"\r\n");
+        if self.canon == Canon::Simple && self.produced == 0 {
+            self.emit(b"\r\n");
         }
-        self.flush();
         let mut out = [0; 32];
         out.copy_from_slice(self.hash.finish().as_ref());
         (out, self.produced)
