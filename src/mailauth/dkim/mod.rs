@@ -42,6 +42,15 @@ pub use verify::{verify, DkimResult, Verdict, Verifier, MAX_SIGNATURES};
 /// The name of the signature field.
 pub const FIELD: &str = "DKIM-Signature";
 
+/// RSASSA-PKCS1-v1_5 over a SHA-256 digest (RFC 6376 §3.3.1) on a context already
+/// set up to sign or to verify: OpenSSL then wraps the digest in its DigestInfo.
+fn rsa_pkcs1_sha256<T>(
+    ctx: &mut openssl::pkey_ctx::PkeyCtxRef<T>,
+) -> Result<(), openssl::error::ErrorStack> {
+    ctx.set_rsa_padding(openssl::rsa::Padding::PKCS1)?;
+    ctx.set_signature_md(openssl::md::Md::sha256())
+}
+
 /// A base64 tag value (b=, bh=, p=): folding whitespace inside it is ignored (§3.5).
 fn base64_value(value: &str) -> Option<Vec<u8>> {
     let compact: String = value

@@ -12,17 +12,15 @@ use std::path::Path;
 
 use openssl::base64::encode_block;
 use openssl::error::ErrorStack;
-use openssl::md::Md;
 use openssl::pkey::{HasPublic, Id, PKey, PKeyRef, Private};
 use openssl::pkey_ctx::PkeyCtx;
-use openssl::rsa::Padding;
 use openssl::sign::Signer;
 use ring::digest::{digest, SHA256};
 
 use super::canon::{header_data, BodyHasher, Canon};
 use super::key::{KeyType, MIN_RSA_BITS};
 use super::signature::Algorithm;
-use super::FIELD;
+use super::{rsa_pkcs1_sha256, FIELD};
 use crate::domain::{check_name, NameRules};
 use crate::headers::Header;
 use crate::tls::cert::read_key;
@@ -158,8 +156,7 @@ impl SigningKey {
         }
         let mut ctx = PkeyCtx::new(&self.key)?;
         ctx.sign_init()?;
-        ctx.set_rsa_padding(Padding::PKCS1)?;
-        ctx.set_signature_md(Md::sha256())?;
+        rsa_pkcs1_sha256(&mut ctx)?;
         let mut sig = Vec::new();
         ctx.sign_to_vec(hash, &mut sig)?;
         Ok(sig)

@@ -21,17 +21,15 @@ use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::task::Poll;
 
-use openssl::md::Md;
 use openssl::pkey::{PKey, Public};
 use openssl::pkey_ctx::PkeyCtx;
-use openssl::rsa::Padding;
 use ring::digest::{digest, SHA256};
 
 use super::canon::{header_data, BodyHasher};
 use super::key::parse_record;
 use super::signature::{Algorithm, Signature};
 use super::tags::{get, parse_tags};
-use super::{check_dns_name, FIELD};
+use super::{check_dns_name, rsa_pkcs1_sha256, FIELD};
 use crate::dns::{DnsError, Lookup};
 use crate::headers::{Field, Header};
 use crate::mailauth::Dns;
@@ -369,8 +367,7 @@ fn signature_verifies(key: &PKey<Public>, algorithm: Algorithm, hash: &[u8], sig
     } else {
         PkeyCtx::new(key).and_then(|mut ctx| {
             ctx.verify_init()?;
-            ctx.set_rsa_padding(Padding::PKCS1)?;
-            ctx.set_signature_md(Md::sha256())?;
+            rsa_pkcs1_sha256(&mut ctx)?;
             ctx.verify(hash, sig)
         })
     };
