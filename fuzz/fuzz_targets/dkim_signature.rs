@@ -22,6 +22,7 @@
 #![no_main]
 
 use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::pin::pin;
 use std::sync::OnceLock;
 use std::task::{Context, Poll, Waker};
@@ -65,6 +66,15 @@ impl Dns for AnyName {
         })
     }
     async fn mx(&self, _: &str) -> Result<Lookup<Mx>, DnsError> {
+        Err(DnsError::Refused)
+    }
+    async fn a(&self, _: &str) -> Result<Lookup<Ipv4Addr>, DnsError> {
+        Err(DnsError::Refused)
+    }
+    async fn aaaa(&self, _: &str) -> Result<Lookup<Ipv6Addr>, DnsError> {
+        Err(DnsError::Refused)
+    }
+    async fn ptr(&self, _: IpAddr) -> Result<Lookup<String>, DnsError> {
         Err(DnsError::Refused)
     }
 }

@@ -4,6 +4,7 @@
 
 use std::cell::RefCell;
 use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use openssl::pkey::{Id, PKey, Private};
 use ring::digest::{digest, SHA256};
@@ -116,6 +117,15 @@ impl Dns for FakeDns {
         async move { answer }
     }
     async fn mx(&self, _: &str) -> Result<Lookup<Mx>, DnsError> {
+        Err(DnsError::Refused)
+    }
+    async fn a(&self, _: &str) -> Result<Lookup<Ipv4Addr>, DnsError> {
+        Err(DnsError::Refused)
+    }
+    async fn aaaa(&self, _: &str) -> Result<Lookup<Ipv6Addr>, DnsError> {
+        Err(DnsError::Refused)
+    }
+    async fn ptr(&self, _: IpAddr) -> Result<Lookup<String>, DnsError> {
         Err(DnsError::Refused)
     }
 }
