@@ -470,16 +470,7 @@ mod tests {
             unexpanded: false,
         };
         spool.store(&env, b"Subject: hi\r\n\r\nbody\r\n").unwrap();
-        let queue = Scheduler {
-            spool: spool.clone(),
-            retry: Retry {
-                lifetime: Duration::from_secs(432_000),
-                min: Duration::from_secs(300),
-                max: Duration::from_secs(3600),
-            },
-            hostname: "mx.example.org".into(),
-            rewriter: Rc::new(RefCell::new(Rc::new(Rewriter::none(&[])))),
-        };
+        let queue = test_scheduler(&spool, Rewriter::none(&[]));
 
         let (next, new_ids) = smol::block_on(process(&queue, &Refusing, &env.id));
         assert_eq!(next, None, "a bounced message leaves the queue");
@@ -560,16 +551,7 @@ mod tests {
             unexpanded: true,
         };
         spool.store(&env, b"Subject: hi\r\n\r\nbody\r\n").unwrap();
-        let queue = Scheduler {
-            spool: spool.clone(),
-            retry: Retry {
-                lifetime: Duration::from_secs(432_000),
-                min: Duration::from_secs(300),
-                max: Duration::from_secs(3600),
-            },
-            hostname: "mx.example.org".into(),
-            rewriter: Rc::new(RefCell::new(Rc::new(rewriter))),
-        };
+        let queue = test_scheduler(&spool, rewriter);
         let delivery = Recording(RefCell::new(Vec::new()));
         let (next, new_ids) = smol::block_on(process(&queue, &delivery, &env.id));
         assert_eq!(next, None);
@@ -597,13 +579,27 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    #[test]
-    fn backoff_doubles_and_caps() {
-        let r = Retry {
+    /// Postfix's defaults: 5 days, 300 s doubling to 3600 s.
+    fn default_retry() -> Retry {
+        Retry {
             lifetime: Duration::from_secs(432_000),
             min: Duration::from_secs(300),
             max: Duration::from_secs(3600),
-        };
+        }
+    }
+
+    fn test_scheduler(spool: &Spool, rewriter: Rewriter) -> Scheduler {
+        Scheduler {
+            spool: spool.clone(),
+            retry: default_retry(),
+            hostname: "mx.example.org".into(),
+            rewriter: Rc::new(RefCell::new(Rc::new(rewriter))),
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let r = default_retry();
         let secs: Vec<u64> = (1..=6).map(|a| backoff(&r, a).as_secs()).collect();
         assert_eq!(secs, [300, 600, 1200, 2400, 3600, 3600]);
     }
