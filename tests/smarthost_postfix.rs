@@ -166,6 +166,13 @@ impl Smarthost {
         Server::start(&args)
     }
 
+    /// The router sending everything through `relayhost`, logging in with `creds`.
+    fn router_via(&self, relayhost: &str, creds: &str, extra: &[&str]) -> Server {
+        let mut args = vec!["--relayhost", relayhost, "--relay-credentials", creds];
+        args.extend_from_slice(extra);
+        self.router(&args)
+    }
+
     /// The messages the smarthost relayed onward, once there are `n`.
     fn relayed(&self, n: usize) -> Vec<String> {
         wait_for("mail relayed by the smarthost", || {
@@ -203,7 +210,7 @@ fn smarthost_submission_port_verified_starttls_and_login() {
     let sh = Smarthost::start(&[("alice", "alice: s3cret")]);
     let hop = bracketed(&sh.submission);
     let creds = sh.credentials(&format!("{hop}  alice@{REALM}:alice: s3cret\n"));
-    let router = sh.router(&["--relayhost", &hop, "--relay-credentials", &creds]);
+    let router = sh.router_via(&hop, &creds, &[]);
     let id = submit(
         &router,
         "sender@example.test",
@@ -242,7 +249,7 @@ fn smarthost_smtps_port_implicit_tls_and_login() {
     let hop = bracketed(&sh.smtps);
     let creds = sh.credentials(&format!("{hop}  bob@{REALM}:bob-secret\n"));
     let relay = format!("smtps:{hop}");
-    let router = sh.router(&["--relayhost", &relay, "--relay-credentials", &creds]);
+    let router = sh.router_via(&relay, &creds, &[]);
     let id = submit(
         &router,
         "sender@example.test",
@@ -294,18 +301,18 @@ fn smarthost_wrong_password_defers_with_the_servers_words_then_bounces() {
     let sh = Smarthost::start(&[("carol", "right")]);
     let hop = bracketed(&sh.submission);
     let creds = sh.credentials(&format!("{hop}  carol@{REALM}:wrong\n"));
-    let router = sh.router(&[
-        "--relayhost",
+    let router = sh.router_via(
         &hop,
-        "--relay-credentials",
         &creds,
-        "--queue-lifetime",
-        "4",
-        "--retry-min",
-        "1",
-        "--retry-max",
-        "1",
-    ]);
+        &[
+            "--queue-lifetime",
+            "4",
+            "--retry-min",
+            "1",
+            "--retry-max",
+            "1",
+        ],
+    );
     let id = submit(
         &router,
         "sender@example.test",
@@ -542,14 +549,7 @@ fn smarthost_sender_rewrite_for_smtp_only() {
         "root@example.test  router-alerts@example.com\n@example.test  @example.com\n",
         0o644,
     );
-    let router = sh.router(&[
-        "--relayhost",
-        &hop,
-        "--relay-credentials",
-        &creds,
-        "--sender-rewrite",
-        &generic,
-    ]);
+    let router = sh.router_via(&hop, &creds, &["--sender-rewrite", &generic]);
     let content = "From: Cron Daemon <root@example.test>\r\nReply-To: nas@example.test\r\n\
                    To: someone@far.test\r\nSubject: disk\r\n\r\nroot@example.test says hi\r\n";
     let id = submit(
@@ -599,16 +599,11 @@ fn smarthost_sendmail_root_alias_rewrite_and_login_end_to_end() {
     let generic = sh
         .files
         .write("generic", &format!("@{DOMAIN}  @provider.example\n"), 0o644);
-    let router = sh.router(&[
-        "--relayhost",
+    let router = sh.router_via(
         &hop,
-        "--relay-credentials",
         &creds,
-        "--aliases",
-        &aliases,
-        "--sender-rewrite",
-        &generic,
-    ]);
+        &["--aliases", &aliases, "--sender-rewrite", &generic],
+    );
     let mut cmd = tinymta_command();
     cmd.arg("sendmail")
         .arg("--state-dir")
@@ -667,18 +662,18 @@ fn smarthost_sighup_rereads_credentials_and_sender_rewrite() {
     let generic = sh
         .files
         .write("generic", "@example.test  @old.example\n", 0o644);
-    let router = sh.router(&[
-        "--relayhost",
+    let router = sh.router_via(
         &hop,
-        "--relay-credentials",
         &creds,
-        "--sender-rewrite",
-        &generic,
-        "--retry-min",
-        "1",
-        "--retry-max",
-        "2",
-    ]);
+        &[
+            "--sender-rewrite",
+            &generic,
+            "--retry-min",
+            "1",
+            "--retry-max",
+            "2",
+        ],
+    );
     let id = submit(&router, "nas@example.test", &["someone@far.test"], MESSAGE);
     outcome(&router, &id, "someone@far.test", "status=deferred");
     // The administrator fixes the password and the address, then reloads.
