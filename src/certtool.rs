@@ -686,10 +686,7 @@ fn split_host_port(s: &str) -> Result<(String, u16), Fail> {
     if hp.host.is_empty() {
         return Err(bad());
     }
-    let port = match hp.port {
-        None => 25,
-        Some(p) => p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(bad)?,
-    };
+    let port = hp.port_or(25).ok_or_else(bad)?;
     Ok((hp.host.to_string(), port))
 }
 

@@ -125,6 +125,14 @@ pub struct HostPort<'a> {
     pub bracketed: bool,
 }
 
+impl HostPort<'_> {
+    /// The port written (a number or a service name, `parse_port`), or `default` when
+    /// none was; `None` for a port that is not one.
+    pub fn port_or(&self, default: u16) -> Option<u16> {
+        self.port.map_or(Some(default), parse_port)
+    }
+}
+
 /// Splits `host`, `host:port`, `[host]`, `[host]:port` or a bare IPv6 address (more
 /// than one colon and no brackets: no port). `None` for `[` without `]`, or anything
 /// but `:port` after the `]`.

@@ -74,7 +74,7 @@ use smol::io::AsyncReadExt;
 use smol::Async;
 
 use super::sasl::{self, Login, Mechanism, Secret};
-use crate::domain::{canonical_host, check_name, is_ip, parse_port, split_host_port, NameRules};
+use crate::domain::{canonical_host, check_name, is_ip, split_host_port, NameRules};
 
 /// How long a token command may take.
 pub const TOKEN_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -312,10 +312,9 @@ fn canonical_key(key: &str) -> Result<String, String> {
         check_name(&host, NameRules::DNS)
             .map_err(|e| format!("'{key}': the host name is not valid ({e})"))?;
     }
-    let port = match hp.port {
-        None => 25,
-        Some(p) => parse_port(p).ok_or_else(|| format!("'{key}': '{p}' is not a port"))?,
-    };
+    let port = hp
+        .port_or(25)
+        .ok_or_else(|| format!("'{key}': '{}' is not a port", hp.port.unwrap_or("")))?;
     let host = if hp.bracketed {
         format!("[{host}]")
     } else {

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use super::route::NextHop;
-use crate::domain::{is_ip, parse_port, split_host_port};
+use crate::domain::{is_ip, split_host_port};
 use crate::smtp::address::check_domain;
 
 #[derive(Debug, Clone, Default)]
@@ -29,10 +29,7 @@ pub fn parse_nexthop(s: &str, default_port: u16) -> Option<NextHop> {
         _ => (s, false, default_port),
     };
     let hp = split_host_port(rest)?;
-    let port = match hp.port {
-        Some(p) => parse_port(p)?,
-        None => default_port,
-    };
+    let port = hp.port_or(default_port)?;
     let ok_host = is_ip(hp.host) || check_domain(hp.host).is_ok();
     (ok_host && port != 0).then(|| NextHop::Host {
         host: hp.host.to_ascii_lowercase(),
