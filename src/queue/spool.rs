@@ -3,6 +3,14 @@
 //! A message is acknowledged only after its file is complete, fsynced and renamed into
 //! `messages/`, and the directory is fsynced. Directory fsyncs of concurrent sessions
 //! are batched by `GroupCommit`: one fsync covers every rename made before it started.
+//!
+//! A queue file is the envelope, a blank line, and the content as received. Header
+//! fields that can only be written once the whole message has been read (the
+//! `Authentication-Results:` of the checks, a `DKIM-Signature:` over the body) are
+//! appended after the content, and the fixed-width `headers-at` record of the envelope
+//! is patched in place to point at them — as Postfix's cleanup patches its size
+//! record — so the content is written once, however large. Readers get those fields
+//! first, then the content ([`Content`]).
 
 use crate::clock::unix_now;
 use std::fs::{self, File, OpenOptions};
@@ -13,8 +21,18 @@ use std::path::{Path, PathBuf};
 use ring::rand::{SecureRandom, SystemRandom};
 use smol::channel::{self, Receiver, Sender};
 
-/// First line of every queue file; bumped if the format changes.
-const MAGIC: &str = "tinymta-queue 1";
+/// First line of every queue file; bumped if the format changes. Version 2 added the
+/// `headers-at` record; version 1 files (no record) are still read.
+const MAGIC: &str = "tinymta-queue 2";
+const MAGIC_V1: &str = "tinymta-queue 1";
+/// The second line: where the appended header fields start (0: none), as a
+/// fixed-width number so that it can be patched in place at commit.
+const HEADERS_AT: &str = "headers-at ";
+const HEADERS_AT_DIGITS: usize = 20;
+/// Where the digits of `headers-at` are in every version-2 file.
+const HEADERS_AT_OFFSET: u64 = (MAGIC.len() + 1 + HEADERS_AT.len()) as u64;
+/// Appended header fields are a few KB; a larger block is a damaged file.
+const MAX_ADDED_HEADERS: u64 = 1 << 20;
 
 /// A queue ID: 8 hex digits of arrival time and 6 random ones (`6566D1A2F3B9C1`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -70,8 +88,14 @@ pub struct Envelope {
 impl Envelope {
     fn header(&self) -> String {
         let mut h = format!(
-            "{MAGIC}\nid {}\narrival {}\nsender {}\nclient {}\nprotocol {}\n",
-            self.id, self.arrival, self.sender, self.client, self.protocol
+            "{MAGIC}\n{HEADERS_AT}{:0w$}\nid {}\narrival {}\nsender {}\nclient {}\nprotocol {}\n",
+            0,
+            self.id,
+            self.arrival,
+            self.sender,
+            self.client,
+            self.protocol,
+            w = HEADERS_AT_DIGITS
         );
         if self.unexpanded {
             // A key older versions skip: they deliver the recipients as they are.
@@ -88,10 +112,18 @@ impl Envelope {
 
     /// Reads the envelope from the start of a queue file, leaving `r` at the content.
     pub fn read_from(r: &mut impl BufRead) -> io::Result<Envelope> {
+        Self::read_layout(r).map(|(env, _)| env)
+    }
+
+    /// The envelope and where the parts of the file are.
+    fn read_layout(r: &mut impl BufRead) -> io::Result<(Envelope, Layout)> {
         let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_string());
         let mut line = String::new();
-        r.read_line(&mut line)?;
-        if line.trim_end() != MAGIC {
+        let mut layout = Layout {
+            content_start: r.read_line(&mut line)? as u64,
+            headers_at: 0,
+        };
+        if line.trim_end() != MAGIC && line.trim_end() != MAGIC_V1 {
             return Err(bad("not a tinymta queue file"));
         }
         let mut env = Envelope {
@@ -105,8 +137,9 @@ impl Envelope {
         };
         loop {
             line.clear();
-            if r.read_line(&mut line)? == 0 {
-                return Err(bad("truncated envelope"));
+            match r.read_line(&mut line)? {
+                0 => return Err(bad("truncated envelope")),
+                n => layout.content_start += n as u64,
             }
             let l = line.trim_end_matches('\n');
             if l.is_empty() {
@@ -114,6 +147,9 @@ impl Envelope {
             }
             let (key, value) = l.split_once(' ').unwrap_or((l, ""));
             match key {
+                "headers-at" => {
+                    layout.headers_at = value.parse().map_err(|_| bad("bad headers-at"))?
+                }
                 "id" => env.id = QueueId::parse(value).ok_or_else(|| bad("bad id"))?,
                 "arrival" => env.arrival = value.parse().map_err(|_| bad("bad arrival"))?,
                 "sender" => env.sender = value.to_string(),
@@ -127,7 +163,47 @@ impl Envelope {
         if env.id.0.is_empty() || env.recipients.is_empty() {
             return Err(bad("envelope without id or recipients"));
         }
-        Ok(env)
+        if layout.headers_at != 0 && layout.headers_at < layout.content_start {
+            return Err(bad("headers-at before the content"));
+        }
+        Ok((env, layout))
+    }
+}
+
+/// Where the parts of a queue file are: the content from `content_start`, up to
+/// `headers_at` when header fields were appended (0: to the end).
+struct Layout {
+    content_start: u64,
+    headers_at: u64,
+}
+
+/// The content of a queued message as delivery sends it: the header fields appended
+/// at commit, then the content as received. Reads in bounded pieces ([`BufRead`]);
+/// only the appended fields (a few KB) are held in memory.
+pub struct Content {
+    inner: io::Chain<io::Cursor<Vec<u8>>, io::Take<BufReader<File>>>,
+    size: u64,
+}
+
+impl Content {
+    /// Its length in bytes (the `SIZE=` of MAIL FROM, the log line).
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+}
+
+impl Read for Content {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf)
+    }
+}
+
+impl BufRead for Content {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+    fn consume(&mut self, amt: usize) {
+        self.inner.consume(amt)
     }
 }
 
@@ -237,6 +313,26 @@ impl Spool {
     /// Makes a complete message durable: fsync the file, rename it into `messages/`.
     /// The caller must then fsync `messages/` (see `GroupCommit`) before acknowledging.
     pub fn finish(&self, id: &QueueId, file: File) -> io::Result<()> {
+        self.finish_with_headers(id, file, b"")
+    }
+
+    /// [`finish`](Self::finish), with header fields that delivery puts before the
+    /// content (whole CRLF-terminated fields: `Authentication-Results: ...\r\n`).
+    /// They are appended and the `headers-at` record patched, before the fsync.
+    pub fn finish_with_headers(
+        &self,
+        id: &QueueId,
+        mut file: File,
+        headers: &[u8],
+    ) -> io::Result<()> {
+        if !headers.is_empty() {
+            use std::io::{Seek, SeekFrom};
+            use std::os::unix::fs::FileExt;
+            let at = file.seek(SeekFrom::End(0))?;
+            file.write_all(headers)?;
+            let digits = format!("{at:0w$}", w = HEADERS_AT_DIGITS);
+            file.write_all_at(digits.as_bytes(), HEADERS_AT_OFFSET)?;
+        }
         file.sync_all()?;
         drop(file);
         fs::rename(self.tmp_path(id), self.message_path(id))
@@ -262,11 +358,33 @@ impl Spool {
         res
     }
 
-    /// Opens a queued message positioned at its content.
-    pub fn open_message(&self, id: &QueueId) -> io::Result<(Envelope, BufReader<File>)> {
-        let mut r = BufReader::new(File::open(self.message_path(id))?);
-        let env = Envelope::read_from(&mut r)?;
-        Ok((env, r))
+    /// Opens a queued message: its envelope and its content, to be read in pieces.
+    pub fn open_message(&self, id: &QueueId) -> io::Result<(Envelope, Content)> {
+        use std::io::{Seek, SeekFrom};
+        let file = File::open(self.message_path(id))?;
+        let file_len = file.metadata()?.len();
+        let mut r = BufReader::new(file);
+        let (env, layout) = Envelope::read_layout(&mut r)?;
+        let mut added = Vec::new();
+        let content_end = match layout.headers_at {
+            0 => file_len,
+            at => {
+                if at > file_len || file_len - at > MAX_ADDED_HEADERS {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "headers-at outside the file",
+                    ));
+                }
+                r.seek(SeekFrom::Start(at))?;
+                r.read_to_end(&mut added)?;
+                r.seek(SeekFrom::Start(layout.content_start))?;
+                at
+            }
+        };
+        let body_len = content_end.saturating_sub(layout.content_start);
+        let size = added.len() as u64 + body_len;
+        let inner = io::Cursor::new(added).chain(r.take(body_len));
+        Ok((env, Content { inner, size }))
     }
 
     /// The message content as bytes (for `queue show`).
@@ -462,6 +580,69 @@ mod tests {
         let ids = Spool::open(&dir).unwrap().recover().unwrap();
         assert_eq!(ids, vec![done.id.clone()]);
         assert!(!spool.tmp_path(&half.id).exists());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn appended_headers_come_first_and_the_content_is_written_once() {
+        let dir = tempdir("added");
+        let spool = Spool::open(&dir).unwrap();
+        let e = env();
+        let mut f = spool.create(&e).unwrap();
+        f.write_all(b"Subject: hi\r\n\r\nbody\r\n").unwrap();
+        spool
+            .finish_with_headers(&e.id, f, b"Authentication-Results: mx; spf=pass\r\n")
+            .unwrap();
+        let (back, content) = spool.read_content(&e.id).unwrap();
+        assert_eq!(back, e);
+        let want = b"Authentication-Results: mx; spf=pass\r\nSubject: hi\r\n\r\nbody\r\n";
+        assert_eq!(content, want);
+        assert_eq!(
+            spool.open_message(&e.id).unwrap().1.size(),
+            want.len() as u64
+        );
+        // The record points past the content: the content bytes are as received.
+        let raw = fs::read(spool.message_path(&e.id)).unwrap();
+        let text = String::from_utf8_lossy(&raw);
+        assert!(
+            text.starts_with("tinymta-queue 2\nheaders-at 000000000000"),
+            "{text}"
+        );
+        assert!(text.ends_with("body\r\nAuthentication-Results: mx; spf=pass\r\n"));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_version_1_queue_file_is_still_read() {
+        let dir = tempdir("v1");
+        let spool = Spool::open(&dir).unwrap();
+        let v1 = "tinymta-queue 1\nid 6566D1A2F3B9C1\narrival 1700000000\nsender a@b.example\n\
+                  client local\nprotocol local\nrcpt c@d.example\n\nSubject: old\r\n\r\nx\r\n";
+        let id = QueueId("6566D1A2F3B9C1".into());
+        fs::write(spool.message_path(&id), v1).unwrap();
+        let (e, content) = spool.read_content(&id).unwrap();
+        assert_eq!((e.sender.as_str(), e.recipients.len()), ("a@b.example", 1));
+        assert_eq!(content, b"Subject: old\r\n\r\nx\r\n");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_damaged_headers_at_record_is_an_error_not_a_panic() {
+        let dir = tempdir("damaged");
+        let spool = Spool::open(&dir).unwrap();
+        let e = env();
+        spool.store(&e, b"x\r\n").unwrap();
+        let path = spool.message_path(&e.id);
+        let raw = fs::read_to_string(&path).unwrap();
+        for bad in [
+            "99999999999999999999",
+            "00000000000000000001",
+            "0000000000000000000x",
+        ] {
+            fs::write(&path, raw.replacen("00000000000000000000", bad, 1)).unwrap();
+            let err = spool.read_content(&e.id).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{bad}: {err}");
+        }
         fs::remove_dir_all(&dir).unwrap();
     }
 
