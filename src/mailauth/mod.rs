@@ -5,6 +5,10 @@
 //! inbound session's decision, not theirs.
 
 pub mod dkim;
+pub mod dmarc;
+#[cfg(test)]
+mod fake_dns;
+pub mod tags;
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

@@ -9,7 +9,7 @@ use openssl::rsa::Rsa;
 
 use super::base64_value;
 use super::signature::Algorithm;
-use super::tags::{get, parse_tags};
+use crate::mailauth::tags::{get, parse_tags};
 
 /// Smallest RSA key a signature may be verified with (RFC 8301 §3.2).
 pub const MIN_RSA_BITS: u32 = 1024;

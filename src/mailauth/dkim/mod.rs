@@ -3,7 +3,7 @@
 //! canonical CRLF messages and the [`Dns`](super::Dns) trait.
 //!
 //! What each file owns:
-//! - `tags.rs`: the tag-list syntax both records share (§3.2);
+//! - `../tags.rs`: the tag-list syntax both records share (§3.2), DMARC's too;
 //! - `signature.rs`: the DKIM-Signature field's tags and their rules (§3.5);
 //! - `key.rs`: the key record at `selector._domainkey.domain` (§3.6.1) and the public
 //!   key it gives for an algorithm (RFC 8301 §3.2 for the smallest RSA key);
@@ -29,14 +29,13 @@ mod canon;
 mod key;
 mod sign;
 mod signature;
-mod tags;
 mod verify;
 
+pub use crate::mailauth::tags::{parse_tags, Tag};
 pub use canon::{header_field, BodyHasher, Canon};
 pub use key::{parse_record, KeyRecord, KeyType};
 pub use sign::{check_dns_name, sign, signature_fields, SignError, SigningKey, SIGNED_FIELDS};
 pub use signature::{Algorithm, Signature};
-pub use tags::{parse_tags, Tag};
 pub use verify::{verify, DkimResult, Verdict, Verifier, MAX_SIGNATURES};
 
 /// The name of the signature field.

@@ -4,8 +4,8 @@
 
 use super::base64_value;
 use super::canon::Canon;
-use super::tags::{get, Tag};
 use crate::domain::{check_name, NameRules};
+use crate::mailauth::tags::{get, Tag};
 
 /// The signing algorithms (`a=`) tinymta knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,8 +187,8 @@ impl Signature {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tags::parse_tags;
     use super::*;
+    use crate::mailauth::tags::parse_tags;
 
     const GOOD: &str = "v=1; a=rsa-sha256; d=Example.COM; s=Sel; h=From : to; bh=AAAA; b=AAAA";
 

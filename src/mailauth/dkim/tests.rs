@@ -2,18 +2,14 @@
 //! message and keys (Appendix A), round trips of our own signatures, what a relay may
 //! and a forger may not change, and each verdict of `verify.rs`'s table.
 
-use std::cell::RefCell;
-use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-
 use openssl::pkey::{Id, PKey, Private};
 use ring::digest::{digest, SHA256};
 
 use super::canon::header_data;
 use super::*;
-use crate::dns::{DnsError, Lookup, Mx};
+use crate::dns::DnsError;
 use crate::headers::Header;
-use crate::mailauth::Dns;
+use crate::mailauth::fake_dns::FakeDns;
 
 /// RFC 8463 §A.1's RSA key (1024 bits, PKCS#1) and Ed25519 seed, and §A.2's records.
 const RSA_PEM: &str = "-----BEGIN RSA PRIVATE KEY-----
@@ -37,6 +33,13 @@ const RSA_RECORD: &str = "v=DKIM1; k=rsa; p=MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKB
 const ED_RECORD: &str = "v=DKIM1; k=ed25519; p=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=";
 const DOMAIN: &str = "football.example.com";
 const SIGNED_AT: u64 = 1_528_637_909;
+
+/// RFC 8463's two keys.
+fn rfc8463_dns() -> FakeDns {
+    FakeDns::new()
+        .txt("brisbane._domainkey.football.example.com", &[ED_RECORD])
+        .txt("test._domainkey.football.example.com", &[RSA_RECORD])
+}
 
 /// RFC 8463 §A.3: the signed message.
 const RFC8463: &str = "DKIM-Signature: v=1; a=ed25519-sha256; c=relaxed/relaxed;\r
@@ -66,69 +69,6 @@ We lost the game.  Are you hungry yet?\r
 \r
 Joe.\r
 ";
-
-/// TXT answers by name; anything else is NXDOMAIN. Records the names asked.
-struct FakeDns {
-    answers: Vec<(String, Result<Lookup<String>, DnsError>)>,
-    asked: RefCell<Vec<String>>,
-}
-
-impl FakeDns {
-    fn new() -> FakeDns {
-        FakeDns {
-            answers: Vec::new(),
-            asked: RefCell::new(Vec::new()),
-        }
-    }
-    fn txt(mut self, name: &str, records: &[&str]) -> FakeDns {
-        let lookup = Lookup {
-            records: records.iter().map(|r| r.to_string()).collect(),
-            authenticated: false,
-            nxdomain: false,
-        };
-        self.answers.push((name.to_string(), Ok(lookup)));
-        self
-    }
-    fn failing(mut self, name: &str, e: DnsError) -> FakeDns {
-        self.answers.push((name.to_string(), Err(e)));
-        self
-    }
-    /// RFC 8463's two keys.
-    fn rfc8463() -> FakeDns {
-        FakeDns::new()
-            .txt("brisbane._domainkey.football.example.com", &[ED_RECORD])
-            .txt("test._domainkey.football.example.com", &[RSA_RECORD])
-    }
-}
-
-impl Dns for FakeDns {
-    fn txt(&self, name: &str) -> impl Future<Output = Result<Lookup<String>, DnsError>> {
-        self.asked.borrow_mut().push(name.to_string());
-        let answer = self
-            .answers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, a)| a.clone())
-            .unwrap_or(Ok(Lookup {
-                records: Vec::new(),
-                authenticated: false,
-                nxdomain: true,
-            }));
-        async move { answer }
-    }
-    async fn mx(&self, _: &str) -> Result<Lookup<Mx>, DnsError> {
-        Err(DnsError::Refused)
-    }
-    async fn a(&self, _: &str) -> Result<Lookup<Ipv4Addr>, DnsError> {
-        Err(DnsError::Refused)
-    }
-    async fn aaaa(&self, _: &str) -> Result<Lookup<Ipv6Addr>, DnsError> {
-        Err(DnsError::Refused)
-    }
-    async fn ptr(&self, _: IpAddr) -> Result<Lookup<String>, DnsError> {
-        Err(DnsError::Refused)
-    }
-}
 
 fn rsa_key(selector: &str) -> SigningKey {
     let key = PKey::private_key_from_pem(RSA_PEM.as_bytes()).unwrap();
@@ -187,7 +127,7 @@ fn signed(message: &str, keys: &[SigningKey]) -> String {
 
 #[test]
 fn rfc8463_example_verifies() {
-    let dns = FakeDns::rfc8463();
+    let dns = rfc8463_dns();
     let v = check(RFC8463.as_bytes(), &dns, SIGNED_AT + 60);
     assert_eq!(
         v.iter().map(|v| v.result).collect::<Vec<_>>(),
@@ -199,7 +139,7 @@ fn rfc8463_example_verifies() {
     );
     assert_eq!(v[1].header_b(), "F45dVWDf");
     assert_eq!(v[1].algorithm, Some(Algorithm::RsaSha256));
-    assert_eq!(dns.asked.borrow().len(), 2);
+    assert_eq!(dns.asked().len(), 2);
 }
 
 #[test]
@@ -232,7 +172,7 @@ fn rfc8463_signatures_are_reproduced_byte_for_byte() {
 fn dual_signatures_verify_and_carry_the_header_list() {
     let msg = signed(MESSAGE, &[rsa_key("test"), ed_key("brisbane")]);
     assert!(msg.starts_with("DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed;"));
-    let dns = FakeDns::rfc8463();
+    let dns = rfc8463_dns();
     assert_eq!(results(msg.as_bytes(), &dns, SIGNED_AT), [pass(), pass()]);
     let header = Header::parse(msg.as_bytes());
     let sig = header.fields.iter().find(|f| f.is(FIELD)).unwrap();
@@ -256,7 +196,7 @@ fn dual_signatures_verify_and_carry_the_header_list() {
 #[test]
 fn what_a_relay_may_change_and_a_forger_may_not() {
     let msg = signed(MESSAGE, &[rsa_key("test"), ed_key("brisbane")]);
-    let dns = FakeDns::rfc8463();
+    let dns = rfc8463_dns();
     let both = |m: &str| {
         let r = results(m.as_bytes(), &dns, SIGNED_AT);
         assert_eq!(r[0], r[1], "{m}");
@@ -363,7 +303,7 @@ const SMALL: &str = "From: joe@football.example.com\r\nSubject:  Hello \r\n\r\nb
 
 #[test]
 fn both_canonicalisations_and_the_length_tag() {
-    let dns = FakeDns::rfc8463();
+    let dns = rfc8463_dns();
     let key = rsa_key("test");
     for c in [
         "simple/simple",
@@ -416,7 +356,7 @@ fn time_identity_and_key_flags() {
             field_with(SMALL, &key, &format!("{base}{extra}"))
         )
     };
-    let dns = FakeDns::rfc8463();
+    let dns = rfc8463_dns();
     let at = |extra: &str, now: u64| results(msg(extra).as_bytes(), &dns, now);
     assert_eq!(at("; t=1000; x=2000", 2000), [pass()]);
     assert_eq!(
@@ -497,7 +437,7 @@ fn verdicts_when_the_key_is_not_there_or_not_usable() {
 
 #[test]
 fn sha1_syntax_errors_and_unsigned_from() {
-    let dns = FakeDns::rfc8463();
+    let dns = rfc8463_dns();
     let sha1 = format!(
         "DKIM-Signature: v=1; a=rsa-sha1; d={DOMAIN}; s=test; h=from; bh=AAAA; b=AAAA\r\n{SMALL}"
     );
@@ -508,7 +448,7 @@ fn sha1_syntax_errors_and_unsigned_from() {
     );
     assert_eq!(v[0].resinfo(), "dkim=policy reason=\"rsa-sha1 (RFC 8301)\" header.d=football.example.com header.s=test header.b=AAAA");
     // Not even looked up.
-    assert!(dns.asked.borrow().is_empty());
+    assert!(dns.asked().is_empty());
     let bad = format!(
         "DKIM-Signature: v=1; a=rsa-sha256; d=ex\"ample; s=test; h=to; bh=AAAA; b=A/A=\r\n{SMALL}"
     );
@@ -540,12 +480,12 @@ fn signatures_are_limited_and_keys_looked_up_once() {
         .map(|_| ed_key("brisbane"))
         .collect();
     let msg = signed(SMALL, &keys);
-    let dns = FakeDns::rfc8463();
+    let dns = rfc8463_dns();
     assert_eq!(
         results(msg.as_bytes(), &dns, SIGNED_AT),
         vec![pass(); MAX_SIGNATURES]
     );
-    assert_eq!(dns.asked.borrow().len(), 1);
+    assert_eq!(dns.asked().len(), 1);
 }
 
 #[test]
@@ -557,7 +497,7 @@ fn the_verifier_takes_the_body_in_chunks() {
     for chunk in msg.as_bytes()[header.body..].chunks(3) {
         v.body(chunk);
     }
-    let verdicts = smol::block_on(v.finish(&FakeDns::rfc8463(), SIGNED_AT));
+    let verdicts = smol::block_on(v.finish(&rfc8463_dns(), SIGNED_AT));
     assert!(verdicts.iter().all(|v| v.result == DkimResult::Pass));
     assert!(Verifier::new(&Header::parse(SMALL.as_bytes())).is_empty());
 }

@@ -28,10 +28,10 @@ use ring::digest::{digest, SHA256};
 use super::canon::{header_data, BodyHasher};
 use super::key::parse_record;
 use super::signature::{Algorithm, Signature};
-use super::tags::{get, parse_tags};
 use super::{check_dns_name, rsa_pkcs1_sha256, FIELD};
 use crate::dns::{DnsError, Lookup};
 use crate::headers::{Field, Header};
+use crate::mailauth::tags::{get, parse_tags};
 use crate::mailauth::Dns;
 
 /// Signatures checked per message; the ones below are ignored. Each costs a DNS

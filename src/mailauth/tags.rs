@@ -96,7 +96,7 @@ pub fn parse_tags(input: &[u8]) -> Result<Vec<Tag<'_>>, &'static str> {
 }
 
 /// The value of tag `name`, if present.
-pub(super) fn get<'a>(tags: &[Tag<'a>], name: &str) -> Option<&'a str> {
+pub(crate) fn get<'a>(tags: &[Tag<'a>], name: &str) -> Option<&'a str> {
     tags.iter().find(|t| t.name == name).map(|t| t.value)
 }
 
