@@ -3,6 +3,9 @@
 //! [`Dns`] trait — the daemon's resolver in production, a fake or a test server in
 //! tests — and return results; what to do with a result (a header, a refusal) is the
 //! inbound session's decision, not theirs.
+//!
+//! `signing` is the daemon's side of DKIM signing: the `--dkim-key` keys by domain and
+//! a signer fed each message we originate as it is queued.
 
 pub mod dkim;
 pub mod dmarc;
@@ -15,6 +18,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::dns::{DnsError, Lookup, Mx, Names, Resolver};
 
+pub mod signing;
 pub mod spf;
 
 /// The DNS lookups the evaluators make. Each call is one query, bounded in time by
