@@ -89,6 +89,12 @@ pub struct ServeArgs {
     /// server private key, PEM (one per --tls-cert, in the same order)
     #[argh(option)]
     pub tls_key: Vec<String>,
+    /// DKIM signing key DOMAIN:SELECTOR:KEYFILE (made by `tinymta dkim keygen`),
+    /// repeatable, an RSA and an Ed25519 key per domain at most: mail from logged-in,
+    /// local and --relay-network clients whose From: domain (after --sender-rewrite)
+    /// has a key is signed when queued; re-read on SIGHUP
+    #[argh(option)]
+    pub dkim_key: Vec<String>,
     /// users for SMTP AUTH: lines made by `tinymta passwd USER` (default: no AUTH)
     #[argh(option)]
     pub auth_file: Option<String>,

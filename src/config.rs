@@ -12,6 +12,7 @@ use crate::cli::{CheckTlsArgs, ServeArgs};
 use crate::host::{default_state_dir, running_as_root, system_hostname};
 use crate::inbound::relay::Cidr;
 use crate::inbound::{self, InboundTls, Limits, Listener, Role};
+use crate::mailauth::signing::{DkimKeys, KeySpec};
 use crate::outbound::credentials::Credentials;
 use crate::outbound::policy::{check_default_level, PolicyTable};
 use crate::outbound::route::Router;
@@ -67,6 +68,10 @@ pub struct Config {
     /// `--srs-domain`, lower case, or the first local domain; `None`: no SRS (no
     /// `--srs-domain` and nothing that forwards: neither aliases nor a virtual table).
     pub srs_domain: Option<String>,
+    /// `--dkim-key`; read again on SIGHUP.
+    pub dkim_specs: Vec<KeySpec>,
+    /// The keys as read and checked at start.
+    pub dkim_keys: Arc<DkimKeys>,
     pub retry: Retry,
     pub outbound: Settings,
 }
@@ -443,6 +448,14 @@ impl Config {
             None => tables.forwards().then(|| domains[0].clone()),
         };
 
+        let dkim_specs = args
+            .dkim_key
+            .iter()
+            .map(|s| KeySpec::parse(s).map_err(|e| ConfigError::flag("--dkim-key", s, e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let dkim_keys = DkimKeys::load(&dkim_specs)
+            .map_err(|e| ConfigError::flag("--dkim-key", &e.spec, e.message))?;
+
         let outbound = outbound_settings(OutboundFlags::from(args), domains)?;
         let alert_rcpt = match &args.alert_rcpt {
             Some(a) => match crate::smtp::address::parse_mailbox(a, true, false, false) {
@@ -477,6 +490,8 @@ impl Config {
             table_paths,
             tables,
             srs_domain,
+            dkim_specs,
+            dkim_keys: Arc::new(dkim_keys),
             retry: Retry {
                 lifetime: Duration::from_secs(args.queue_lifetime),
                 min: Duration::from_secs(args.retry_min),
@@ -520,5 +535,29 @@ mod tests {
         };
         let e = Config::from_args(&args).unwrap_err().to_string();
         assert!(e.starts_with("--tls-level 'sometimes'"), "{e}");
+        for (spec, why) in [
+            ("example.org", "expected DOMAIN:SELECTOR:KEYFILE"),
+            ("example.org:s 1:/k", "invalid selector"),
+            (
+                "example.org:s1:/nonexistent/s1.key",
+                "/nonexistent/s1.key: No such file",
+            ),
+        ] {
+            let args = ServeArgs {
+                smtp: vec!["127.0.0.1:2525".into()],
+                tls_level: "may".into(),
+                dkim_key: vec![spec.into()],
+                max_sessions: 1,
+                max_sessions_per_ip: 1,
+                retry_min: 1,
+                retry_max: 2,
+                ..Default::default()
+            };
+            let e = Config::from_args(&args).unwrap_err().to_string();
+            assert!(
+                e.starts_with(&format!("--dkim-key '{spec}': ")) && e.contains(why),
+                "{e}"
+            );
+        }
     }
 }

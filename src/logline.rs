@@ -6,6 +6,7 @@ use std::io::Write;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use crate::mailauth::signing::{Signed, Unsigned};
 use crate::tls::TlsInfo;
 
 /// Logs to stderr, one line per event, no colours: `tinymta[PID]: warning: text`.
@@ -89,9 +90,26 @@ pub fn delivery(
     );
 }
 
-/// `ID: from=<sender>, size=N, nrcpt=N (queue active)` when a message is queued.
-pub fn queued(id: &str, sender: &str, size: u64, nrcpt: usize) {
-    log::info!("{id}: from=<{sender}>, size={size}, nrcpt={nrcpt} (queue active)");
+/// `ID: from=<sender>, size=N, nrcpt=N (queue active)` when a message is queued, with
+/// `notes` (`name=value` fields such as [`dkim`]'s) before the parenthesis.
+pub fn queued(id: &str, sender: &str, size: u64, nrcpt: usize, notes: &[String]) {
+    let notes: String = notes.iter().map(|n| format!(", {n}")).collect();
+    log::info!("{id}: from=<{sender}>, size={size}, nrcpt={nrcpt}{notes} (queue active)");
+}
+
+/// What signing at queueing came to: the `queued` note of a signed message,
+/// `dkim=example.org/s1+s2` (`d=`, then the `s=` of each signature), or a warning
+/// when a message we originate could not be signed (no key for its `From:` domain is
+/// the common case, not worth a line).
+pub fn dkim(id: &str, signing: &Result<Signed, Unsigned>) -> Option<String> {
+    match signing {
+        Ok(s) => Some(format!("dkim={}/{}", s.domain, s.selectors.join("+"))),
+        Err(Unsigned::NoKey) => None,
+        Err(why) => {
+            log::warn!("{id}: not DKIM-signed: {why}");
+            None
+        }
+    }
 }
 
 /// `ID: removed` when a message leaves the queue.

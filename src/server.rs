@@ -1,7 +1,8 @@
 //! The daemon (`tinymta serve`): opens the queue and recovers it, loads TLS, binds the
 //! listeners, wires delivery into the queue manager, starts it and the wakeup socket,
 //! and handles signals (SIGHUP reloads the certificate, the `--auth-file` users, the
-//! address tables and the smarthost logins; SIGTERM/SIGINT shut down gracefully).
+//! address tables, the smarthost logins and the DKIM keys; SIGTERM/SIGINT shut down
+//! gracefully).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -16,6 +17,7 @@ use crate::auth::AuthFile;
 use crate::config::Config;
 use crate::exit;
 use crate::inbound::{listener, InboundTls, Listener, Reloadable, Role, Shared};
+use crate::mailauth::signing::{DkimKeys, SharedKeys};
 use crate::outbound::remote::Remote;
 use crate::outbound::DeliveryContext;
 use crate::queue::scheduler::{self, Event, Scheduler};
@@ -148,6 +150,7 @@ pub fn serve(cfg: Config) -> i32 {
         tls: tls_ctx,
         auth,
         rewriter: Rc::new(RefCell::new(Rc::new(rewriter))),
+        dkim: Rc::new(RefCell::new(cfg.dkim_keys.clone())),
     };
     smol::block_on(ex.run(async move { run(ex2, cfg, spool, recovered, loaded, sockets).await }))
 }
@@ -185,6 +188,7 @@ async fn run(
         retry: cfg.retry.clone(),
         hostname: cfg.hostname.clone(),
         rewriter: loaded.rewriter.clone(),
+        dkim: loaded.dkim.clone(),
     };
     log::info!("queue: {} message(s) recovered", recovered.len());
     ex.spawn(scheduler::run(
@@ -250,6 +254,7 @@ async fn run(
                     }
                 }
                 reload_tables(&cfg, &shared.rewriter);
+                reload_dkim_keys(&cfg, &shared.dkim);
                 match delivery.remote.reload_credentials() {
                     Some(Ok(n)) => log::info!("SIGHUP: --relay-credentials reloaded ({n} entries)"),
                     Some(Err(e)) => log::error!("SIGHUP: keeping the old --relay-credentials: {e}"),
@@ -292,6 +297,21 @@ fn reload_tables(cfg: &Config, current: &crate::address::SharedRewriter) {
                 log::error!("SIGHUP: keeping the old address tables: {line}");
             }
         }
+    }
+}
+
+/// SIGHUP: reads the `--dkim-key` files again (a key replaced under the same name, a
+/// new selector published); on any error the old keys stay.
+fn reload_dkim_keys(cfg: &Config, current: &SharedKeys) {
+    if cfg.dkim_specs.is_empty() {
+        return;
+    }
+    match DkimKeys::load(&cfg.dkim_specs) {
+        Ok(keys) => {
+            *current.borrow_mut() = std::sync::Arc::new(keys);
+            log::info!("SIGHUP: --dkim-key keys reloaded");
+        }
+        Err(e) => log::error!("SIGHUP: keeping the old DKIM keys: --dkim-key {e}"),
     }
 }
 

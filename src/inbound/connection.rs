@@ -16,7 +16,9 @@ use smol::Async;
 use super::sasl::Credentials;
 use super::session::{Next, Session, Transaction};
 use super::{Listener, Shared};
+use crate::clock::unix_now;
 use crate::logline;
+use crate::mailauth::signing::Signer;
 use crate::queue::scheduler::Event;
 use crate::queue::{Envelope, QueueId};
 use crate::smtp::data::DataReader;
@@ -238,6 +240,10 @@ impl Connection {
         let header_start = chunk.len();
         let mut file: Option<File> = None;
         let mut write_error: Option<std::io::Error> = None;
+        // The mail of our own clients is DKIM-signed, once, here: the signer sees the
+        // content as it is written and keeps only the header section.
+        let dkim = self.shared.current_dkim();
+        let mut signer = (self.session.is_own_client() && !dkim.is_empty()).then(Signer::new);
 
         // Content may already be buffered behind the DATA line (pipelining).
         let pending = self.input.take_pending();
@@ -273,6 +279,9 @@ impl Connection {
                 if std::mem::take(&mut headers_pending) {
                     self.session.complete_headers(&mut chunk, header_start, &id);
                 }
+                if let Some(s) = &mut signer {
+                    s.update(&chunk);
+                }
                 let (f, c, res) = write_chunk(
                     spool.clone(),
                     env.clone(),
@@ -301,29 +310,41 @@ impl Connection {
             return Ok(true);
         }
         let size = reader.size();
+        if let Some(s) = &mut signer {
+            s.update(&chunk);
+        }
+        let pending = signer.map(|s| s.finish(&self.shared.rewriter.borrow().tables));
         let res = match write_error {
             Some(e) => Err(e),
             None => {
                 let (spool2, env2, id2) = (spool.clone(), env.clone(), id.clone());
                 let f = file.take();
-                let res = smol::unblock(move || -> std::io::Result<()> {
+                let res = smol::unblock(move || {
                     let mut f = match f {
                         Some(f) => f,
                         None => spool2.create(&env2)?,
                     };
                     f.write_all(&chunk)?;
-                    spool2.finish(&id2, f)
+                    let signing = pending.map(|p| p.sign(&dkim, unix_now()));
+                    let fields = signing.as_ref().and_then(|s| s.as_ref().ok());
+                    let fields = fields.map_or(&[][..], |s| &s.fields);
+                    spool2.finish_with_headers(&id2, f, fields)?;
+                    Ok(signing)
                 })
                 .await;
                 match res {
-                    Ok(()) => self.shared.commit.commit().await,
+                    Ok(signing) => self.shared.commit.commit().await.map(|()| signing),
                     Err(e) => Err(e),
                 }
             }
         };
         match res {
-            Ok(()) => {
-                logline::queued(&id.0, &env.sender, size, env.recipients.len());
+            Ok(signing) => {
+                let notes: Vec<String> = signing
+                    .and_then(|s| logline::dkim(&id.0, &s))
+                    .into_iter()
+                    .collect();
+                logline::queued(&id.0, &env.sender, size, env.recipients.len(), &notes);
                 self.session
                     .reply(Reply::new(250, "2.0.0", format!("Ok: queued as {id}")));
                 let _ = self.shared.scheduler.try_send(Event::New(id));

@@ -31,6 +31,7 @@ use smol::channel::{Receiver, Sender};
 
 use crate::address::SharedRewriter;
 use crate::auth::AuthFile;
+use crate::mailauth::signing::{DkimKeys, SharedKeys};
 use crate::queue::scheduler::Event;
 use crate::queue::spool::GroupCommit;
 use crate::queue::Spool;
@@ -71,6 +72,8 @@ pub struct Reloadable {
     pub auth: Option<AuthFile>,
     /// Shared with the scheduler, which expands `sendmail`'s messages with it.
     pub rewriter: SharedRewriter,
+    /// `--dkim-key`; shared with the scheduler, which signs `sendmail`'s messages.
+    pub dkim: SharedKeys,
 }
 
 /// State shared by all sessions of the (single-threaded) server.
@@ -86,6 +89,8 @@ pub struct Shared {
     pub auth: AuthUsers,
     /// The address tables and SRS; replaced on SIGHUP, sessions look at it per RCPT.
     pub rewriter: SharedRewriter,
+    /// The DKIM keys the mail of our own clients is signed with; replaced on SIGHUP.
+    pub dkim: SharedKeys,
     sessions: Cell<usize>,
     per_ip: RefCell<HashMap<IpAddr, usize>>,
 }
@@ -133,6 +138,7 @@ impl Shared {
             shutdown,
             auth: Rc::new(RefCell::new(loaded.auth.map(Arc::new))),
             rewriter: loaded.rewriter,
+            dkim: loaded.dkim,
             sessions: Cell::new(0),
             per_ip: RefCell::new(HashMap::new()),
         }
@@ -166,5 +172,9 @@ impl Shared {
 
     pub fn current_auth(&self) -> Option<Arc<AuthFile>> {
         self.auth.borrow().clone()
+    }
+
+    pub fn current_dkim(&self) -> Arc<DkimKeys> {
+        self.dkim.borrow().clone()
     }
 }

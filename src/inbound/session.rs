@@ -189,6 +189,13 @@ impl Session {
         self.tls.is_some()
     }
 
+    /// Whether the client is one of ours — logged in, or in `--relay-network` — rather
+    /// than the Internet: it may relay, and its mail is mail we originate (DKIM-signed),
+    /// not mail we receive.
+    pub fn is_own_client(&self) -> bool {
+        self.login.user().is_some() || may_relay(&self.settings.relay_networks, self.ip)
+    }
+
     /// Submission (ports 587, 465): AUTH is required and the header section is
     /// completed (RFC 6409).
     pub fn is_submission(&self) -> bool {
@@ -436,10 +443,7 @@ impl Session {
         let ours = accepted.returned
             || router.is_local(&rcpt.domain)
             || rewriter.is_virtual_domain(&rcpt.domain);
-        if !ours
-            && self.login.user().is_none()
-            && !may_relay(&self.settings.relay_networks, self.ip)
-        {
+        if !ours && !self.is_own_client() {
             return Err(canned::relay_denied(&rcpt.to_string()));
         }
         // Routed as delivery will route them: a local part that cannot be a Maildir is

@@ -13,8 +13,11 @@
 //! stored with it (`Spool::finish_with_headers`): every attempt and every recipient
 //! carries the same one.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
 
 use super::dkim::{check_dns_name, signature_fields, BodyHasher, Canon, SignError, SigningKey};
 use crate::address::{address_list, Tables};
@@ -131,6 +134,10 @@ impl DkimKeys {
             .map_or(&[], |(_, k)| k)
     }
 }
+
+/// The keys as last loaded, shared by the sessions and the scheduler and replaced on
+/// SIGHUP; an `Arc` so that signing can run on the blocking pool.
+pub type SharedKeys = Rc<RefCell<Arc<DkimKeys>>>;
 
 /// The domain of the message's author (RFC 5322 `From:`, RFC 7489 §3.1.1), lower
 /// case: there must be one `From:` field, and all its addresses in one domain.
@@ -311,6 +318,13 @@ struct Signable {
 }
 
 impl Pending {
+    /// A whole message at once, as [`Signer`] fed it would give.
+    pub fn of(message: &[u8], tables: &Tables) -> Pending {
+        let mut s = Signer::new();
+        s.update(message);
+        s.finish(tables)
+    }
+
     /// Signs with the keys of the `From:` domain, `now` being the signing time.
     pub fn sign(self, keys: &DkimKeys, now: u64) -> Result<Signed, Unsigned> {
         let m = self.0?;

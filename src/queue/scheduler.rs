@@ -26,6 +26,7 @@ use super::spool::{Envelope, QueueId, Spool};
 use crate::address::{Recipients, Refusal, SharedRewriter};
 use crate::clock::unix_now;
 use crate::logline;
+use crate::mailauth::signing::{Pending, SharedKeys};
 use crate::smtp::address::parse_mailbox;
 
 /// Most delivery attempts running at once.
@@ -56,13 +57,14 @@ pub struct Retry {
 }
 
 /// What the scheduler owns: the spool, the retry schedule, the host name its own
-/// messages (bounces, notices) are sent as, and the address tables unexpanded
-/// messages go through.
+/// messages (bounces, notices) are sent as, and the address tables and DKIM keys
+/// unexpanded messages go through.
 pub struct Scheduler {
     pub spool: Spool,
     pub retry: Retry,
     pub hostname: String,
     pub rewriter: SharedRewriter,
+    pub dkim: SharedKeys,
 }
 
 /// Delay before attempt number `attempts + 1`: doubling from `min`, capped at `max`.
@@ -276,9 +278,31 @@ async fn pick_up(
     env.sender = rewriter.sender(&env.sender, queued.forwarded(), now);
     env.recipients = queued.as_slice().to_vec();
     env.unexpanded = false;
+    // Mail from this host is mail we originate: DKIM-signed here, once, as an SMTP
+    // session signs its own clients' mail at DATA.
+    let keys = q.dkim.borrow().clone();
+    let pending = (!keys.is_empty()).then(|| Pending::of(content, &rewriter.tables));
     let (spool, env2, content2) = (q.spool.clone(), env.clone(), content.clone());
-    match smol::unblock(move || spool.store(&env2, &content2)).await {
-        Ok(()) => Ok(Some(env)),
+    let stored = smol::unblock(move || {
+        let signing = pending.map(|p| p.sign(&keys, unix_now()));
+        let fields = signing.as_ref().and_then(|s| s.as_ref().ok());
+        let fields = fields.map_or(&[][..], |s| &s.fields);
+        let added = fields.len();
+        spool
+            .store_with_headers(&env2, &content2, fields)
+            .map(|()| (signing, added))
+    })
+    .await;
+    match stored {
+        Ok((signing, added)) => {
+            let notes: Vec<String> = signing
+                .and_then(|s| logline::dkim(&env.id.0, &s))
+                .into_iter()
+                .collect();
+            let size = (content.len() + added) as u64;
+            logline::queued(&env.id.0, &env.sender, size, env.recipients.len(), &notes);
+            Ok(Some(env))
+        }
         Err(e) => {
             log::error!("{}: cannot write the expanded queue file: {e}", env.id);
             Err(())
@@ -594,6 +618,7 @@ mod tests {
             retry: default_retry(),
             hostname: "mx.example.org".into(),
             rewriter: Rc::new(RefCell::new(Rc::new(rewriter))),
+            dkim: Default::default(),
         }
     }
 

@@ -347,10 +347,21 @@ impl Spool {
     /// message already committed under the same ID is replaced in one rename (the
     /// scheduler writes an expanded envelope so).
     pub fn store(&self, env: &Envelope, content: &[u8]) -> io::Result<()> {
+        self.store_with_headers(env, content, b"")
+    }
+
+    /// [`store`](Self::store) with header fields delivered before the content, as
+    /// [`finish_with_headers`](Self::finish_with_headers) appends them.
+    pub fn store_with_headers(
+        &self,
+        env: &Envelope,
+        content: &[u8],
+        headers: &[u8],
+    ) -> io::Result<()> {
         let mut f = self.create(env)?;
         let res = f
             .write_all(content)
-            .and_then(|_| self.finish(&env.id, f))
+            .and_then(|_| self.finish_with_headers(&env.id, f, headers))
             .and_then(|_| sync_dir(&self.messages_dir()));
         if res.is_err() {
             self.abandon(&env.id);
