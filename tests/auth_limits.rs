@@ -12,25 +12,7 @@ use common::{run_with_timeout, swaks, tinymta_command, Client, Server, TempDir};
 
 /// An --auth-file with alice/wonderland and bob/builder, made by `tinymta passwd`.
 fn auth_file(dir: &TempDir) -> String {
-    let mut text = String::new();
-    for (user, pw) in [("alice", "wonderland"), ("bob", "builder")] {
-        let out = run_with_timeout(
-            tinymta_command().args(["passwd", user, "--iterations", "1000"]),
-            Some(format!("{pw}\n").as_bytes()),
-            Duration::from_secs(30),
-        );
-        assert!(out.status.success(), "{out:?}");
-        let line = String::from_utf8(out.stdout).unwrap();
-        assert!(
-            line.starts_with(&format!("{user}:$pbkdf2-sha256$1000$")),
-            "{line}"
-        );
-        assert!(!line.contains(pw), "the password must not appear");
-        text.push_str(&line);
-    }
-    let path = dir.path().join("users");
-    std::fs::write(&path, text).unwrap();
-    path.display().to_string()
+    common::auth_file(dir.path(), &[("alice", "wonderland"), ("bob", "builder")])
 }
 
 fn b64(s: &[u8]) -> String {

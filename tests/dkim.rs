@@ -17,13 +17,13 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use common::dkim::{dkimpy, dkimpy_verify, python, Key};
 use common::dns::{Unbound, Zone};
-use common::{free_port, output_text, run_bounded, tinymta, TempDir};
+use common::{free_port, output_text, tinymta, TempDir};
 use tinymta::dns::Resolver;
 use tinymta::mailauth::dkim::{self, DkimResult, SigningKey, Verdict};
 
@@ -51,53 +51,8 @@ The WAN link went down at 09:55  and came back at 10:00.   \r
 \r
 ";
 
-/// A key made by `tinymta dkim keygen`, and the zone-file line it printed.
-struct Key {
-    path: PathBuf,
-    zone_line: String,
-}
-
-impl Key {
-    /// The record itself: the quoted strings of the zone line, joined.
-    fn record(&self) -> String {
-        let strings = self.zone_line.split_once(" IN TXT ").unwrap().1;
-        strings.split('"').skip(1).step_by(2).collect()
-    }
-
-    fn signing(&self, selector: &str) -> SigningKey {
-        SigningKey::load(DOMAIN, selector, &self.path).unwrap()
-    }
-}
-
 fn keygen(dir: &Path, selector: &str, ed25519: bool) -> Key {
-    let path = dir.join(format!("{selector}.key"));
-    let mut args = vec![
-        "dkim",
-        "keygen",
-        "--domain",
-        DOMAIN,
-        "--selector",
-        selector,
-        "--out",
-        path.to_str().unwrap(),
-    ];
-    if ed25519 {
-        args.push("--ed25519");
-    }
-    let out = tinymta(&args);
-    assert!(out.status.success(), "{}", output_text(&out));
-    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode, 0o600, "{}", path.display());
-    let text = String::from_utf8(out.stdout).unwrap();
-    let zone_line = text
-        .lines()
-        .find(|l| l.contains(" IN TXT "))
-        .unwrap_or_else(|| panic!("no record in:\n{text}"))
-        .to_string();
-    assert!(zone_line.starts_with(&format!(
-        "{selector}._domainkey.{DOMAIN}. IN TXT \"v=DKIM1; k="
-    )));
-    Key { path, zone_line }
+    common::dkim::keygen(dir, DOMAIN, selector, ed25519)
 }
 
 fn now() -> u64 {
@@ -205,50 +160,6 @@ fn keygen_and_check_against_published_records() {
 
 // ---------------------------------------------------------------------------------
 // dkimpy
-
-fn python() -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python3");
-    let ok = run_bounded(
-        Command::new(&p).args(["-c", "import dkim, dns.resolver, nacl, authheaders"]),
-        None,
-        Duration::from_secs(30),
-    )
-    .is_ok_and(|o| o.status.success());
-    assert!(
-        ok,
-        "dkimpy is missing from {}: run `bash tests/run` (it installs dkimpy, pynacl and authheaders into .venv with pip)",
-        p.display()
-    );
-    p
-}
-
-/// `tests/dkimpy.py ARGS` with `stdin`; its stdout.
-fn dkimpy(args: &[&str], stdin: &[u8]) -> String {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/dkimpy.py");
-    let out = run_bounded(
-        Command::new(python()).arg(script).args(args),
-        Some(stdin),
-        Duration::from_secs(60),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    assert!(
-        out.status.success(),
-        "dkimpy.py {args:?}: {}",
-        output_text(&out)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// dkimpy's verdict per signature, top first: Ok for a pass, Err(why) otherwise.
-fn dkimpy_verify(u: &Unbound, msg: &[u8]) -> Vec<Result<(), String>> {
-    dkimpy(&["verify", "--dns", &u.addr], msg)
-        .lines()
-        .map(|l| match l {
-            "pass" => Ok(()),
-            other => Err(other.to_string()),
-        })
-        .collect()
-}
 
 #[test]
 fn dkimpy_verifies_tinymta_signatures() {

@@ -105,9 +105,9 @@ async fn process<D: Deliver>(
         }
     };
     let mut new_ids = Vec::new();
-    let env = if env.unexpanded {
+    let (env, content) = if env.unexpanded {
         match pick_up(q, env, &content, &mut new_ids).await {
-            Ok(Some(env)) => env,
+            Ok(Some(picked)) => picked,
             Ok(None) => {
                 remove(q, id).await;
                 return (None, new_ids);
@@ -115,7 +115,7 @@ async fn process<D: Deliver>(
             Err(()) => return (Some(unix_now() + retry.min.as_secs()), new_ids),
         }
     } else {
-        env
+        (env, content)
     };
     let pending: Vec<String> = env
         .recipients
@@ -226,7 +226,7 @@ async fn pick_up(
     mut env: Envelope,
     content: &std::sync::Arc<Vec<u8>>,
     new_ids: &mut Vec<QueueId>,
-) -> Result<Option<Envelope>, ()> {
+) -> Result<Option<(Envelope, std::sync::Arc<Vec<u8>>)>, ()> {
     let rewriter = q.rewriter.borrow().clone();
     let now = unix_now();
     let mut queued = Recipients::default();
@@ -287,21 +287,25 @@ async fn pick_up(
         let signing = pending.map(|p| p.sign(&keys, unix_now()));
         let fields = signing.as_ref().and_then(|s| s.as_ref().ok());
         let fields = fields.map_or(&[][..], |s| &s.fields);
-        let added = fields.len();
         spool
             .store_with_headers(&env2, &content2, fields)
-            .map(|()| (signing, added))
+            .map(|()| signing)
     })
     .await;
     match stored {
-        Ok((signing, added)) => {
+        Ok(signing) => {
+            // What the file now holds, and delivery sends: the signature first.
+            let content = match &signing {
+                Some(Ok(s)) => std::sync::Arc::new([&s.fields[..], content].concat()),
+                _ => content.clone(),
+            };
             let notes: Vec<String> = signing
                 .and_then(|s| logline::dkim(&env.id.0, &s))
                 .into_iter()
                 .collect();
-            let size = (content.len() + added) as u64;
+            let size = content.len() as u64;
             logline::queued(&env.id.0, &env.sender, size, env.recipients.len(), &notes);
-            Ok(Some(env))
+            Ok(Some((env, content)))
         }
         Err(e) => {
             log::error!("{}: cannot write the expanded queue file: {e}", env.id);

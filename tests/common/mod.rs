@@ -9,6 +9,7 @@
 
 pub mod capture;
 pub mod certs;
+pub mod dkim;
 pub mod dns;
 pub mod dns_server;
 pub mod postfix;
@@ -663,6 +664,30 @@ pub fn lines_of(path: &Path) -> Vec<String> {
     fs::File::open(path)
         .map(|f| BufReader::new(f).lines().map_while(Result::ok).collect())
         .unwrap_or_default()
+}
+
+/// An `--auth-file` in `dir` with these users and passwords, made by `tinymta passwd`
+/// (few iterations: tests log in often); its path.
+pub fn auth_file(dir: &Path, users: &[(&str, &str)]) -> String {
+    let mut text = String::new();
+    for (user, pw) in users {
+        let out = run_with_timeout(
+            tinymta_command().args(["passwd", user, "--iterations", "1000"]),
+            Some(format!("{pw}\n").as_bytes()),
+            Duration::from_secs(30),
+        );
+        assert!(out.status.success(), "{out:?}");
+        let line = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            line.starts_with(&format!("{user}:$pbkdf2-sha256$1000$")),
+            "{line}"
+        );
+        assert!(!line.contains(pw), "the password must not appear");
+        text.push_str(&line);
+    }
+    let path = dir.join("users");
+    fs::write(&path, text).unwrap();
+    path.display().to_string()
 }
 
 /// Runs swaks (bounded); returns its exit code and stdout+stderr.
