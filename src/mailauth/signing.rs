@@ -20,9 +20,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use super::dkim::{check_dns_name, signature_fields, BodyHasher, Canon, SignError, SigningKey};
-use crate::address::{address_list, Tables};
+use super::dmarc::from_domain;
+use crate::address::Tables;
 use crate::headers::Header;
-use crate::smtp::address::parse_mailbox;
 
 /// The largest header section kept for signing; a message with a larger one is queued
 /// unsigned (a router's mail has a few KB of header).
@@ -139,35 +139,14 @@ impl DkimKeys {
 /// SIGHUP; an `Arc` so that signing can run on the blocking pool.
 pub type SharedKeys = Rc<RefCell<Arc<DkimKeys>>>;
 
-/// The domain of the message's author (RFC 5322 `From:`, RFC 7489 §3.1.1), lower
-/// case: there must be one `From:` field, and all its addresses in one domain.
-pub fn author_domain(header: &Header<'_>) -> Option<String> {
-    let mut from = header.fields.iter().filter(|f| f.is("From"));
-    let field = from.next()?;
-    if from.next().is_some() {
-        return None;
-    }
-    let value = std::str::from_utf8(&field.raw[field.name.len() + 1..]).ok()?;
-    let mut domain: Option<String> = None;
-    for span in address_list::addresses(value) {
-        let m = parse_mailbox(&span.address, true, false, false).ok()??;
-        let d = m.domain.to_ascii_lowercase();
-        if domain.as_ref().is_some_and(|seen| *seen != d) {
-            return None;
-        }
-        domain = Some(d);
-    }
-    domain
-}
-
 /// Why a message we originate was queued without a signature.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Unsigned {
     /// No key for the `From:` domain: nothing to report, most mail is so.
     NoKey,
-    /// No `From:` domain to sign for: no `From:`, two of them, or addresses of
-    /// several domains in it.
-    NoAuthor,
+    /// No `From:` domain to sign for (DMARC's rule: one `From:` field with one
+    /// address); the reason.
+    NoAuthor(&'static str),
     /// The header section is over [`MAX_HEADER`].
     HeaderTooLarge,
     /// OpenSSL refused.
@@ -178,9 +157,7 @@ impl fmt::Display for Unsigned {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Unsigned::NoKey => f.write_str("no --dkim-key for the From: domain"),
-            Unsigned::NoAuthor => {
-                f.write_str("no single From: domain (no From:, several, or several domains)")
-            }
+            Unsigned::NoAuthor(why) => write!(f, "no From: domain to sign for: {why}"),
             Unsigned::HeaderTooLarge => {
                 write!(f, "the header section is over {MAX_HEADER} bytes")
             }
@@ -295,13 +272,13 @@ impl Signer {
             Some(rewritten) => rewritten.header,
             None => self.head,
         };
-        Pending(match author_domain(&Header::parse(&header)) {
-            Some(domain) => Ok(Signable {
+        Pending(match from_domain(&Header::parse(&header)) {
+            Ok(domain) => Ok(Signable {
                 header,
                 body_hash: body.finish().0,
                 domain,
             }),
-            None => Err(Unsigned::NoAuthor),
+            Err(why) => Err(Unsigned::NoAuthor(why)),
         })
     }
 }
@@ -335,7 +312,7 @@ impl Pending {
         let fields =
             signature_fields(&Header::parse(&m.header), &m.body_hash, keys, now).map_err(|e| {
                 match e {
-                    SignError::NoFrom => Unsigned::NoAuthor,
+                    SignError::NoFrom => Unsigned::NoAuthor("no From field"),
                     SignError::Crypto(e) => Unsigned::Crypto(e),
                 }
             })?;
@@ -456,28 +433,30 @@ From: not a header\r\n\r\n\r\n";
         let k = keys(vec![ed("router.lan", "e1")]);
         let none = Tables::empty(&[]);
         assert!(signed(MESSAGE, 100, &none, &k).is_ok());
-        for (what, msg) in [
-            ("no From", &b"To: a@router.lan\r\n\r\nbody\r\n"[..]),
+        for (msg, why) in [
+            (&b"To: a@router.lan\r\n\r\nbody\r\n"[..], "no From field"),
             (
-                "two From",
                 b"From: a@router.lan\r\nFrom: b@router.lan\r\n\r\nx\r\n",
+                "more than one From field",
             ),
             (
-                "two domains",
-                b"From: a@router.lan, b@example.net\r\n\r\nx\r\n",
+                b"From: a@router.lan, b@router.lan\r\n\r\nx\r\n",
+                "more than one address in From",
             ),
-            ("no address", b"From: Router\r\n\r\nx\r\n"),
+            (
+                b"From: Router\r\n\r\nx\r\n",
+                "the From address is not valid",
+            ),
         ] {
-            assert_eq!(signed(msg, 3, &none, &k), Err(Unsigned::NoAuthor), "{what}");
+            assert_eq!(
+                signed(msg, 3, &none, &k),
+                Err(Unsigned::NoAuthor(why)),
+                "{}",
+                String::from_utf8_lossy(msg)
+            );
         }
-        // One domain for several addresses is the author domain.
-        assert!(signed(
-            b"From: a@Router.LAN, \"B\" <b@router.lan>\r\n\r\nx\r\n",
-            3,
-            &none,
-            &k
-        )
-        .is_ok());
+        // The domain is compared in lower case.
+        assert!(signed(b"From: \"A\" <a@Router.LAN>\r\n\r\nx\r\n", 3, &none, &k).is_ok());
         // A header section over the limit: unsigned, however it is fed; one that
         // fits, empty line included, is signed.
         let filler = b"X-Filler: 0123456789012345678901234567890123456789\r\n";
