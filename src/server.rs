@@ -29,18 +29,19 @@ use crate::tls;
 /// How long sessions get to finish after SIGTERM before the process exits anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
-/// Resolves the certificate to use: the configured one, or the demonstration one
-/// (generated on first start, with a warning every start).
+/// Resolves the certificates to use: the configured ones, or the demonstration pair
+/// (RSA and ECDSA, generated on first start, with a warning every start).
 fn load_tls(cfg: &Config) -> Result<openssl::ssl::SslContext, String> {
     if !cfg.tls_cert.is_empty() {
         return tls::server_context(&cfg.tls_cert);
     }
-    let paths = tls::cert::ensure_demo(&cfg.state_dir, &cfg.hostname)?;
+    let pairs = tls::cert::ensure_demo(&cfg.state_dir, &cfg.hostname)?;
+    let certs: Vec<String> = pairs.iter().map(|(c, _)| c.display().to_string()).collect();
     log::warn!(
-        "using the generated demonstration certificate {}: it is self-signed and not for production; give --tls-cert and --tls-key",
-        paths.0.display()
+        "using the generated demonstration certificates {} (RSA and ECDSA): they are self-signed and not for production; give --tls-cert and --tls-key",
+        certs.join(" and ")
     );
-    tls::server_context(&[paths])
+    tls::server_context(&pairs)
 }
 
 /// Reads `--auth-file`, if given.

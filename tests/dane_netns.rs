@@ -114,7 +114,8 @@ impl Receiver {
     }
 
     fn cert(&self) -> std::path::PathBuf {
-        self.dir.path().join("state/tls/demo-cert.pem")
+        // The ECDSA demonstration certificate: the one a TLS 1.3 client is sent.
+        self.dir.path().join("state/tls/demo-ec-cert.pem")
     }
 }
 

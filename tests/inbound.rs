@@ -389,12 +389,13 @@ fn session_limit_per_ip_gives_421() {
 #[test]
 fn sighup_reloads_certificate_and_sigterm_stops_cleanly() {
     let mut s = Server::start(&[]);
-    let cert = s.state.join("tls/demo-cert.pem");
+    // The ECDSA one of the two demonstration certificates: what a TLS 1.3 client gets.
+    let cert = s.state.join("tls/demo-ec-cert.pem");
     let before = std::fs::read(&cert).unwrap();
     s.wait_log("demonstration certificate");
     // Replace the demonstration certificate, then SIGHUP: new handshakes use it.
     std::fs::remove_file(&cert).unwrap();
-    std::fs::remove_file(s.state.join("tls/demo-key.pem")).unwrap();
+    std::fs::remove_file(s.state.join("tls/demo-ec-key.pem")).unwrap();
     s.signal("HUP");
     s.wait_log("SIGHUP: certificate and key reloaded");
     let after = std::fs::read(&cert).unwrap();

@@ -302,7 +302,8 @@ fn dane_levels_with_dnssec() {
     );
     let re = mk("127.0.0.35", "e.dane.test", &[]);
     let rp = mk("127.0.0.36", "plain.test", &[]);
-    let tlsa_a = certs::spki_sha256(&ra.state.join("tls/demo-cert.pem"));
+    // The ECDSA demonstration certificate: the one tinymta's TLS 1.3 client is sent.
+    let tlsa_a = certs::spki_sha256(&ra.state.join("tls/demo-ec-cert.pem"));
     let wrong = "0".repeat(64);
     let fake = "a".repeat(64);
     let mut zone = Zone::new("dane.test", true);

@@ -24,6 +24,7 @@ use crate::queue::{Envelope, QueueId};
 use crate::smtp::data::DataReader;
 use crate::smtp::line::LineBuffer;
 use crate::smtp::reply::{canned, Reply};
+use crate::tls::session::{self, Side};
 use crate::tls::MaybeTls;
 
 /// Content is written to the queue file in pieces of about this size, so a large
@@ -203,6 +204,16 @@ impl Connection {
         match res {
             Ok(info) => {
                 logline::tls_inbound_established(self.session.client(), &info);
+                let (resumed, full) = session::count(Side::Inbound, info.resumed);
+                log::debug!(
+                    "TLS session from {}: {} (inbound handshakes: {resumed} resumed, {full} full)",
+                    self.session.client(),
+                    if info.resumed {
+                        "resumed"
+                    } else {
+                        "full handshake"
+                    }
+                );
                 self.session.tls_started(info);
                 true
             }

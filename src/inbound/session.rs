@@ -657,6 +657,7 @@ mod tests {
                 algorithm_bits: 256,
                 trust: Trust::Anonymous,
                 note: None,
+                resumed: false,
             });
         }
 

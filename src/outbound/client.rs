@@ -14,6 +14,7 @@ use crate::smtp::line::{Line, LineBuffer};
 use crate::smtp::reply::Reply;
 use crate::smtp::reply_parser::{self, Extensions, ReplyParser, MAX_REPLY_LINE};
 use crate::tls::client::ClientTls;
+use crate::tls::session::{self, Side};
 use crate::tls::{MaybeTls, TlsInfo};
 
 /// One address to try: the host name it came from (MX or relay host), the address,
@@ -298,6 +299,16 @@ impl ClientSession {
             })
             .await
             .map_err(|e| format!("TLS with {} failed: {e}", self.server.name()))?;
+        let (resumed, full) = session::count(Side::Outbound, info.resumed);
+        log::debug!(
+            "TLS session to {}: {} (outbound handshakes: {resumed} resumed, {full} full)",
+            self.server.name(),
+            if info.resumed {
+                "resumed"
+            } else {
+                "full handshake"
+            }
+        );
         self.tls = Some(info.clone());
         Ok(info)
     }

@@ -35,6 +35,7 @@ use crate::tls::client::{client_tls, ClientSettings, PeerCheck};
 use crate::tls::dane::{self, Tlsa};
 use crate::tls::fingerprint::{self, Digest};
 use crate::tls::level::{DaneDecision, DaneState, Level};
+use crate::tls::session::SessionCache;
 
 /// Most addresses tried per delivery (Postfix's smtp_mx_address_limit is 5).
 const MAX_CANDIDATES: usize = 10;
@@ -61,6 +62,8 @@ pub struct Remote {
     alerts: RefCell<HashMap<String, Instant>>,
     /// Idle sessions kept for the next message to the same destination.
     parked: Rc<Parked>,
+    /// TLS sessions of the servers delivered to, offered on the next connection.
+    pub tls_sessions: Arc<SessionCache>,
 }
 
 impl Remote {
@@ -87,6 +90,7 @@ impl Remote {
             per_sender: out.router.per_sender(),
             alerts: RefCell::new(HashMap::new()),
             parked: Rc::default(),
+            tls_sessions: SessionCache::new(),
         }
     }
 
@@ -638,7 +642,8 @@ pub async fn open_session(
                 Some(&cand.host),
                 PeerCheck::Nothing,
             )
-            .map_err(|e| Failure::temp(relay.clone(), "4.7.5", e))?;
+            .map_err(|e| Failure::temp(relay.clone(), "4.7.5", e))?
+            .resuming(&remote.tls_sessions, &cand.name());
             match session.starttls(&tls, helo).await {
                 Ok(info) => {
                     log_tls(id, cand, &info, TlsStart::StartTls);
@@ -665,7 +670,8 @@ pub async fn open_session(
                 ));
             }
             let tls = client_tls(&remote.tls, policy.tls(), Some(&cand.host), check.clone())
-                .map_err(|e| Failure::tls(relay.clone(), e))?;
+                .map_err(|e| Failure::tls(relay.clone(), e))?
+                .resuming(&remote.tls_sessions, &cand.name());
             match session.starttls(&tls, helo).await {
                 Ok(info) => {
                     log_tls(id, cand, &info, TlsStart::StartTls);
@@ -676,7 +682,8 @@ pub async fn open_session(
         }
         TlsPlan::Implicit(check) => {
             let tls = client_tls(&remote.tls, policy.tls(), Some(&cand.host), check.clone())
-                .map_err(|e| Failure::tls(relay.clone(), e))?;
+                .map_err(|e| Failure::tls(relay.clone(), e))?
+                .resuming(&remote.tls_sessions, &cand.name());
             let (mut session, info) = ClientSession::connect_tls(cand, remote.timeouts, &tls)
                 .await
                 .map_err(|e| match e {

@@ -31,10 +31,22 @@ use openssl::x509::{
     X509ReqBuilder, X509VerifyResult, X509,
 };
 
-/// Paths of the demonstration certificate and key in the state directory.
-pub fn demo_paths(state_dir: &Path) -> (PathBuf, PathBuf) {
+/// The demonstration certificates: RSA 2048 for every client, ECDSA P-256 beside it
+/// for the cheap handshake modern clients pick (both served, see
+/// `tls::server_context`), with their certificate and key file names in
+/// `<state-dir>/tls/`.
+const DEMO: [(KeyKind, &str, &str); 2] = [
+    (KeyKind::Rsa(2048), "demo-cert.pem", "demo-key.pem"),
+    (KeyKind::EcP256, "demo-ec-cert.pem", "demo-ec-key.pem"),
+];
+
+/// Paths of the demonstration certificates and keys in the state directory (RSA,
+/// then ECDSA).
+pub fn demo_paths(state_dir: &Path) -> Vec<(PathBuf, PathBuf)> {
     let dir = state_dir.join("tls");
-    (dir.join("demo-cert.pem"), dir.join("demo-key.pem"))
+    DEMO.iter()
+        .map(|(_, cert, key)| (dir.join(cert), dir.join(key)))
+        .collect()
 }
 
 /// Where `tinymta cert install` puts the certificate chain and key by default, for
@@ -209,36 +221,44 @@ pub fn signing_request(
     Ok(b.build())
 }
 
-/// Returns the demonstration certificate, generating it on first use. The key file is
-/// created with mode 0600.
-pub fn ensure_demo(state_dir: &Path, hostname: &str) -> Result<(PathBuf, PathBuf), String> {
-    let (cert_path, key_path) = demo_paths(state_dir);
-    if cert_path.exists() && key_path.exists() {
-        return Ok((cert_path, key_path));
+/// Returns the demonstration certificates (RSA, then ECDSA), generating each one that
+/// is missing: a state directory from before the ECDSA one gets it on its next start.
+/// Key files are created with mode 0600.
+pub fn ensure_demo(state_dir: &Path, hostname: &str) -> Result<Vec<(PathBuf, PathBuf)>, String> {
+    let paths = demo_paths(state_dir);
+    for ((kind, ..), (cert_path, key_path)) in DEMO.iter().zip(&paths) {
+        if cert_path.exists() && key_path.exists() {
+            continue;
+        }
+        let dir = state_dir.join("tls");
+        fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let subject = Subject {
+            org: Some("tinymta demonstration certificate".to_string()),
+            ..Subject::common_name(hostname)
+        };
+        let (cert, key) = generate_key(*kind)
+            .and_then(|key| {
+                Ok((
+                    self_signed(&subject, &[hostname.to_string()], &key, 3650)?,
+                    key,
+                ))
+            })
+            .map_err(|e| {
+                format!(
+                    "cannot generate {} demonstration certificate: {e}",
+                    kind.describe()
+                )
+            })?;
+        let key_pem = key
+            .private_key_to_pem_pkcs8()
+            .map_err(|e| format!("cannot encode key: {e}"))?;
+        let cert_pem = cert
+            .to_pem()
+            .map_err(|e| format!("cannot encode certificate: {e}"))?;
+        write_private(key_path, &key_pem, 0o600)?;
+        write_private(cert_path, &cert_pem, 0o644)?;
     }
-    let dir = state_dir.join("tls");
-    fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let subject = Subject {
-        org: Some("tinymta demonstration certificate".to_string()),
-        ..Subject::common_name(hostname)
-    };
-    let (cert, key) = generate_key(KeyKind::Rsa(2048))
-        .and_then(|key| {
-            Ok((
-                self_signed(&subject, &[hostname.to_string()], &key, 3650)?,
-                key,
-            ))
-        })
-        .map_err(|e| format!("cannot generate demonstration certificate: {e}"))?;
-    let key_pem = key
-        .private_key_to_pem_pkcs8()
-        .map_err(|e| format!("cannot encode key: {e}"))?;
-    let cert_pem = cert
-        .to_pem()
-        .map_err(|e| format!("cannot encode certificate: {e}"))?;
-    write_private(&key_path, &key_pem, 0o600)?;
-    write_private(&cert_path, &cert_pem, 0o644)?;
-    Ok((cert_path, key_path))
+    Ok(paths)
 }
 
 /// Writes a file atomically (temporary name, fsync, rename, fsync of the directory)

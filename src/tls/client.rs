@@ -1,13 +1,19 @@
 //! Outbound TLS: a client context for one destination's policy, and the check of the
 //! server's certificate that the policy level demands (fingerprint, CA chain + name,
-//! or DANE). The outbound session gets a `TlsInfo` or the reason for failure; it never
-//! touches OpenSSL itself.
+//! or DANE), on a full or a resumed handshake (`session` holds the cache). The
+//! outbound session gets a `TlsInfo` or the reason for failure; it never touches
+//! OpenSSL itself.
 
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use async_openssl::SslStream;
-use openssl::ssl::{Ssl, SslContext, SslContextBuilder, SslFiletype, SslOptions, SslVerifyMode};
+use openssl::ex_data::Index;
+use openssl::ssl::{
+    Ssl, SslContext, SslContextBuilder, SslFiletype, SslOptions, SslRef, SslSession,
+    SslSessionCacheMode, SslVerifyMode,
+};
 use openssl::x509::{X509VerifyResult, X509};
 use smol::io::{AsyncRead, AsyncWrite};
 
@@ -16,6 +22,7 @@ use super::fingerprint::{self, Digest};
 use super::level::Level;
 use super::names::{name_matches, NamePattern};
 use super::profile::{self, Grade, Protocol, Protocols};
+use super::session::SessionCache;
 use super::{MaybeTls, TlsInfo, Trust};
 
 /// What must be true of the server's certificate for the delivery to go ahead.
@@ -67,6 +74,54 @@ pub struct ClientTls {
     ctx: SslContext,
     sni: Option<String>,
     check: PeerCheck,
+    /// Everything of the policy and settings that shaped `ctx` and `check`, for the
+    /// session cache key (empty for the inspection context, which never resumes).
+    policy_id: String,
+    resume: Option<Resume>,
+}
+
+/// Where this connection's session is looked up and kept.
+struct Resume {
+    cache: Arc<SessionCache>,
+    key: [u8; 32],
+}
+
+/// One connection's link to the cache, in the `Ssl`'s ex_data for the new-session
+/// callback. Sessions wait in `early` until the policy's check has passed: TLS 1.2
+/// hands over its session during the handshake, before the check.
+struct Pending {
+    cache: Arc<SessionCache>,
+    key: [u8; 32],
+    state: Mutex<(bool, Option<SslSession>)>,
+}
+
+impl Pending {
+    fn new_session(&self, session: SslSession) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.0 {
+            self.cache.store(self.key, session);
+        } else {
+            state.1 = Some(session);
+        }
+    }
+
+    /// The check passed: the session waiting (if any) and all later ones are kept.
+    fn checked(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.0 = true;
+        if let Some(session) = state.1.take() {
+            self.cache.store(self.key, session);
+        }
+    }
+}
+
+fn pending_index() -> Result<Index<Ssl, Arc<Pending>>, String> {
+    static INDEX: OnceLock<Index<Ssl, Arc<Pending>>> = OnceLock::new();
+    if let Some(i) = INDEX.get() {
+        return Ok(*i);
+    }
+    let i = Ssl::new_ex_index().map_err(|e| format!("TLS client context: {e}"))?;
+    Ok(*INDEX.get_or_init(|| i))
 }
 
 /// Builds the context for `policy`: the compiled profile narrowed by the policy's
@@ -97,7 +152,19 @@ pub fn client_tls(
     // log can say Trusted/Untrusted at opportunistic levels and the failure reason at
     // the others.
     b.set_verify_callback(SslVerifyMode::PEER, |_, _| true);
-    Ok(ClientTls::new(b.build(), sni, check))
+    // New sessions go to the connection's `Pending`, never into the context's own
+    // cache: contexts are made per connection, and a session kept by none of them may
+    // be offered on the next one (see `connect`).
+    b.set_session_cache_mode(SslSessionCacheMode::CLIENT | SslSessionCacheMode::NO_INTERNAL);
+    let index = pending_index()?;
+    b.set_new_session_callback(move |ssl, session| {
+        if let Some(pending) = ssl.ex_data(index) {
+            pending.new_session(session);
+        }
+    });
+    let mut tls = ClientTls::new(b.build(), sni, check);
+    tls.policy_id = format!("{settings:?}|{policy:?}|{:?}", tls.check);
+    Ok(tls)
 }
 
 impl ClientTls {
@@ -109,7 +176,23 @@ impl ClientTls {
                 .filter(|s| s.parse::<std::net::IpAddr>().is_err())
                 .map(str::to_string),
             check,
+            policy_id: String::new(),
+            resume: None,
         }
+    }
+
+    /// Offers a session cached in `cache` for `server` (host, address and port) under
+    /// this very policy, and keeps the new one there once the check has passed.
+    pub fn resuming(mut self, cache: &Arc<SessionCache>, server: &str) -> ClientTls {
+        if self.policy_id.is_empty() {
+            return self;
+        }
+        let id = format!("{server}|{:?}|{}", self.sni, self.policy_id);
+        self.resume = Some(Resume {
+            cache: cache.clone(),
+            key: openssl::sha::sha256(id.as_bytes()),
+        });
+        self
     }
 }
 
@@ -195,76 +278,380 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MaybeTls<S> {
         if let Some(name) = &tls.sni {
             ssl.set_hostname(name).map_err(|e| e.to_string())?;
         }
+        let pending = match &tls.resume {
+            Some(r) => {
+                if let Some(session) = r.cache.offer(&r.key) {
+                    // SAFETY: OpenSSL's rule is that a session in one context's
+                    // internal cache must not be used with another context. No
+                    // context here has an internal cache (NO_INTERNAL), and the key
+                    // says this session came from a context built from the same
+                    // policy and settings.
+                    unsafe { ssl.set_session(&session) }.map_err(|e| e.to_string())?;
+                }
+                let pending = Arc::new(Pending {
+                    cache: r.cache.clone(),
+                    key: r.key,
+                    state: Mutex::new((false, None)),
+                });
+                ssl.set_ex_data(pending_index()?, pending.clone());
+                Some(pending)
+            }
+            None => None,
+        };
         let mut stream = SslStream::new(ssl, transport).map_err(|e| e.to_string())?;
         Pin::new(&mut stream)
             .connect()
             .await
             .map_err(super::stream::handshake_error)?;
-        let mut info = TlsInfo::from_ssl(stream.ssl());
-        let chain: Vec<X509> = stream
-            .ssl()
-            .peer_cert_chain()
-            .map(|c| c.iter().map(|x| x.to_owned()).collect())
-            .unwrap_or_default();
-        let verified_chain = stream.ssl().verify_result() == X509VerifyResult::OK;
-        info.trust = match (chain.first(), verified_chain) {
-            (None, _) => Trust::Anonymous,
-            (Some(_), true) => Trust::Trusted,
-            (Some(_), false) => Trust::Untrusted,
-        };
-        info.note = None;
-        match &tls.check {
-            PeerCheck::Nothing => {}
-            PeerCheck::Fingerprint { digest, wanted } => {
-                let leaf = chain.first().ok_or("server sent no certificate")?;
-                match fingerprint::fingerprint_matches(leaf, *digest, wanted) {
-                    Some(_) => info.trust = Trust::Verified,
-                    None => {
-                        return Err(format!(
+        let info = peer_check(stream.ssl(), tls);
+        match (&info, &tls.resume) {
+            (Ok(_), _) => {
+                if let Some(p) = pending {
+                    p.checked();
+                }
+            }
+            // A resumed session that no longer passes is not offered again.
+            (Err(_), Some(r)) if stream.ssl().session_reused() => r.cache.forget(&r.key),
+            (Err(_), _) => {}
+        }
+        let info = info?;
+        *self = MaybeTls::Tls(Box::new(stream));
+        Ok(info)
+    }
+}
+
+/// The level's check of the server's certificate, on the chain of this handshake or,
+/// when it resumed a session, on the chain OpenSSL kept in the session (with its
+/// verification result): a resumed session passes only what the original did.
+fn peer_check(ssl: &SslRef, tls: &ClientTls) -> Result<TlsInfo, String> {
+    let mut info = TlsInfo::from_ssl(ssl);
+    let chain: Vec<X509> = ssl
+        .peer_cert_chain()
+        .map(|c| c.iter().map(|x| x.to_owned()).collect())
+        .unwrap_or_default();
+    let verified_chain = ssl.verify_result() == X509VerifyResult::OK;
+    info.trust = match (chain.first(), verified_chain) {
+        (None, _) => Trust::Anonymous,
+        (Some(_), true) => Trust::Trusted,
+        (Some(_), false) => Trust::Untrusted,
+    };
+    info.note = None;
+    match &tls.check {
+        PeerCheck::Nothing => {}
+        PeerCheck::Fingerprint { digest, wanted } => {
+            let leaf = chain.first().ok_or("server sent no certificate")?;
+            match fingerprint::fingerprint_matches(leaf, *digest, wanted) {
+                Some(_) => info.trust = Trust::Verified,
+                None => {
+                    return Err(format!(
                         "certificate fingerprint mismatch: server certificate {} {}, public key {}",
                         digest.name(),
                         fingerprint::colon_hex(&fingerprint::cert_fingerprint(leaf, *digest)),
                         fingerprint::colon_hex(&fingerprint::spki_fingerprint(leaf, *digest))
                     ))
-                    }
                 }
             }
-            PeerCheck::Pkix { names } => {
-                let leaf = chain.first().ok_or("server sent no certificate")?;
-                if !verified_chain {
-                    return Err(format!(
-                        "server certificate not trusted: {}",
-                        stream.ssl().verify_result().error_string()
-                    ));
-                }
-                let cert_names = dane::presented_names(leaf);
-                if !name_matches(names, &cert_names) {
-                    return Err(format!(
-                        "server certificate names {} do not match {}",
-                        cert_names.join(", "),
-                        names
-                            .iter()
-                            .map(|n| n.to_string())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ));
-                }
-                info.trust = Trust::Verified;
-            }
-            PeerCheck::Dane {
-                records,
-                reference_names,
-            } => match dane::verify_chain(records, &chain, reference_names, true) {
-                outcome @ DaneOutcome::Matched { .. } => {
-                    info.trust = Trust::Verified;
-                    info.note = Some(dane::log_line(&outcome));
-                }
-                DaneOutcome::NoMatch(why) => {
-                    return Err(format!("DANE TLSA authentication failed: {why}"))
-                }
-            },
         }
-        *self = MaybeTls::Tls(Box::new(stream));
-        Ok(info)
+        PeerCheck::Pkix { names } => {
+            let leaf = chain.first().ok_or("server sent no certificate")?;
+            if !verified_chain {
+                return Err(format!(
+                    "server certificate not trusted: {}",
+                    ssl.verify_result().error_string()
+                ));
+            }
+            let cert_names = dane::presented_names(leaf);
+            if !name_matches(names, &cert_names) {
+                return Err(format!(
+                    "server certificate names {} do not match {}",
+                    cert_names.join(", "),
+                    names
+                        .iter()
+                        .map(|n| n.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            info.trust = Trust::Verified;
+        }
+        PeerCheck::Dane {
+            records,
+            reference_names,
+        } => match dane::verify_chain(records, &chain, reference_names, true) {
+            outcome @ DaneOutcome::Matched { .. } => {
+                info.trust = Trust::Verified;
+                info.note = Some(dane::log_line(&outcome));
+            }
+            DaneOutcome::NoMatch(why) => {
+                return Err(format!("DANE TLSA authentication failed: {why}"))
+            }
+        },
+    }
+    Ok(info)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::cert::{generate_key, self_signed, KeyKind, Subject};
+    use crate::tls::fingerprint::cert_fingerprint;
+    use smol::io::{AsyncReadExt, AsyncWriteExt};
+    use smol::Async;
+    use std::os::unix::net::UnixStream;
+
+    /// A server certificate for mx.example.test (RSA or ECDSA) in a fresh directory.
+    struct Identity {
+        dir: PathBuf,
+        cert: PathBuf,
+        key: PathBuf,
+        x509: X509,
+    }
+
+    impl Identity {
+        fn new(tag: &str, kind: KeyKind) -> Identity {
+            let dir = std::env::temp_dir()
+                .join(format!("tinymta-resume-unit-{tag}-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let key = generate_key(kind).unwrap();
+            let names = ["mx.example.test".to_string()];
+            let x509 =
+                self_signed(&Subject::common_name("mx.example.test"), &names, &key, 1).unwrap();
+            let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+            std::fs::write(&cert_path, x509.to_pem().unwrap()).unwrap();
+            std::fs::write(&key_path, key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+            Identity {
+                dir,
+                cert: cert_path,
+                key: key_path,
+                x509,
+            }
+        }
+
+        fn server(&self) -> SslContext {
+            crate::tls::server_context(&[(self.cert.clone(), self.key.clone())]).unwrap()
+        }
+    }
+
+    impl Drop for Identity {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn policy<'a>(level: Level, protocols: &'a Protocols) -> ContextPolicy<'a> {
+        ContextPolicy {
+            level,
+            protocols,
+            ciphers: None,
+            exclude: &[],
+            tafile: None,
+            cert: None,
+            source: "unit",
+        }
+    }
+
+    fn only(p: &str) -> Protocols {
+        Protocols::parse(p).unwrap()
+    }
+
+    /// One connection: the server greets, the client reads the greeting (which is
+    /// when TLS 1.3 tickets arrive). The client's outcome.
+    fn exchange(server: &SslContext, client: &ClientTls) -> Result<TlsInfo, String> {
+        smol::block_on(async {
+            let (a, b) = UnixStream::pair().unwrap();
+            let (a, b) = (Async::new(a).unwrap(), Async::new(b).unwrap());
+            let mut s = MaybeTls::Plain(a);
+            let mut c = MaybeTls::Plain(b);
+            let serve = async {
+                if s.accept(server).await.is_ok() {
+                    let _ = s.write_all(b"220 hi\r\n").await;
+                    let _ = s.flush().await;
+                    let mut buf = [0u8; 16];
+                    let _ = s.read(&mut buf).await;
+                }
+            };
+            let talk = async {
+                let info = c.connect(client).await;
+                if info.is_ok() {
+                    let mut buf = [0u8; 8];
+                    c.read_exact(&mut buf).await.unwrap();
+                    c.close().await.unwrap();
+                }
+                info
+            };
+            smol::future::zip(serve, talk).await.1
+        })
+    }
+
+    fn fingerprint_check(cert: &X509) -> PeerCheck {
+        PeerCheck::Fingerprint {
+            digest: Digest::Sha256,
+            wanted: vec![cert_fingerprint(cert, Digest::Sha256)],
+        }
+    }
+
+    #[test]
+    fn sessions_resume_under_the_same_policy_and_keep_the_check() {
+        for (proto, kind) in [
+            ("TLSv1.2", KeyKind::Rsa(2048)),
+            ("TLSv1.3", KeyKind::EcP256),
+        ] {
+            let id = Identity::new(&proto.replace('.', ""), kind);
+            let server = id.server();
+            let cache = SessionCache::new();
+            let protocols = only(proto);
+            let settings = ClientSettings::default();
+            let mk = |check: PeerCheck| {
+                client_tls(
+                    &settings,
+                    policy(Level::Fingerprint, &protocols),
+                    Some("mx.example.test"),
+                    check,
+                )
+                .unwrap()
+                .resuming(&cache, "mx.example.test[127.0.0.1]:25")
+            };
+            let first = exchange(&server, &mk(fingerprint_check(&id.x509))).unwrap();
+            assert!(!first.resumed, "{proto}");
+            assert_eq!(first.protocol, proto);
+            assert_eq!(
+                cache.len(),
+                1,
+                "{proto}: the session is kept after the check"
+            );
+            // Resumed: the check ran on the chain kept in the session, and passed.
+            let second = exchange(&server, &mk(fingerprint_check(&id.x509))).unwrap();
+            assert!(second.resumed, "{proto}");
+            assert_eq!(second.trust, Trust::Verified, "{proto}");
+            assert_eq!(
+                cache.len(),
+                1,
+                "{proto}: the resumed handshake's session is kept"
+            );
+
+            // Another host, or another policy for the same host: a full handshake.
+            let other_host = client_tls(
+                &settings,
+                policy(Level::Fingerprint, &protocols),
+                Some("mx.example.test"),
+                fingerprint_check(&id.x509),
+            )
+            .unwrap()
+            .resuming(&cache, "mx.example.test[127.0.0.2]:25");
+            assert!(!exchange(&server, &other_host).unwrap().resumed, "{proto}");
+            let other_level = client_tls(
+                &settings,
+                policy(Level::Encrypt, &protocols),
+                Some("mx.example.test"),
+                PeerCheck::Nothing,
+            )
+            .unwrap()
+            .resuming(&cache, "mx.example.test[127.0.0.1]:25");
+            assert!(!exchange(&server, &other_level).unwrap().resumed, "{proto}");
+        }
+    }
+
+    #[test]
+    fn a_resumed_session_that_fails_the_check_is_refused_and_forgotten() {
+        let id = Identity::new("forged", KeyKind::Rsa(2048));
+        let server = id.server();
+        let cache = SessionCache::new();
+        let protocols = only("TLSv1.2");
+        let settings = ClientSettings::default();
+        let good = client_tls(
+            &settings,
+            policy(Level::Fingerprint, &protocols),
+            Some("mx.example.test"),
+            fingerprint_check(&id.x509),
+        )
+        .unwrap()
+        .resuming(&cache, "mx");
+        assert!(!exchange(&server, &good).unwrap().resumed);
+        // The same cache key with another fingerprint (which the key derivation never
+        // produces): the session is resumed, and the check still refuses it.
+        let mut forged = client_tls(
+            &settings,
+            policy(Level::Fingerprint, &protocols),
+            Some("mx.example.test"),
+            PeerCheck::Fingerprint {
+                digest: Digest::Sha256,
+                wanted: vec![vec![0; 32]],
+            },
+        )
+        .unwrap();
+        forged.resume = good.resume.as_ref().map(|r| Resume {
+            cache: r.cache.clone(),
+            key: r.key,
+        });
+        let err = exchange(&server, &forged).unwrap_err();
+        assert!(err.contains("fingerprint mismatch"), "{err}");
+        assert!(
+            cache.is_empty(),
+            "the refused session must not be offered again"
+        );
+        assert!(!exchange(&server, &good).unwrap().resumed);
+    }
+
+    #[test]
+    fn verification_result_survives_resumption() {
+        // RSA: the profile's TLS 1.2 suites are all RSA-authenticated.
+        let id = Identity::new("pkix", KeyKind::Rsa(2048));
+        let server = id.server();
+        let cache = SessionCache::new();
+        for proto in ["TLSv1.2", "TLSv1.3"] {
+            let protocols = only(proto);
+            let settings = ClientSettings {
+                ca_file: Some(id.cert.clone()),
+                ..ClientSettings::default()
+            };
+            let mk = |names: &[&str]| {
+                client_tls(
+                    &settings,
+                    policy(Level::Verify, &protocols),
+                    Some("mx.example.test"),
+                    PeerCheck::Pkix {
+                        names: names.iter().map(|n| NamePattern::parse(n)).collect(),
+                    },
+                )
+                .unwrap()
+                .resuming(&cache, "mx")
+            };
+            let first = exchange(&server, &mk(&["mx.example.test"])).unwrap();
+            assert_eq!((first.resumed, first.trust), (false, Trust::Verified));
+            let again = exchange(&server, &mk(&["mx.example.test"])).unwrap();
+            assert_eq!(
+                (again.resumed, again.trust),
+                (true, Trust::Verified),
+                "{proto}"
+            );
+            // An untrusted chain stays untrusted when resumed under a level that does
+            // not require trust (the key differs by the CA file, so fake it).
+            let plain = ClientSettings::default();
+            let mut may = client_tls(
+                &plain,
+                policy(Level::May, &protocols),
+                Some("mx.example.test"),
+                PeerCheck::Nothing,
+            )
+            .unwrap()
+            .resuming(&cache, "mx-untrusted");
+            let untrusted = exchange(&server, &may).unwrap();
+            assert_eq!(
+                (untrusted.resumed, untrusted.trust),
+                (false, Trust::Untrusted)
+            );
+            // That session, forced under the verify check: refused, not Verified.
+            let mut verify = mk(&["mx.example.test"]);
+            verify.resume = may.resume.take();
+            let err = exchange(&server, &verify).unwrap_err();
+            assert!(err.contains("not trusted"), "{proto}: {err}");
+        }
+    }
+
+    #[test]
+    fn inspection_contexts_never_resume() {
+        let cache = SessionCache::new();
+        let t = inspection_tls(Some("mx")).unwrap().resuming(&cache, "mx");
+        assert!(t.resume.is_none());
     }
 }

@@ -2,8 +2,9 @@
 //! (`profile`), the ordered security levels and the DANE decision (`level`), server
 //! and client contexts (`client` checks the server's certificate as the level demands),
 //! certificate name matching (`names`), fingerprints, DANE-TLSA matching, the
-//! demonstration certificate, and the stream type that turns a plaintext connection
-//! into TLS.
+//! demonstration certificate, session resumption (`ticket` for inbound tickets,
+//! `session` for the outbound cache and the counts), and the stream type that turns a
+//! plaintext connection into TLS.
 //!
 //! Sessions get a `TlsInfo` summary and never touch OpenSSL types; this module knows
 //! nothing of queues, SMTP state or routing. Which policy applies to a destination is
@@ -16,7 +17,9 @@ pub mod fingerprint;
 pub mod level;
 pub mod names;
 pub mod profile;
+pub mod session;
 pub mod stream;
+pub mod ticket;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -65,8 +68,13 @@ pub fn server_context(pairs: &[(PathBuf, PathBuf)]) -> Result<SslContext, String
             )
         })?;
     }
+    // OpenSSL resumes only sessions of the same id context. A constant one keeps
+    // tickets valid across a SIGHUP that rebuilds this context; it would have to
+    // change with the client-certificate settings if inbound ever asked for client
+    // certificates (it does not: authentication is SMTP AUTH).
     b.set_session_id_context(b"tinymta")
         .map_err(|e| format!("cannot set session id context: {e}"))?;
+    ticket::install(&mut b).map_err(|e| format!("cannot set up session tickets: {e}"))?;
     Ok(b.build())
 }
 
@@ -105,6 +113,8 @@ pub struct TlsInfo {
     pub trust: Trust,
     /// Extra detail for the log, e.g. which DANE record matched.
     pub note: Option<String>,
+    /// The handshake resumed an earlier session (ticket or session id).
+    pub resumed: bool,
 }
 
 impl TlsInfo {
@@ -128,6 +138,7 @@ impl TlsInfo {
             algorithm_bits,
             trust,
             note: None,
+            resumed: ssl.session_reused(),
         }
     }
 }

@@ -1,0 +1,144 @@
+//! Counting resumed against full handshakes (both directions), and the outbound
+//! session cache: the TLS sessions of servers we delivered to, kept in memory for the
+//! next connection to the same server under the same policy (Postfix's
+//! `smtp_tls_session_cache_database`, without the file).
+//!
+//! A cached session is keyed by everything that decided the handshake and the check of
+//! the server's certificate: the server (host, address, port, SNI), the client
+//! context's policy (level, protocols, ciphers, trust anchors, client certificate) and
+//! the check itself (fingerprints, names, TLSA records). So a session is offered only
+//! where an identical full handshake would have been made; `client` still runs the
+//! level's check on the resumed session (OpenSSL keeps the server's chain and its
+//! verification result in the session). A session enters the cache only once that
+//! check passed.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use openssl::ssl::{SslSession, SslVersion};
+
+/// Most servers whose session is kept: a router sends to a smarthost or a few dozen
+/// MX hosts; a session with the server's chain is a few KB.
+pub const MAX_SESSIONS: usize = 32;
+/// Longest a session is kept, whatever lifetime the server granted (Postfix's
+/// `smtp_tls_session_cache_timeout` default).
+pub const MAX_AGE: Duration = Duration::from_secs(3600);
+
+/// Which side of a handshake a count is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// We were the server (a client connected to us).
+    Inbound,
+    /// We were the client (delivering).
+    Outbound,
+}
+
+static COUNTS: [[AtomicU64; 2]; 2] = [
+    [AtomicU64::new(0), AtomicU64::new(0)],
+    [AtomicU64::new(0), AtomicU64::new(0)],
+];
+
+/// Counts one finished handshake; returns the totals for `side` so far, as
+/// (resumed, full).
+pub fn count(side: Side, resumed: bool) -> (u64, u64) {
+    let c = &COUNTS[side as usize];
+    c[usize::from(!resumed)].fetch_add(1, Ordering::Relaxed);
+    (c[0].load(Ordering::Relaxed), c[1].load(Ordering::Relaxed))
+}
+
+/// A cached session and when it entered the cache.
+struct Entry {
+    session: SslSession,
+    stored: Instant,
+}
+
+impl Entry {
+    /// Whether the session is past the lifetime the server gave it (counted from the
+    /// full handshake that made it, as OpenSSL does) or our own limit.
+    // `time()` is a C long: 32 bits on mipsel, so the conversion is not useless there.
+    #[allow(clippy::useless_conversion)]
+    fn expired(&self, unix_now: i64) -> bool {
+        let lifetime = self.session.timeout().min(MAX_AGE.as_secs() as i64);
+        unix_now >= i64::from(self.session.time()) + lifetime
+    }
+}
+
+fn unix_now() -> i64 {
+    crate::clock::unix_now() as i64
+}
+
+/// The outbound session cache, shared by every delivery of the process (OpenSSL hands
+/// new sessions to a callback that must be `Send + Sync`, hence the mutex).
+#[derive(Default)]
+pub struct SessionCache {
+    entries: Mutex<HashMap<[u8; 32], Entry>>,
+}
+
+impl SessionCache {
+    pub fn new() -> Arc<SessionCache> {
+        Arc::new(SessionCache::default())
+    }
+
+    /// The session to offer for `key`, if a live one is cached. A TLS 1.3 session is
+    /// taken out: its ticket is for one connection (RFC 8446 §C.4), and the resumed
+    /// handshake brings new ones.
+    pub fn offer(&self, key: &[u8; 32]) -> Option<SslSession> {
+        let mut entries = self.lock();
+        let entry = entries.get(key)?;
+        if entry.expired(unix_now()) {
+            entries.remove(key);
+            return None;
+        }
+        if entry.session.protocol_version() == SslVersion::TLS1_3 {
+            return entries.remove(key).map(|e| e.session);
+        }
+        Some(entry.session.clone())
+    }
+
+    /// Keeps `session` for `key`, replacing an older one. When full, expired sessions
+    /// go first, then the one stored longest ago.
+    pub fn store(&self, key: [u8; 32], session: SslSession) {
+        let mut entries = self.lock();
+        if entries.len() >= MAX_SESSIONS && !entries.contains_key(&key) {
+            let now = unix_now();
+            entries.retain(|_, e| !e.expired(now));
+            if entries.len() >= MAX_SESSIONS {
+                let oldest = entries
+                    .iter()
+                    .min_by_key(|(_, e)| e.stored)
+                    .map(|(k, _)| *k);
+                if let Some(k) = oldest {
+                    entries.remove(&k);
+                }
+            }
+        }
+        entries.insert(
+            key,
+            Entry {
+                session,
+                stored: Instant::now(),
+            },
+        );
+    }
+
+    /// Drops the session for `key` (its resumption failed the policy's check).
+    pub fn forget(&self, key: &[u8; 32]) {
+        self.lock().remove(key);
+    }
+
+    /// How many sessions are cached.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Entry>> {
+        // A panic while holding the lock leaves a usable map.
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
