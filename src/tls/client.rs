@@ -282,10 +282,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MaybeTls<S> {
             Some(r) => {
                 if let Some(session) = r.cache.offer(&r.key) {
                     // SAFETY: OpenSSL's rule is that a session in one context's
-                    // internal cache must not be used with another context. No
-                    // context here has an internal cache (NO_INTERNAL), and the key
-                    // says this session came from a context built from the same
-                    // policy and settings.
+                    // internal cache must not be used with another context. This one
+                    // is a fresh copy in no cache (and no context here has an
+                    // internal cache: NO_INTERNAL), and the key says it came from a
+                    // context built from the same policy and settings.
                     unsafe { ssl.set_session(&session) }.map_err(|e| e.to_string())?;
                 }
                 let pending = Arc::new(Pending {

@@ -17,7 +17,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use openssl::ssl::{SslSession, SslVersion};
+use foreign_types::ForeignType;
+use openssl::ssl::SslSession;
+use openssl_sys as ffi;
+
+extern "C" {
+    // Since OpenSSL 1.1.1, not declared by openssl-sys 0.9.
+    fn SSL_SESSION_dup(src: *const ffi::SSL_SESSION) -> *mut ffi::SSL_SESSION;
+}
 
 /// Most servers whose session is kept: a router sends to a smarthost or a few dozen
 /// MX hosts; a session with the server's chain is a few KB.
@@ -81,9 +88,15 @@ impl SessionCache {
         Arc::new(SessionCache::default())
     }
 
-    /// The session to offer for `key`, if a live one is cached. A TLS 1.3 session is
-    /// taken out: its ticket is for one connection (RFC 8446 §C.4), and the resumed
-    /// handshake brings new ones.
+    /// A copy of the session cached for `key`, to offer, if a live one is cached.
+    ///
+    /// The cached session stays until a newer one replaces it: a TLS 1.3 server that
+    /// sends no new ticket on a resumed handshake (Postfix does not) gets the same
+    /// ticket again, as from Postfix's own client. RFC 8446 §C.4 discourages that for
+    /// the linkability it gives a passive observer, which between two mail servers
+    /// that connect by address anyway is nothing. The copy (`SSL_SESSION_dup`, chain
+    /// included) is what makes it possible: after a TLS 1.3 handshake OpenSSL marks the
+    /// session it used not resumable.
     pub fn offer(&self, key: &[u8; 32]) -> Option<SslSession> {
         let mut entries = self.lock();
         let entry = entries.get(key)?;
@@ -91,10 +104,10 @@ impl SessionCache {
             entries.remove(key);
             return None;
         }
-        if entry.session.protocol_version() == SslVersion::TLS1_3 {
-            return entries.remove(key).map(|e| e.session);
-        }
-        Some(entry.session.clone())
+        // SAFETY: a valid session in, a new session we own (or null) out.
+        let copy = unsafe { SSL_SESSION_dup(entry.session.as_ptr()) };
+        // SAFETY: non-null, and its one reference is ours.
+        (!copy.is_null()).then(|| unsafe { SslSession::from_ptr(copy) })
     }
 
     /// Keeps `session` for `key`, replacing an older one. When full, expired sessions

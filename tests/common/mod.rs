@@ -222,6 +222,8 @@ pub struct Server {
     pub smtps: String,
     pub log_path: PathBuf,
     pub extra: Vec<String>,
+    /// `TINYMTA_LOG` for the process ("info" unless started with [`Server::start_logging`]).
+    pub log_filter: String,
 }
 
 pub const DOMAIN: &str = "example.test";
@@ -231,24 +233,30 @@ impl Server {
     /// Starts with the three listeners on free ports, domain `example.test`, and any
     /// extra flags.
     pub fn start(extra: &[&str]) -> Server {
-        Server::start_with(tinymta_bin(), None, extra)
+        Server::start_with(tinymta_bin(), None, extra, "info")
+    }
+
+    /// Like `start` (or `start_at` with `smtp`), logging with `TINYMTA_LOG=filter`
+    /// (e.g. "debug" for lines only logged at that level).
+    pub fn start_logging(filter: &str, smtp: Option<&str>, extra: &[&str]) -> Server {
+        Server::start_with(tinymta_bin(), smtp, extra, filter)
     }
 
     /// Like `start`, with the `--smtp` listener on `smtp` (e.g. a receiving MX on
     /// `127.0.0.21:PORT`).
     pub fn start_at(smtp: &str, extra: &[&str]) -> Server {
-        Server::start_with(tinymta_bin(), Some(smtp), extra)
+        Server::start_with(tinymta_bin(), Some(smtp), extra, "info")
     }
 
     /// Like `start`, running the tinymta binary at `bin` (e.g. a build with other
     /// features).
     pub fn start_binary(bin: &Path, extra: &[&str]) -> Server {
-        Server::start_with(bin, None, extra)
+        Server::start_with(bin, None, extra, "info")
     }
 
     /// Picks free ports for the listeners not given and starts; a port taken by another
     /// test between picking and binding ("cannot listen") is retried with new ones.
-    fn start_with(bin: &Path, smtp: Option<&str>, extra: &[&str]) -> Server {
+    fn start_with(bin: &Path, smtp: Option<&str>, extra: &[&str], log_filter: &str) -> Server {
         for _attempt in 0..5 {
             let ports = free_ports("127.0.0.1", 3);
             let dir = TempDir::new("server");
@@ -265,6 +273,7 @@ impl Server {
                 log_path: dir.path().join("tinymta.log"),
                 dir,
                 extra: extra.iter().map(|s| s.to_string()).collect(),
+                log_filter: log_filter.to_string(),
             };
             match s.try_spawn() {
                 Ok(()) => return s,
@@ -315,7 +324,7 @@ impl Server {
             vec!["--resolver", "127.0.0.1:9"]
         })
         .args(&self.extra)
-        .env("TINYMTA_LOG", "info")
+        .env("TINYMTA_LOG", &self.log_filter)
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log);
