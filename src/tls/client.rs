@@ -74,9 +74,9 @@ pub struct ClientTls {
     ctx: SslContext,
     sni: Option<String>,
     check: PeerCheck,
-    /// Everything of the policy and settings that shaped `ctx` and `check`, for the
-    /// session cache key (empty for the inspection context, which never resumes).
-    policy_id: String,
+    /// Everything of the policy and settings that shaped `ctx` and `check`, hashed, for
+    /// the session cache key (none for the inspection context, which never resumes).
+    policy_id: Option<KeyHash>,
     resume: Option<Resume>,
 }
 
@@ -163,8 +163,109 @@ pub fn client_tls(
         }
     });
     let mut tls = ClientTls::new(b.build(), sni, check);
-    tls.policy_id = format!("{settings:?}|{policy:?}|{:?}", tls.check);
+    tls.policy_id = Some(policy_id(settings, &policy, &tls.check));
     Ok(tls)
+}
+
+/// A SHA-256 over length-prefixed fields, so no two field lists hash alike.
+#[derive(Clone)]
+struct KeyHash(openssl::sha::Sha256);
+
+impl KeyHash {
+    fn field(&mut self, bytes: &[u8]) {
+        self.0.update(&(bytes.len() as u64).to_be_bytes());
+        self.0.update(bytes);
+    }
+
+    fn path(&mut self, p: Option<&Path>) {
+        use std::os::unix::ffi::OsStrExt;
+        match p {
+            Some(p) => self.field(p.as_os_str().as_bytes()),
+            None => self.field(b"\0none"),
+        }
+    }
+}
+
+/// Hashes everything that shaped a client context and its check. The bindings name
+/// every field (no `..`): a field added to these types does not compile until it is
+/// part of the key, so a session is never offered under a policy that differs in it.
+fn policy_id(settings: &ClientSettings, policy: &ContextPolicy, check: &PeerCheck) -> KeyHash {
+    let mut h = KeyHash(openssl::sha::Sha256::new());
+    let ClientSettings {
+        ca_file,
+        ca_dir,
+        cert: default_cert,
+    } = settings;
+    let ContextPolicy {
+        level,
+        protocols,
+        ciphers,
+        exclude,
+        tafile,
+        cert,
+        source,
+    } = policy;
+    h.path(ca_file.as_deref());
+    h.path(ca_dir.as_deref());
+    let default_cert = default_cert
+        .as_ref()
+        .map(|(c, k)| (c.as_path(), k.as_path()));
+    for pair in [default_cert, *cert] {
+        h.path(pair.map(|(c, _)| c));
+        h.path(pair.map(|(_, k)| k));
+    }
+    h.field(level.name().as_bytes());
+    // What `apply_policy` takes from `protocols=`.
+    let (min, max) = protocols.range();
+    h.field(min.to_string().as_bytes());
+    h.field(max.to_string().as_bytes());
+    for p in protocols.excluded() {
+        h.field(p.to_string().as_bytes());
+    }
+    h.field(ciphers.map_or("", |g| g.name()).as_bytes());
+    for e in *exclude {
+        h.field(e.as_bytes());
+    }
+    h.path(*tafile);
+    h.field(source.as_bytes());
+    match check {
+        PeerCheck::Nothing => h.field(b"nothing"),
+        PeerCheck::Fingerprint { digest, wanted } => {
+            h.field(b"fingerprint");
+            h.field(digest.name().as_bytes());
+            for w in wanted {
+                h.field(w);
+            }
+        }
+        PeerCheck::Pkix { names } => {
+            h.field(b"pkix");
+            for n in names {
+                // `.example.com` for subdomains, so the two kinds differ.
+                h.field(n.to_string().as_bytes());
+            }
+        }
+        PeerCheck::Dane {
+            records,
+            reference_names,
+        } => {
+            h.field(b"dane");
+            for Tlsa {
+                usage,
+                selector,
+                matching,
+                data,
+            } in records
+            {
+                h.field(&[*usage, *selector, *matching]);
+                h.field(data);
+            }
+            h.field(b"names");
+            for n in reference_names {
+                h.field(n.as_bytes());
+            }
+        }
+    }
+    h
 }
 
 impl ClientTls {
@@ -176,7 +277,7 @@ impl ClientTls {
                 .filter(|s| s.parse::<std::net::IpAddr>().is_err())
                 .map(str::to_string),
             check,
-            policy_id: String::new(),
+            policy_id: None,
             resume: None,
         }
     }
@@ -184,13 +285,14 @@ impl ClientTls {
     /// Offers a session cached in `cache` for `server` (host, address and port) under
     /// this very policy, and keeps the new one there once the check has passed.
     pub fn resuming(mut self, cache: &Arc<SessionCache>, server: &str) -> ClientTls {
-        if self.policy_id.is_empty() {
+        let Some(mut h) = self.policy_id.clone() else {
             return self;
-        }
-        let id = format!("{server}|{:?}|{}", self.sni, self.policy_id);
+        };
+        h.field(server.as_bytes());
+        h.field(self.sni.as_deref().unwrap_or("\0none").as_bytes());
         self.resume = Some(Resume {
             cache: cache.clone(),
-            key: openssl::sha::sha256(id.as_bytes()),
+            key: h.0.finish(),
         });
         self
     }
@@ -646,6 +748,182 @@ mod tests {
             let err = exchange(&server, &verify).unwrap_err();
             assert!(err.contains("not trusted"), "{proto}: {err}");
         }
+    }
+
+    #[test]
+    fn every_part_of_the_policy_is_in_the_key() {
+        let cache = SessionCache::new();
+        let (p12, any) = (only("TLSv1.2"), Protocols::default());
+        let (excl, ta, cert) = (
+            ["CAMELLIA".to_string()],
+            PathBuf::from("/ta.pem"),
+            (PathBuf::from("/c.pem"), PathBuf::from("/k.pem")),
+        );
+        let key_of = |settings: &ClientSettings, policy: ContextPolicy, check: PeerCheck| {
+            let h = policy_id(settings, &policy, &check);
+            ClientTls {
+                policy_id: Some(h),
+                ..ClientTls::new(
+                    SslContext::builder(openssl::ssl::SslMethod::tls())
+                        .unwrap()
+                        .build(),
+                    Some("mx"),
+                    check,
+                )
+            }
+            .resuming(&cache, "mx[192.0.2.1]:25")
+            .resume
+            .unwrap()
+            .key
+        };
+        let base = || policy(Level::Encrypt, &any);
+        let plain = ClientSettings::default();
+        let with_ca = ClientSettings {
+            ca_file: Some(PathBuf::from("/ca.pem")),
+            ..ClientSettings::default()
+        };
+        let tlsa = |data: u8| PeerCheck::Dane {
+            records: vec![Tlsa {
+                usage: 3,
+                selector: 1,
+                matching: 1,
+                data: vec![data; 32],
+            }],
+            reference_names: vec!["mx".into()],
+        };
+        let keys = [
+            key_of(&plain, base(), PeerCheck::Nothing),
+            key_of(&with_ca, base(), PeerCheck::Nothing),
+            key_of(&plain, policy(Level::May, &any), PeerCheck::Nothing),
+            key_of(&plain, policy(Level::Encrypt, &p12), PeerCheck::Nothing),
+            key_of(
+                &plain,
+                ContextPolicy {
+                    ciphers: Some(Grade::parse("high").unwrap()),
+                    ..base()
+                },
+                PeerCheck::Nothing,
+            ),
+            key_of(
+                &plain,
+                ContextPolicy {
+                    exclude: &excl,
+                    ..base()
+                },
+                PeerCheck::Nothing,
+            ),
+            key_of(
+                &plain,
+                ContextPolicy {
+                    tafile: Some(&ta),
+                    ..base()
+                },
+                PeerCheck::Nothing,
+            ),
+            key_of(
+                &plain,
+                ContextPolicy {
+                    cert: Some((&cert.0, &cert.1)),
+                    ..base()
+                },
+                PeerCheck::Nothing,
+            ),
+            key_of(
+                &plain,
+                ContextPolicy {
+                    source: "other:1",
+                    ..base()
+                },
+                PeerCheck::Nothing,
+            ),
+            key_of(
+                &plain,
+                base(),
+                PeerCheck::Fingerprint {
+                    digest: Digest::Sha256,
+                    wanted: vec![vec![1; 32]],
+                },
+            ),
+            key_of(
+                &plain,
+                base(),
+                PeerCheck::Fingerprint {
+                    digest: Digest::Sha256,
+                    wanted: vec![vec![2; 32]],
+                },
+            ),
+            key_of(
+                &plain,
+                base(),
+                PeerCheck::Pkix {
+                    names: vec![NamePattern::parse("mx.example.test")],
+                },
+            ),
+            key_of(
+                &plain,
+                base(),
+                PeerCheck::Pkix {
+                    names: vec![NamePattern::parse(".mx.example.test")],
+                },
+            ),
+            key_of(&plain, base(), tlsa(1)),
+            key_of(&plain, base(), tlsa(2)),
+        ];
+        for (i, a) in keys.iter().enumerate() {
+            for b in &keys[i + 1..] {
+                assert_ne!(a, b, "key {i} collides");
+            }
+        }
+        // Same inputs, same key: the cache can find the session again.
+        assert_eq!(keys[0], key_of(&plain, base(), PeerCheck::Nothing));
+    }
+
+    #[test]
+    fn the_cache_is_bounded_and_drops_expired_sessions() {
+        use crate::tls::session::{MAX_AGE, MAX_SESSIONS};
+        use foreign_types::ForeignType;
+        extern "C" {
+            fn SSL_SESSION_set_time(
+                s: *mut openssl_sys::SSL_SESSION,
+                t: libc::c_long,
+            ) -> libc::c_long;
+        }
+        let id = Identity::new("bounds", KeyKind::EcP256);
+        let (server, protocols) = (id.server(), only("TLSv1.3"));
+        let settings = ClientSettings::default();
+        let made = SessionCache::new();
+        let tls = client_tls(
+            &settings,
+            policy(Level::Encrypt, &protocols),
+            None,
+            PeerCheck::Nothing,
+        )
+        .unwrap()
+        .resuming(&made, "mx");
+        exchange(&server, &tls).unwrap();
+        let key = tls.resume.as_ref().unwrap().key;
+        let session = || made.offer(&key).expect("a cached session");
+
+        let cache = SessionCache::new();
+        for i in 0..=MAX_SESSIONS {
+            cache.store([i as u8; 32], session());
+            assert!(cache.len() <= MAX_SESSIONS);
+        }
+        assert_eq!(cache.len(), MAX_SESSIONS);
+        assert!(cache.offer(&[0; 32]).is_none(), "the oldest went first");
+        assert!(cache.offer(&[MAX_SESSIONS as u8; 32]).is_some());
+        // Storing under a known key replaces, never grows.
+        cache.store([1; 32], session());
+        assert_eq!(cache.len(), MAX_SESSIONS);
+
+        // A session from a handshake longer ago than MAX_AGE is not offered.
+        let old = session();
+        let then = crate::clock::unix_now() as i64 - MAX_AGE.as_secs() as i64 - 1;
+        // SAFETY: a valid session, owned here.
+        unsafe { SSL_SESSION_set_time(old.as_ptr(), then as libc::c_long) };
+        cache.store([200; 32], old);
+        assert!(cache.offer(&[200; 32]).is_none());
+        assert!(cache.offer(&[1; 32]).is_some());
     }
 
     #[test]

@@ -12,7 +12,6 @@
 //! verification result in the session). A session enters the cache only once that
 //! check passed.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -80,7 +79,8 @@ fn unix_now() -> i64 {
 /// new sessions to a callback that must be `Send + Sync`, hence the mutex).
 #[derive(Default)]
 pub struct SessionCache {
-    entries: Mutex<HashMap<[u8; 32], Entry>>,
+    /// A list: at [`MAX_SESSIONS`] a scan costs less than a hash map's code.
+    entries: Mutex<Vec<([u8; 32], Entry)>>,
 }
 
 impl SessionCache {
@@ -99,9 +99,10 @@ impl SessionCache {
     /// session it used not resumable.
     pub fn offer(&self, key: &[u8; 32]) -> Option<SslSession> {
         let mut entries = self.lock();
-        let entry = entries.get(key)?;
+        let i = entries.iter().position(|(k, _)| k == key)?;
+        let entry = &entries[i].1;
         if entry.expired(unix_now()) {
-            entries.remove(key);
+            entries.swap_remove(i);
             return None;
         }
         // SAFETY: a valid session in, a new session we own (or null) out.
@@ -114,31 +115,30 @@ impl SessionCache {
     /// go first, then the one stored longest ago.
     pub fn store(&self, key: [u8; 32], session: SslSession) {
         let mut entries = self.lock();
-        if entries.len() >= MAX_SESSIONS && !entries.contains_key(&key) {
+        let entry = Entry {
+            session,
+            stored: Instant::now(),
+        };
+        if let Some((_, e)) = entries.iter_mut().find(|(k, _)| *k == key) {
+            *e = entry;
+            return;
+        }
+        if entries.len() >= MAX_SESSIONS {
             let now = unix_now();
-            entries.retain(|_, e| !e.expired(now));
+            entries.retain(|(_, e)| !e.expired(now));
             if entries.len() >= MAX_SESSIONS {
-                let oldest = entries
-                    .iter()
-                    .min_by_key(|(_, e)| e.stored)
-                    .map(|(k, _)| *k);
-                if let Some(k) = oldest {
-                    entries.remove(&k);
+                let oldest = (0..entries.len()).min_by_key(|&i| entries[i].1.stored);
+                if let Some(i) = oldest {
+                    entries.swap_remove(i);
                 }
             }
         }
-        entries.insert(
-            key,
-            Entry {
-                session,
-                stored: Instant::now(),
-            },
-        );
+        entries.push((key, entry));
     }
 
     /// Drops the session for `key` (its resumption failed the policy's check).
     pub fn forget(&self, key: &[u8; 32]) {
-        self.lock().remove(key);
+        self.lock().retain(|(k, _)| k != key);
     }
 
     /// How many sessions are cached.
@@ -150,7 +150,7 @@ impl SessionCache {
         self.len() == 0
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Entry>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<([u8; 32], Entry)>> {
         // A panic while holding the lock leaves a usable map.
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
