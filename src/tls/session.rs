@@ -12,7 +12,7 @@
 //! verification result in the session). A session enters the cache only once that
 //! check passed.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -41,14 +41,16 @@ pub enum Side {
     Outbound,
 }
 
-static COUNTS: [[AtomicU64; 2]; 2] = [
-    [AtomicU64::new(0), AtomicU64::new(0)],
-    [AtomicU64::new(0), AtomicU64::new(0)],
+/// 32-bit counters: MIPS32 has no 64-bit atomics. They wrap after four billion
+/// handshakes, which only a debug log line would notice.
+static COUNTS: [[AtomicU32; 2]; 2] = [
+    [AtomicU32::new(0), AtomicU32::new(0)],
+    [AtomicU32::new(0), AtomicU32::new(0)],
 ];
 
 /// Counts one finished handshake; returns the totals for `side` so far, as
 /// (resumed, full).
-pub fn count(side: Side, resumed: bool) -> (u64, u64) {
+pub fn count(side: Side, resumed: bool) -> (u32, u32) {
     let c = &COUNTS[side as usize];
     c[usize::from(!resumed)].fetch_add(1, Ordering::Relaxed);
     (c[0].load(Ordering::Relaxed), c[1].load(Ordering::Relaxed))
