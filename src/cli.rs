@@ -187,6 +187,15 @@ pub struct ServeArgs {
     /// seconds to wait for message content in DATA (default 600)
     #[argh(option, default = "600")]
     pub data_timeout: u64,
+    /// refuse mail from outside --relay-network whose SPF result is fail, at RCPT
+    /// (550 5.7.23); without it SPF is only reported in Authentication-Results
+    #[argh(switch)]
+    pub spf_reject: bool,
+    /// refuse mail from outside --relay-network that fails DMARC where the From
+    /// domain's policy is p=reject, after DATA (550 5.7.1); without it (and for
+    /// p=quarantine) DMARC is only reported in Authentication-Results
+    #[argh(switch)]
+    pub dmarc_reject: bool,
 }
 
 #[derive(FromArgs, Debug)]

@@ -74,6 +74,8 @@ pub struct Config {
     pub dkim_keys: Arc<DkimKeys>,
     pub retry: Retry,
     pub outbound: Settings,
+    /// `--spf-reject`, `--dmarc-reject`.
+    pub enforce: inbound::checks::Enforce,
 }
 
 /// The outbound flags, the same for `serve` and `check-tls`.
@@ -498,6 +500,10 @@ impl Config {
                 max: Duration::from_secs(args.retry_max),
             },
             outbound,
+            enforce: inbound::checks::Enforce {
+                spf_reject: args.spf_reject,
+                dmarc_reject: args.dmarc_reject,
+            },
         })
     }
 
@@ -508,6 +514,11 @@ impl Config {
             router: self.outbound.router.clone(),
             relay_networks: self.relay_networks.clone(),
             limits: self.limits.clone(),
+            enforce: self.enforce,
+            // Checked at start when given; a system without one is warned about by
+            // delivery, and the checks then report temperror.
+            resolver: crate::dns::Resolver::from_flag_or_system(self.outbound.resolver.as_deref())
+                .ok(),
         }
     }
 }

@@ -91,7 +91,8 @@ pub fn delivery(
 }
 
 /// `ID: from=<sender>, size=N, nrcpt=N (queue active)` when a message is queued, with
-/// `notes` (`name=value` fields such as [`dkim`]'s) before the parenthesis.
+/// `notes` (`name=value` fields such as [`dkim`]'s, or the `auth=` results of the
+/// checks of mail from outside) before the parenthesis.
 pub fn queued(id: &str, sender: &str, size: u64, nrcpt: usize, notes: &[String]) {
     let notes: String = notes.iter().map(|n| format!(", {n}")).collect();
     log::info!("{id}: from=<{sender}>, size={size}, nrcpt={nrcpt}{notes} (queue active)");

@@ -13,6 +13,7 @@ use smol::future::FutureExt;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::Async;
 
+use super::checks;
 use super::sasl::Credentials;
 use super::session::{Next, Session, Transaction};
 use super::{Listener, Shared};
@@ -115,6 +116,16 @@ impl Connection {
                         if !self.receive_message(txn).await? {
                             return Ok(());
                         }
+                        self.waiting_since = Instant::now();
+                    }
+                    Next::CheckSpf(query) => {
+                        self.flush().await?;
+                        let started = Instant::now();
+                        let settings = &self.shared.settings;
+                        let spf =
+                            checks::spf(settings.resolver.as_ref(), &settings.hostname, &query)
+                                .await;
+                        self.session.spf_checked(spf, started.elapsed());
                         self.waiting_since = Instant::now();
                     }
                     Next::Verify(credentials) => {
@@ -249,6 +260,8 @@ impl Connection {
         // first piece is written).
         let mut headers_pending = self.session.is_submission();
         let header_start = chunk.len();
+        // Mail from outside is checked; its header section is held until complete.
+        let mut checks = self.session.message_checks(&txn);
         let mut file: Option<File> = None;
         let mut write_error: Option<std::io::Error> = None;
         // The mail of our own clients is DKIM-signed, once, here: the signer sees the
@@ -258,14 +271,22 @@ impl Connection {
 
         // Content may already be buffered behind the DATA line (pipelining).
         let pending = self.input.take_pending();
+        let new = chunk.len();
         let used = reader.feed(&pending, &mut chunk);
         self.input.extend(&pending[used..]);
+        if let Some(c) = &mut checks {
+            c.content(&mut chunk, header_start, new, reader.is_done());
+        }
         while !reader.is_done() {
             match self.read_input(data_timeout).await {
                 Ok(Input::Bytes) => {
                     let pending = self.input.take_pending();
+                    let new = chunk.len();
                     let used = reader.feed(&pending, &mut chunk);
                     self.input.extend(&pending[used..]);
+                    if let Some(c) = &mut checks {
+                        c.content(&mut chunk, header_start, new, reader.is_done());
+                    }
                 }
                 other => {
                     spool.abandon(&id);
@@ -286,7 +307,12 @@ impl Connection {
                     return Ok(false);
                 }
             }
-            if chunk.len() >= WRITE_CHUNK && write_error.is_none() && reader.verdict().is_none() {
+            let held = checks.as_ref().is_some_and(|c| c.holding());
+            if chunk.len() >= WRITE_CHUNK
+                && write_error.is_none()
+                && reader.verdict().is_none()
+                && !held
+            {
                 if std::mem::take(&mut headers_pending) {
                     self.session.complete_headers(&mut chunk, header_start, &id);
                 }
@@ -310,7 +336,9 @@ impl Connection {
         if headers_pending {
             self.session.complete_headers(&mut chunk, header_start, &id);
         }
-        if let Some(r) = reader.verdict() {
+        let refusal = reader.verdict();
+        let refusal = refusal.or_else(|| checks.as_ref().and_then(|c| c.refusal()));
+        if let Some(r) = refusal {
             spool.abandon(&id);
             log::info!(
                 "{id}: reject: DATA from {}: {}",
@@ -319,6 +347,31 @@ impl Connection {
             );
             self.session.error(r);
             return Ok(true);
+        }
+        let mut added = String::new();
+        let mut auth = None;
+        if let Some(c) = checks {
+            if c.removed() > 0 {
+                log::info!(
+                    "{id}: removed {} Authentication-Results field(s) with our authserv-id from {}",
+                    c.removed(),
+                    self.session.client()
+                );
+            }
+            let outcome = c.finish(self.shared.settings.resolver.as_ref()).await;
+            if let Some(r) = outcome.refusal(self.shared.settings.enforce) {
+                spool.abandon(&id);
+                log::info!(
+                    "{id}: reject: DATA from {}: {}; auth={}",
+                    self.session.client(),
+                    r.summary(),
+                    outcome.summary
+                );
+                self.session.reply(r);
+                return Ok(true);
+            }
+            added = outcome.field;
+            auth = Some(outcome.summary);
         }
         let size = reader.size();
         if let Some(s) = &mut signer {
@@ -336,9 +389,11 @@ impl Connection {
                         None => spool2.create(&env2)?,
                     };
                     f.write_all(&chunk)?;
+                    // Our own clients' mail gets its signature, mail from outside
+                    // its Authentication-Results field; never both.
                     let signing = pending.map(|p| p.sign(&dkim, unix_now()));
                     let fields = signing.as_ref().and_then(|s| s.as_ref().ok());
-                    let fields = fields.map_or(&[][..], |s| &s.fields);
+                    let fields = fields.map_or(added.as_bytes(), |s| &s.fields);
                     spool2.finish_with_headers(&id2, f, fields)?;
                     Ok(signing)
                 })
@@ -351,10 +406,11 @@ impl Connection {
         };
         match res {
             Ok(signing) => {
-                let notes: Vec<String> = signing
+                let mut notes: Vec<String> = signing
                     .and_then(|s| logline::dkim(&id.0, &s))
                     .into_iter()
                     .collect();
+                notes.extend(auth.map(|a| format!("auth={a}")));
                 logline::queued(&id.0, &env.sender, size, env.recipients.len(), &notes);
                 self.session
                     .reply(Reply::new(250, "2.0.0", format!("Ok: queued as {id}")));

@@ -5,6 +5,8 @@
 //! - `session`: the SMTP dialogue as a sans-IO state machine (lines in, replies out)
 //! - `sasl`: the AUTH command inside that dialogue
 //! - `relay`: who may relay without logging in
+//! - `checks`: SPF, DKIM and DMARC of mail from outside, and its
+//!   `Authentication-Results:` field
 //! - `connection`: drives a session over a socket and streams DATA into the queue
 //!
 //! The settings come in as plain data (`Settings`, `Listener`), built by `config`; this
@@ -12,6 +14,7 @@
 //! handshakes through `MaybeTls`, and hand complete messages to `queue::` — they never
 //! see OpenSSL or queue internals.
 
+pub mod checks;
 mod connection;
 pub mod listener;
 pub mod relay;
@@ -60,6 +63,11 @@ pub struct Settings {
     /// Clients that may relay without logging in.
     pub relay_networks: Vec<Cidr>,
     pub limits: Limits,
+    /// What the checks of mail from outside refuse (`--spf-reject`, `--dmarc-reject`).
+    pub enforce: checks::Enforce,
+    /// The daemon's resolver, for those checks; `None` when none could be set up
+    /// (every check is then `temperror`).
+    pub resolver: Option<crate::dns::Resolver>,
 }
 
 /// The `--auth-file` users, shared by all sessions and replaced on SIGHUP; `None`:

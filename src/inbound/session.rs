@@ -15,6 +15,7 @@ use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
+use super::checks::{self, MessageChecks, SpfQuery};
 use super::relay::may_relay;
 use super::sasl::{self, Credentials, Login, Progress, Verdict, AUTH_FAILURE_DELAY};
 use super::{AuthUsers, InboundTls, Listener, Role, Settings};
@@ -23,6 +24,7 @@ use crate::auth::Sasl;
 use crate::clock::unix_now;
 use crate::headers::{self, Header, Origin};
 use crate::logline;
+use crate::mailauth::spf::{self, SpfResult};
 use crate::outbound::route::Route;
 use crate::queue::{Envelope, QueueId};
 use crate::smtp::command::{self, Command, MailParams};
@@ -57,6 +59,11 @@ pub struct Transaction {
     recipients: Vec<String>,
     /// What they became, for the queue file.
     queued: Recipients,
+    /// Mail from outside: the SPF result, made at the first accepted RCPT, and the
+    /// time its lookups took.
+    spf: Option<Box<(SpfResult, Duration)>>,
+    /// The accepted recipient waiting for that result.
+    waiting: Option<Box<(Mailbox, Recipient)>>,
 }
 
 /// What the client called itself.
@@ -76,6 +83,8 @@ pub enum Next {
     Data(Transaction),
     /// Check these credentials, then report with `credentials_checked`.
     Verify(Credentials),
+    /// Evaluate SPF for this transaction, then report with `spf_checked`.
+    CheckSpf(SpfQuery),
 }
 
 pub struct Session {
@@ -291,7 +300,7 @@ impl Session {
                 self.reply(r);
             }
             Command::Mail { from, params } => self.mail(from, params),
-            Command::Rcpt { to } => self.rcpt(to),
+            Command::Rcpt { to } => return self.rcpt(to),
             Command::Data => return self.data(),
             Command::Rset => {
                 if let State::Transaction(_) = self.state {
@@ -382,16 +391,20 @@ impl Session {
             params,
             recipients: Vec::new(),
             queued: Recipients::default(),
+            spf: None,
+            waiting: None,
         });
         self.reply(canned::ok("2.1.0"));
     }
 
-    fn rcpt(&mut self, to: Mailbox) {
+    fn rcpt(&mut self, to: Mailbox) -> Next {
         let State::Transaction(txn) = &self.state else {
-            return self.error(canned::bad_sequence("Error: need MAIL command"));
+            self.error(canned::bad_sequence("Error: need MAIL command"));
+            return Next::Continue;
         };
         if txn.recipients.len() >= self.settings.limits.max_recipients {
-            return self.reply(Reply::new(452, "4.5.3", "Error: too many recipients"));
+            self.reply(Reply::new(452, "4.5.3", "Error: too many recipients"));
+            return Next::Continue;
         }
         // RFC 5321 §4.5.1: <postmaster> without a domain must be accepted.
         let rcpt = if to.is_bare_postmaster() {
@@ -403,9 +416,47 @@ impl Session {
             to
         };
         let rewriter = self.rewriter.borrow().clone();
-        match self.decide(&rewriter, &rcpt) {
+        let accepted = self.decide(&rewriter, &rcpt);
+        // Mail from outside: SPF is evaluated once, for the first recipient accepted.
+        if let (Ok(_), None, true) = (&accepted, &txn.spf, self.is_checked()) {
+            let query = SpfQuery {
+                ip: self.ip,
+                mail_from: txn
+                    .sender
+                    .as_ref()
+                    .map(Mailbox::to_string)
+                    .unwrap_or_default(),
+                helo: self
+                    .hello
+                    .as_ref()
+                    .map(|h| h.name.clone())
+                    .unwrap_or_default(),
+            };
+            if let (State::Transaction(t), Ok(accepted)) = (&mut self.state, accepted) {
+                t.waiting = Some(Box::new((rcpt, accepted)));
+            }
+            return Next::CheckSpf(query);
+        }
+        self.rcpt_decided(rcpt, accepted);
+        Next::Continue
+    }
+
+    /// Replies to RCPT once it is decided, SPF included.
+    fn rcpt_decided(&mut self, rcpt: Mailbox, accepted: Result<Recipient, Reply>) {
+        let State::Transaction(t) = &self.state else {
+            return;
+        };
+        let accepted = match t.spf.as_deref() {
+            Some((spf, _))
+                if self.settings.enforce.spf_reject && spf.result == spf::Verdict::Fail =>
+            {
+                accepted.and(Err(checks::spf_refusal(spf, self.ip)))
+            }
+            _ => accepted,
+        };
+        match accepted {
             Err(r) => {
-                let sender = txn.sender.as_ref().map(|m| m.to_string());
+                let sender = t.sender.as_ref().map(|m| m.to_string());
                 log::info!(
                     "NOQUEUE: reject: RCPT from {}: {}; from=<{}> to=<{rcpt}>",
                     self.client,
@@ -422,6 +473,30 @@ impl Session {
                 self.reply(canned::ok("2.1.5"));
             }
         }
+    }
+
+    /// Reports the SPF result asked for with `Next::CheckSpf`, and the time it took;
+    /// the recipient that waited for it gets its reply.
+    pub fn spf_checked(&mut self, spf: SpfResult, spent: Duration) {
+        let State::Transaction(t) = &mut self.state else {
+            return;
+        };
+        t.spf = Some(Box::new((spf, spent)));
+        if let Some((rcpt, accepted)) = t.waiting.take().map(|w| *w) {
+            self.rcpt_decided(rcpt, Ok(accepted));
+        }
+    }
+
+    /// Whether mail in this session is checked: the client is neither logged in nor
+    /// in `--relay-network`.
+    fn is_checked(&self) -> bool {
+        self.login.user().is_none() && !may_relay(&self.settings.relay_networks, self.ip)
+    }
+
+    /// The checks of the message of `txn`, when it comes from outside.
+    pub fn message_checks(&self, txn: &Transaction) -> Option<MessageChecks> {
+        let (spf, spent) = txn.spf.as_deref().cloned()?;
+        Some(MessageChecks::new(spf, spent, &self.settings.hostname))
     }
 
     /// Whether `rcpt` is accepted, and what it becomes; or the reply that refuses it.
@@ -560,6 +635,10 @@ mod tests {
     /// A session without a socket, and what it answered.
     struct Client {
         session: Session,
+        /// The SPF result the "connection" reports when asked to check.
+        spf: spf::Verdict,
+        /// The SPF checks asked for.
+        spf_asked: Vec<SpfQuery>,
     }
 
     impl Client {
@@ -600,6 +679,8 @@ mod tests {
                     command_timeout: Duration::from_secs(1),
                     data_timeout: Duration::from_secs(1),
                 },
+                enforce: checks::Enforce::default(),
+                resolver: None,
             };
             let listener = Listener {
                 addr: "127.0.0.1:25".parse().unwrap(),
@@ -612,6 +693,8 @@ mod tests {
             let ip = ip.parse().unwrap();
             Client {
                 session: Session::new(Rc::new(settings), rewriter, users, &listener, ip),
+                spf: spf::Verdict::None,
+                spf_asked: Vec::new(),
             }
         }
 
@@ -635,9 +718,25 @@ mod tests {
             (next, self.output())
         }
 
-        /// Sends one line that needs no action from the connection.
+        /// Sends one line that needs no action from the connection but an SPF check,
+        /// which gets `self.spf`.
         fn send(&mut self, line: &str) -> String {
-            let (next, out) = self.exchange(line);
+            let (mut next, mut out) = self.exchange(line);
+            if let Next::CheckSpf(query) = next {
+                let result = SpfResult {
+                    result: self.spf,
+                    identity: spf::Identity::MailFrom,
+                    sender: query.mail_from.clone(),
+                    domain: query.mail_from.rsplit('@').next().unwrap().to_string(),
+                    mechanism: None,
+                    explanation: None,
+                    problem: None,
+                };
+                self.spf_asked.push(query);
+                self.session.spf_checked(result, Duration::from_secs(1));
+                next = Next::Continue;
+                out += &self.output();
+            }
             assert!(matches!(next, Next::Continue), "{line}: {out}");
             out
         }
@@ -1188,6 +1287,81 @@ mod tests {
             (env.sender.as_str(), &env.recipients[..]),
             ("", &["carol@example.net".to_string()][..])
         );
+    }
+
+    #[test]
+    fn spf_is_checked_once_for_mail_from_outside_and_refused_only_when_asked() {
+        for spf_reject in [false, true] {
+            let mut c = Client::new(Role::Smtp, InboundTls::May, "192.0.2.7");
+            c.session.settings = Rc::new(Settings {
+                enforce: checks::Enforce {
+                    spf_reject,
+                    dmarc_reject: false,
+                },
+                ..(*c.session.settings).clone()
+            });
+            c.spf = spf::Verdict::Fail;
+            c.send("EHLO client.example.net");
+            c.send("MAIL FROM:<carol@example.net>");
+            // Refused for relaying before SPF is asked.
+            assert!(c
+                .send("RCPT TO:<dave@example.net>")
+                .starts_with("554 5.7.1"));
+            assert!(c.spf_asked.is_empty());
+            let refused = "550 5.7.23 <carol@example.net>: Sender address rejected: SPF fail: \
+                           example.net does not designate 192.0.2.7 as permitted sender\r\n";
+            for rcpt in ["<bob@example.org>", "<alice@example.org>"] {
+                let r = c.send(&format!("RCPT TO:{rcpt}"));
+                assert_eq!(r, if spf_reject { refused } else { OK_RCPT }, "{rcpt}");
+            }
+            assert_eq!(
+                c.spf_asked,
+                [SpfQuery {
+                    ip: "192.0.2.7".parse().unwrap(),
+                    mail_from: "carol@example.net".into(),
+                    helo: "client.example.net".into(),
+                }]
+            );
+            if !spf_reject {
+                let txn = c.data();
+                assert!(c.session.message_checks(&txn).is_some());
+            }
+        }
+        // The null sender: the HELO name is checked, in the next transaction anew.
+        let mut c = Client::new(Role::Smtp, InboundTls::May, "192.0.2.7");
+        c.send("HELO mail.example.net");
+        for _ in 0..2 {
+            c.send("MAIL FROM:<>");
+            assert_eq!(c.send("RCPT TO:<bob@example.org>"), OK_RCPT);
+            c.send("RSET");
+        }
+        assert_eq!(c.spf_asked.len(), 2);
+        assert_eq!(
+            (
+                c.spf_asked[0].mail_from.as_str(),
+                c.spf_asked[0].helo.as_str()
+            ),
+            ("", "mail.example.net")
+        );
+    }
+
+    #[test]
+    fn relay_clients_and_logged_in_users_are_not_checked() {
+        let mut c = Client::mx();
+        c.send("EHLO client.example.net");
+        c.send("MAIL FROM:<carol@example.net>");
+        c.send("RCPT TO:<bob@example.org>");
+        let txn = c.data();
+        assert!(c.session.message_checks(&txn).is_none());
+        let mut c = Client::new(Role::Smtp, InboundTls::May, "192.0.2.7");
+        c.start_tls();
+        c.send("EHLO client.example.net");
+        c.log_in();
+        c.send("MAIL FROM:<alice@example.org>");
+        c.send("RCPT TO:<bob@example.org>");
+        let txn = c.data();
+        assert!(c.session.message_checks(&txn).is_none());
+        assert!(c.spf_asked.is_empty());
     }
 
     #[test]

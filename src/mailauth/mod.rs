@@ -11,6 +11,7 @@ pub mod dkim;
 pub mod dmarc;
 #[cfg(test)]
 mod fake_dns;
+pub mod results;
 pub mod tags;
 
 use std::future::Future;
