@@ -179,8 +179,12 @@ impl Outcome {
                 550,
                 "5.7.1",
                 format!(
-                    "Message rejected: it fails the DMARC policy (p=reject) of {}",
-                    self.dmarc.from_domain
+                    "Message rejected: {} fails DMARC, and the DMARC policy of {} is reject",
+                    self.dmarc.from_domain,
+                    self.dmarc
+                        .policy_domain
+                        .as_deref()
+                        .unwrap_or(&self.dmarc.from_domain)
                 ),
             )
         })
@@ -435,6 +439,46 @@ mod tests {
             smol::block_on(Dns::mx(&none, "example.com")),
             Err(DnsError::Io(_))
         ));
+    }
+
+    #[test]
+    fn only_an_applied_p_reject_failure_is_refused_and_only_when_asked() {
+        use crate::mailauth::dmarc::{DmarcResult, Policy};
+        let outcome = |result, policy| Outcome {
+            field: String::new(),
+            summary: String::new(),
+            dmarc: DmarcVerdict {
+                result,
+                requested: Some(Policy::Reject),
+                policy: Some(policy),
+                from_domain: "sub.example.com".into(),
+                policy_domain: Some("example.com".into()),
+                ..DmarcVerdict::permerror("")
+            },
+        };
+        let on = Enforce {
+            spf_reject: false,
+            dmarc_reject: true,
+        };
+        let r = outcome(DmarcResult::Fail, Policy::Reject)
+            .refusal(on)
+            .unwrap();
+        assert_eq!(
+            r.summary(),
+            "550 5.7.1 Message rejected: sub.example.com fails DMARC, \
+             and the DMARC policy of example.com is reject"
+        );
+        let off = Enforce::default();
+        assert_eq!(
+            outcome(DmarcResult::Fail, Policy::Reject).refusal(off),
+            None
+        );
+        // Quarantined (pct= or t=y made it so) or passing: the header says it.
+        assert_eq!(
+            outcome(DmarcResult::Fail, Policy::Quarantine).refusal(on),
+            None
+        );
+        assert_eq!(outcome(DmarcResult::Pass, Policy::None).refusal(on), None);
     }
 
     #[test]

@@ -545,6 +545,14 @@ impl Client {
         }
     }
 
+    /// How long a reply may take (20 s from `connect`); for a server that is made to
+    /// wait on purpose.
+    pub fn set_read_timeout(&self, limit: Duration) {
+        if let Stream::Plain(s) = &self.stream {
+            s.set_read_timeout(Some(limit)).unwrap();
+        }
+    }
+
     /// Connects and reads the 220 greeting.
     pub fn greeted(addr: &str) -> Client {
         let mut c = Client::connect(addr);
