@@ -309,7 +309,7 @@ fn dmarc_results_and_dmarc_reject() {
             word(case.dkim),
             word(case.dmarc)
         );
-        reporting.wait_log(&format!("(queue active), {summary}"));
+        reporting.wait_log(&format!("nrcpt=1, {summary} (queue active)"));
 
         // With it, only a failure under an applied p=reject is refused: 550, nothing
         // queued or delivered.
