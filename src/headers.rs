@@ -68,12 +68,8 @@ impl<'a> Header<'a> {
                     body: line_end,
                 };
             }
-            let name_len = line.iter().position(|&b| b == b':');
-            let name = match name_len {
-                Some(n) if n > 0 && !line[..n].iter().any(|&b| b == b' ' || b == b'\t') => {
-                    &line[..n]
-                }
-                _ => break,
+            let Some(name) = field_name(line) else {
+                break;
             };
             // Folded lines (starting with space or tab) belong to this field.
             let mut end = line_end;
@@ -96,6 +92,77 @@ impl<'a> Header<'a> {
     /// Whether a field of this name is present.
     pub fn has(&self, name: &str) -> bool {
         self.fields.iter().any(|f| f.is(name))
+    }
+}
+
+/// The name of the field that `line` starts, if it starts one: text before a colon,
+/// not empty, without space or tab.
+fn field_name(line: &[u8]) -> Option<&[u8]> {
+    let n = line.iter().position(|&b| b == b':')?;
+    (n > 0 && !line[..n].iter().any(|&b| b == b' ' || b == b'\t')).then(|| &line[..n])
+}
+
+fn is_folded(line: &[u8]) -> bool {
+    matches!(line.first(), Some(b' ' | b'\t'))
+}
+
+/// The start of a message read from a stream in bounded memory: whole lines up to and
+/// including the empty line that ends the header section (or the first line that is
+/// neither a field nor a folded line), never more than the cap. For what needs the
+/// header only — a bounce's quote, the fields `--sender-rewrite` rewrites, `sendmail`'s
+/// completion — of a message that may be megabytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SectionPrefix {
+    /// The bytes read, all of them: `r` is left just past them.
+    pub bytes: Vec<u8>,
+    /// The section ended within the cap (or the input did).
+    pub complete: bool,
+}
+
+impl SectionPrefix {
+    /// Reads from `r` (canonical CRLF text) at most `cap` bytes.
+    pub fn read(r: &mut impl std::io::BufRead, cap: usize) -> std::io::Result<SectionPrefix> {
+        use std::io::BufRead;
+        let mut bytes = Vec::new();
+        loop {
+            let start = bytes.len();
+            let left = cap - start;
+            if left == 0 {
+                return Ok(SectionPrefix {
+                    bytes,
+                    complete: false,
+                });
+            }
+            let n = std::io::Read::take(&mut *r, left as u64).read_until(b'\n', &mut bytes)?;
+            let line = &bytes[start..];
+            let ended = if line.ends_with(b"\n") {
+                line == b"\r\n" || (field_name(line).is_none() && !(start > 0 && is_folded(line)))
+            } else {
+                // The end of the input (shorter than asked for), or the cap mid-line.
+                n < left
+            };
+            if ended {
+                return Ok(SectionPrefix {
+                    bytes,
+                    complete: true,
+                });
+            }
+        }
+    }
+
+    /// The bytes that hold whole fields only: all of them when the section ended
+    /// within the cap; else up to the start of the last field read, whose folded lines
+    /// (or rest) may lie beyond.
+    pub fn whole_fields(&self) -> &[u8] {
+        if self.complete {
+            return &self.bytes;
+        }
+        let b = &self.bytes;
+        let cut = (2..b.len())
+            .rev()
+            .find(|&i| &b[i - 2..i] == b"\r\n" && !is_folded(&b[i..]))
+            .unwrap_or(0);
+        &b[..cut]
     }
 }
 
@@ -199,6 +266,37 @@ pub fn received(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_section_prefix_is_read_whole_or_cut_at_a_field() {
+        let read = |msg: &[u8], cap: usize| SectionPrefix::read(&mut &msg[..], cap).unwrap();
+        let msg = b"From: a@b\r\nTo: c@d,\r\n e@f\r\n\r\nbody\r\n";
+        let p = read(msg, 1000);
+        assert!(p.complete);
+        assert_eq!(p.bytes, b"From: a@b\r\nTo: c@d,\r\n e@f\r\n\r\n");
+        assert_eq!(p.whole_fields(), &p.bytes[..]);
+        // Cut inside the folded To: field: only From: is whole.
+        let p = read(msg, 22);
+        assert!(!p.complete);
+        assert_eq!(p.bytes, &msg[..22]);
+        assert_eq!(p.whole_fields(), b"From: a@b\r\n");
+        // Cut right after a CRLF: the next line may be a folded one, so To: is not whole.
+        let p = read(msg, 24);
+        assert_eq!(p.whole_fields(), b"From: a@b\r\n");
+        // A line that is not a field ends the section; so does the end of the input.
+        let p = read(b"From: a@b\r\nnot a field\r\nmore\r\n", 1000);
+        assert!(p.complete);
+        assert_eq!(p.bytes, b"From: a@b\r\nnot a field\r\n");
+        let p = read(b"From: a@b", 1000);
+        assert!(p.complete && p.bytes == b"From: a@b");
+        // One field longer than the cap: nothing whole, never more than the cap read.
+        let long = [b"X: ".to_vec(), vec![b'x'; 5000], b"\r\n\r\n".to_vec()].concat();
+        let p = read(&long, 100);
+        assert_eq!(
+            (p.bytes.len(), p.complete, p.whole_fields()),
+            (100, false, &b""[..])
+        );
+    }
 
     #[test]
     fn fields_folded_lines_and_the_body() {

@@ -9,6 +9,7 @@ use smol::future::FutureExt;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::Async;
 
+use super::outgoing::Outgoing;
 use crate::queue::outcome::Relay;
 use crate::smtp::line::{Line, LineBuffer};
 use crate::smtp::reply::Reply;
@@ -313,16 +314,20 @@ impl ClientSession {
         Ok(info)
     }
 
-    /// One mail transaction. `content` is already dot-stuffed and ends with `.CRLF`.
-    /// `utf8` adds SMTPUTF8 (the caller checked the server offers it).
+    /// One mail transaction of `msg`, its content streamed from the queue file.
+    /// `utf8` adds SMTPUTF8 (the caller checked the server offers it). An error leaves
+    /// the DATA unfinished: the caller drops the connection, so the server discards it.
     pub async fn transaction(
         &mut self,
-        mail_from: &str,
+        msg: &Outgoing,
         rcpts: &[String],
-        content: &[u8],
         utf8: bool,
     ) -> Result<TransactionResult, String> {
-        let mail = format!("MAIL FROM:<{mail_from}>{}", self.mail_params(content, utf8));
+        let mail = format!(
+            "MAIL FROM:<{}>{}",
+            msg.mail_from,
+            self.mail_params(msg, utf8)
+        );
         if self.ext.pipelining {
             // RFC 2920: MAIL, all RCPTs and DATA in one write, replies in order.
             let mut batch = format!("{mail}\r\n");
@@ -345,7 +350,7 @@ impl ClientSession {
             if mail_reply.code != 250 {
                 return Ok(TransactionResult::Whole(mail_reply, "MAIL FROM"));
             }
-            self.finish_data(replies, data_reply, content).await
+            self.finish_data(replies, data_reply, msg).await
         } else {
             let mail_reply = self.command(&mail, "reply to MAIL FROM").await?;
             if mail_reply.code != 250 {
@@ -367,7 +372,7 @@ impl ClientSession {
                 return Ok(TransactionResult::PerRecipient(replies));
             }
             let data_reply = self.command("DATA", "reply to DATA").await?;
-            self.finish_data(replies, data_reply, content).await
+            self.finish_data(replies, data_reply, msg).await
         }
     }
 
@@ -375,7 +380,7 @@ impl ClientSession {
         &mut self,
         mut replies: Vec<RcptReply>,
         data_reply: Reply,
-        content: &[u8],
+        msg: &Outgoing,
     ) -> Result<TransactionResult, String> {
         let accepted = replies.iter().any(|r| r.reply.code / 100 == 2);
         if data_reply.code != 354 {
@@ -391,7 +396,14 @@ impl ClientSession {
             let _ = self.read_reply("reply to end of DATA").await;
             return Ok(TransactionResult::PerRecipient(replies));
         }
-        self.write(content).await?;
+        let mut body = msg.body();
+        while let Some(piece) = body
+            .next()
+            .await
+            .map_err(|e| format!("cannot read the queue file: {e}"))?
+        {
+            self.write(piece).await?;
+        }
         let done = self
             .read_reply_within("reply to end of DATA", self.timeouts.data_done)
             .await?;
@@ -404,15 +416,15 @@ impl ClientSession {
         Ok(TransactionResult::PerRecipient(replies))
     }
 
-    fn mail_params(&self, content: &[u8], utf8: bool) -> String {
+    fn mail_params(&self, msg: &Outgoing, utf8: bool) -> String {
         let mut p = String::new();
         if utf8 {
             p.push_str(" SMTPUTF8");
         }
         if self.ext.size.is_some() {
-            p.push_str(&format!(" SIZE={}", content.len()));
+            p.push_str(&format!(" SIZE={}", msg.size()));
         }
-        if self.ext.eightbitmime && !content.is_ascii() {
+        if self.ext.eightbitmime && msg.eight_bit() {
             p.push_str(" BODY=8BITMIME");
         }
         p

@@ -1,8 +1,9 @@
 //! Local delivery into Maildir (`tmp/` → fsync → rename into `new/` → fsync `new/`),
 //! with `Return-Path:` and `Delivered-To:` prepended as Postfix's local delivery does.
+//! The content is copied from the queue file in pieces, never held whole.
 
 use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -29,8 +30,9 @@ fn unique_name(hostname: &str) -> String {
     )
 }
 
-/// Delivers `content` for `rcpt` into `<mail_dir>/<domain>/<user>/new/`, creating the
-/// Maildir if needed. Returns the path of the delivered file.
+/// Delivers `content` (read to its end) for `rcpt` into
+/// `<mail_dir>/<domain>/<user>/new/`, creating the Maildir if needed. Returns the path
+/// of the delivered file.
 pub fn deliver(
     mail_dir: &Path,
     domain: &str,
@@ -38,7 +40,7 @@ pub fn deliver(
     hostname: &str,
     env: &Envelope,
     rcpt: &str,
-    content: &[u8],
+    content: &mut impl Read,
 ) -> io::Result<PathBuf> {
     let maildir = mail_dir.join(domain).join(user);
     for sub in ["tmp", "new", "cur"] {
@@ -61,7 +63,7 @@ pub fn deliver(
     );
     let res = f
         .write_all(head.as_bytes())
-        .and_then(|_| f.write_all(content))
+        .and_then(|_| io::copy(content, &mut f))
         .and_then(|_| f.sync_all())
         .and_then(|_| fs::rename(&tmp, &new))
         .and_then(|_| sync_dir(&maildir.join("new")));

@@ -10,6 +10,7 @@ pub mod check;
 pub mod client;
 pub mod credentials;
 pub mod maildir;
+pub mod outgoing;
 pub mod parked;
 pub mod policy;
 pub mod remote;
@@ -21,14 +22,13 @@ pub mod transport;
 
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::Arc;
 
 pub use settings::Settings;
 
 use crate::address::SharedRewriter;
-use crate::queue::outcome::{Attempt, Deliver, Disposition, Outcome, Relay};
+use crate::queue::outcome::{Attempt, ContentSource, Deliver, Disposition, Outcome, Relay};
 use crate::queue::Envelope;
-use remote::Outgoing;
+use outgoing::Outgoing;
 use route::{NextHop, Route};
 
 /// What delivery needs from the configuration, and the remote delivery state (parked
@@ -44,17 +44,23 @@ pub struct DeliveryContext {
 }
 
 impl Deliver for DeliveryContext {
-    async fn attempt(&self, env: &Envelope, content: &Arc<Vec<u8>>, pending: &[String]) -> Attempt {
+    async fn attempt(
+        &self,
+        env: &Envelope,
+        content: &ContentSource,
+        pending: &[String],
+    ) -> Attempt {
         attempt(self, env, content, pending).await
     }
 }
 
 /// One delivery attempt of a message to the recipients in `pending`: local ones into
-/// Maildirs (on the blocking pool), remote ones grouped by next hop over SMTP.
+/// Maildirs (on the blocking pool), remote ones grouped by next hop over SMTP. Each
+/// Maildir copy and each SMTP transaction reads the queue file on its own, in pieces.
 pub async fn attempt(
     ctx: &DeliveryContext,
     env: &Envelope,
-    content: &Arc<Vec<u8>>,
+    content: &ContentSource,
     pending: &[String],
 ) -> Attempt {
     let mut results = Vec::new();
@@ -74,20 +80,28 @@ pub async fn attempt(
         }
     }
     if !local.is_empty() {
-        let (mail_dir, hostname, env2, content2) = (
+        let (mail_dir, hostname, env2, source) = (
             ctx.mail_dir.clone(),
             ctx.hostname.clone(),
             env.clone(),
-            // Shared with the blocking pool, not copied: messages may be megabytes.
-            Arc::clone(content),
+            content.clone(),
         );
         let local_results = smol::unblock(move || {
             local
                 .into_iter()
                 .map(|(rcpt, domain, user)| {
-                    let outcome = match maildir::deliver(
-                        &mail_dir, &domain, &user, &hostname, &env2, &rcpt, &content2,
-                    ) {
+                    let delivered = source.open().and_then(|mut content| {
+                        maildir::deliver(
+                            &mail_dir,
+                            &domain,
+                            &user,
+                            &hostname,
+                            &env2,
+                            &rcpt,
+                            &mut content,
+                        )
+                    });
+                    let outcome = match delivered {
                         Ok(path) => Outcome::new(
                             Disposition::Sent,
                             Relay::Local,
@@ -115,10 +129,25 @@ pub async fn attempt(
     if !groups.is_empty() {
         // This attempt's tables, whatever a SIGHUP does meanwhile.
         let rewriter = Rc::clone(&ctx.rewriter.borrow());
-        let msg = Outgoing::new(&rewriter.tables, env, content);
-        for (hop, rcpts) in groups {
-            attempt
-                .extend(remote::deliver(&ctx.remote, &ctx.hostname, env, &msg, &hop, &rcpts).await);
+        match Outgoing::prepare(&rewriter.tables, env, content).await {
+            Ok(msg) => {
+                for (hop, rcpts) in groups {
+                    attempt.extend(
+                        remote::deliver(&ctx.remote, &ctx.hostname, env, &msg, &hop, &rcpts).await,
+                    );
+                }
+            }
+            Err(e) => {
+                let unread = Outcome::new(
+                    Disposition::Deferred,
+                    Relay::Local,
+                    "4.3.0",
+                    format!("cannot read the queue file: {e}"),
+                );
+                for rcpt in groups.into_iter().flat_map(|(_, rcpts)| rcpts) {
+                    attempt.results.push((rcpt, unread.clone()));
+                }
+            }
         }
     }
     attempt

@@ -19,17 +19,16 @@ use super::client::{
     dsn, Candidate, ClientSession, ImplicitTlsError, RcptReply, Timeouts, TransactionResult,
 };
 use super::credentials::{Credentials, Entry, TOKEN_COMMAND_TIMEOUT};
+use super::outgoing::Outgoing;
 use super::parked::Parked;
 use super::policy::{self, Policy, PolicyTable};
 use super::route::NextHop;
 use super::sasl::{self, AuthFailure};
 use super::Settings;
-use crate::address::Tables;
 use crate::dns::{DnsError, Resolver};
 use crate::logline::{self, TlsStart};
 use crate::queue::outcome::{Attempt, Disposition, Notice, Outcome, Relay, RemoteReply};
 use crate::queue::Envelope;
-use crate::smtp::data::{dot_stuff, dot_stuff_parts};
 use crate::smtp::reply::Reply;
 use crate::tls::client::{client_tls, ClientSettings, PeerCheck};
 use crate::tls::dane::{self, Tlsa};
@@ -489,40 +488,6 @@ pub async fn plan(
     })
 }
 
-/// The message as it leaves over SMTP: the envelope sender and the `From:`, `Sender:`
-/// and `Reply-To:` fields rewritten by `--sender-rewrite` (Maildir deliveries keep the
-/// original), dot-stuffed once for every next hop of the attempt.
-pub struct Outgoing {
-    /// The address of `MAIL FROM`.
-    pub mail_from: String,
-    /// The content, dot-stuffed, ending with `.CRLF`.
-    pub stuffed: Vec<u8>,
-}
-
-impl Outgoing {
-    /// `env`'s message as it leaves, with the generic map of `tables` (if any).
-    pub fn new(tables: &Tables, env: &Envelope, content: &[u8]) -> Outgoing {
-        let mail_from = match tables.rewrite_sender(&env.sender) {
-            Some(new) => {
-                log::info!(
-                    "{}: from=<{}> leaves as <{new}> (--sender-rewrite)",
-                    env.id,
-                    env.sender
-                );
-                new
-            }
-            None => env.sender.clone(),
-        };
-        // The new header section and the untouched rest, stuffed in one pass: the body
-        // is copied once, as without rewriting.
-        let stuffed = match tables.rewrite_headers(content) {
-            Some(h) => dot_stuff_parts(&[&h.header, content.get(h.rest..).unwrap_or_default()]),
-            None => dot_stuff(content),
-        };
-        Outgoing { mail_from, stuffed }
-    }
-}
-
 /// Delivers one message to the recipients that share next hop `hop`.
 pub async fn deliver(
     remote: &Remote,
@@ -909,7 +874,7 @@ async fn send_on(
         return Ok((f.for_all(rcpts), Some(session)));
     }
     let result = session
-        .transaction(&msg.mail_from, rcpts, &msg.stuffed, utf8)
+        .transaction(msg, rcpts, utf8)
         .await
         .map_err(|e| Failure::temp(relay.clone(), "4.4.2", e))?;
     let results = match result {

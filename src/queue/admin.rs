@@ -98,8 +98,10 @@ fn list(spool: &Spool) -> Result<(), String> {
     Ok(())
 }
 
+/// The envelope, the per-recipient state, then the message as stored (its bytes as
+/// they are, copied in pieces).
 fn show(spool: &Spool, id: &QueueId) -> Result<(), String> {
-    let (env, content) = spool.read_content(id).map_err(|e| format!("{id}: {e}"))?;
+    let (env, mut content) = spool.open_message(id).map_err(|e| format!("{id}: {e}"))?;
     let st = spool.status(id);
     println!("id: {}", env.id);
     println!("arrival: {}", rfc5322_date(env.arrival));
@@ -118,6 +120,9 @@ fn show(spool: &Spool, id: &QueueId) -> Result<(), String> {
         println!("last reason: {}", st.last_reason);
     }
     println!();
-    print!("{}", String::from_utf8_lossy(&content));
-    Ok(())
+    let mut out = std::io::stdout().lock();
+    std::io::copy(&mut content, &mut out)
+        .and_then(|_| std::io::Write::flush(&mut out))
+        .map(|_| ())
+        .map_err(|e| format!("{id}: {e}"))
 }

@@ -1,12 +1,22 @@
 //! Messages the MTA writes itself: RFC 3464 delivery status notifications (bounces)
 //! to the sender of a message that failed, and short notices (TLS alerts) to an
 //! administrator. Both are sent with the null sender `<>`, so they never bounce back.
+//!
+//! A bounce returns the original's header section only (as `RET=HDRS` asks, RFC 3461),
+//! read in bounded memory and capped at [`MAX_RETURNED_HEADERS`]: never the message,
+//! which may be megabytes.
+
+use std::io::{self, BufRead};
 
 use super::outcome::{Outcome, Relay};
 use super::{Envelope, QueueId};
 use crate::clock::rfc5322_date;
 use crate::clock::unix_now;
-use crate::headers::{self, Header};
+use crate::headers::{self, Header, SectionPrefix};
+
+/// Most of the original's header section a bounce returns (Postfix keeps 100 KB of
+/// any header section, `header_size_limit`; a bounce needs far less).
+pub const MAX_RETURNED_HEADERS: usize = 64 * 1024;
 
 /// One failed recipient for a DSN.
 pub struct Failed<'a> {
@@ -49,11 +59,20 @@ fn one_line(s: &str) -> String {
         .collect()
 }
 
-/// Builds the bounce for `original` (whose sender is not empty).
+/// The header fields of a message to return in its bounce, read from the start of its
+/// content: whole fields, at most [`MAX_RETURNED_HEADERS`] bytes; the body is not read.
+pub fn returned_headers(content: &mut impl BufRead) -> io::Result<Vec<u8>> {
+    let prefix = SectionPrefix::read(content, MAX_RETURNED_HEADERS)?;
+    let fields = prefix.whole_fields();
+    Ok(fields[..Header::parse(fields).end].to_vec())
+}
+
+/// Builds the bounce for `original` (whose sender is not empty), quoting `returned`
+/// (its [`returned_headers`]).
 pub fn delivery_status_notification(
     hostname: &str,
     original: &Envelope,
-    content: &[u8],
+    returned: &[u8],
     failed: &[Failed],
 ) -> (Envelope, Vec<u8>) {
     let env = envelope(hostname, &original.sender);
@@ -99,8 +118,7 @@ pub fn delivery_status_notification(
         "\r\n--{boundary}\r\nContent-Description: Undelivered Message Headers\r\nContent-Type: text/rfc822-headers\r\n\r\n"
     ));
     let mut bytes = m.into_bytes();
-    let header = Header::parse(content);
-    bytes.extend_from_slice(&content[..header.end]);
+    bytes.extend_from_slice(returned);
     bytes.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     (env, bytes)
 }
@@ -132,10 +150,12 @@ mod tests {
             protocol: "ESMTP".into(),
             unexpanded: false,
         };
+        let original = b"Subject: hi\r\nFrom: alice@example.org\r\n\r\nsecret body\r\n";
+        let quoted = returned_headers(&mut &original[..]).unwrap();
         let (env, msg) = delivery_status_notification(
             "mx.example.org",
             &orig,
-            b"Subject: hi\r\nFrom: alice@example.org\r\n\r\nsecret body\r\n",
+            &quoted,
             &[Failed {
                 rcpt: "bob@example.net",
                 outcome: &Outcome::sample_rcpt_refused(),
@@ -152,5 +172,34 @@ mod tests {
             "only the headers are returned"
         );
         assert!(!text.split("\r\n").any(|l| l.len() > 998));
+    }
+
+    #[test]
+    fn a_bounce_quotes_a_bounded_header_and_never_reads_the_body() {
+        use std::io::Read;
+        // A header, then an endless body: only the header is read.
+        let header = b"From: a@example.org\r\nSubject: big\r\n\r\n";
+        let mut r = io::BufReader::new(io::Cursor::new(&header[..]).chain(io::repeat(b'x')));
+        let quoted = returned_headers(&mut r).unwrap();
+        assert_eq!(quoted, b"From: a@example.org\r\nSubject: big\r\n");
+        let mut next = [0u8; 4];
+        r.read_exact(&mut next).unwrap();
+        assert_eq!(&next, b"xxxx", "the body is left unread");
+
+        // A header section larger than the cap: whole fields up to the cap, no more.
+        let mut huge = Vec::new();
+        for i in 0..5000 {
+            huge.extend_from_slice(format!("X-Filler-{i}: some value\r\n\tfolded\r\n").as_bytes());
+        }
+        huge.extend_from_slice(b"\r\nbody\r\n");
+        let quoted = returned_headers(&mut &huge[..]).unwrap();
+        assert!(quoted.len() <= MAX_RETURNED_HEADERS && quoted.len() > MAX_RETURNED_HEADERS / 2);
+        assert!(quoted.ends_with(b"\tfolded\r\n"), "ends with a whole field");
+        assert_eq!(&huge[..quoted.len()], &quoted[..]);
+
+        // No header at all (the first line is not a field): nothing to quote.
+        assert!(returned_headers(&mut &b"just text\r\n\r\nmore\r\n"[..])
+            .unwrap()
+            .is_empty());
     }
 }

@@ -5,10 +5,11 @@
 
 use std::fmt;
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
-use super::Envelope;
+use super::spool::{Content, Spool};
+use super::{Envelope, QueueId};
 use crate::smtp::reply::Reply;
 
 /// Where an attempt went, as logged in `relay=`.
@@ -148,14 +149,42 @@ impl Attempt {
     }
 }
 
+/// Where delivery reads a queued message's content: each reader (a next hop, a
+/// Maildir, a second try of the same hop) opens its own and reads it in bounded pieces
+/// ([`Content`]), so no attempt holds a message in memory, however large. Cheap to
+/// clone and `Send`, for the blocking pool.
+#[derive(Debug, Clone)]
+pub struct ContentSource {
+    spool: Spool,
+    id: QueueId,
+}
+
+impl ContentSource {
+    pub fn new(spool: &Spool, id: &QueueId) -> ContentSource {
+        ContentSource {
+            spool: spool.clone(),
+            id: id.clone(),
+        }
+    }
+
+    /// Opens the content from its start (blocking file I/O: call it on the blocking
+    /// pool). Fails when the message was deleted meanwhile.
+    pub fn open(&self) -> io::Result<Content> {
+        self.spool
+            .open_message(&self.id)
+            .map(|(_, content)| content)
+    }
+}
+
 /// Delivery as the scheduler sees it. The program runs on one thread (a
 /// `LocalExecutor`), so the future need not be `Send`.
 pub trait Deliver {
-    /// One attempt of `env` to the recipients in `pending`.
+    /// One attempt of `env`, whose content `content` opens, to the recipients in
+    /// `pending`.
     fn attempt(
         &self,
         env: &Envelope,
-        content: &Arc<Vec<u8>>,
+        content: &ContentSource,
         pending: &[String],
     ) -> impl Future<Output = Attempt>;
 }

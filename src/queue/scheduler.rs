@@ -21,12 +21,12 @@ use smol::channel::{Receiver, Sender};
 use smol::future::FutureExt;
 
 use super::bounce;
-use super::outcome::{Deliver, Disposition, Outcome, Relay};
+use super::outcome::{ContentSource, Deliver, Disposition, Outcome, Relay};
 use super::spool::{Envelope, QueueId, Spool};
 use crate::address::{Recipients, Refusal, SharedRewriter};
 use crate::clock::unix_now;
 use crate::logline;
-use crate::mailauth::signing::{Pending, SharedKeys};
+use crate::mailauth::signing::{SharedKeys, Signer};
 use crate::smtp::address::parse_mailbox;
 
 /// Most delivery attempts running at once.
@@ -79,9 +79,42 @@ async fn store(spool: &Spool, env: Envelope, content: Vec<u8>) -> std::io::Resul
     smol::unblock(move || spool.store(&env, &content).map(|()| env.id)).await
 }
 
-/// One attempt for one message, from reading it to recording the outcome. Returns
-/// the Unix time of the next attempt (`None` when the message has left the queue) and
-/// the messages it queued (bounces, notices).
+/// Queues the bounce of `env` for `failed`, quoting its header section (read in
+/// bounded memory). Err when it could not be written: the caller keeps the message
+/// and tries again rather than lose the news.
+async fn queue_bounce(
+    q: &Scheduler,
+    env: &Envelope,
+    failed: &[bounce::Failed<'_>],
+    new_ids: &mut Vec<QueueId>,
+) -> Result<(), ()> {
+    let source = ContentSource::new(&q.spool, &env.id);
+    let headers = smol::unblock(move || bounce::returned_headers(&mut source.open()?))
+        .await
+        .unwrap_or_else(|e| {
+            // The failure is news all the same; the bounce says it without the quote.
+            log::warn!("{}: cannot read the header to return: {e}", env.id);
+            Vec::new()
+        });
+    let (benv, bcontent) =
+        bounce::delivery_status_notification(&q.hostname, env, &headers, failed);
+    match store(&q.spool, benv, bcontent).await {
+        Ok(bid) => {
+            log::info!("{}: sender non-delivery notification: {bid}", env.id);
+            new_ids.push(bid);
+            Ok(())
+        }
+        Err(e) => {
+            log::error!("{}: cannot queue the bounce: {e}", env.id);
+            Err(())
+        }
+    }
+}
+
+/// One attempt for one message, from reading its envelope to recording the outcome.
+/// The content stays on disk: delivery opens it for each reader. Returns the Unix time
+/// of the next attempt (`None` when the message has left the queue) and the messages
+/// it queued (bounces, notices).
 async fn process<D: Deliver>(
     q: &Scheduler,
     delivery: &D,
@@ -92,11 +125,11 @@ async fn process<D: Deliver>(
     let id2 = id.clone();
     let loaded = smol::unblock(move || {
         spool
-            .read_content(&id2)
-            .map(|(env, content)| (spool.status(&id2), env, std::sync::Arc::new(content)))
+            .open_message(&id2)
+            .map(|(env, _content)| (spool.status(&id2), env))
     })
     .await;
-    let (mut status, env, content) = match loaded {
+    let (mut status, env) = match loaded {
         Ok(x) => x,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (None, Vec::new()), // deleted
         Err(e) => {
@@ -105,9 +138,9 @@ async fn process<D: Deliver>(
         }
     };
     let mut new_ids = Vec::new();
-    let (env, content) = if env.unexpanded {
-        match pick_up(q, env, &content, &mut new_ids).await {
-            Ok(Some(picked)) => picked,
+    let env = if env.unexpanded {
+        match pick_up(q, env, &mut new_ids).await {
+            Ok(Some(env)) => env,
             Ok(None) => {
                 remove(q, id).await;
                 return (None, new_ids);
@@ -115,7 +148,7 @@ async fn process<D: Deliver>(
             Err(()) => return (Some(unix_now() + retry.min.as_secs()), new_ids),
         }
     } else {
-        (env, content)
+        env
     };
     let pending: Vec<String> = env
         .recipients
@@ -123,6 +156,7 @@ async fn process<D: Deliver>(
         .filter(|r| !status.finished.contains(r))
         .cloned()
         .collect();
+    let content = ContentSource::new(&q.spool, id);
     let attempt = delivery.attempt(&env, &content, &pending).await;
     let mut results = attempt.results;
 
@@ -176,20 +210,11 @@ async fn process<D: Deliver>(
         .map(|(rcpt, outcome)| bounce::Failed { rcpt, outcome })
         .collect();
     // Never bounce a bounce: the null sender gets no notification (RFC 5321 §6.1).
-    if !failed.is_empty() && !env.sender.is_empty() {
-        let (benv, bcontent) =
-            bounce::delivery_status_notification(&q.hostname, &env, &content, &failed);
-        match store(&q.spool, benv, bcontent).await {
-            Ok(bid) => {
-                log::info!("{id}: sender non-delivery notification: {bid}");
-                new_ids.push(bid);
-            }
-            Err(e) => {
-                // Keep the message (and retry the bounce) rather than lose the news.
-                log::error!("{id}: cannot queue the bounce: {e}");
-                return (Some(unix_now() + retry.min.as_secs()), new_ids);
-            }
-        }
+    if !failed.is_empty()
+        && !env.sender.is_empty()
+        && queue_bounce(q, &env, &failed, &mut new_ids).await.is_err()
+    {
+        return (Some(unix_now() + retry.min.as_secs()), new_ids);
     }
 
     if deferred == 0 {
@@ -220,13 +245,13 @@ async fn remove(q: &Scheduler, id: &QueueId) {
 /// tables, refused ones bounced (logged as deliveries, `relay=local`), and the file
 /// written again with the final recipients and the sender as forwarding makes it.
 /// The bounce is queued before the file is replaced: a crash in between repeats the
-/// bounce, never loses it. `Ok(None)`: no recipient is left; `Err`: try again later.
+/// bounce, never loses it. The content is copied from the old file into the new one
+/// in pieces, never held. `Ok(None)`: no recipient is left; `Err`: try again later.
 async fn pick_up(
     q: &Scheduler,
     mut env: Envelope,
-    content: &std::sync::Arc<Vec<u8>>,
     new_ids: &mut Vec<QueueId>,
-) -> Result<Option<(Envelope, std::sync::Arc<Vec<u8>>)>, ()> {
+) -> Result<Option<Envelope>, ()> {
     let rewriter = q.rewriter.borrow().clone();
     let now = unix_now();
     let mut queued = Recipients::default();
@@ -259,18 +284,7 @@ async fn pick_up(
         .collect();
     // Never bounce a bounce (RFC 5321 §6.1): a refused bounce is dropped, logged above.
     if !failed.is_empty() && !env.sender.is_empty() {
-        let (benv, bcontent) =
-            bounce::delivery_status_notification(&q.hostname, &env, content, &failed);
-        match store(&q.spool, benv, bcontent).await {
-            Ok(bid) => {
-                log::info!("{}: sender non-delivery notification: {bid}", env.id);
-                new_ids.push(bid);
-            }
-            Err(e) => {
-                log::error!("{}: cannot queue the bounce: {e}", env.id);
-                return Err(());
-            }
-        }
+        queue_bounce(q, &env, &failed, new_ids).await?;
     }
     if queued.is_empty() {
         return Ok(None);
@@ -279,38 +293,77 @@ async fn pick_up(
     env.recipients = queued.as_slice().to_vec();
     env.unexpanded = false;
     // Mail from this host is mail we originate: DKIM-signed here, once, as an SMTP
-    // session signs its own clients' mail at DATA.
+    // session signs its own clients' mail at DATA. The content is copied from the old
+    // file into the new one (same ID) through the signer; the signature is appended at
+    // commit, and delivery reads it first.
     let keys = q.dkim.borrow().clone();
-    let pending = (!keys.is_empty()).then(|| Pending::of(content, &rewriter.tables));
-    let (spool, env2, content2) = (q.spool.clone(), env.clone(), content.clone());
-    let stored = smol::unblock(move || {
+    let signer = (!keys.is_empty()).then(Signer::new);
+    let (spool, env2) = (q.spool.clone(), env.clone());
+    let copied = smol::unblock(move || copy_in(&spool, &env2, signer)).await;
+    let (file, copied, signer) = match copied {
+        Ok(c) => c,
+        Err(e) => {
+            log::error!("{}: cannot write the expanded queue file: {e}", env.id);
+            return Err(());
+        }
+    };
+    let pending = signer.map(|s| s.finish(&rewriter.tables));
+    let (spool, id) = (q.spool.clone(), env.id.clone());
+    let committed = smol::unblock(move || {
         let signing = pending.map(|p| p.sign(&keys, unix_now()));
         let fields = signing.as_ref().and_then(|s| s.as_ref().ok());
         let fields = fields.map_or(&[][..], |s| &s.fields);
-        spool
-            .store_with_headers(&env2, &content2, fields)
-            .map(|()| signing)
+        let size = copied + fields.len() as u64;
+        spool.commit(&id, file, fields).map(|()| (signing, size))
     })
     .await;
-    match stored {
-        Ok(signing) => {
-            // What the file now holds, and delivery sends: the signature first.
-            let content = match &signing {
-                Some(Ok(s)) => std::sync::Arc::new([&s.fields[..], content].concat()),
-                _ => content.clone(),
-            };
+    match committed {
+        Ok((signing, size)) => {
             let notes: Vec<String> = signing
                 .and_then(|s| logline::dkim(&env.id.0, &s))
                 .into_iter()
                 .collect();
-            let size = content.len() as u64;
             logline::queued(&env.id.0, &env.sender, size, env.recipients.len(), &notes);
-            Ok(Some((env, content)))
+            Ok(Some(env))
         }
         Err(e) => {
             log::error!("{}: cannot write the expanded queue file: {e}", env.id);
             Err(())
         }
+    }
+}
+
+/// Copies the content of the queued message `env.id` into a new, uncommitted file
+/// under `env` ([`Spool::copy_in`]), feeding `signer` on the way. The old file stays
+/// readable through its open descriptor while the new one is written beside it and
+/// later renamed over it. Blocking.
+fn copy_in(
+    spool: &Spool,
+    env: &Envelope,
+    mut signer: Option<Signer>,
+) -> std::io::Result<(std::fs::File, u64, Option<Signer>)> {
+    let (_, content) = spool.open_message(&env.id)?;
+    let mut reader = Feeding {
+        inner: content,
+        signer: signer.as_mut(),
+    };
+    let (file, copied) = spool.copy_in(env, &mut reader)?;
+    Ok((file, copied, signer))
+}
+
+/// A reader that hands what it reads to a DKIM signer too.
+struct Feeding<'a, R> {
+    inner: R,
+    signer: Option<&'a mut Signer>,
+}
+
+impl<R: std::io::Read> std::io::Read for Feeding<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(signer) = self.signer.as_deref_mut() {
+            signer.update(&buf[..n]);
+        }
+        Ok(n)
     }
 }
 
@@ -464,7 +517,7 @@ mod tests {
         async fn attempt(
             &self,
             _env: &Envelope,
-            _content: &std::sync::Arc<Vec<u8>>,
+            _content: &ContentSource,
             pending: &[String],
         ) -> Attempt {
             let outcome = Outcome::sample_rcpt_refused();
@@ -526,17 +579,20 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    /// Delivery that takes everything and remembers the envelope it was given.
-    struct Recording(RefCell<Vec<Envelope>>);
+    /// Delivery that takes everything and remembers the envelope it was given and the
+    /// content it read.
+    struct Recording(RefCell<Vec<(Envelope, Vec<u8>)>>);
 
     impl Deliver for Recording {
         async fn attempt(
             &self,
             env: &Envelope,
-            _content: &std::sync::Arc<Vec<u8>>,
+            content: &ContentSource,
             pending: &[String],
         ) -> Attempt {
-            self.0.borrow_mut().push(env.clone());
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut content.open().unwrap(), &mut bytes).unwrap();
+            self.0.borrow_mut().push((env.clone(), bytes));
             let sent = Outcome::new(Disposition::Sent, Relay::Local, "2.0.0", "ok".into());
             pending
                 .iter()
@@ -584,6 +640,9 @@ mod tests {
         let (next, new_ids) = smol::block_on(process(&queue, &delivery, &env.id));
         assert_eq!(next, None);
         let seen = delivery.0.borrow();
+        // The file written again holds the same content, copied in pieces.
+        assert_eq!(seen[0].1, b"Subject: hi\r\n\r\nbody\r\n");
+        let seen: Vec<&Envelope> = seen.iter().map(|(e, _)| e).collect();
         assert_eq!(seen.len(), 1);
         assert_eq!(seen[0].recipients, ["alice@example.org", "far@example.net"]);
         assert!(!seen[0].unexpanded);

@@ -343,28 +343,45 @@ impl Spool {
         let _ = fs::remove_file(self.tmp_path(id));
     }
 
-    /// Writes a whole message at once (sendmail, bounces) and makes it durable. A
-    /// message already committed under the same ID is replaced in one rename (the
-    /// scheduler writes an expanded envelope so).
+    /// Writes a whole message held in memory (a bounce, a notice) and makes it
+    /// durable; see [`store_from`](Self::store_from).
     pub fn store(&self, env: &Envelope, content: &[u8]) -> io::Result<()> {
-        self.store_with_headers(env, content, b"")
+        self.store_from(env, &mut &content[..])
     }
 
-    /// [`store`](Self::store) with header fields delivered before the content, as
-    /// [`finish_with_headers`](Self::finish_with_headers) appends them.
-    pub fn store_with_headers(
-        &self,
-        env: &Envelope,
-        content: &[u8],
-        headers: &[u8],
-    ) -> io::Result<()> {
+    /// Writes a message whose content is read from `content` in pieces (`sendmail`'s
+    /// input) and makes it durable. A message already committed under the same ID is
+    /// replaced in one rename.
+    pub fn store_from(&self, env: &Envelope, content: &mut impl Read) -> io::Result<()> {
+        let (file, _) = self.copy_in(env, content)?;
+        self.commit(&env.id, file, b"")
+    }
+
+    /// The first half of [`store_from`](Self::store_from): `tmp/ID` with `env` and all
+    /// of `content`, copied in pieces, never held; returns the file and the bytes
+    /// copied. The scheduler writes an expanded envelope so, copying the queued
+    /// content, and then [`commit`](Self::commit)s it with the header fields only the
+    /// whole content could give (a DKIM signature). On an error nothing is left.
+    pub fn copy_in(&self, env: &Envelope, content: &mut impl Read) -> io::Result<(File, u64)> {
         let mut f = self.create(env)?;
-        let res = f
-            .write_all(content)
-            .and_then(|_| self.finish_with_headers(&env.id, f, headers))
+        match io::copy(content, &mut f) {
+            Ok(n) => Ok((f, n)),
+            Err(e) => {
+                self.abandon(&env.id);
+                Err(e)
+            }
+        }
+    }
+
+    /// Commits a file from [`copy_in`](Self::copy_in) with `headers` delivered before
+    /// its content ([`finish_with_headers`](Self::finish_with_headers)), and fsyncs
+    /// `messages/`; replaces a message committed under the same ID in one rename.
+    pub fn commit(&self, id: &QueueId, file: File, headers: &[u8]) -> io::Result<()> {
+        let res = self
+            .finish_with_headers(id, file, headers)
             .and_then(|_| sync_dir(&self.messages_dir()));
         if res.is_err() {
-            self.abandon(&env.id);
+            self.abandon(id);
         }
         res
     }
@@ -398,7 +415,7 @@ impl Spool {
         Ok((env, Content { inner, size }))
     }
 
-    /// The message content as bytes (for `queue show`).
+    /// The message content as bytes, whole in memory (tests, `queue list`'s size).
     pub fn read_content(&self, id: &QueueId) -> io::Result<(Envelope, Vec<u8>)> {
         let (env, mut r) = self.open_message(id)?;
         let mut content = Vec::new();

@@ -161,30 +161,67 @@ impl DataReader {
     }
 }
 
-/// Dot-stuffs canonical CRLF content for DATA and appends the end-of-data line
-/// (RFC 5321 §4.5.2). A missing final CRLF is added.
-pub fn dot_stuff(content: &[u8]) -> Vec<u8> {
-    dot_stuff_parts(&[content])
+/// Dot-stuffs content for DATA as it streams past (RFC 5321 §4.5.2), in pieces of any
+/// size: a dot at the start of a line gets another one in front, whichever piece the
+/// line started in, and [`finish`](Self::finish) adds the end-of-data line (after a
+/// CRLF when the content did not end with one). A bare LF counts as a line end, as
+/// everywhere on the way out: stuffing one dot too many is harmless, one too few is not.
+/// It holds three words of state, so delivery needs no copy of the message.
+#[derive(Debug, Clone, Copy)]
+pub struct DotStuffer {
+    at_line_start: bool,
+    /// The last two bytes of the content so far (to know whether it ended with CRLF).
+    last: [u8; 2],
+    empty: bool,
 }
 
-/// [`dot_stuff`] of the concatenation of `parts`, without concatenating them first: a
-/// rewritten header section and the untouched body of a message become one copy.
-pub fn dot_stuff_parts(parts: &[&[u8]]) -> Vec<u8> {
-    let len: usize = parts.iter().map(|p| p.len()).sum();
-    let mut out = Vec::with_capacity(len + len / 64 + 5);
-    let mut at_line_start = true;
-    for &b in parts.iter().flat_map(|p| p.iter()) {
-        if at_line_start && b == b'.' {
-            out.push(b'.');
+impl Default for DotStuffer {
+    fn default() -> DotStuffer {
+        DotStuffer {
+            at_line_start: true,
+            last: [0, 0],
+            empty: true,
         }
-        out.push(b);
-        at_line_start = b == b'\n';
     }
-    // Stuffing only adds dots in front of dots: `out` ends as the content does.
-    if !out.is_empty() && !out.ends_with(b"\r\n") {
-        out.extend_from_slice(b"\r\n");
+}
+
+impl DotStuffer {
+    /// Appends `input`, stuffed, to `out`.
+    pub fn push(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        if input.is_empty() {
+            return;
+        }
+        for line in input.split_inclusive(|&b| b == b'\n') {
+            if self.at_line_start && line[0] == b'.' {
+                out.push(b'.');
+            }
+            out.extend_from_slice(line);
+            self.at_line_start = line.ends_with(b"\n");
+        }
+        self.last = match input {
+            [.., a, b] => [*a, *b],
+            [b] => [self.last[1], *b],
+            [] => self.last,
+        };
+        self.empty = false;
     }
-    out.extend_from_slice(b".\r\n");
+
+    /// Ends the content: a CRLF if it did not end with one, then `.CRLF`.
+    pub fn finish(self, out: &mut Vec<u8>) {
+        if !self.empty && self.last != *b"\r\n" {
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b".\r\n");
+    }
+}
+
+/// Dot-stuffs a whole message held in memory (a test, a short message): the same as
+/// [`DotStuffer`] fed in one piece.
+pub fn dot_stuff(content: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(content.len() + content.len() / 64 + 5);
+    let mut stuffer = DotStuffer::default();
+    stuffer.push(content, &mut out);
+    stuffer.finish(&mut out);
     out
 }
 
@@ -252,21 +289,53 @@ mod tests {
         assert_eq!(out, b".leading\r\n..\r\n");
     }
 
+    /// Stuffs `input` fed in pieces of `chunk` bytes.
+    fn stuff_in_pieces(input: &[u8], chunk: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut stuffer = DotStuffer::default();
+        for piece in input.chunks(chunk) {
+            stuffer.push(piece, &mut out);
+        }
+        stuffer.finish(&mut out);
+        out
+    }
+
     #[test]
-    fn dot_stuffing_in_parts_is_stuffing_of_the_whole() {
+    fn dot_stuffing() {
         assert_eq!(dot_stuff(b".a\r\nb\r\n..c"), b"..a\r\nb\r\n...c\r\n.\r\n");
         assert_eq!(dot_stuff(b""), b".\r\n");
-        // A part boundary at a line start: the dot of the next part is stuffed.
-        assert_eq!(
-            dot_stuff_parts(&[b"From: a\r\n", b".body\r\n.\r\n"]),
-            dot_stuff(b"From: a\r\n.body\r\n.\r\n")
-        );
-        assert_eq!(dot_stuff_parts(&[b"x", b".y"]), b"x.y\r\n.\r\n");
-        assert_eq!(dot_stuff_parts(&[b"", b""]), b".\r\n");
+        assert_eq!(dot_stuff(b"x\r\n"), b"x\r\n.\r\n");
+        assert_eq!(dot_stuff(b"x\r"), b"x\r\r\n.\r\n");
+        // A bare LF starts a line for stuffing too.
+        assert_eq!(dot_stuff(b"a\n.b\r\n"), b"a\n..b\r\n.\r\n");
+        assert_eq!(dot_stuff(b".\r\n"), b"..\r\n.\r\n");
+    }
+
+    #[test]
+    fn stuffing_in_pieces_is_stuffing_of_the_whole() {
+        // Dots at every kind of place, a line longer than any piece, CR and LF split
+        // between pieces, and content that ends without CRLF.
+        let mut msg = b"Subject: x\r\n\r\n.one\r\n..two\r\nmid.dle\r\n.\r\n".to_vec();
+        msg.extend(std::iter::repeat_n(b'y', 5000));
+        msg.extend_from_slice(b"\r\n.after the long line\r\n.\r\n.end");
+        let whole = dot_stuff(&msg);
+        for chunk in [1, 2, 3, 7, 64, 999, 4096, msg.len()] {
+            assert_eq!(stuff_in_pieces(&msg, chunk), whole, "pieces of {chunk}");
+            // A piece that ends right after the CR of a final CRLF.
+            let mut crlf = msg.clone();
+            crlf.extend_from_slice(b"\r\n");
+            assert_eq!(stuff_in_pieces(&crlf, chunk), dot_stuff(&crlf), "{chunk}");
+        }
+        assert!(whole.ends_with(b"\r\n..\r\n..end\r\n.\r\n"));
         // The round trip through the DATA reader gives the content back.
-        let (out, _, done) = run(&dot_stuff_parts(&[b"H: v\r\n\r\n", b".\r\n..x\r\n"]), 3);
-        assert!(done);
-        assert_eq!(out, b"H: v\r\n\r\n.\r\n..x\r\n");
+        for chunk in [1, 5, 100] {
+            let (out, _, done) = run(&stuff_in_pieces(&msg, 3), chunk);
+            assert!(done);
+            let mut want = msg.clone();
+            want.extend_from_slice(b"\r\n");
+            assert_eq!(out, want);
+        }
+        assert_eq!(stuff_in_pieces(b"", 1), b".\r\n");
     }
 
     #[test]

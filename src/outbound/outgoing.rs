@@ -1,0 +1,238 @@
+//! The message as it leaves over SMTP: the envelope sender and the `From:`, `Sender:`
+//! and `Reply-To:` fields rewritten by `--sender-rewrite` (Maildir deliveries keep the
+//! original), and the content streamed from the queue file to the connection,
+//! dot-stuffed on the way, in pieces of [`DATA_CHUNK`] bytes.
+//!
+//! Memory is bounded whatever the message size: per send, one piece and the queue
+//! file's read buffer; per attempt, the rewritten header section when the generic map
+//! changed it (at most [`MAX_REWRITTEN_HEADER`] bytes of fields are considered; any
+//! beyond are sent as they are). Every send (each next hop, each address tried) opens
+//! the queue file afresh.
+
+use std::io::{self, BufRead, Read};
+
+use crate::address::Tables;
+use crate::headers::SectionPrefix;
+use crate::queue::outcome::ContentSource;
+use crate::queue::spool::Content;
+use crate::queue::Envelope;
+use crate::smtp::data::DotStuffer;
+
+/// Content goes to the connection in pieces of about this size (one TLS record).
+pub const DATA_CHUNK: usize = 16 * 1024;
+/// The most of a header section held to rewrite its sender fields.
+pub const MAX_REWRITTEN_HEADER: usize = 64 * 1024;
+
+/// One message as it leaves, for every next hop of one attempt.
+pub struct Outgoing {
+    /// The address of `MAIL FROM`.
+    pub mail_from: String,
+    source: ContentSource,
+    /// The start of the content as rewritten, when the generic map changed it.
+    header: Option<RewrittenStart>,
+    /// The size of the content as it leaves, before stuffing (`SIZE=`).
+    size: u64,
+    /// Some byte has the high bit set (`BODY=8BITMIME`).
+    eight_bit: bool,
+}
+
+/// The header fields as the generic map rewrote them, already dot-stuffed, in place of
+/// the first `replaced` bytes of the content.
+struct RewrittenStart {
+    stuffed: Vec<u8>,
+    replaced: u64,
+    /// The stuffer's state after them, where the rest of the content continues.
+    stuffer: DotStuffer,
+}
+
+/// What one pass over the queue file before sending finds.
+struct Scan {
+    prefix: SectionPrefix,
+    size: u64,
+    eight_bit: bool,
+}
+
+/// Reads the start of the header section (bounded) and looks for an 8-bit byte,
+/// stopping at the first; bounded memory (the file's read buffer). Blocking.
+fn scan(source: &ContentSource) -> io::Result<Scan> {
+    let mut content = source.open()?;
+    let size = content.size();
+    let prefix = SectionPrefix::read(&mut content, MAX_REWRITTEN_HEADER)?;
+    let mut eight_bit = !prefix.bytes.is_ascii();
+    while !eight_bit {
+        let buf = content.fill_buf()?;
+        if buf.is_empty() {
+            break;
+        }
+        eight_bit = !buf.is_ascii();
+        let n = buf.len();
+        content.consume(n);
+    }
+    Ok(Scan {
+        prefix,
+        size,
+        eight_bit,
+    })
+}
+
+impl Outgoing {
+    /// `env`'s message as it leaves, with the generic map of `tables` (if any): one
+    /// pass over the queue file on the blocking pool for what the envelope commands
+    /// need first (the header to rewrite, the size, 8-bit or not). Err: the queue file
+    /// cannot be read.
+    pub async fn prepare(
+        tables: &Tables,
+        env: &Envelope,
+        source: &ContentSource,
+    ) -> io::Result<Outgoing> {
+        let mail_from = match tables.rewrite_sender(&env.sender) {
+            Some(new) => {
+                log::info!(
+                    "{}: from=<{}> leaves as <{new}> (--sender-rewrite)",
+                    env.id,
+                    env.sender
+                );
+                new
+            }
+            None => env.sender.clone(),
+        };
+        let source2 = source.clone();
+        let found = smol::unblock(move || scan(&source2)).await?;
+        let mut size = found.size;
+        let header = tables
+            .rewrite_headers(found.prefix.whole_fields())
+            .map(|h| {
+                size = size - h.rest as u64 + h.header.len() as u64;
+                let (mut stuffed, mut stuffer) = (Vec::new(), DotStuffer::default());
+                stuffer.push(&h.header, &mut stuffed);
+                RewrittenStart {
+                    stuffed,
+                    replaced: h.rest as u64,
+                    stuffer,
+                }
+            });
+        Ok(Outgoing {
+            mail_from,
+            source: source.clone(),
+            header,
+            size,
+            eight_bit: found.eight_bit,
+        })
+    }
+
+    /// The size of the content as it leaves, before dot-stuffing (`SIZE=`).
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Whether the content has 8-bit bytes (`BODY=8BITMIME`).
+    pub fn eight_bit(&self) -> bool {
+        self.eight_bit
+    }
+
+    /// The content for one DATA: read from the start, in pieces.
+    pub fn body(&self) -> Body<'_> {
+        Body {
+            msg: self,
+            stage: Stage::Header,
+            content: None,
+            stuffer: self
+                .header
+                .as_ref()
+                .map_or_else(DotStuffer::default, |h| h.stuffer),
+            piece: Vec::new(),
+        }
+    }
+}
+
+enum Stage {
+    Header,
+    Content,
+    Done,
+}
+
+/// One reading of the content as DATA sends it: dot-stuffed pieces, the last one
+/// ending with the `.CRLF` line.
+pub struct Body<'a> {
+    msg: &'a Outgoing,
+    stage: Stage,
+    /// The queue file, once opened (and past the replaced header).
+    content: Option<Content>,
+    stuffer: DotStuffer,
+    piece: Vec<u8>,
+}
+
+impl Body<'_> {
+    /// The next piece to send; `None` after the one that ended with `.CRLF`. An error
+    /// means the queue file could not be read: the DATA must not be ended.
+    pub async fn next(&mut self) -> io::Result<Option<&[u8]>> {
+        match self.stage {
+            Stage::Header => {
+                self.stage = Stage::Content;
+                match &self.msg.header {
+                    Some(h) => Ok(Some(&h.stuffed)),
+                    None => self.next_from_file().await,
+                }
+            }
+            Stage::Content => self.next_from_file().await,
+            Stage::Done => Ok(None),
+        }
+    }
+
+    async fn next_from_file(&mut self) -> io::Result<Option<&[u8]>> {
+        let opened = self.content.take();
+        let (source, skip) = (
+            self.msg.source.clone(),
+            self.msg.header.as_ref().map_or(0, |h| h.replaced),
+        );
+        let (mut piece, mut stuffer) = (std::mem::take(&mut self.piece), self.stuffer);
+        let (res, piece, stuffer) = smol::unblock(move || {
+            let res = opened
+                .map_or_else(|| open_past(&source, skip), Ok)
+                .and_then(|mut content| {
+                    fill(&mut content, &mut piece, &mut stuffer).map(|end| (content, end))
+                });
+            (res, piece, stuffer)
+        })
+        .await;
+        self.piece = piece;
+        self.stuffer = stuffer;
+        let (content, end) = res?;
+        if end {
+            self.stuffer.finish(&mut self.piece);
+            self.stage = Stage::Done;
+        } else {
+            self.content = Some(content);
+        }
+        Ok(Some(&self.piece))
+    }
+}
+
+/// Opens the content and skips the `skip` bytes a rewritten header replaces.
+fn open_past(source: &ContentSource, skip: u64) -> io::Result<Content> {
+    let mut content = source.open()?;
+    let skipped = io::copy(&mut (&mut content).take(skip), &mut io::sink())?;
+    if skipped < skip {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "queue file shorter than when it was read",
+        ));
+    }
+    Ok(content)
+}
+
+/// Stuffs the next [`DATA_CHUNK`] or so bytes of `content` into `piece` (emptied
+/// first). Returns true at the end of the content.
+fn fill(content: &mut Content, piece: &mut Vec<u8>, stuffer: &mut DotStuffer) -> io::Result<bool> {
+    piece.clear();
+    while piece.len() < DATA_CHUNK {
+        let buf = content.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(true);
+        }
+        let n = buf.len().min(DATA_CHUNK - piece.len());
+        stuffer.push(&buf[..n], piece);
+        content.consume(n);
+    }
+    Ok(false)
+}
