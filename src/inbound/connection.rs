@@ -251,7 +251,10 @@ impl Connection {
         let limits = &self.shared.settings.limits;
         let (max_size, data_timeout) = (limits.max_message_size, limits.data_timeout);
         let mut reader = DataReader::new(max_size);
-        let mut chunk = self.session.received_header(&id, &txn).into_bytes();
+        // Room for a whole piece and the last read past it (twice its size at most, when
+        // bare LFs become CRLF), so the buffer never doubles beyond that.
+        let mut chunk = Vec::with_capacity(WRITE_CHUNK + 2 * READ_CHUNK);
+        chunk.extend_from_slice(self.session.received_header(&id, &txn).as_bytes());
         // Submission mode completes the header section once it has arrived (before the
         // first piece is written).
         let mut headers_pending = self.session.is_submission();
