@@ -96,8 +96,7 @@ async fn queue_bounce(
             log::warn!("{}: cannot read the header to return: {e}", env.id);
             Vec::new()
         });
-    let (benv, bcontent) =
-        bounce::delivery_status_notification(&q.hostname, env, &headers, failed);
+    let (benv, bcontent) = bounce::delivery_status_notification(&q.hostname, env, &headers, failed);
     match store(&q.spool, benv, bcontent).await {
         Ok(bid) => {
             log::info!("{}: sender non-delivery notification: {bid}", env.id);
