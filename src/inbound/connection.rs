@@ -76,7 +76,7 @@ impl Connection {
     pub async fn run(mut self) {
         let client = self.session.client().to_string();
         log::info!("connect from {client} to {}", self.session.role().name());
-        if self.session.implicit_tls() && !self.handshake().await {
+        if self.session.implicit_tls() && !Box::pin(self.handshake()).await {
             log::info!("disconnect from {client}");
             return;
         }
@@ -107,13 +107,16 @@ impl Connection {
                                 self.session.client()
                             );
                         }
-                        if !self.handshake().await {
+                        if !Box::pin(self.handshake()).await {
                             return Ok(());
                         }
                     }
                     Next::Data(txn) => {
                         self.flush().await?;
-                        if !self.receive_message(txn).await? {
+                        // Boxed: its state (the DATA reader, the DKIM signer, the piece
+                        // buffer's handle) exists only while a message arrives, and would
+                        // otherwise make every idle session's task as large.
+                        if !Box::pin(self.receive_message(txn)).await? {
                             return Ok(());
                         }
                         self.waiting_since = Instant::now();
@@ -129,7 +132,7 @@ impl Connection {
                         self.waiting_since = Instant::now();
                     }
                     Next::Verify(credentials) => {
-                        let ok = self.check(&credentials).await;
+                        let ok = Box::pin(self.check(&credentials)).await;
                         if let Some(pause) = self.session.credentials_checked(credentials, ok) {
                             smol::Timer::after(pause).await;
                         }
