@@ -236,3 +236,82 @@ fn fill(content: &mut Content, piece: &mut Vec<u8>, stuffer: &mut DotStuffer) ->
     }
     Ok(false)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::address::TablePaths;
+    use crate::queue::{QueueId, Spool};
+    use crate::smtp::data::dot_stuff;
+
+    /// Every piece of one DATA, concatenated.
+    fn sent(msg: &Outgoing) -> Vec<u8> {
+        smol::block_on(async {
+            let mut body = msg.body();
+            let mut all = Vec::new();
+            while let Some(piece) = body.next().await.unwrap() {
+                assert!(
+                    piece.len() <= 2 * DATA_CHUNK,
+                    "a piece of {} bytes",
+                    piece.len()
+                );
+                all.extend_from_slice(piece);
+            }
+            all
+        })
+    }
+
+    #[test]
+    fn the_content_leaves_stuffed_in_pieces_with_the_rewritten_header() {
+        let dir = std::env::temp_dir().join(format!("tinymta-outgoing-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let spool = Spool::open(&dir).unwrap();
+        let generic = dir.join("generic");
+        std::fs::write(&generic, "@router.lan  @example.com\n").unwrap();
+        let paths = TablePaths {
+            sender_rewrite: Some(generic),
+            ..TablePaths::default()
+        };
+        let tables = Tables::load(&paths, &["router.lan".to_string()]).unwrap();
+        let env = Envelope {
+            id: QueueId::generate(),
+            arrival: 0,
+            sender: "root@router.lan".into(),
+            recipients: vec!["x@example.net".into()],
+            client: "local".into(),
+            protocol: "local".into(),
+            unexpanded: false,
+        };
+        // Dots at line starts around every piece boundary, and one 8-bit byte at the end.
+        let mut body = Vec::new();
+        while body.len() < 5 * DATA_CHUNK {
+            body.extend_from_slice(b".x\r\n..\r\n0123456789abcdef\r\n");
+        }
+        body.extend_from_slice("caf\u{e9}\r\n".as_bytes());
+        let header = b"From: Root <root@router.lan>\r\nSubject: s\r\n\r\n";
+        spool.store(&env, &[&header[..], &body].concat()).unwrap();
+        let source = ContentSource::new(&spool, &env.id);
+
+        let msg = smol::block_on(Outgoing::prepare(&tables, &env, &source)).unwrap();
+        assert_eq!(msg.mail_from, "root@example.com");
+        let rewritten = [
+            &b"From: Root <root@example.com>\r\nSubject: s\r\n\r\n"[..],
+            &body,
+        ]
+        .concat();
+        assert_eq!(msg.size(), rewritten.len() as u64);
+        assert!(msg.eight_bit());
+        assert_eq!(sent(&msg), dot_stuff(&rewritten));
+        // A second send (the next hop) reads the file again from the start.
+        assert_eq!(sent(&msg), dot_stuff(&rewritten));
+
+        // Without a generic map: the content as stored, 7-bit.
+        let plain = [&header[..], &body[..body.len() - 7], b"\r\n"].concat();
+        spool.store(&env, &plain).unwrap();
+        let none = Tables::load(&TablePaths::default(), &[]).unwrap();
+        let msg = smol::block_on(Outgoing::prepare(&none, &env, &source)).unwrap();
+        assert_eq!((msg.size(), msg.eight_bit()), (plain.len() as u64, false));
+        assert_eq!(sent(&msg), dot_stuff(&plain));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
