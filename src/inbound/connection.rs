@@ -125,9 +125,14 @@ impl Connection {
                         self.flush().await?;
                         let started = Instant::now();
                         let settings = &self.shared.settings;
-                        let spf =
-                            checks::spf(settings.resolver.as_ref(), &settings.hostname, &query)
-                                .await;
+                        // Boxed, like DATA below: an SPF evaluation's state (its DNS
+                        // lookups) exists only while it runs.
+                        let spf = Box::pin(checks::spf(
+                            settings.resolver.as_ref(),
+                            &settings.hostname,
+                            &query,
+                        ))
+                        .await;
                         self.session.spf_checked(spf, started.elapsed());
                         self.waiting_since = Instant::now();
                     }
