@@ -25,8 +25,9 @@
 //! `lost` were handed to a session that failed before their transaction finished,
 //! `errors` counts those failed sessions, `client_cpu` is this process's CPU time over
 //! the wall time (1.0 = one core saturated: the client would be the bottleneck). The
-//! first refusal and the first error are printed on stderr. Exit status 1 when any
-//! message was not accepted, 2 on a usage error.
+//! first refusal and the first error are printed on stderr. Exit status 0 when every
+//! message was accepted, 1 otherwise (and on a bad option), 2 when the server address or
+//! the TLS context cannot be used.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
