@@ -8,7 +8,8 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+// AtomicUsize, not AtomicUsize: 32-bit MIPS, where this test also runs, has no 64-bit atomics.
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,8 +31,8 @@ fn anonymous_kb(pid: u32) -> Option<u64> {
 /// Samples a process's anonymous memory every few milliseconds until stopped; keeps
 /// the peak.
 struct PeakSampler {
-    peak: Arc<AtomicU64>,
-    samples: Arc<AtomicU64>,
+    peak: Arc<AtomicUsize>,
+    samples: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -39,15 +40,15 @@ struct PeakSampler {
 impl PeakSampler {
     fn start(pid: u32) -> PeakSampler {
         let (peak, samples, stop) = (
-            Arc::new(AtomicU64::new(0)),
-            Arc::new(AtomicU64::new(0)),
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicUsize::new(0)),
             Arc::new(AtomicBool::new(false)),
         );
         let (p, n, s) = (peak.clone(), samples.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
                 if let Some(kb) = anonymous_kb(pid) {
-                    p.fetch_max(kb, Ordering::Relaxed);
+                    p.fetch_max(kb as usize, Ordering::Relaxed);
                     n.fetch_add(1, Ordering::Relaxed);
                 }
                 std::thread::sleep(Duration::from_millis(5));
@@ -68,8 +69,8 @@ impl PeakSampler {
             let _ = t.join();
         }
         (
-            self.peak.load(Ordering::Relaxed),
-            self.samples.load(Ordering::Relaxed),
+            self.peak.load(Ordering::Relaxed) as u64,
+            self.samples.load(Ordering::Relaxed) as u64,
         )
     }
 }
