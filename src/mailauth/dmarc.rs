@@ -221,7 +221,8 @@ impl DmarcVerdict {
             s.push_str(&format!(" (p={} dis={})", p.as_str(), dis.as_str()));
         }
         if let Some(r) = &self.reason {
-            s.push_str(&format!(" reason=\"{}\"", r.replace(['"', '\\'], "'")));
+            s.push_str(" reason=");
+            s.push_str(&super::quoted(r));
         }
         if !self.from_domain.is_empty() {
             s.push_str(&format!(" header.from={}", self.from_domain));

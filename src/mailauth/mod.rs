@@ -59,6 +59,20 @@ impl Dns for Resolver {
     }
 }
 
+/// An RFC 5322 quoted-string of `text`, control characters dropped: how the results
+/// quote a reason or a value in Authentication-Results and Received-SPF.
+pub(crate) fn quoted(text: &str) -> String {
+    let mut q = String::from("\"");
+    for c in text.chars().filter(|c| !c.is_control()) {
+        if c == '"' || c == '\\' {
+            q.push('\\');
+        }
+        q.push(c);
+    }
+    q.push('"');
+    q
+}
+
 /// The daemon's resolver as the evaluators need it, whatever names it was built for
 /// (a copy: the resolver is an address and two numbers).
 fn any_names(r: &Resolver) -> Resolver {

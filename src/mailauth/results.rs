@@ -6,6 +6,7 @@
 
 use super::dkim;
 use super::dmarc::DmarcVerdict;
+use super::quoted;
 use super::spf::{Identity, SpfResult};
 use crate::headers::Field;
 
@@ -94,19 +95,6 @@ fn pvalue(value: &str) -> String {
     } else {
         quoted(value)
     }
-}
-
-/// An RFC 5322 quoted-string of `text`, control characters dropped.
-fn quoted(text: &str) -> String {
-    let mut q = String::from("\"");
-    for c in text.chars().filter(|c| !c.is_control()) {
-        if c == '"' || c == '\\' {
-            q.push('\\');
-        }
-        q.push(c);
-    }
-    q.push('"');
-    q
 }
 
 /// The authserv-id of an `Authentication-Results:` field: its first word, after any

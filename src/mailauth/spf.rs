@@ -336,15 +336,7 @@ fn quoted(value: &str) -> String {
     if dot_atom {
         return value.to_string();
     }
-    let mut q = String::from("\"");
-    for c in value.chars().filter(|c| !c.is_control()) {
-        if c == '"' || c == '\\' {
-            q.push('\\');
-        }
-        q.push(c);
-    }
-    q.push('"');
-    q
+    crate::mailauth::quoted(value)
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@ use super::signature::{Algorithm, Signature};
 use super::{check_dns_name, rsa_pkcs1_sha256, FIELD};
 use crate::dns::{DnsError, Lookup};
 use crate::headers::{Field, Header};
+use crate::mailauth::quoted;
 use crate::mailauth::tags::{get, parse_tags};
 use crate::mailauth::Dns;
 
@@ -120,19 +121,6 @@ impl Verdict {
         }
         s
     }
-}
-
-/// An RFC 5322 quoted-string of `text`, control characters dropped.
-fn quoted(text: &str) -> String {
-    let mut q = String::from("\"");
-    for c in text.chars().filter(|c| !c.is_control()) {
-        if c == '"' || c == '\\' {
-            q.push('\\');
-        }
-        q.push(c);
-    }
-    q.push('"');
-    q
 }
 
 /// One signature on its way to a verdict.
