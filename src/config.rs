@@ -529,14 +529,19 @@ mod tests {
 
     #[test]
     fn errors_name_the_flag() {
-        let args = ServeArgs {
-            smtp: vec!["localhost".into()],
+        // Valid values for the flags that have no usable zero default.
+        let valid = || ServeArgs {
+            smtp: vec!["127.0.0.1:2525".into()],
             tls_level: "may".into(),
             max_sessions: 1,
             max_sessions_per_ip: 1,
             retry_min: 1,
             retry_max: 2,
             ..Default::default()
+        };
+        let args = ServeArgs {
+            smtp: vec!["localhost".into()],
+            ..valid()
         };
         let e = Config::from_args(&args).unwrap_err().to_string();
         assert!(e.starts_with("--smtp 'localhost'"), "{e}");
@@ -555,14 +560,8 @@ mod tests {
             ),
         ] {
             let args = ServeArgs {
-                smtp: vec!["127.0.0.1:2525".into()],
-                tls_level: "may".into(),
                 dkim_key: vec![spec.into()],
-                max_sessions: 1,
-                max_sessions_per_ip: 1,
-                retry_min: 1,
-                retry_max: 2,
-                ..Default::default()
+                ..valid()
             };
             let e = Config::from_args(&args).unwrap_err().to_string();
             assert!(
