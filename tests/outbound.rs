@@ -63,15 +63,11 @@ impl World {
 
 /// Sends one message through `sender`; returns its queue ID.
 fn submit(sender: &Server, to: &str) -> String {
-    let mut c = Client::greeted(&sender.smtp);
-    c.ehlo(false);
-    let r = c.send_mail(
+    sender.submit(
         "sender@example.test",
         &[to],
         "Subject: outbound test\r\n\r\nhello",
-    );
-    assert_eq!(r.code, 250, "{r:?}");
-    r.lines[0].rsplit(' ').next().unwrap().to_string()
+    )
 }
 
 /// The delivery log line of `id` for `rcpt`.

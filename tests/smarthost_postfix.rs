@@ -18,8 +18,7 @@ use common::capture::{Capture, TlsMode};
 use common::certs::{self, CertPair};
 use common::postfix::{is_listening, unique_listen_addr, unique_loopback, Postfix, PostfixOptions};
 use common::{
-    free_ports, output_text, run_with_timeout, tinymta, tinymta_command, Client, Server, TempDir,
-    DOMAIN,
+    free_ports, output_text, run_with_timeout, tinymta, tinymta_command, Server, TempDir, DOMAIN,
 };
 use openssl::base64;
 
@@ -182,15 +181,6 @@ impl Smarthost {
     }
 }
 
-/// Sends one message into `router` over SMTP; returns its queue ID.
-fn submit(router: &Server, from: &str, to: &[&str], content: &str) -> String {
-    let mut c = Client::greeted(&router.smtp);
-    c.ehlo(false);
-    let r = c.send_mail(from, to, content);
-    assert_eq!(r.code, 250, "{r:?}");
-    r.lines[0].rsplit(' ').next().unwrap().to_string()
-}
-
 /// The delivery log line of `id` for `rcpt` that contains `status`.
 fn outcome(router: &Server, id: &str, rcpt: &str, status: &str) -> String {
     router.wait_log(&format!("{id}: to=<{rcpt}>"));
@@ -211,12 +201,7 @@ fn smarthost_submission_port_verified_starttls_and_login() {
     let hop = bracketed(&sh.submission);
     let creds = sh.credentials(&format!("{hop}  alice@{REALM}:alice: s3cret\n"));
     let router = sh.router_via(&hop, &creds, &[]);
-    let id = submit(
-        &router,
-        "sender@example.test",
-        &["someone@far.test"],
-        MESSAGE,
-    );
+    let id = router.submit("sender@example.test", &["someone@far.test"], MESSAGE);
     let line = outcome(&router, &id, "someone@far.test", "status=sent");
     let (ip, port) = sh.submission.rsplit_once(':').unwrap();
     assert!(line.contains(&format!("relay={ip}[{ip}]:{port}")), "{line}");
@@ -250,12 +235,7 @@ fn smarthost_smtps_port_implicit_tls_and_login() {
     let creds = sh.credentials(&format!("{hop}  bob@{REALM}:bob-secret\n"));
     let relay = format!("smtps:{hop}");
     let router = sh.router_via(&relay, &creds, &[]);
-    let id = submit(
-        &router,
-        "sender@example.test",
-        &["someone@far.test"],
-        MESSAGE,
-    );
+    let id = router.submit("sender@example.test", &["someone@far.test"], MESSAGE);
     outcome(&router, &id, "someone@far.test", "status=sent");
     let (ip, port) = sh.smtps.rsplit_once(':').unwrap();
     let tls = router.wait_log("TLS connection established to");
@@ -313,12 +293,7 @@ fn smarthost_wrong_password_defers_with_the_servers_words_then_bounces() {
             "1",
         ],
     );
-    let id = submit(
-        &router,
-        "sender@example.test",
-        &["someone@far.test"],
-        MESSAGE,
-    );
+    let id = router.submit("sender@example.test", &["someone@far.test"], MESSAGE);
     let deferred = outcome(&router, &id, "someone@far.test", "status=deferred");
     assert!(
         deferred.contains("dsn=4.7.8")
@@ -374,8 +349,7 @@ fn smarthost_without_tls_never_sees_the_password() {
         0o644,
     );
     let router = Server::start(&["--transport", &transport, "--relay-credentials", &creds]);
-    let id = submit(
-        &router,
+    let id = router.submit(
         "sender@example.test",
         &["a@plain.test", "b@implicit.test"],
         MESSAGE,
@@ -435,12 +409,12 @@ fn smarthost_per_sender_credentials_pick_the_account() {
         .write("sender_relay", &format!("@example.test  {hop}\n"), 0o644);
     let router = sh.router(&["--sender-relay", &relays, "--relay-credentials", &creds]);
     let to = ["someone@far.test"];
-    let first = submit(&router, "alerts@example.test", &to, MESSAGE);
+    let first = router.submit("alerts@example.test", &to, MESSAGE);
     outcome(&router, &first, to[0], "status=sent");
     // Right after: the session logged in as alerts is parked, but not for this sender.
-    let second = submit(&router, "nas@example.test", &to, MESSAGE);
+    let second = router.submit("nas@example.test", &to, MESSAGE);
     outcome(&router, &second, to[0], "status=sent");
-    let third = submit(&router, "alerts@example.test", &to, MESSAGE);
+    let third = router.submit("alerts@example.test", &to, MESSAGE);
     outcome(&router, &third, to[0], "status=sent");
     sh.relayed(3);
     let log = router.log();
@@ -502,8 +476,7 @@ fn smarthost_xoauth2_token_file_byte_for_byte_and_454_defers() {
         "--tls-default-level",
         "encrypt",
     ]);
-    let id = submit(
-        &router,
+    let id = router.submit(
         "sender@example.test",
         &["me@gmail.example", "x@busy.example"],
         MESSAGE,
@@ -552,8 +525,7 @@ fn smarthost_sender_rewrite_for_smtp_only() {
     let router = sh.router_via(&hop, &creds, &["--sender-rewrite", &generic]);
     let content = "From: Cron Daemon <root@example.test>\r\nReply-To: nas@example.test\r\n\
                    To: someone@far.test\r\nSubject: disk\r\n\r\nroot@example.test says hi\r\n";
-    let id = submit(
-        &router,
+    let id = router.submit(
         "root@example.test",
         &["someone@far.test", "alice@example.test"],
         content,
@@ -674,7 +646,7 @@ fn smarthost_sighup_rereads_credentials_and_sender_rewrite() {
             "2",
         ],
     );
-    let id = submit(&router, "nas@example.test", &["someone@far.test"], MESSAGE);
+    let id = router.submit("nas@example.test", &["someone@far.test"], MESSAGE);
     outcome(&router, &id, "someone@far.test", "status=deferred");
     // The administrator fixes the password and the address, then reloads.
     sh.credentials(&format!("{hop}  dave@{REALM}:new-password\n"));

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use common::certs::{fingerprint, openssl_output};
 use common::postfix::{unique_listen_addr, unique_loopback, Postfix, PostfixOptions};
-use common::{dns_server, free_port, output_text, Client, Server, TempDir};
+use common::{dns_server, free_port, output_text, Server, TempDir};
 
 /// `openssl s_client` with STARTTLS to `addr`, saying QUIT and reading to the end (so
 /// TLS 1.3 tickets arrive before it exits); everything it printed.
@@ -178,15 +178,11 @@ fn demonstration_certificate_is_ecdsa_beside_rsa() {
 
 /// Sends one message through `sender`; its queue ID.
 fn submit(sender: &Server, to: &str) -> String {
-    let mut c = Client::greeted(&sender.smtp);
-    c.ehlo(false);
-    let r = c.send_mail(
+    sender.submit(
         "sender@example.test",
         &[to],
         "Subject: resumption test\r\n\r\nhello",
-    );
-    assert_eq!(r.code, 250, "{r:?}");
-    r.lines[0].rsplit(' ').next().unwrap().to_string()
+    )
 }
 
 /// Waits (bounded) until `s` has logged `needle` at least `n` times.

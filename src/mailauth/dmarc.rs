@@ -347,10 +347,10 @@ pub async fn check_sampled(
     }
     // No aligned pass. A pass that could not be judged for want of DNS, or an
     // aligned-looking temporary failure, leaves the question open.
-    let spf_temp = spf.result == SpfVerdict::TempError && same_or_below(&spf.domain, &from);
+    let spf_temp = spf.result == SpfVerdict::TempError && share_top_label(&spf.domain, &from);
     let dkim_temp = dkim
         .iter()
-        .any(|v| v.result == DkimResult::TempError && same_or_below(&v.domain, &from));
+        .any(|v| v.result == DkimResult::TempError && share_top_label(&v.domain, &from));
     if temp.is_some() || spf_temp || dkim_temp {
         return DmarcVerdict {
             result: DmarcResult::TempError,
@@ -373,9 +373,17 @@ pub async fn check_sampled(
 
 /// Whether `a` and `b` could have one Organizational Domain at all: they share their
 /// last label (an inexpensive test before any walk).
-fn same_or_below(a: &str, b: &str) -> bool {
-    let (a, b) = (a.to_ascii_lowercase(), b.to_ascii_lowercase());
-    a.rsplit('.').next() == b.rsplit('.').next() && !a.is_empty()
+fn share_top_label(a: &str, b: &str) -> bool {
+    !a.is_empty() && top_label(a).eq_ignore_ascii_case(top_label(b))
+}
+
+/// The last label of a domain name (`com` of `mail.example.com.`).
+fn top_label(domain: &str) -> &str {
+    domain
+        .trim_end_matches('.')
+        .rsplit('.')
+        .next()
+        .unwrap_or("")
 }
 
 /// The names the Tree Walk asks about for `domain`, in order (RFC 9989 §4.10): the
@@ -465,7 +473,7 @@ impl<D: Dns> Walk<'_, D> {
         if id == from {
             return Ok(true);
         }
-        if mode == Alignment::Strict || !same_or_below(&id, from) {
+        if mode == Alignment::Strict || !share_top_label(&id, from) {
             return Ok(false);
         }
         Ok(self.organizational(from).await? == self.organizational(&id).await?)

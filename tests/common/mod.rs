@@ -399,6 +399,16 @@ impl Server {
         fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
+    /// Sends one message over SMTP (port 25 role, plain EHLO) and asserts it was
+    /// queued; returns its queue ID.
+    pub fn submit(&self, from: &str, to: &[&str], content: &str) -> String {
+        let mut c = Client::greeted(&self.smtp);
+        c.ehlo(false);
+        let r = c.send_mail(from, to, content);
+        assert_eq!(r.code, 250, "{r:?}");
+        r.lines[0].rsplit(' ').next().unwrap().to_string()
+    }
+
     /// Waits (bounded) for a log line containing `needle`; returns it.
     pub fn wait_log(&self, needle: &str) -> String {
         let start = Instant::now();
