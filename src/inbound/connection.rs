@@ -219,16 +219,7 @@ impl Connection {
         match res {
             Ok(info) => {
                 logline::tls_inbound_established(self.session.client(), &info);
-                let (resumed, full) = session::count(Side::Inbound, info.resumed);
-                log::debug!(
-                    "TLS session from {}: {} (inbound handshakes: {resumed} resumed, {full} full)",
-                    self.session.client(),
-                    if info.resumed {
-                        "resumed"
-                    } else {
-                        "full handshake"
-                    }
-                );
+                session::count(Side::Inbound, self.session.client(), info.resumed);
                 self.session.tls_started(info);
                 true
             }

@@ -300,16 +300,7 @@ impl ClientSession {
             })
             .await
             .map_err(|e| format!("TLS with {} failed: {e}", self.server.name()))?;
-        let (resumed, full) = session::count(Side::Outbound, info.resumed);
-        log::debug!(
-            "TLS session to {}: {} (outbound handshakes: {resumed} resumed, {full} full)",
-            self.server.name(),
-            if info.resumed {
-                "resumed"
-            } else {
-                "full handshake"
-            }
-        );
+        session::count(Side::Outbound, &self.server.name(), info.resumed);
         self.tls = Some(info.clone());
         Ok(info)
     }
