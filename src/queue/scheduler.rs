@@ -26,7 +26,7 @@ use smol::future::FutureExt;
 
 use super::bounce;
 use super::outcome::{ContentSource, Deliver, Disposition, Outcome, Relay};
-use super::spool::{Envelope, QueueId, Spool};
+use super::spool::{Envelope, QueueId, QueueKey, Spool};
 use crate::address::{Recipients, Refusal, SharedRewriter};
 use crate::clock::unix_now;
 use crate::logline;
@@ -383,37 +383,6 @@ fn refusal_outcome(refusal: &Refusal) -> Outcome {
 /// A finished attempt: the message, its next attempt time, bounces it queued.
 type Finished = (QueueId, Option<u64>, Vec<QueueId>);
 
-/// A queue ID as the schedule holds it: the daemon's own IDs (14 upper-case hex
-/// digits, `QueueId::generate`) packed into a number, any other name boxed. 16 bytes,
-/// with no allocation of its own for every message the daemon or `sendmail` wrote.
-/// Packed keys order as their text does, so ties in time go oldest first.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-enum Key {
-    Packed(u64),
-    Other(Box<str>),
-}
-
-/// Length of the IDs `QueueId::generate` makes.
-const PACKED_DIGITS: usize = 14;
-
-impl Key {
-    fn new(id: &QueueId) -> Key {
-        let s = &id.0;
-        let upper_hex = s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'A'..=b'F'));
-        match u64::from_str_radix(s, 16) {
-            Ok(n) if s.len() == PACKED_DIGITS && upper_hex => Key::Packed(n),
-            _ => Key::Other(s.as_str().into()),
-        }
-    }
-
-    fn id(&self) -> QueueId {
-        match self {
-            Key::Packed(n) => QueueId(format!("{n:0w$X}", w = PACKED_DIGITS)),
-            Key::Other(s) => QueueId(s.to_string()),
-        }
-    }
-}
-
 /// The mark of a message being tried in `Schedule::known`.
 const IN_FLIGHT: u64 = u64::MAX;
 
@@ -423,29 +392,39 @@ const IN_FLIGHT: u64 = u64::MAX;
 /// whose time no longer matches the map is stale and dropped when it reaches the top
 /// (lazy deletion), and the heap is rebuilt once stale entries outnumber live ones.
 /// Finding the next due message and rescheduling are O(log n); only `flush` walks
-/// the whole queue. About 50 bytes per message (a 16-byte key and a time in each).
+/// the whole queue. 48 bytes per message and a little slack (a 16-byte key and a
+/// time in each).
 #[derive(Default)]
 struct Schedule {
     /// Every message the scheduler knows: its next attempt (Unix time), or `IN_FLIGHT`.
-    known: HashMap<Key, u64>,
+    known: HashMap<QueueKey, u64>,
     /// Earliest first; possibly stale (see above).
-    timers: BinaryHeap<Reverse<(u64, Key)>>,
+    timers: BinaryHeap<Reverse<(u64, QueueKey)>>,
 }
 
 impl Schedule {
+    /// Sized for `n` messages at once: a map and a heap grown by doubling leave the
+    /// smaller tables behind in the allocator, resident.
+    fn with_capacity(n: usize) -> Schedule {
+        Schedule {
+            known: HashMap::with_capacity(n),
+            timers: BinaryHeap::with_capacity(n),
+        }
+    }
+
     /// Messages known (waiting or being tried).
     fn len(&self) -> usize {
         self.known.len()
     }
 
-    fn knows(&self, key: &Key) -> bool {
+    fn knows(&self, key: &QueueKey) -> bool {
         self.known.contains_key(key)
     }
 
     /// A new message (received, dropped by `sendmail`, a bounce): due now, unless it
     /// is being tried already.
     fn due_now(&mut self, id: &QueueId) {
-        let key = Key::new(id);
+        let key = QueueKey::new(id);
         if self.known.get(&key) != Some(&IN_FLIGHT) {
             self.set(key, 0);
         }
@@ -453,7 +432,7 @@ impl Schedule {
 
     /// A message found on disk with its recorded next attempt. Returns false (and
     /// changes nothing) when it is known already: what the scheduler knows is newer.
-    fn add_found(&mut self, key: Key, next: u64) -> bool {
+    fn add_found(&mut self, key: QueueKey, next: u64) -> bool {
         if self.knows(&key) {
             return false;
         }
@@ -463,7 +442,7 @@ impl Schedule {
 
     /// A deleted message: its heap entry goes stale.
     fn forget(&mut self, id: &QueueId) {
-        self.known.remove(&Key::new(id));
+        self.known.remove(&QueueKey::new(id));
     }
 
     /// `queue flush`: every waiting message due now. Returns how many.
@@ -502,7 +481,7 @@ impl Schedule {
     /// An attempt ended: the message waits until `next`, or has left the queue. One
     /// forgotten while it was being tried stays forgotten.
     fn finished(&mut self, id: &QueueId, next: Option<u64>) {
-        let key = Key::new(id);
+        let key = QueueKey::new(id);
         if self.known.get(&key) != Some(&IN_FLIGHT) {
             return;
         }
@@ -514,7 +493,7 @@ impl Schedule {
         }
     }
 
-    fn set(&mut self, key: Key, next: u64) {
+    fn set(&mut self, key: QueueKey, next: u64) {
         self.known.insert(key.clone(), next);
         self.timers.push(Reverse((next, key)));
         // Each rebuild follows at least len() + 64 pushes: O(1) per push, amortized.
@@ -548,9 +527,9 @@ enum Report {
     /// An attempt ended.
     Done(Finished),
     /// A rescan listed `messages/`.
-    Listed(std::io::Result<Vec<Key>>),
+    Listed(std::io::Result<Vec<QueueKey>>),
     /// Status records read: each message with its next attempt.
-    Found(Vec<(Key, u64)>),
+    Found(Vec<(QueueKey, u64)>),
     /// A job reading status records has finished.
     Loaded,
 }
@@ -658,10 +637,7 @@ impl<D: Deliver + 'static> Manager<D> {
         let reports = self.reports.clone();
         self.ex
             .spawn(async move {
-                let listed = smol::unblock(move || {
-                    spool.ids().map(|ids| ids.map(|id| Key::new(&id)).collect())
-                })
-                .await;
+                let listed = smol::unblock(move || spool.keys().map(|keys| keys.collect())).await;
                 let _ = reports.send(Report::Listed(listed)).await;
             })
             .detach();
@@ -674,18 +650,23 @@ impl<D: Deliver + 'static> Manager<D> {
         self.scan.began = Instant::now();
     }
 
-    /// Reads the status records of `keys` in `LOAD_JOBS` jobs on the blocking pool.
-    fn load(&mut self, mut keys: Vec<Key>) {
-        let per_job = keys.len().div_ceil(LOAD_JOBS).max(1);
-        while !keys.is_empty() {
-            let rest = keys.split_off(per_job.min(keys.len()));
-            let mut part = std::mem::replace(&mut keys, rest);
+    /// Reads the status records of `keys` on the blocking pool, `LOAD_CHUNK` at a
+    /// time in up to `LOAD_JOBS` jobs that take the next chunk when one is done.
+    fn load(&mut self, keys: Vec<QueueKey>) {
+        let jobs = LOAD_JOBS.min(keys.len().div_ceil(LOAD_CHUNK));
+        let keys = Rc::new(keys);
+        let taken = Rc::new(std::cell::Cell::new(0));
+        for _ in 0..jobs {
             let (spool, reports) = (self.queue.spool.clone(), self.reports.clone());
+            let (keys, taken) = (keys.clone(), taken.clone());
             self.scan.jobs += 1;
             self.ex
                 .spawn(async move {
-                    while !part.is_empty() {
-                        let chunk: Vec<Key> = part.drain(..LOAD_CHUNK.min(part.len())).collect();
+                    while taken.get() < keys.len() {
+                        let start = taken.get();
+                        let end = keys.len().min(start + LOAD_CHUNK);
+                        taken.set(end);
+                        let chunk = keys[start..end].to_vec();
                         let spool = spool.clone();
                         let found = smol::unblock(move || {
                             chunk
@@ -803,14 +784,14 @@ pub async fn run<D: Deliver + 'static>(
     queue: Scheduler,
     delivery: Rc<D>,
     events: Receiver<Event>,
-    initial: Vec<QueueId>,
+    initial: Vec<QueueKey>,
 ) {
     let (reports, report_rx) = smol::channel::unbounded();
     let mut m = Manager {
         ex,
         queue: Rc::new(queue),
         delivery,
-        schedule: Schedule::default(),
+        schedule: Schedule::with_capacity(initial.len()),
         in_flight: 0,
         reports,
         scan: Scan {
@@ -827,9 +808,7 @@ pub async fn run<D: Deliver + 'static>(
         stats: Stats::default(),
     };
     m.begin_scan(true);
-    let keys: Vec<Key> = initial.iter().map(Key::new).collect();
-    drop(initial);
-    m.load(keys);
+    m.load(initial);
     // The periodic rescan; the first listing is the recovery's, whose directory time
     // is unknown, so the first tick lists once more (it also finds a file dropped
     // between that listing and the wakeup socket).
@@ -1074,26 +1053,11 @@ mod tests {
     }
 
     #[test]
-    fn keys_pack_the_daemons_ids_and_keep_any_other() {
-        assert_eq!(std::mem::size_of::<Key>(), 16);
-        let own = QueueId::generate();
-        assert!(matches!(Key::new(&own), Key::Packed(_)));
-        for other in ["abc", "6566d1a2f3b9c1", "6566D1A2F3B9C1Z", "00000000000001"] {
-            let id = QueueId(other.into());
-            assert_eq!(Key::new(&id).id(), id);
-        }
-        assert_eq!(Key::new(&own).id(), own);
-        assert!(matches!(Key::new(&QueueId("abc".into())), Key::Other(_)));
-        // Packed keys sort as the IDs do: ties in time go oldest first.
-        assert!(Key::new(&qid(0x10)) < Key::new(&qid(0x200)));
-    }
-
-    #[test]
     fn the_schedule_gives_due_messages_earliest_first_and_nothing_early() {
         let mut s = Schedule::default();
-        s.add_found(Key::new(&qid(1)), 300);
-        s.add_found(Key::new(&qid(2)), 100);
-        s.add_found(Key::new(&qid(3)), 200);
+        s.add_found(QueueKey::new(&qid(1)), 300);
+        s.add_found(QueueKey::new(&qid(2)), 100);
+        s.add_found(QueueKey::new(&qid(3)), 200);
         s.due_now(&qid(4));
         assert_eq!(s.next_due(), Some(0));
         assert_eq!(s.pop_due(150), Some(qid(4)));
@@ -1110,12 +1074,12 @@ mod tests {
     #[test]
     fn rescheduling_and_removal_follow_the_attempt() {
         let mut s = Schedule::default();
-        s.add_found(Key::new(&qid(1)), 0);
-        s.add_found(Key::new(&qid(2)), 0);
+        s.add_found(QueueKey::new(&qid(1)), 0);
+        s.add_found(QueueKey::new(&qid(2)), 0);
         assert_eq!(s.pop_due(10), Some(qid(1)));
         // In flight: neither a new arrival under its ID nor a rescan starts it twice.
         s.due_now(&qid(1));
-        assert!(!s.add_found(Key::new(&qid(1)), 0));
+        assert!(!s.add_found(QueueKey::new(&qid(1)), 0));
         assert_eq!(s.pop_due(10), Some(qid(2)));
         assert_eq!(s.pop_due(10), None);
         s.finished(&qid(1), Some(500));
@@ -1130,7 +1094,7 @@ mod tests {
         assert_eq!(s.pop_due(10_000), None);
         // A found message never overrides what the scheduler knows.
         s.finished(&qid(1), Some(700));
-        assert!(!s.add_found(Key::new(&qid(1)), 0));
+        assert!(!s.add_found(QueueKey::new(&qid(1)), 0));
         assert_eq!(s.next_due(), Some(700));
     }
 
@@ -1138,7 +1102,7 @@ mod tests {
     fn deleted_messages_are_never_tried() {
         let mut s = Schedule::default();
         for n in 1..=3 {
-            s.add_found(Key::new(&qid(n)), n);
+            s.add_found(QueueKey::new(&qid(n)), n);
         }
         s.forget(&qid(1));
         assert_eq!(
@@ -1159,7 +1123,7 @@ mod tests {
     fn flush_makes_every_waiting_message_due_but_not_twice() {
         let mut s = Schedule::default();
         for n in 1..=5 {
-            s.add_found(Key::new(&qid(n)), 10_000 + n);
+            s.add_found(QueueKey::new(&qid(n)), 10_000 + n);
         }
         assert_eq!(s.pop_due(20_000), Some(qid(1)));
         assert_eq!(s.flush(), 4, "the one being tried is not counted");
@@ -1173,13 +1137,13 @@ mod tests {
     fn stale_entries_are_bounded() {
         let mut s = Schedule::default();
         for n in 0..1000 {
-            s.add_found(Key::new(&qid(n)), 1_000_000);
+            s.add_found(QueueKey::new(&qid(n)), 1_000_000);
         }
         // Every message rescheduled many times without being tried.
         for round in 0..20 {
             for n in 0..1000 {
                 s.forget(&qid(n));
-                s.add_found(Key::new(&qid(n)), 2_000_000 - round);
+                s.add_found(QueueKey::new(&qid(n)), 2_000_000 - round);
             }
         }
         assert!(s.timers.len() <= 2 * s.len() + 64, "{}", s.timers.len());
