@@ -545,7 +545,8 @@ struct Scan {
     again: bool,
     /// `queue flush` came while status records were read: what they bring is due now.
     flushed: bool,
-    /// Messages this scan added, and when it began.
+    /// Names a rescan listed, messages it added, and when it began.
+    names: usize,
     added: usize,
     began: Instant,
     /// The first scan is the start-up recovery.
@@ -588,7 +589,7 @@ fn messages_mtime(spool: &Spool) -> Option<SystemTime> {
 struct Stats {
     /// Attempts started since the queue was last idle.
     started: u64,
-    /// Time spent in the loop meanwhile, except merging what a scan found.
+    /// Time spent in the loop meanwhile, except on what a scan listed and read.
     busy: Duration,
 }
 
@@ -646,6 +647,7 @@ impl<D: Deliver + 'static> Manager<D> {
     fn begin_scan(&mut self, recovery: bool) {
         self.scan.busy = true;
         self.scan.recovery = recovery;
+        self.scan.names = 0;
         self.scan.added = 0;
         self.scan.began = Instant::now();
     }
@@ -696,9 +698,10 @@ impl<D: Deliver + 'static> Manager<D> {
                 "queue: {} message(s) scheduled in {took} ms",
                 self.schedule.len()
             );
-        } else if self.scan.added > 0 {
-            log::info!(
-                "queue: rescan found {} message(s) in {took} ms",
+        } else {
+            log::debug!(
+                "queue: rescan of {} name(s) found {} new message(s) in {took} ms",
+                self.scan.names,
                 self.scan.added
             );
         }
@@ -709,9 +712,8 @@ impl<D: Deliver + 'static> Manager<D> {
         }
     }
 
-    /// Handles one report; returns the time spent merging found messages, which the
-    /// decision statistics leave out.
-    fn report(&mut self, report: Report) -> Duration {
+    /// Handles one report.
+    fn report(&mut self, report: Report) {
         match report {
             Report::Done((id, next, new_ids)) => {
                 self.in_flight -= 1;
@@ -732,6 +734,7 @@ impl<D: Deliver + 'static> Manager<D> {
             }
             Report::Listed(Ok(mut keys)) => {
                 self.scan.listed = self.scan.listing.take();
+                self.scan.names = keys.len();
                 keys.retain(|k| !self.schedule.knows(k));
                 self.load(keys);
             }
@@ -740,14 +743,12 @@ impl<D: Deliver + 'static> Manager<D> {
                 self.end_scan();
             }
             Report::Found(found) => {
-                let t = Instant::now();
                 for (key, next) in found {
                     let next = if self.scan.flushed { 0 } else { next };
                     if self.schedule.add_found(key, next) {
                         self.scan.added += 1;
                     }
                 }
-                return t.elapsed();
             }
             Report::Loaded => {
                 self.scan.jobs -= 1;
@@ -756,7 +757,6 @@ impl<D: Deliver + 'static> Manager<D> {
                 }
             }
         }
-        Duration::ZERO
     }
 
     /// Handles one event from outside.
@@ -799,6 +799,7 @@ pub async fn run<D: Deliver + 'static>(
             jobs: 0,
             again: false,
             flushed: false,
+            names: 0,
             added: 0,
             began: Instant::now(),
             recovery: true,
@@ -845,11 +846,15 @@ pub async fn run<D: Deliver + 'static>(
             })
             .await;
         let woke = Instant::now();
-        let mut merging = Duration::ZERO;
+        // What a scan lists and reads is counted in its own log line, not here.
+        let scan_work = matches!(
+            wake,
+            Wake::Report(Report::Listed(_) | Report::Found(_) | Report::Loaded)
+        );
         match wake {
             Wake::Event(None) => return,
             Wake::Event(Some(event)) => m.event(event),
-            Wake::Report(report) => merging = m.report(report),
+            Wake::Report(report) => m.report(report),
             Wake::Timer => {
                 if last_tick.elapsed() >= RESCAN {
                     last_tick = Instant::now();
@@ -861,7 +866,9 @@ pub async fn run<D: Deliver + 'static>(
                 }
             }
         }
-        m.stats.busy += woke.elapsed().saturating_sub(merging);
+        if !scan_work {
+            m.stats.busy += woke.elapsed();
+        }
     }
 }
 

@@ -529,15 +529,12 @@ impl Spool {
             .filter_map(|n| n.to_str().and_then(QueueKey::parse)))
     }
 
-    /// IDs of all committed messages, oldest first (the ID starts with the arrival
-    /// time). Only names are read.
-    pub fn list(&self) -> io::Result<Vec<QueueId>> {
-        let mut ids: Vec<QueueId> = self
-            .names()?
-            .filter_map(|n| n.to_str().and_then(QueueId::parse))
-            .collect();
-        ids.sort_unstable();
-        Ok(ids)
+    /// Every committed message in `QueueKey` order: oldest first for the daemon's
+    /// IDs (they start with the arrival time). Only names are read; 16 bytes each.
+    pub fn list(&self) -> io::Result<Vec<QueueKey>> {
+        let mut keys: Vec<QueueKey> = self.keys()?.collect();
+        keys.sort_unstable();
+        Ok(keys)
     }
 
     /// Start-up recovery: half-received files in `tmp/` were never acknowledged, so
@@ -549,8 +546,7 @@ impl Spool {
         for e in fs::read_dir(self.root.join("tmp"))?.flatten() {
             let _ = fs::remove_file(e.path());
         }
-        let mut keys: Vec<QueueKey> = self.keys()?.collect();
-        keys.sort_unstable();
+        let keys = self.list()?;
         for e in fs::read_dir(self.root.join("status"))?.flatten() {
             let name = e.file_name();
             let orphan = match name.to_str().and_then(QueueKey::parse) {
@@ -650,7 +646,7 @@ mod tests {
         };
         spool.set_status(&e.id, &st).unwrap();
         assert_eq!(spool.status(&e.id), st);
-        assert_eq!(spool.list().unwrap(), vec![e.id.clone()]);
+        assert_eq!(spool.list().unwrap(), vec![QueueKey::new(&e.id)]);
         spool.remove(&e.id).unwrap();
         assert!(spool.list().unwrap().is_empty());
         fs::remove_dir_all(&dir).unwrap();
@@ -672,7 +668,7 @@ mod tests {
             spool.read_content(&e.id).unwrap(),
             (e.clone(), b"x\r\n".to_vec())
         );
-        assert_eq!(spool.list().unwrap(), vec![e.id.clone()]);
+        assert_eq!(spool.list().unwrap(), vec![QueueKey::new(&e.id)]);
         fs::remove_dir_all(&dir).unwrap();
     }
 
