@@ -485,9 +485,12 @@ impl Spool {
     }
 
     pub fn status(&self, id: &QueueId) -> Status {
-        let mut text = String::new();
-        match open_read(&self.status_path(id)).and_then(|mut f| f.read_to_string(&mut text)) {
-            Ok(_) => Status::decode(&text),
+        // Read through `Take`: `File::read_to_string` would first ask the file's
+        // size and position (two more system calls per record, at recovery 200,000).
+        let mut text = Vec::with_capacity(256);
+        match open_read(&self.status_path(id)).and_then(|f| f.take(u64::MAX).read_to_end(&mut text))
+        {
+            Ok(_) => Status::decode(&String::from_utf8_lossy(&text)),
             Err(_) => Status::default(),
         }
     }
