@@ -1166,7 +1166,7 @@ mod tests {
         async fn attempt(
             &self,
             env: &Envelope,
-            _content: &std::sync::Arc<Vec<u8>>,
+            _content: &ContentSource,
             pending: &[String],
         ) -> Attempt {
             self.0.borrow_mut().push(env.id.clone());
