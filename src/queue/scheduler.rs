@@ -386,9 +386,10 @@ type Finished = (QueueId, Option<u64>, Vec<QueueId>);
 /// The mark of a message being tried in `Schedule::known`.
 const IN_FLIGHT: u64 = u64::MAX;
 
-/// When each message is tried next, as Postfix's qmgr keeps its deferred queue by
-/// time: a min-heap of (next attempt, message) beside a map of each message's current
-/// time. Rescheduling pushes a new heap entry and leaves the old one behind; an entry
+/// When each message is tried next (Postfix keeps that time in each deferred file's
+/// modification time and finds the due ones by scanning the directory; in memory a
+/// heap answers without a scan): a min-heap of (next attempt, message) beside a map
+/// of each message's current time. Rescheduling pushes a new heap entry and leaves the old one behind; an entry
 /// whose time no longer matches the map is stale and dropped when it reaches the top
 /// (lazy deletion), and the heap is rebuilt once stale entries outnumber live ones.
 /// Finding the next due message and rescheduling are O(log n); only `flush` walks
