@@ -361,7 +361,7 @@ fn queue_message(args: &SendmailArgs, stdin: &mut impl Read) -> Result<QueueId, 
         .store_from(&env, &mut completed.as_slice().chain(&mut input))
         .map_err(|e| input.failure(|| format!("cannot write queue file: {e}")))?;
     // A daemon that is not running finds the file at its next start.
-    wakeup::poke(&spool, Wakeup::New);
+    wakeup::poke(&spool, Wakeup::New(id.clone()));
     Ok(id)
 }
 

@@ -23,7 +23,7 @@ use crate::outbound::DeliveryContext;
 use crate::queue::scheduler::{self, Event, Scheduler};
 use crate::queue::spool::GroupCommit;
 use crate::queue::wakeup;
-use crate::queue::{QueueId, Spool};
+use crate::queue::{QueueKey, Spool};
 use crate::tls;
 
 /// How long sessions get to finish after SIGTERM before the process exits anyway.
@@ -160,7 +160,7 @@ async fn run(
     ex: Rc<smol::LocalExecutor<'static>>,
     cfg: Config,
     spool: Spool,
-    recovered: Vec<QueueId>,
+    recovered: Vec<QueueKey>,
     loaded: Reloadable,
     sockets: Vec<(Listener, Async<std::net::TcpListener>)>,
 ) -> i32 {

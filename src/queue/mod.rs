@@ -18,4 +18,4 @@ pub mod scheduler;
 pub mod spool;
 pub mod wakeup;
 
-pub use spool::{Envelope, QueueId, Spool};
+pub use spool::{Envelope, QueueId, QueueKey, Spool};

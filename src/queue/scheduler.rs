@@ -3,7 +3,10 @@
 //! messages that are done. It owns its spool; delivery only reports.
 //!
 //! Events come from inbound sessions (a new message), the wakeup socket (sendmail
-//! dropped a file, `queue flush`), and a periodic rescan that catches anything missed.
+//! dropped a file, `queue flush`, `queue delete`), and a periodic rescan that catches
+//! anything missed. When each message is tried next is a timer heap (`Schedule`), so
+//! a wakeup costs O(log n) per message it starts, not a walk over the queue; the
+//! rescan runs only when `messages/` changed and picks up only IDs it does not know.
 //!
 //! A message from `sendmail` or from the queue itself arrives with its recipients as
 //! given (`Envelope::unexpanded`); at its first pick-up they go through the address
@@ -13,16 +16,17 @@
 //! SIGHUP, with the SRS secret in its state directory — and `sendmail root` needs no
 //! configuration, as with Postfix, whose `cleanup` and `local` do it after `pickup`.
 
-use std::collections::{HashMap, HashSet};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use smol::channel::{Receiver, Sender};
 use smol::future::FutureExt;
 
 use super::bounce;
 use super::outcome::{ContentSource, Deliver, Disposition, Outcome, Relay};
-use super::spool::{Envelope, QueueId, Spool};
+use super::spool::{Envelope, QueueId, QueueKey, Spool};
 use crate::address::{Recipients, Refusal, SharedRewriter};
 use crate::clock::unix_now;
 use crate::logline;
@@ -37,7 +41,7 @@ const RESCAN: Duration = Duration::from_secs(60);
 /// Something the scheduler should react to.
 #[derive(Debug)]
 pub enum Event {
-    /// A message was committed by this process.
+    /// A message was committed (by this process, or by `sendmail`, which names it).
     New(QueueId),
     /// Retry everything now (`tinymta queue flush`).
     Flush,
@@ -379,63 +383,460 @@ fn refusal_outcome(refusal: &Refusal) -> Outcome {
 /// A finished attempt: the message, its next attempt time, bounces it queued.
 type Finished = (QueueId, Option<u64>, Vec<QueueId>);
 
-/// Runs the scheduler until `events` closes, with attempts spawned on `ex`.
+/// The mark of a message being tried in `Schedule::known`.
+const IN_FLIGHT: u64 = u64::MAX;
+
+/// When each message is tried next (Postfix keeps that time in each deferred file's
+/// modification time and finds the due ones by scanning the directory; in memory a
+/// heap answers without a scan): a min-heap of (next attempt, message) beside a map
+/// of each message's current time. Rescheduling pushes a new heap entry and leaves the old one behind; an entry
+/// whose time no longer matches the map is stale and dropped when it reaches the top
+/// (lazy deletion), and the heap is rebuilt once stale entries outnumber live ones.
+/// Finding the next due message and rescheduling are O(log n); only `flush` walks
+/// the whole queue. 48 bytes per message and a little slack (a 16-byte key and a
+/// time in each).
+#[derive(Default)]
+struct Schedule {
+    /// Every message the scheduler knows: its next attempt (Unix time), or `IN_FLIGHT`.
+    known: HashMap<QueueKey, u64>,
+    /// Earliest first; possibly stale (see above).
+    timers: BinaryHeap<Reverse<(u64, QueueKey)>>,
+}
+
+impl Schedule {
+    /// Sized for `n` messages at once: a map and a heap grown by doubling leave the
+    /// smaller tables behind in the allocator, resident.
+    fn with_capacity(n: usize) -> Schedule {
+        Schedule {
+            known: HashMap::with_capacity(n),
+            timers: BinaryHeap::with_capacity(n),
+        }
+    }
+
+    /// Messages known (waiting or being tried).
+    fn len(&self) -> usize {
+        self.known.len()
+    }
+
+    fn knows(&self, key: &QueueKey) -> bool {
+        self.known.contains_key(key)
+    }
+
+    /// A new message (received, dropped by `sendmail`, a bounce): due now, unless it
+    /// is being tried already.
+    fn due_now(&mut self, id: &QueueId) {
+        let key = QueueKey::new(id);
+        if self.known.get(&key) != Some(&IN_FLIGHT) {
+            self.set(key, 0);
+        }
+    }
+
+    /// A message found on disk with its recorded next attempt. Returns false (and
+    /// changes nothing) when it is known already: what the scheduler knows is newer.
+    fn add_found(&mut self, key: QueueKey, next: u64) -> bool {
+        if self.knows(&key) {
+            return false;
+        }
+        self.set(key, next);
+        true
+    }
+
+    /// A deleted message: its heap entry goes stale.
+    fn forget(&mut self, id: &QueueId) {
+        self.known.remove(&QueueKey::new(id));
+    }
+
+    /// `queue flush`: every waiting message due now. Returns how many.
+    fn flush(&mut self) -> usize {
+        let mut n = 0;
+        for next in self.known.values_mut().filter(|n| **n != IN_FLIGHT) {
+            *next = 0;
+            n += 1;
+        }
+        self.rebuild();
+        n
+    }
+
+    /// The earliest waiting message if it is due at `now`, marked as being tried.
+    fn pop_due(&mut self, now: u64) -> Option<QueueId> {
+        if self.next_due()? > now {
+            return None;
+        }
+        let Reverse((_, key)) = self.timers.pop()?;
+        let id = key.id();
+        self.known.insert(key, IN_FLIGHT);
+        Some(id)
+    }
+
+    /// When the earliest waiting message is due; stale entries on top are dropped.
+    fn next_due(&mut self) -> Option<u64> {
+        while let Some(Reverse((next, key))) = self.timers.peek() {
+            if self.known.get(key) == Some(next) {
+                return Some(*next);
+            }
+            self.timers.pop();
+        }
+        None
+    }
+
+    /// An attempt ended: the message waits until `next`, or has left the queue. One
+    /// forgotten while it was being tried stays forgotten.
+    fn finished(&mut self, id: &QueueId, next: Option<u64>) {
+        let key = QueueKey::new(id);
+        if self.known.get(&key) != Some(&IN_FLIGHT) {
+            return;
+        }
+        match next {
+            Some(next) => self.set(key, next),
+            None => {
+                self.known.remove(&key);
+            }
+        }
+    }
+
+    fn set(&mut self, key: QueueKey, next: u64) {
+        self.known.insert(key.clone(), next);
+        self.timers.push(Reverse((next, key)));
+        // Each rebuild follows at least len() + 64 pushes: O(1) per push, amortized.
+        if self.timers.len() > 2 * self.known.len() + 64 {
+            self.rebuild();
+        }
+    }
+
+    /// The heap again from the map, without stale entries.
+    fn rebuild(&mut self) {
+        let live: Vec<_> = self
+            .known
+            .iter()
+            .filter(|(_, &next)| next != IN_FLIGHT)
+            .map(|(key, &next)| Reverse((next, key.clone())))
+            .collect();
+        self.timers = BinaryHeap::from(live);
+    }
+}
+
+/// How many status records one blocking-pool job reads at a time when messages are
+/// recovered at start-up or found by a rescan.
+const LOAD_CHUNK: usize = 1024;
+/// Jobs reading status records at once: the files are small and scattered, and a few
+/// reads in flight keep a disk (or flash) busier than one; the event loop goes on
+/// meanwhile (mail is received and new messages delivered during a long recovery).
+const LOAD_JOBS: usize = 4;
+
+/// What the scheduler's own tasks report to its event loop.
+enum Report {
+    /// An attempt ended.
+    Done(Finished),
+    /// A rescan listed `messages/`.
+    Listed(std::io::Result<Vec<QueueKey>>),
+    /// Status records read: each message with its next attempt.
+    Found(Vec<(QueueKey, u64)>),
+    /// A job reading status records has finished.
+    Loaded,
+}
+
+/// The search for messages the schedule does not know: the recovered ones at
+/// start-up, then files other processes dropped without telling us.
+struct Scan {
+    /// A listing or status reads are under way.
+    busy: bool,
+    /// Jobs still reading status records.
+    jobs: usize,
+    /// Another rescan was asked for meanwhile.
+    again: bool,
+    /// `queue flush` came while status records were read: what they bring is due now.
+    flushed: bool,
+    /// Names a rescan listed, messages it added, and when it began.
+    names: usize,
+    added: usize,
+    began: Instant,
+    /// The first scan is the start-up recovery.
+    recovery: bool,
+    /// The modification time of `messages/` read before the last complete listing,
+    /// and when that listing began (see `Scan::is_current`).
+    listed: Option<(SystemTime, SystemTime)>,
+    /// The same for the listing under way.
+    listing: Option<(SystemTime, SystemTime)>,
+}
+
+impl Scan {
+    /// Nothing can have been added to `messages/` since the last listing: the
+    /// directory's modification time is the one read before it, and that time was
+    /// at least two seconds older than the listing (on file systems that keep whole
+    /// seconds, a file added just after the listing in the same second would leave
+    /// the time unchanged).
+    fn is_current(&self, mtime: Option<SystemTime>) -> bool {
+        match (self.listed, mtime) {
+            (Some((seen, at)), Some(now)) => {
+                now == seen
+                    && at
+                        .duration_since(seen)
+                        .is_ok_and(|d| d >= Duration::from_secs(2))
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The modification time of `messages/`: it changes whenever a file is renamed in.
+fn messages_mtime(spool: &Spool) -> Option<SystemTime> {
+    std::fs::metadata(spool.messages_dir())
+        .and_then(|m| m.modified())
+        .ok()
+}
+
+/// Time the event loop spends deciding, for the debug log (bench/queue_scale reads it).
+#[derive(Default)]
+struct Stats {
+    /// Attempts started since the queue was last idle.
+    started: u64,
+    /// Time spent in the loop meanwhile, except on what a scan listed and read.
+    busy: Duration,
+}
+
+/// The scheduler's event loop state.
+struct Manager<D> {
+    ex: Rc<smol::LocalExecutor<'static>>,
+    queue: Rc<Scheduler>,
+    delivery: Rc<D>,
+    schedule: Schedule,
+    in_flight: usize,
+    reports: Sender<Report>,
+    scan: Scan,
+    stats: Stats,
+}
+
+impl<D: Deliver + 'static> Manager<D> {
+    /// Starts attempts for due messages, earliest first, up to `MAX_IN_FLIGHT`: the
+    /// work of one wakeup is bounded whatever the size of the queue.
+    fn start_due(&mut self, now: u64) {
+        while self.in_flight < MAX_IN_FLIGHT {
+            let Some(id) = self.schedule.pop_due(now) else {
+                break;
+            };
+            self.in_flight += 1;
+            self.stats.started += 1;
+            let (queue, delivery) = (self.queue.clone(), self.delivery.clone());
+            let reports = self.reports.clone();
+            self.ex
+                .spawn(async move {
+                    let (next, new_ids) = process(&queue, &*delivery, &id).await;
+                    let _ = reports.send(Report::Done((id, next, new_ids))).await;
+                })
+                .detach();
+        }
+    }
+
+    /// Lists `messages/` on the blocking pool; the unknown IDs are loaded after.
+    fn rescan(&mut self) {
+        if self.scan.busy {
+            self.scan.again = true;
+            return;
+        }
+        self.begin_scan(false);
+        let spool = self.queue.spool.clone();
+        self.scan.listing = messages_mtime(&spool).map(|m| (m, SystemTime::now()));
+        let reports = self.reports.clone();
+        self.ex
+            .spawn(async move {
+                let listed = smol::unblock(move || spool.keys().map(|keys| keys.collect())).await;
+                let _ = reports.send(Report::Listed(listed)).await;
+            })
+            .detach();
+    }
+
+    fn begin_scan(&mut self, recovery: bool) {
+        self.scan.busy = true;
+        self.scan.recovery = recovery;
+        self.scan.names = 0;
+        self.scan.added = 0;
+        self.scan.began = Instant::now();
+    }
+
+    /// Reads the status records of `keys` on the blocking pool, `LOAD_CHUNK` at a
+    /// time in up to `LOAD_JOBS` jobs that take the next chunk when one is done.
+    fn load(&mut self, keys: Vec<QueueKey>) {
+        let jobs = LOAD_JOBS.min(keys.len().div_ceil(LOAD_CHUNK));
+        let keys = Rc::new(keys);
+        let taken = Rc::new(std::cell::Cell::new(0));
+        for _ in 0..jobs {
+            let (spool, reports) = (self.queue.spool.clone(), self.reports.clone());
+            let (keys, taken) = (keys.clone(), taken.clone());
+            self.scan.jobs += 1;
+            self.ex
+                .spawn(async move {
+                    while taken.get() < keys.len() {
+                        let start = taken.get();
+                        let end = keys.len().min(start + LOAD_CHUNK);
+                        taken.set(end);
+                        let chunk = keys[start..end].to_vec();
+                        let spool = spool.clone();
+                        let found = smol::unblock(move || {
+                            chunk
+                                .into_iter()
+                                .map(|key| {
+                                    let next = spool.status(&key.id()).next_attempt;
+                                    (key, next)
+                                })
+                                .collect()
+                        })
+                        .await;
+                        let _ = reports.send(Report::Found(found)).await;
+                    }
+                    let _ = reports.send(Report::Loaded).await;
+                })
+                .detach();
+        }
+        if self.scan.jobs == 0 {
+            self.end_scan();
+        }
+    }
+
+    fn end_scan(&mut self) {
+        let took = self.scan.began.elapsed().as_millis();
+        if self.scan.recovery {
+            log::info!(
+                "queue: {} message(s) scheduled in {took} ms",
+                self.schedule.len()
+            );
+        } else {
+            log::debug!(
+                "queue: rescan of {} name(s) found {} new message(s) in {took} ms",
+                self.scan.names,
+                self.scan.added
+            );
+        }
+        self.scan.busy = false;
+        self.scan.flushed = false;
+        if std::mem::take(&mut self.scan.again) {
+            self.rescan();
+        }
+    }
+
+    /// Handles one report.
+    fn report(&mut self, report: Report) {
+        match report {
+            Report::Done((id, next, new_ids)) => {
+                self.in_flight -= 1;
+                self.schedule.finished(&id, next);
+                for new in &new_ids {
+                    self.schedule.due_now(new);
+                }
+                if self.in_flight == 0 && self.stats.started > 0 {
+                    let stats = std::mem::take(&mut self.stats);
+                    log::debug!(
+                        "scheduler: {} attempt(s) started, {:.1} us of scheduling each; {} message(s) queued, {} timer(s)",
+                        stats.started,
+                        stats.busy.as_secs_f64() * 1e6 / stats.started as f64,
+                        self.schedule.len(),
+                        self.schedule.timers.len()
+                    );
+                }
+            }
+            Report::Listed(Ok(mut keys)) => {
+                self.scan.listed = self.scan.listing.take();
+                self.scan.names = keys.len();
+                keys.retain(|k| !self.schedule.knows(k));
+                self.load(keys);
+            }
+            Report::Listed(Err(e)) => {
+                log::error!("cannot list queue: {e}");
+                self.end_scan();
+            }
+            Report::Found(found) => {
+                for (key, next) in found {
+                    let next = if self.scan.flushed { 0 } else { next };
+                    if self.schedule.add_found(key, next) {
+                        self.scan.added += 1;
+                    }
+                }
+            }
+            Report::Loaded => {
+                self.scan.jobs -= 1;
+                if self.scan.jobs == 0 {
+                    self.end_scan();
+                }
+            }
+        }
+    }
+
+    /// Handles one event from outside.
+    fn event(&mut self, event: Event) {
+        match event {
+            Event::New(id) => self.schedule.due_now(&id),
+            Event::Flush => {
+                let n = self.schedule.flush();
+                if self.scan.busy {
+                    self.scan.flushed = true;
+                }
+                log::info!("queue flush requested: {n} message(s)");
+            }
+            Event::Forget(id) => self.schedule.forget(&id),
+            Event::Rescan => self.rescan(),
+        }
+    }
+}
+
+/// Runs the scheduler until `events` closes, with attempts spawned on `ex`. The
+/// `initial` messages (recovered at start-up) are scheduled as their status records
+/// are read, in the background.
 pub async fn run<D: Deliver + 'static>(
     ex: Rc<smol::LocalExecutor<'static>>,
     queue: Scheduler,
     delivery: Rc<D>,
     events: Receiver<Event>,
-    initial: Vec<QueueId>,
+    initial: Vec<QueueKey>,
 ) {
-    let queue = Rc::new(queue);
-    let spool = &queue.spool;
-    // Next attempt time per waiting message.
-    let mut waiting: HashMap<QueueId, u64> = HashMap::new();
-    let mut in_flight: HashSet<QueueId> = HashSet::new();
-    let (done_tx, done_rx): (Sender<Finished>, _) = smol::channel::unbounded();
-    for id in initial {
-        let next = spool.status(&id).next_attempt;
-        waiting.insert(id, next);
-    }
-    let mut last_rescan = Instant::now();
+    let (reports, report_rx) = smol::channel::unbounded();
+    let mut m = Manager {
+        ex,
+        queue: Rc::new(queue),
+        delivery,
+        schedule: Schedule::with_capacity(initial.len()),
+        in_flight: 0,
+        reports,
+        scan: Scan {
+            busy: false,
+            jobs: 0,
+            again: false,
+            flushed: false,
+            names: 0,
+            added: 0,
+            began: Instant::now(),
+            recovery: true,
+            listed: None,
+            listing: None,
+        },
+        stats: Stats::default(),
+    };
+    m.begin_scan(true);
+    m.load(initial);
+    // The periodic rescan; the first listing is the recovery's, whose directory time
+    // is unknown, so the first tick lists once more (it also finds a file dropped
+    // between that listing and the wakeup socket).
+    let mut last_tick = Instant::now();
 
     loop {
+        let woke = Instant::now();
         let now = unix_now();
-        let mut due: Vec<QueueId> = waiting
-            .iter()
-            .filter(|(_, &next)| next <= now)
-            .map(|(id, _)| id.clone())
-            .collect();
-        due.sort();
-        for id in due {
-            if in_flight.len() >= MAX_IN_FLIGHT {
-                break;
-            }
-            waiting.remove(&id);
-            in_flight.insert(id.clone());
-            let (queue, delivery, done) = (queue.clone(), delivery.clone(), done_tx.clone());
-            ex.spawn(async move {
-                let (next, new_ids) = process(&queue, &*delivery, &id).await;
-                let _ = done.send((id, next, new_ids)).await;
-            })
-            .detach();
-        }
-
-        let wait = waiting
-            .values()
-            .min()
-            .map(|&next| Duration::from_secs(next.saturating_sub(now)))
+        m.start_due(now);
+        let wait = m
+            .schedule
+            .next_due()
+            .map(|next| Duration::from_secs(next.saturating_sub(now)))
             .unwrap_or(RESCAN)
-            .min(RESCAN.saturating_sub(last_rescan.elapsed()));
+            .min(RESCAN.saturating_sub(last_tick.elapsed()));
+        m.stats.busy += woke.elapsed();
+
         enum Wake {
             Event(Option<Event>),
-            Done(Finished),
+            Report(Report),
             Timer,
         }
         let wake = async { Wake::Event(events.recv().await.ok()) }
             .or(async {
-                match done_rx.recv().await {
-                    Ok(d) => Wake::Done(d),
+                match report_rx.recv().await {
+                    Ok(r) => Wake::Report(r),
                     Err(_) => std::future::pending().await,
                 }
             })
@@ -445,59 +846,30 @@ pub async fn run<D: Deliver + 'static>(
                 Wake::Timer
             })
             .await;
+        let woke = Instant::now();
+        // What a scan lists and reads is counted in its own log line, not here.
+        let scan_work = matches!(
+            wake,
+            Wake::Report(Report::Listed(_) | Report::Found(_) | Report::Loaded)
+        );
         match wake {
             Wake::Event(None) => return,
-            Wake::Event(Some(Event::New(id))) => {
-                if !in_flight.contains(&id) {
-                    waiting.insert(id, 0);
-                }
-            }
-            Wake::Event(Some(Event::Flush)) => {
-                for next in waiting.values_mut() {
-                    *next = 0;
-                }
-                log::info!("queue flush requested: {} message(s)", waiting.len());
-            }
-            Wake::Event(Some(Event::Forget(id))) => {
-                waiting.remove(&id);
-            }
-            Wake::Event(Some(Event::Rescan)) => {
-                rescan(spool, &mut waiting, &in_flight);
-                last_rescan = Instant::now();
-            }
-            Wake::Done((id, next, new_ids)) => {
-                in_flight.remove(&id);
-                for new in new_ids {
-                    waiting.insert(new, 0);
-                }
-                if let Some(next) = next {
-                    waiting.insert(id, next);
-                }
-            }
+            Wake::Event(Some(event)) => m.event(event),
+            Wake::Report(report) => m.report(report),
             Wake::Timer => {
-                if last_rescan.elapsed() >= RESCAN {
-                    rescan(spool, &mut waiting, &in_flight);
-                    last_rescan = Instant::now();
+                if last_tick.elapsed() >= RESCAN {
+                    last_tick = Instant::now();
+                    // Only when `messages/` may have changed: on an idle queue of
+                    // deferred messages, nothing but a stat every minute.
+                    if !m.scan.is_current(messages_mtime(&m.queue.spool)) {
+                        m.rescan();
+                    }
                 }
             }
         }
-    }
-}
-
-/// Adds messages present on disk but unknown to the scheduler (dropped by sendmail).
-fn rescan(spool: &Spool, waiting: &mut HashMap<QueueId, u64>, in_flight: &HashSet<QueueId>) {
-    match spool.list() {
-        Ok(ids) => {
-            let on_disk: HashSet<&QueueId> = ids.iter().collect();
-            waiting.retain(|id, _| on_disk.contains(id));
-            for id in ids {
-                if !waiting.contains_key(&id) && !in_flight.contains(&id) {
-                    let next = spool.status(&id).next_attempt;
-                    waiting.insert(id, next);
-                }
-            }
+        if !scan_work {
+            m.stats.busy += woke.elapsed();
         }
-        Err(e) => log::error!("cannot list queue: {e}"),
     }
 }
 
@@ -682,6 +1054,223 @@ mod tests {
             rewriter: Rc::new(RefCell::new(Rc::new(rewriter))),
             dkim: Default::default(),
         }
+    }
+
+    fn qid(n: u64) -> QueueId {
+        QueueId(format!("{n:014X}"))
+    }
+
+    #[test]
+    fn the_schedule_gives_due_messages_earliest_first_and_nothing_early() {
+        let mut s = Schedule::default();
+        s.add_found(QueueKey::new(&qid(1)), 300);
+        s.add_found(QueueKey::new(&qid(2)), 100);
+        s.add_found(QueueKey::new(&qid(3)), 200);
+        s.due_now(&qid(4));
+        assert_eq!(s.next_due(), Some(0));
+        assert_eq!(s.pop_due(150), Some(qid(4)));
+        assert_eq!(s.pop_due(150), Some(qid(2)));
+        assert_eq!(s.pop_due(150), None, "the next one is due at 200");
+        assert_eq!(s.next_due(), Some(200));
+        assert_eq!(s.pop_due(1000), Some(qid(3)));
+        assert_eq!(s.pop_due(1000), Some(qid(1)));
+        assert_eq!(s.pop_due(u64::MAX - 1), None);
+        // All four are being tried: known, none waiting.
+        assert_eq!((s.len(), s.next_due()), (4, None));
+    }
+
+    #[test]
+    fn rescheduling_and_removal_follow_the_attempt() {
+        let mut s = Schedule::default();
+        s.add_found(QueueKey::new(&qid(1)), 0);
+        s.add_found(QueueKey::new(&qid(2)), 0);
+        assert_eq!(s.pop_due(10), Some(qid(1)));
+        // In flight: neither a new arrival under its ID nor a rescan starts it twice.
+        s.due_now(&qid(1));
+        assert!(!s.add_found(QueueKey::new(&qid(1)), 0));
+        assert_eq!(s.pop_due(10), Some(qid(2)));
+        assert_eq!(s.pop_due(10), None);
+        s.finished(&qid(1), Some(500));
+        s.finished(&qid(2), None);
+        assert_eq!(s.len(), 1, "a delivered message leaves the schedule");
+        assert_eq!(s.pop_due(499), None);
+        assert_eq!(s.pop_due(500), Some(qid(1)));
+        // Rescheduled earlier than its old time: the old entry is stale, not a second try.
+        s.finished(&qid(1), Some(900));
+        s.due_now(&qid(1));
+        assert_eq!(s.pop_due(10), Some(qid(1)));
+        assert_eq!(s.pop_due(10_000), None);
+        // A found message never overrides what the scheduler knows.
+        s.finished(&qid(1), Some(700));
+        assert!(!s.add_found(QueueKey::new(&qid(1)), 0));
+        assert_eq!(s.next_due(), Some(700));
+    }
+
+    #[test]
+    fn deleted_messages_are_never_tried() {
+        let mut s = Schedule::default();
+        for n in 1..=3 {
+            s.add_found(QueueKey::new(&qid(n)), n);
+        }
+        s.forget(&qid(1));
+        assert_eq!(
+            s.next_due(),
+            Some(2),
+            "the stale entry is dropped from the top"
+        );
+        assert_eq!(s.pop_due(10), Some(qid(2)));
+        // Deleted while being tried: the end of the attempt does not bring it back.
+        s.forget(&qid(2));
+        s.finished(&qid(2), Some(5));
+        assert_eq!(s.pop_due(10), Some(qid(3)));
+        assert_eq!(s.pop_due(u64::MAX - 1), None);
+        assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn flush_makes_every_waiting_message_due_but_not_twice() {
+        let mut s = Schedule::default();
+        for n in 1..=5 {
+            s.add_found(QueueKey::new(&qid(n)), 10_000 + n);
+        }
+        assert_eq!(s.pop_due(20_000), Some(qid(1)));
+        assert_eq!(s.flush(), 4, "the one being tried is not counted");
+        let due: Vec<QueueId> = std::iter::from_fn(|| s.pop_due(0)).collect();
+        assert_eq!(due, [qid(2), qid(3), qid(4), qid(5)], "oldest ID first");
+        s.finished(&qid(1), Some(30_000));
+        assert_eq!(s.next_due(), Some(30_000));
+    }
+
+    #[test]
+    fn stale_entries_are_bounded() {
+        let mut s = Schedule::default();
+        for n in 0..1000 {
+            s.add_found(QueueKey::new(&qid(n)), 1_000_000);
+        }
+        // Every message rescheduled many times without being tried.
+        for round in 0..20 {
+            for n in 0..1000 {
+                s.forget(&qid(n));
+                s.add_found(QueueKey::new(&qid(n)), 2_000_000 - round);
+            }
+        }
+        assert!(s.timers.len() <= 2 * s.len() + 64, "{}", s.timers.len());
+        assert_eq!(s.next_due(), Some(2_000_000 - 19));
+        let due = std::iter::from_fn(|| s.pop_due(u64::MAX - 1)).count();
+        assert_eq!(due, 1000);
+    }
+
+    /// Delivery that defers every recipient and remembers which messages it was given.
+    struct Deferring(RefCell<Vec<QueueId>>);
+
+    impl Deliver for Deferring {
+        async fn attempt(
+            &self,
+            env: &Envelope,
+            _content: &ContentSource,
+            pending: &[String],
+        ) -> Attempt {
+            self.0.borrow_mut().push(env.id.clone());
+            let later = Outcome::new(
+                Disposition::Deferred,
+                Relay::Local,
+                "4.4.1",
+                "no answer".into(),
+            );
+            pending
+                .iter()
+                .map(|r| (r.clone(), later.clone()))
+                .collect::<Vec<_>>()
+                .into()
+        }
+    }
+
+    #[test]
+    fn the_event_loop_tries_due_messages_and_finds_dropped_ones() {
+        let dir = std::env::temp_dir().join(format!("tinymta-loop-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let spool = Spool::open(&dir).unwrap();
+        let now = unix_now();
+        let message = |n: u64| {
+            let env = Envelope {
+                id: qid((now << 24) + n),
+                arrival: now,
+                sender: "alice@example.org".into(),
+                recipients: vec!["bob@example.net".into()],
+                client: "local".into(),
+                protocol: "local".into(),
+                unexpanded: false,
+            };
+            spool.store(&env, b"Subject: hi\r\n\r\nbody\r\n").unwrap();
+            env.id
+        };
+        // Two due, two whose next attempt is an hour away.
+        let due: Vec<QueueId> = (1..=2).map(message).collect();
+        let later: Vec<QueueId> = (3..=4).map(message).collect();
+        for id in &later {
+            let st = crate::queue::spool::Status {
+                attempts: 1,
+                next_attempt: now + 3600,
+                ..Default::default()
+            };
+            spool.set_status(id, &st).unwrap();
+        }
+        let recovered = spool.recover().unwrap();
+        let queue = test_scheduler(&spool, Rewriter::none(&[]));
+        let delivery = Rc::new(Deferring(RefCell::new(Vec::new())));
+        let (events, events_rx) = smol::channel::unbounded();
+        let ex = Rc::new(smol::LocalExecutor::new());
+        let tried = |want: usize| {
+            let delivery = delivery.clone();
+            async move {
+                for _ in 0..2000 {
+                    if delivery.0.borrow().len() >= want {
+                        break;
+                    }
+                    smol::Timer::after(Duration::from_millis(10)).await;
+                }
+                let mut seen = delivery.0.borrow().clone();
+                seen.sort();
+                seen
+            }
+        };
+        let sorted = |mut ids: Vec<QueueId>| {
+            ids.sort();
+            ids
+        };
+        smol::block_on(ex.run(async {
+            let task = ex.spawn(run(
+                ex.clone(),
+                queue,
+                delivery.clone(),
+                events_rx,
+                recovered,
+            ));
+            assert_eq!(tried(2).await, due, "only the due messages are tried");
+            // A file dropped by another process, announced by name or not at all.
+            let named = message(5);
+            events.send(Event::New(named.clone())).await.unwrap();
+            let mut expect = vec![due[0].clone(), due[1].clone(), named.clone()];
+            assert_eq!(tried(3).await, sorted(expect.clone()));
+            let unnamed = message(6);
+            events.send(Event::Rescan).await.unwrap();
+            expect.push(unnamed.clone());
+            assert_eq!(tried(4).await, sorted(expect.clone()));
+            // Deleted, then flushed: every other message is tried once more.
+            spool.remove(&later[0]).unwrap();
+            events.send(Event::Forget(later[0].clone())).await.unwrap();
+            events.send(Event::Flush).await.unwrap();
+            let all = tried(9).await;
+            drop(events);
+            task.await;
+            expect.extend([due[0].clone(), due[1].clone(), named, unnamed]);
+            expect.push(later[1].clone());
+            assert_eq!(all, sorted(expect));
+        }));
+        // Each attempt is recorded: the flushed message has two attempts behind it.
+        assert_eq!(spool.status(&later[1]).attempts, 2);
+        assert_eq!(spool.status(&due[0]).attempts, 2);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -14,8 +14,9 @@ use super::spool::{QueueId, Spool};
 /// What another process tells the daemon.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Wakeup {
-    /// A message file was dropped into the queue (`sendmail`).
-    New,
+    /// A message file was dropped into the queue (`sendmail`). Naming it lets the
+    /// daemon schedule it without listing the queue.
+    New(QueueId),
     /// Retry everything now (`queue flush`).
     Flush,
     /// A message was deleted (`queue delete`).
@@ -25,18 +26,19 @@ pub enum Wakeup {
 impl Wakeup {
     fn encode(&self) -> String {
         match self {
-            Wakeup::New => "new".into(),
+            Wakeup::New(id) => format!("new {id}"),
             Wakeup::Flush => "flush".into(),
             Wakeup::Forget(id) => format!("forget {id}"),
         }
     }
 
-    /// The scheduler event for a datagram; anything unknown is a rescan, which is
-    /// always safe.
+    /// The scheduler event for a datagram; anything unknown (a bare `new` from an
+    /// older `sendmail` too) is a rescan, which is always safe.
     fn decode(datagram: &[u8]) -> Option<Event> {
         let text = String::from_utf8_lossy(datagram);
         match text.split_once(' ') {
             Some(("forget", id)) => QueueId::parse(id).map(Event::Forget),
+            Some(("new", id)) => Some(QueueId::parse(id).map_or(Event::Rescan, Event::New)),
             _ if text == "flush" => Some(Event::Flush),
             _ => Some(Event::Rescan),
         }
@@ -77,10 +79,12 @@ mod tests {
     #[test]
     fn each_message_decodes_to_its_event() {
         let id = QueueId::generate();
-        assert!(matches!(
-            Wakeup::decode(Wakeup::New.encode().as_bytes()),
-            Some(Event::Rescan)
-        ));
+        match Wakeup::decode(Wakeup::New(id.clone()).encode().as_bytes()) {
+            Some(Event::New(got)) => assert_eq!(got, id),
+            other => panic!("new decoded as {other:?}"),
+        }
+        assert!(matches!(Wakeup::decode(b"new"), Some(Event::Rescan)));
+        assert!(matches!(Wakeup::decode(b"new ../x"), Some(Event::Rescan)));
         assert!(matches!(
             Wakeup::decode(Wakeup::Flush.encode().as_bytes()),
             Some(Event::Flush)
