@@ -4,11 +4,12 @@
 //!
 //! This module owns digest choice and formatting only; which policy applies, and what a
 //! mismatch does to a delivery, belong to the outbound policy code. SHA-256 and SHA-1 come
-//! from ring; MD5, which ring does not offer, from the RustCrypto `md-5` crate, kept only
-//! for tables copied from products that still use it.
+//! from ring; MD5, which ring does not offer, from the linked OpenSSL, kept only for
+//! tables copied from products that still use it.
 
 use std::fmt;
 
+use openssl::hash::MessageDigest;
 use openssl::x509::X509Ref;
 use ring::digest as rd;
 
@@ -67,10 +68,11 @@ pub fn digest(d: Digest, data: &[u8]) -> Vec<u8> {
         Digest::Sha1 => rd::digest(&rd::SHA1_FOR_LEGACY_USE_ONLY, data)
             .as_ref()
             .to_vec(),
-        Digest::Md5 => {
-            use md5::Digest as _;
-            md5::Md5::digest(data).to_vec()
-        }
+        // Through the EVP interface, which can fail (an OpenSSL configured without MD5):
+        // the empty value then never matches.
+        Digest::Md5 => openssl::hash::hash(MessageDigest::md5(), data)
+            .map(|d| d.to_vec())
+            .unwrap_or_default(),
     }
 }
 
