@@ -20,6 +20,9 @@
 #   TINYMTA_TARGET_CFLAGS    C flags for the target's C code (OpenSSL, ring);
 #                            default: -Os -fno-asynchronous-unwind-tables
 #                            -fno-unwind-tables
+#   TINYMTA_OPENSSL_PIC      0 = OpenSSL and the target's C code compiled
+#                            for a fixed address (no-pic, -fno-pic); static
+#                            MIPS release builds set it (cross/build)
 #   TINYMTA_OPENSSL_EXTRA, TINYMTA_OPENSSL_WEAK_SUITES: see cross/openssl-perl
 
 CROSS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -115,5 +118,7 @@ cross_env() {
     # (openssl-sys does not watch those variables itself).
     local cfg_id
     cfg_id="$({ cat "$CROSS_DIR/openssl-perl"; env | grep '^TINYMTA_OPENSSL_' | sort; } | sha256sum | cut -c1-12)"
-    export "CFLAGS_${triple//-/_}=${TINYMTA_TARGET_CFLAGS--Os -fno-asynchronous-unwind-tables -fno-unwind-tables} -DTINYMTA_OPENSSL_CONFIG_ID=$cfg_id"
+    local pic=""
+    [ "${TINYMTA_OPENSSL_PIC:-1}" = 0 ] && pic=" -fno-pic"
+    export "CFLAGS_${triple//-/_}=${TINYMTA_TARGET_CFLAGS--Os -fno-asynchronous-unwind-tables -fno-unwind-tables}$pic -DTINYMTA_OPENSSL_CONFIG_ID=$cfg_id"
 }

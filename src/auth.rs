@@ -1,4 +1,4 @@
-//! SMTP AUTH: the `--auth-file` password table (PBKDF2-SHA256 from ring, compared in
+//! SMTP AUTH: the `--auth-file` password table (PBKDF2-SHA256 from OpenSSL, compared in
 //! constant time), the SASL PLAIN and LOGIN exchanges (RFC 4616, and the de-facto
 //! LOGIN) as a small sans-IO state machine, and `tinymta passwd`.
 //!
@@ -11,12 +11,13 @@ use std::num::NonZeroU32;
 use std::path::Path;
 
 use openssl::base64;
-use ring::pbkdf2;
-use ring::rand::{SecureRandom, SystemRandom};
+use openssl::hash::MessageDigest;
 
 /// PBKDF2 rounds for new entries: about 40 ms on a 500 MHz MIPS router, so a login
 /// costs little while a stolen file still resists guessing (Dovecot uses 5000).
 pub const DEFAULT_ITERATIONS: u32 = 20_000;
+/// OpenSSL takes the count as a C `int`.
+const MAX_ITERATIONS: u32 = i32::MAX as u32;
 const SCHEME: &str = "$pbkdf2-sha256$";
 const SALT_LEN: usize = 16;
 const HASH_LEN: usize = 32;
@@ -75,6 +76,7 @@ impl AuthFile {
                 .parse::<u32>()
                 .ok()
                 .and_then(NonZeroU32::new)
+                .filter(|n| n.get() <= MAX_ITERATIONS)
                 .ok_or_else(|| err("bad iteration count"))?;
             let salt = base64::decode_block(salt).map_err(|_| err("salt is not base64"))?;
             let hash = base64::decode_block(hash).map_err(|_| err("hash is not base64"))?;
@@ -102,45 +104,42 @@ impl AuthFile {
     /// timing does not tell which user names exist.
     pub fn verify(&self, user: &str, password: &[u8]) -> bool {
         match self.users.get(user) {
-            Some(c) => pbkdf2::verify(
-                pbkdf2::PBKDF2_HMAC_SHA256,
-                c.iterations,
-                &c.salt,
-                password,
-                &c.hash,
-            )
-            .is_ok(),
+            Some(c) => pbkdf2(password, &c.salt, c.iterations.get())
+                .is_ok_and(|hash| openssl::memcmp::eq(&hash, &c.hash)),
             None => {
-                let mut out = [0u8; HASH_LEN];
-                let rounds = NonZeroU32::new(DEFAULT_ITERATIONS).unwrap_or(NonZeroU32::MIN);
-                pbkdf2::derive(
-                    pbkdf2::PBKDF2_HMAC_SHA256,
-                    rounds,
-                    b"tinymta-no-such-user",
-                    password,
-                    &mut out,
-                );
+                let _ = pbkdf2(password, b"tinymta-no-such-user", DEFAULT_ITERATIONS);
                 false
             }
         }
     }
 }
 
+/// PBKDF2-HMAC-SHA256 of `password`, `HASH_LEN` bytes (the stored hashes have that
+/// length: `parse` checks it, so the constant-time comparison gets equal lengths).
+fn pbkdf2(password: &[u8], salt: &[u8], iterations: u32) -> Result<[u8; HASH_LEN], String> {
+    if iterations > MAX_ITERATIONS {
+        return Err(format!("iterations must be at most {MAX_ITERATIONS}"));
+    }
+    let mut out = [0u8; HASH_LEN];
+    openssl::pkcs5::pbkdf2_hmac(
+        password,
+        salt,
+        iterations as usize,
+        MessageDigest::sha256(),
+        &mut out,
+    )
+    .map_err(|e| format!("PBKDF2 failed: {e}"))?;
+    Ok(out)
+}
+
 /// Makes an `--auth-file` line for `user`.
 pub fn make_entry(user: &str, password: &[u8], iterations: u32) -> Result<String, String> {
-    let rounds = NonZeroU32::new(iterations).ok_or("iterations must be at least 1")?;
+    if iterations == 0 {
+        return Err("iterations must be at least 1".to_string());
+    }
     let mut salt = [0u8; SALT_LEN];
-    SystemRandom::new()
-        .fill(&mut salt)
-        .map_err(|_| "no random source".to_string())?;
-    let mut hash = [0u8; HASH_LEN];
-    pbkdf2::derive(
-        pbkdf2::PBKDF2_HMAC_SHA256,
-        rounds,
-        &salt,
-        password,
-        &mut hash,
-    );
+    openssl::rand::rand_bytes(&mut salt).map_err(|_| "no random source".to_string())?;
+    let hash = pbkdf2(password, &salt, iterations)?;
     Ok(format!(
         "{user}:{SCHEME}{iterations}${}${}",
         base64::encode_block(&salt),
@@ -339,6 +338,36 @@ mod tests {
         assert!(!f.verify("alice", b"S3cret"));
         assert!(!f.verify("bob", b"s3cret"));
         assert_eq!(format!("{f:?}"), "AuthFile(1 users)");
+    }
+
+    #[test]
+    fn verifies_a_known_pbkdf2_vector() {
+        // RFC 7914 §11: PBKDF2-HMAC-SHA256, P="passwd", S="salt", c=1 (first 32 bytes).
+        // Entries made by any earlier version (or by another PBKDF2 tool) must verify.
+        let hash: Vec<u8> = "55ac046e56e3089fec1691c22544b605f94185216dde0465e68b9d57c20dacbc"
+            .as_bytes()
+            .chunks(2)
+            .map(|h| u8::from_str_radix(std::str::from_utf8(h).unwrap(), 16).unwrap())
+            .collect();
+        let line = format!("u:$pbkdf2-sha256$1${}${}", b64(b"salt"), b64(&hash));
+        let f = AuthFile::parse(&line, "auth").unwrap();
+        assert!(f.verify("u", b"passwd"));
+        assert!(!f.verify("u", b"passwe"));
+    }
+
+    #[test]
+    fn iteration_counts_openssl_cannot_take_are_refused() {
+        let line = format!(
+            "u:$pbkdf2-sha256$2147483648${}${}",
+            b64(b"salt"),
+            b64(&[0; 32])
+        );
+        assert!(AuthFile::parse(&line, "f")
+            .unwrap_err()
+            .starts_with("f:1: bad iteration count"));
+        assert!(make_entry("u", b"p", 2_147_483_648)
+            .unwrap_err()
+            .contains("at most 2147483647"));
     }
 
     #[test]

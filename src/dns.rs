@@ -19,7 +19,7 @@
 //! compression, A/AAAA/MX data) driven by a small record walk of our own that keeps
 //! only the records asked for (see `build_query` for why not `Message`). The
 //! transport is ours, over smol sockets: UDP from an OS-chosen source port with a
-//! random 16-bit ID (from ring), retried over TCP when the answer is truncated. The UDP socket is connected
+//! random 16-bit ID (from OpenSSL), retried over TCP when the answer is truncated. The UDP socket is connected
 //! to the server, so datagrams from other addresses never reach us; replies with the
 //! wrong ID or question are ignored and the wait goes on until the timeout.
 //!
@@ -431,10 +431,9 @@ async fn within<T>(
 }
 
 fn random_id() -> Result<u16, DnsError> {
-    let rng = ring::rand::SystemRandom::new();
-    let bytes: [u8; 2] = ring::rand::generate(&rng)
-        .map_err(|_| DnsError::Io("random number generator failed".to_string()))?
-        .expose();
+    let mut bytes = [0u8; 2];
+    openssl::rand::rand_bytes(&mut bytes)
+        .map_err(|_| DnsError::Io("random number generator failed".to_string()))?;
     Ok(u16::from_be_bytes(bytes))
 }
 

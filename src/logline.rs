@@ -2,9 +2,12 @@
 //! Postfix's so existing log tooling (pflogsumm, fail2ban filters) reads them; they
 //! live here, in one place, so they stay the same wherever they are written.
 
+use std::fmt;
 use std::io::Write;
 use std::net::IpAddr;
 use std::time::Duration;
+
+use log::{Level, LevelFilter};
 
 use crate::mailauth::signing::{Signed, Unsigned};
 use crate::tls::TlsInfo;
@@ -12,22 +15,109 @@ use crate::tls::TlsInfo;
 /// Logs to stderr, one line per event, no colours: `tinymta[PID]: warning: text`.
 /// `TINYMTA_LOG` (or `RUST_LOG`) sets the level, default `info`.
 pub fn init() {
-    let env = env_logger::Env::new().filter_or(
-        "TINYMTA_LOG",
-        std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-    );
-    let pid = std::process::id();
-    env_logger::Builder::from_env(env)
-        .format(move |buf, record| {
-            let level = match record.level() {
-                log::Level::Error => "error: ",
-                log::Level::Warn => "warning: ",
-                log::Level::Info => "",
-                log::Level::Debug | log::Level::Trace => "debug: ",
+    let spec = std::env::var("TINYMTA_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".into());
+    let filter = Filter::parse(&spec);
+    log::set_max_level(filter.max());
+    let logger = Box::leak(Box::new(StderrLog {
+        pid: std::process::id(),
+        filter,
+    }));
+    // Only fails if a logger is set already, which then stays.
+    let _ = log::set_logger(logger);
+}
+
+/// The level filter of `TINYMTA_LOG`/`RUST_LOG`, read as env_logger reads it (without
+/// its `/regex` part): comma-separated directives, each `LEVEL`, `TARGET=LEVEL` or a
+/// bare `TARGET` (everything from it). A record gets the level of the longest `TARGET`
+/// that prefixes its target (`tinymta::outbound=debug,warn`), else the bare `LEVEL`,
+/// else `error`. Invalid directives are ignored with a warning, as env_logger does.
+struct Filter {
+    /// Longest target last; `None` is the default level.
+    directives: Vec<(Option<String>, LevelFilter)>,
+}
+
+impl Filter {
+    fn parse(spec: &str) -> Filter {
+        let spec = match spec.split_once('/') {
+            Some((directives, _)) => {
+                eprintln!("warning: message filters ('/...') in logging specs are not supported, ignoring it");
+                directives
+            }
+            None => spec,
+        };
+        let mut directives = Vec::new();
+        for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let mut fields = part.split('=');
+            let (target, level) = (fields.next(), fields.next().map(str::trim));
+            let directive = match (target, level, fields.next()) {
+                (Some(t), None, None) => match t.parse::<LevelFilter>() {
+                    Ok(level) => Ok((None, level)),
+                    Err(_) => Ok((Some(t), LevelFilter::max())),
+                },
+                (Some(t), Some(""), None) => Ok((Some(t), LevelFilter::max())),
+                (Some(t), Some(l), None) => l.parse().map(|level| (Some(t), level)).map_err(|_| l),
+                _ => Err(part),
             };
-            writeln!(buf, "tinymta[{pid}]: {level}{}", record.args())
-        })
-        .init();
+            match directive {
+                // An empty target prefixes every target: the same as none.
+                Ok((t, level)) => {
+                    directives.push((t.filter(|t| !t.is_empty()).map(String::from), level))
+                }
+                Err(bad) => eprintln!("warning: invalid logging spec '{bad}', ignoring it"),
+            }
+        }
+        if directives.is_empty() {
+            directives.push((None, LevelFilter::Error));
+        }
+        directives.sort_by_key(|(target, _)| target.as_ref().map_or(0, String::len));
+        Filter { directives }
+    }
+
+    fn level_for(&self, target: &str) -> LevelFilter {
+        self.directives
+            .iter()
+            .rev()
+            .find(|(t, _)| t.as_deref().is_none_or(|t| target.starts_with(t)))
+            .map_or(LevelFilter::Off, |(_, level)| *level)
+    }
+
+    fn max(&self) -> LevelFilter {
+        self.directives
+            .iter()
+            .map(|(_, level)| *level)
+            .max()
+            .unwrap_or(LevelFilter::Off)
+    }
+}
+
+struct StderrLog {
+    pid: u32,
+    filter: Filter,
+}
+
+impl log::Log for StderrLog {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= self.filter.level_for(metadata.target())
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let level = match record.level() {
+            Level::Error => "error: ",
+            Level::Warn => "warning: ",
+            Level::Info => "",
+            Level::Debug | Level::Trace => "debug: ",
+        };
+        // One write per line, so lines from concurrent tasks and processes never mix.
+        let line = format!("tinymta[{}]: {level}{}\n", self.pid, record.args());
+        let _ = std::io::stderr().write_all(line.as_bytes());
+    }
+
+    fn flush(&self) {}
 }
 
 /// `host[ip]` as Postfix names a client; `unknown` when there is no reverse name.
@@ -84,10 +174,21 @@ pub fn delivery(
     status: &str,
     detail: &str,
 ) {
+    let delay = Seconds2(delay);
     log::info!(
-        "{id}: to=<{rcpt}>, relay={relay}, delay={:.2}, dsn={dsn}, status={status} ({detail})",
-        delay.as_secs_f64()
+        "{id}: to=<{rcpt}>, relay={relay}, delay={delay}, dsn={dsn}, status={status} ({detail})"
     );
+}
+
+/// Seconds with two decimals (`12.35`), rounded half up, in integers: the float
+/// formatting that `{:.2}` of an `f64` needs is 15 KB of code on a soft-float router.
+struct Seconds2(Duration);
+
+impl fmt::Display for Seconds2 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let centis = (self.0.as_nanos() + 5_000_000) / 10_000_000;
+        write!(f, "{}.{:02}", centis / 100, centis % 100)
+    }
 }
 
 /// `ID: from=<sender>, size=N, nrcpt=N (queue active)` when a message is queued, with
@@ -116,4 +217,53 @@ pub fn dkim(id: &str, signing: &Result<Signed, Unsigned>) -> Option<String> {
 /// `ID: removed` when a message leaves the queue.
 pub fn removed(id: &str) {
     log::info!("{id}: removed");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn levels(spec: &str, targets: &[&str]) -> Vec<LevelFilter> {
+        let f = Filter::parse(spec);
+        targets.iter().map(|t| f.level_for(t)).collect()
+    }
+
+    #[test]
+    fn delays_have_two_decimals() {
+        let s = |ms: u64| Seconds2(Duration::from_millis(ms)).to_string();
+        assert_eq!(s(0), "0.00");
+        assert_eq!(s(4), "0.00");
+        assert_eq!(s(5), "0.01");
+        assert_eq!(s(1234), "1.23");
+        assert_eq!(s(1235), "1.24");
+        assert_eq!(s(99_999), "100.00");
+        assert_eq!(s(86_400_000 * 5), "432000.00");
+    }
+
+    #[test]
+    fn filter_reads_levels_and_targets_as_env_logger() {
+        use LevelFilter::*;
+        let t = ["tinymta::outbound::client", "tinymta::inbound", "other"];
+        assert_eq!(levels("info", &t), [Info, Info, Info]);
+        assert_eq!(levels("DEBUG", &t), [Debug, Debug, Debug]);
+        assert_eq!(levels("off", &t), [Off, Off, Off]);
+        assert_eq!(levels("", &t), [Error, Error, Error]);
+        assert_eq!(
+            levels("tinymta::outbound=debug,warn", &t),
+            [Debug, Warn, Warn]
+        );
+        assert_eq!(
+            levels("tinymta=info,tinymta::outbound=trace", &t),
+            [Trace, Info, Off]
+        );
+        // A bare target: everything from it; invalid directives are skipped.
+        assert_eq!(levels("tinymta::inbound", &t), [Off, Trace, Off]);
+        assert_eq!(levels("loud, warn", &t), [Warn, Warn, Warn]);
+        assert_eq!(levels("x=y=z,tinymta=nonsense", &t), [Error, Error, Error]);
+        assert_eq!(levels("debug/some text", &t), [Debug, Debug, Debug]);
+        assert_eq!(levels("=debug", &t), [Debug, Debug, Debug]);
+        assert_eq!(levels("tinymta=, error", &t), [Trace, Trace, Error]);
+        assert_eq!(levels("tinymta::inbound= debug", &t), [Off, Debug, Off]);
+        assert_eq!(Filter::parse("warn,tinymta::queue=debug").max(), Debug);
+    }
 }

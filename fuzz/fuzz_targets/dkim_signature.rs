@@ -88,9 +88,7 @@ fn now_or_never<T>(f: impl Future<Output = T>) -> T {
 }
 
 fn sha256(data: &[u8]) -> [u8; 32] {
-    let mut out = [0; 32];
-    out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, data).as_ref());
-    out
+    openssl::sha::sha256(data)
 }
 
 /// The canonical body by lines: split at CRLF (the piece after the last one is an

@@ -37,8 +37,10 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use ring::hmac;
-use ring::rand::{SecureRandom, SystemRandom};
+use openssl::error::ErrorStack;
+use openssl::hash::MessageDigest;
+use openssl::pkey::{PKey, Private};
+use openssl::sign::Signer;
 
 /// libsrs2's default `maxage`, in days.
 pub const MAX_AGE_DAYS: u64 = 21;
@@ -65,6 +67,9 @@ pub enum SrsError {
     BadHash,
     /// The SRS0 timestamp is older than `MAX_AGE_DAYS` (or in the future).
     Expired,
+    /// OpenSSL could not compute the HMAC (out of memory): `encode` leaves the sender
+    /// as it is, `decode` refuses.
+    Hmac,
 }
 
 impl fmt::Display for SrsError {
@@ -75,6 +80,7 @@ impl fmt::Display for SrsError {
             SrsError::Malformed(what) => write!(f, "malformed SRS address: {what}"),
             SrsError::BadHash => f.write_str("hash invalid in SRS address"),
             SrsError::Expired => f.write_str("SRS address expired"),
+            SrsError::Hmac => f.write_str("cannot compute the SRS hash"),
         }
     }
 }
@@ -82,7 +88,8 @@ impl fmt::Display for SrsError {
 /// The SRS secrets: the first signs, all verify.
 #[derive(Clone)]
 pub struct Secrets {
-    keys: Vec<hmac::Key>,
+    /// HMAC keys.
+    keys: Vec<PKey<Private>>,
 }
 
 impl fmt::Debug for Secrets {
@@ -95,11 +102,11 @@ impl fmt::Debug for Secrets {
 impl Secrets {
     /// From secret strings (each non-empty); `None` if there is none.
     pub fn new<S: AsRef<[u8]>>(secrets: &[S]) -> Option<Secrets> {
-        let keys: Vec<hmac::Key> = secrets
+        let keys: Vec<PKey<Private>> = secrets
             .iter()
             .map(AsRef::as_ref)
             .filter(|s| !s.is_empty())
-            .map(|s| hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, s))
+            .filter_map(|s| PKey::hmac(s).ok())
             .collect();
         (!keys.is_empty()).then_some(Secrets { keys })
     }
@@ -113,16 +120,20 @@ impl Secrets {
 }
 
 /// The `HASH_LEN`-character hash of `parts` with one key.
-fn hash(key: &hmac::Key, parts: &[&str]) -> String {
-    let mut ctx = hmac::Context::with_key(key);
+fn hash(key: &PKey<Private>, parts: &[&str]) -> Result<String, SrsError> {
+    let tag = hmac_sha1(key, parts).map_err(|_| SrsError::Hmac)?;
+    let mut b64 = openssl::base64::encode_block(&tag);
+    b64.truncate(HASH_LEN);
+    Ok(b64)
+}
+
+fn hmac_sha1(key: &PKey<Private>, parts: &[&str]) -> Result<Vec<u8>, ErrorStack> {
+    let mut ctx = Signer::new(MessageDigest::sha1(), key)?;
     for part in parts {
         // libsrs2 lowercases ASCII only (`tolower` in the C locale).
-        ctx.update(part.to_ascii_lowercase().as_bytes());
+        ctx.update(part.to_ascii_lowercase().as_bytes())?;
     }
-    let tag = ctx.sign();
-    let mut b64 = openssl::base64::encode_block(tag.as_ref());
-    b64.truncate(HASH_LEN);
-    b64
+    ctx.sign_to_vec()
 }
 
 /// Checks a hash against every secret, case-insensitively; as libsrs2, a hash longer
@@ -132,7 +143,7 @@ fn check_hash(secrets: &Secrets, given: &str, parts: &[&str]) -> Result<(), SrsE
     secrets
         .keys
         .iter()
-        .any(|k| hash(k, parts).eq_ignore_ascii_case(given))
+        .any(|k| hash(k, parts).is_ok_and(|h| h.eq_ignore_ascii_case(given)))
         .then_some(())
         .ok_or(SrsError::BadHash)
 }
@@ -203,18 +214,18 @@ pub fn encode(
             .split_once('=')
             .and_then(|(_, after_hash)| after_hash.split_once('='))
         {
-            let h = hash(key, &[first_hop, srs0_rest]);
+            let h = hash(key, &[first_hop, srs0_rest])?;
             return Ok(format!("SRS1={h}={first_hop}={srs0_rest}@{srs_domain}"));
         }
     }
     // SRS1 of a foreign SRS0: its domain is the first hop; keep everything after "SRS0".
     if strip_tag(local, "SRS0").is_some() {
         let srs0_rest = &local[4..];
-        let h = hash(key, &[domain, srs0_rest]);
+        let h = hash(key, &[domain, srs0_rest])?;
         return Ok(format!("SRS1={h}={domain}={srs0_rest}@{srs_domain}"));
     }
     let stamp = timestamp(now);
-    let h = hash(key, &[&stamp, domain, local]);
+    let h = hash(key, &[&stamp, domain, local])?;
     Ok(format!("SRS0={h}={stamp}={domain}={local}@{srs_domain}"))
 }
 
@@ -297,8 +308,7 @@ pub fn load_or_create_secret(state_dir: &Path) -> Result<Secrets, String> {
 fn create_secret(path: &Path) -> Result<(), String> {
     let err = |p: &Path, e: std::io::Error| format!("{}: {e}", p.display());
     let mut raw = [0u8; 32];
-    SystemRandom::new()
-        .fill(&mut raw)
+    openssl::rand::rand_bytes(&mut raw)
         .map_err(|_| format!("{}: no random bytes from the system", path.display()))?;
     let mut line = openssl::base64::encode_block(&raw);
     line.push('\n');

@@ -18,7 +18,6 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use ring::rand::{SecureRandom, SystemRandom};
 use smol::channel::{self, Receiver, Sender};
 
 /// First line of every queue file; bumped if the format changes. Version 2 added the
@@ -41,8 +40,9 @@ pub struct QueueId(pub String);
 impl QueueId {
     pub fn generate() -> QueueId {
         let mut rnd = [0u8; 3];
-        // SystemRandom only fails if the OS has no entropy source at all.
-        let _ = SystemRandom::new().fill(&mut rnd);
+        // Fails only if OpenSSL's generator cannot be seeded at all; the ID then
+        // still carries the arrival time.
+        let _ = openssl::rand::rand_bytes(&mut rnd);
         QueueId(format!(
             "{:08X}{:02X}{:02X}{:02X}",
             unix_now() as u32,

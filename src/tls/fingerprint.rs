@@ -3,14 +3,14 @@
 //! and Postfix tables hold, and the DANE `3 1 1` record to publish.
 //!
 //! This module owns digest choice and formatting only; which policy applies, and what a
-//! mismatch does to a delivery, belong to the outbound policy code. SHA-256 and SHA-1 come
-//! from ring; MD5, which ring does not offer, from the RustCrypto `md-5` crate, kept only
-//! for tables copied from products that still use it.
+//! mismatch does to a delivery, belong to the outbound policy code. Every digest is the
+//! linked OpenSSL's; MD5 is kept only for tables copied from products that still use it.
 
 use std::fmt;
 
+use openssl::hash::MessageDigest;
+use openssl::sha;
 use openssl::x509::X509Ref;
-use ring::digest as rd;
 
 /// The digest a fingerprint is computed with (`--tls-fingerprint-digest`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -62,22 +62,21 @@ impl fmt::Display for Digest {
 /// The digest of `data`.
 pub fn digest(d: Digest, data: &[u8]) -> Vec<u8> {
     match d {
-        Digest::Sha256 => rd::digest(&rd::SHA256, data).as_ref().to_vec(),
+        Digest::Sha256 => sha::sha256(data).to_vec(),
         // Fingerprints are identifiers here, not signatures: SHA-1 is what older tables hold.
-        Digest::Sha1 => rd::digest(&rd::SHA1_FOR_LEGACY_USE_ONLY, data)
-            .as_ref()
-            .to_vec(),
-        Digest::Md5 => {
-            use md5::Digest as _;
-            md5::Md5::digest(data).to_vec()
-        }
+        Digest::Sha1 => sha::sha1(data).to_vec(),
+        // Through the EVP interface, which can fail (an OpenSSL configured without MD5):
+        // the empty value then never matches.
+        Digest::Md5 => openssl::hash::hash(MessageDigest::md5(), data)
+            .map(|d| d.to_vec())
+            .unwrap_or_default(),
     }
 }
 
 /// SHA-512, which only DANE matching type 2 needs; kept beside the other digests so all
 /// hashing of certificates goes through this module.
 pub(crate) fn sha512(data: &[u8]) -> Vec<u8> {
-    rd::digest(&rd::SHA512, data).as_ref().to_vec()
+    sha::sha512(data).to_vec()
 }
 
 /// `3D:7A:...`: upper-case hex bytes joined by colons, as Postfix logs fingerprints and

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use ring::digest::{Context, SHA256};
+use openssl::sha::Sha256;
 
 use crate::headers::Field;
 
@@ -124,7 +124,7 @@ pub struct BodyHasher {
     canon: Canon,
     /// `l=`: octets of canonical body to hash; the rest is only counted.
     limit: Option<u64>,
-    hash: Context,
+    hash: Sha256,
     /// Canonical octets produced so far (beyond `limit` too).
     produced: u64,
     /// Empty lines not yet written: they count only if something follows (both forms
@@ -143,7 +143,7 @@ impl BodyHasher {
         BodyHasher {
             canon,
             limit,
-            hash: Context::new(&SHA256),
+            hash: Sha256::new(),
             produced: 0,
             held_lines: 0,
             in_line: false,
@@ -226,9 +226,7 @@ impl BodyHasher {
         if self.canon == Canon::Simple && self.produced == 0 {
             self.emit(b"\r\n");
         }
-        let mut out = [0; 32];
-        out.copy_from_slice(self.hash.finish().as_ref());
-        (out, self.produced)
+        (self.hash.finish(), self.produced)
     }
 }
 
@@ -238,9 +236,7 @@ mod tests {
     use crate::headers::Header;
 
     fn sha(data: &[u8]) -> [u8; 32] {
-        let mut out = [0; 32];
-        out.copy_from_slice(ring::digest::digest(&SHA256, data).as_ref());
-        out
+        openssl::sha::sha256(data)
     }
 
     fn body(canon: Canon, input: &[u8]) -> ([u8; 32], u64) {

@@ -15,11 +15,10 @@
 //! - `verify.rs`: [`verify`] and [`Verifier`]: every signature up to a limit, one
 //!   [`Verdict`] each, in the terms of Authentication-Results (RFC 8601 §2.7.1).
 //!
-//! The cryptography is OpenSSL's (RSA PKCS#1 v1.5 and Ed25519 over the SHA-256 of the
-//! header data), the hashing ring's: both are linked already, and OpenSSL's RSA and
-//! Ed25519 come with the libcrypto that TLS needs (a shared library on OpenWrt), where
-//! ring's RSA signing and Ed25519 code would be new code in the binary. OpenSSL also
-//! reads every PEM form (PKCS#1, PKCS#8) that ring cannot.
+//! The cryptography and the hashing are OpenSSL's (RSA PKCS#1 v1.5 and Ed25519 over the
+//! SHA-256 of the header data): they come with the libcrypto that TLS needs (a shared
+//! library on OpenWrt), so DKIM adds no crypto code of its own to the binary. OpenSSL
+//! also reads every PEM form (PKCS#1, PKCS#8).
 //!
 //! This module decides nothing about which mail is signed or what a result leads to:
 //! the caller passes the keys of the `From:` domain, and turns verdicts into a header

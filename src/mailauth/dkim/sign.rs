@@ -14,8 +14,8 @@ use openssl::base64::encode_block;
 use openssl::error::ErrorStack;
 use openssl::pkey::{HasPublic, Id, PKey, PKeyRef, Private};
 use openssl::pkey_ctx::PkeyCtx;
+use openssl::sha::sha256;
 use openssl::sign::Signer;
-use ring::digest::{digest, SHA256};
 
 use super::canon::{header_data, BodyHasher, Canon};
 use super::key::{KeyType, MIN_RSA_BITS};
@@ -242,7 +242,7 @@ pub fn signature_fields(
             FIELD.len(),
         );
         let sig = key
-            .sign_hash(digest(&SHA256, &data).as_ref())
+            .sign_hash(&sha256(&data))
             .map_err(|e| SignError::Crypto(e.to_string()))?;
         f.fill(&encode_block(&sig));
         out.extend_from_slice(f.text.as_bytes());

@@ -23,7 +23,7 @@ use std::task::Poll;
 
 use openssl::pkey::{PKey, Public};
 use openssl::pkey_ctx::PkeyCtx;
-use ring::digest::{digest, SHA256};
+use openssl::sha::sha256;
 
 use super::canon::{header_data, BodyHasher};
 use super::key::parse_record;
@@ -291,7 +291,7 @@ fn prepare(header: &Header<'_>, field: &Field<'_>, froms: usize) -> Check {
     );
     Check::Open(Box::new(Open {
         verdict,
-        header_hash: digest(&SHA256, &data).as_ref().to_vec(),
+        header_hash: sha256(&data).to_vec(),
         body: BodyHasher::new(sig.body_canon, sig.length),
         sig,
     }))
