@@ -199,6 +199,12 @@ pub fn queued(id: &str, sender: &str, size: u64, nrcpt: usize, notes: &[String])
     log::info!("{id}: from=<{sender}>, size={size}, nrcpt={nrcpt}{notes} (queue active)");
 }
 
+/// The `queued` note of a REQUIRETLS message (RFC 8689): `requiretls`, so a grep
+/// finds every message whose sender demanded authenticated TLS on every hop.
+pub fn requiretls(on: bool) -> Option<String> {
+    on.then(|| "requiretls".to_string())
+}
+
 /// What signing at queueing came to: the `queued` note of a signed message,
 /// `dkim=example.org/s1+s2` (`d=`, then the `s=` of each signature), or a warning
 /// when a message we originate could not be signed (no key for its `From:` domain is

@@ -356,6 +356,7 @@ fn queue_message(args: &SendmailArgs, stdin: &mut impl Read) -> Result<QueueId, 
         client: "local".into(),
         protocol: "local".into(),
         unexpanded: true,
+        requiretls: false,
     };
     spool
         .store_from(&env, &mut completed.as_slice().chain(&mut input))

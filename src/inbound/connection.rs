@@ -409,6 +409,7 @@ impl Connection {
                     .into_iter()
                     .collect();
                 notes.extend(auth.map(|a| format!("auth={a}")));
+                notes.extend(logline::requiretls(env.requiretls));
                 logline::queued(&id.0, &env.sender, size, env.recipients.len(), &notes);
                 self.session
                     .reply(Reply::new(250, "2.0.0", format!("Ok: queued as {id}")));

@@ -354,6 +354,10 @@ impl Session {
         }
         lines.extend(self.login.ehlo_keyword(self.tls_active()).map(String::from));
         lines.extend(["ENHANCEDSTATUSCODES", "8BITMIME", "SMTPUTF8"].map(String::from));
+        if self.tls_active() {
+            // RFC 8689 §2: only where the client's hop is itself TLS.
+            lines.push("REQUIRETLS".to_string());
+        }
         Reply::plain(250, lines)
     }
 
@@ -381,6 +385,14 @@ impl Session {
         }
         if self.is_submission() && self.login.user().is_none() {
             return self.error(Reply::new(530, "5.7.0", "Authentication required"));
+        }
+        if params.requiretls && !self.tls_active() {
+            // RFC 8689 §4.1: the hop that brings the message must be TLS too.
+            return self.reply(Reply::new(
+                530,
+                "5.7.10",
+                "REQUIRETLS needs a TLS connection",
+            ));
         }
         let max = self.settings.limits.max_message_size;
         if params.size.is_some_and(|s| s > max) {
@@ -571,6 +583,7 @@ impl Session {
             client: self.client.clone(),
             protocol: self.protocol(),
             unexpanded: false,
+            requiretls: txn.params.requiretls,
         }
     }
 
@@ -807,10 +820,16 @@ mod tests {
             "250-mx.example.org\r\n250-PIPELINING\r\n250-SIZE 1000\r\n250-STARTTLS\r\n\
              250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n"
         );
+        assert_eq!(
+            c.send("MAIL FROM:<a@example.net> REQUIRETLS"),
+            "530 5.7.10 REQUIRETLS needs a TLS connection\r\n"
+        );
         c.start_tls();
         let ehlo = c.send("EHLO client.example.net");
         assert!(!ehlo.contains("STARTTLS"), "{ehlo}");
         assert!(ehlo.contains("250-AUTH PLAIN LOGIN\r\n"), "{ehlo}");
+        assert!(ehlo.ends_with("250 REQUIRETLS\r\n"), "{ehlo}");
+        assert_eq!(c.send("MAIL FROM:<a@example.net> REQUIRETLS"), OK_MAIL);
 
         let mut c = Client::new(Role::Smtp, InboundTls::None, "127.0.0.1");
         let ehlo = c.send("EHLO client.example.net");

@@ -418,6 +418,10 @@ impl ClientSession {
         if self.ext.eightbitmime && msg.eight_bit() {
             p.push_str(" BODY=8BITMIME");
         }
+        if msg.requiretls {
+            // The caller checked the server offers it (`remote::requiretls_refusal`).
+            p.push_str(" REQUIRETLS");
+        }
         p
     }
 

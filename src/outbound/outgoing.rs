@@ -34,6 +34,10 @@ pub struct Outgoing {
     size: u64,
     /// Some byte has the high bit set (`BODY=8BITMIME`).
     eight_bit: bool,
+    /// The header has `TLS-Required: No` (RFC 8689 §5).
+    tls_required_no: bool,
+    /// The envelope's `REQUIRETLS` (RFC 8689): `MAIL FROM` carries it on.
+    pub requiretls: bool,
 }
 
 /// The header fields as the generic map rewrote them, already dot-stuffed, in place of
@@ -98,6 +102,7 @@ impl Outgoing {
         };
         let source2 = source.clone();
         let found = smol::unblock(move || scan(&source2)).await?;
+        let tls_required_no = tls_required_no(found.prefix.whole_fields());
         let mut size = found.size;
         let header = tables
             .rewrite_headers(found.prefix.whole_fields())
@@ -117,6 +122,8 @@ impl Outgoing {
             header,
             size,
             eight_bit: found.eight_bit,
+            tls_required_no,
+            requiretls: env.requiretls,
         })
     }
 
@@ -128,6 +135,12 @@ impl Outgoing {
     /// Whether the content has 8-bit bytes (`BODY=8BITMIME`).
     pub fn eight_bit(&self) -> bool {
         self.eight_bit
+    }
+
+    /// The sender asked that our TLS policy be relaxed for this message
+    /// (`TLS-Required: No`, RFC 8689 §5). The field travels on unchanged.
+    pub fn tls_required_no(&self) -> bool {
+        self.tls_required_no
     }
 
     /// The content for one DATA: read from the start, in pieces.
@@ -143,6 +156,15 @@ impl Outgoing {
             piece: Vec::new(),
         }
     }
+}
+
+/// Whether `fields` (a header section) has `TLS-Required: No`, the only value RFC 8689
+/// defines (case-insensitive).
+fn tls_required_no(fields: &[u8]) -> bool {
+    crate::headers::Header::parse(fields)
+        .fields
+        .iter()
+        .any(|f| f.is("TLS-Required") && f.value().eq_ignore_ascii_case("no"))
 }
 
 enum Stage {
@@ -281,6 +303,7 @@ mod tests {
             client: "local".into(),
             protocol: "local".into(),
             unexpanded: false,
+            requiretls: false,
         };
         // Dots at line starts around every piece boundary, and one 8-bit byte at the end.
         let mut body = Vec::new();
@@ -312,6 +335,15 @@ mod tests {
         let msg = smol::block_on(Outgoing::prepare(&none, &env, &source)).unwrap();
         assert_eq!((msg.size(), msg.eight_bit()), (plain.len() as u64, false));
         assert_eq!(sent(&msg), dot_stuff(&plain));
+        assert!(!msg.tls_required_no());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn tls_required_no_is_found_in_the_header_only() {
+        assert!(tls_required_no(b"Subject: s\r\nTLS-Required:  no\r\n\r\n"));
+        assert!(tls_required_no(b"tls-required: No\r\n"));
+        assert!(!tls_required_no(b"TLS-Required: yes\r\n\r\n"));
+        assert!(!tls_required_no(b"Subject: s\r\n\r\nTLS-Required: No\r\n"));
     }
 }

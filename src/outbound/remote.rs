@@ -110,6 +110,40 @@ impl Remote {
         policy
     }
 
+    /// The TLS policy for `msg` to `hop`: [`Remote::policy_for`], relaxed by a
+    /// `TLS-Required: No` header (RFC 8689 §5) to `may` — delivered even where the
+    /// table asks for more — but never below `encrypt` where TLS cannot be optional:
+    /// an `smtps:` hop, or a hop we log in to (credentials go only over mandatory
+    /// TLS). A REQUIRETLS message ignores the header (RFC 8689 §4.1). The relaxed
+    /// policy names itself in `source`, so logs say why and parked sessions of the
+    /// full policy are not mixed with it.
+    pub fn policy_for_message(&self, hop: &NextHop, env: &Envelope, msg: &Outgoing) -> Policy {
+        let mut policy = self.policy_for(hop);
+        if !msg.tls_required_no() || env.requiretls {
+            return policy;
+        }
+        let logs_in = self.logins().is_some_and(|c| {
+            self.credentials_for(&c, &env.sender, &nexthop_domain(hop), hop)
+                .is_some()
+        });
+        let floor = if hop.implicit_tls() || logs_in {
+            Level::Encrypt
+        } else {
+            Level::May
+        };
+        if policy.level > floor {
+            log::info!(
+                "{}: TLS-Required: No: TLS policy level {} ({}) for {hop} relaxed to {floor}",
+                env.id,
+                policy.level,
+                policy.source
+            );
+            policy.source = format!("{} relaxed by TLS-Required: No", policy.source);
+            policy.level = floor;
+        }
+        policy
+    }
+
     /// The credentials as last loaded: a snapshot for one attempt, whatever a SIGHUP
     /// does meanwhile.
     fn logins(&self) -> Option<Arc<Credentials>> {
@@ -231,6 +265,17 @@ impl Failure {
             permanent: false,
             tls: true,
             reply: None,
+        }
+    }
+    /// A next hop that cannot carry a REQUIRETLS message: no authenticated TLS under
+    /// its policy, or no REQUIRETLS in its EHLO (RFC 8689 §4.2.1). Permanent in
+    /// nature: it is what the receiver's DNS, its software or our policy table say,
+    /// and a retry in an hour says the same; the sender learns it now (5.7.30) and can
+    /// resend without REQUIRETLS. Other MX hosts are tried first.
+    fn requiretls(relay: Relay, detail: String) -> Failure {
+        Failure {
+            permanent: true,
+            ..Failure::temp(relay, "5.7.30", format!("REQUIRETLS: {detail}"))
         }
     }
     /// The same outcome for each of `rcpts`.
@@ -379,6 +424,28 @@ impl TlsPlan {
         }
     }
 
+    /// Whether the plan authenticates the server (DANE, a pinned fingerprint, a CA
+    /// chain with a name check — MTA-STS `enforce` too, which is the last): what
+    /// REQUIRETLS demands of a next hop. Every check but `PeerCheck::Nothing`
+    /// authenticates, so a level or check added later is asked here, in one place.
+    pub fn authenticates(&self) -> bool {
+        match self {
+            TlsPlan::Required(check) | TlsPlan::Implicit(check) => {
+                !matches!(check, PeerCheck::Nothing)
+            }
+            TlsPlan::Off | TlsPlan::Opportunistic => false,
+        }
+    }
+
+    /// How far the plan falls short of REQUIRETLS, for the bounce.
+    fn shortfall(&self) -> &'static str {
+        match self {
+            TlsPlan::Off => "TLS is off",
+            TlsPlan::Opportunistic => "TLS is opportunistic",
+            TlsPlan::Required(_) | TlsPlan::Implicit(_) => "TLS does not authenticate the server",
+        }
+    }
+
     /// Whether the connection is used only once TLS is established (level `encrypt`
     /// or above in effect): the only connections credentials are sent on.
     pub fn is_mandatory(&self) -> bool {
@@ -498,8 +565,12 @@ pub async fn deliver(
     rcpts: &[String],
 ) -> Attempt {
     let id = env.id.0.as_str();
-    let policy = remote.policy_for(hop);
-    let key = cache_key(hop, &policy, &remote.sender_login(&env.sender));
+    let policy = remote.policy_for_message(hop, env, msg);
+    let mut key = cache_key(hop, &policy, &remote.sender_login(&env.sender));
+    if env.requiretls {
+        // Only sessions that passed the REQUIRETLS checks carry REQUIRETLS mail.
+        key.push_str("|requiretls");
+    }
     if let Some(results) = reuse(remote, id, &key, msg, rcpts).await {
         return results.into();
     }
@@ -507,7 +578,10 @@ pub async fn deliver(
         Ok(h) => h,
         Err(f) => return f.for_all(rcpts).into(),
     };
+    // A transient failure of any candidate outweighs a permanent one of another: the
+    // message waits for the host that may work.
     let mut last: Option<Failure> = None;
+    let mut last_permanent: Option<Failure> = None;
     let mut tried = 0;
     'hosts: for host in &hosts {
         let tls_plan = match plan(remote, &policy, hop, host).await {
@@ -521,6 +595,25 @@ pub async fn deliver(
                 continue;
             }
         };
+        if env.requiretls && !tls_plan.authenticates() {
+            let relay = Relay::Host {
+                name: host.name.clone(),
+                addr: None,
+            };
+            let f = Failure::requiretls(
+                relay,
+                format!(
+                    "{} to host {} under TLS policy level {} ({}) for {hop}",
+                    tls_plan.shortfall(),
+                    host.name,
+                    policy.level,
+                    policy.source
+                ),
+            );
+            log::info!("{id}: {}", f.detail);
+            last_permanent = Some(f);
+            continue;
+        }
         for ip in &host.addrs {
             if tried >= MAX_CANDIDATES {
                 break 'hosts;
@@ -541,13 +634,18 @@ pub async fn deliver(
                 Ok(results) => return results.into(),
                 Err(f) => {
                     log::info!("{id}: {}", f.detail);
-                    last = Some(f);
+                    if f.permanent {
+                        last_permanent = Some(f);
+                    } else {
+                        last = Some(f);
+                    }
                 }
             }
         }
     }
-    let failure =
-        last.unwrap_or_else(|| Failure::unreached("4.4.1", "no mail host could be reached".into()));
+    let failure = last.or(last_permanent).unwrap_or_else(|| {
+        Failure::unreached("4.4.1", "no mail host could be reached".into())
+    });
     let alert = if failure.tls && policy.level.requires_tls() {
         raise_alert(remote, &nexthop_domain(hop), &policy, &failure.detail)
     } else {
@@ -718,6 +816,16 @@ async fn attempt_candidate(
     }
     let (mut session, _) =
         open_session(remote, helo, id, target.policy, target.tls_plan, cand).await?;
+    if env.requiretls {
+        if let Some(f) = requiretls_refusal(&session) {
+            session.quit().await;
+            return Err(f);
+        }
+        log::info!(
+            "{id}: requiretls: {} is authenticated and offers REQUIRETLS",
+            cand.name()
+        );
+    }
     if let Some(entry) = login {
         if let Err(stop) = log_in(id, &mut session, entry).await {
             session.quit().await;
@@ -732,6 +840,25 @@ async fn attempt_candidate(
         remote.parked.park(target.key.to_string(), session);
     }
     Ok(results)
+}
+
+/// Why an open session cannot carry a REQUIRETLS message, if it cannot: the plan
+/// authenticated the server (checked before connecting), so what remains is that TLS
+/// is up and the server said REQUIRETLS in its EHLO after it (RFC 8689 §4.2.1).
+fn requiretls_refusal(session: &ClientSession) -> Option<Failure> {
+    let relay = session.server.relay();
+    if session.tls.is_none() {
+        return Some(Failure::requiretls(
+            relay.clone(),
+            format!("no TLS with host {relay}"),
+        ));
+    }
+    (!session.ext.requiretls).then(|| {
+        Failure::requiretls(
+            relay.clone(),
+            format!("host {relay} does not offer REQUIRETLS"),
+        )
+    })
 }
 
 /// Why a session did not log in, and what that means for the other addresses.
@@ -1024,6 +1151,31 @@ mod tests {
         assert!(plan_for(&r, &hop(2465, true)).is_mandatory());
         assert!(TlsPlan::Required(PeerCheck::Nothing).is_mandatory());
         assert!(!TlsPlan::Off.is_mandatory());
+    }
+
+    #[test]
+    fn only_plans_that_authenticate_the_server_carry_requiretls() {
+        let r = remote(
+            "[smtp.example.com]:1 may\n[smtp.example.com]:2 encrypt\n\
+             [smtp.example.com]:3 verify\n[smtp.example.com]:4 secure\n\
+             [smtp.example.com]:5 fingerprint match=3D:7A\n",
+            Level::None,
+        );
+        let expect = [(1, false), (2, false), (3, true), (4, true), (5, true), (6, false)];
+        for (port, authenticates) in expect {
+            let p = plan_for(&r, &hop(port, false));
+            assert_eq!(p.authenticates(), authenticates, "port {port}: {p:?}");
+        }
+        // smtps: without authentication is mandatory TLS, still not authenticated.
+        assert!(!plan_for(&r, &hop(7, true)).authenticates());
+        // DANE without validated TLSA falls back (here: an unsigned host) to may.
+        let dane = remote("", Level::Dane);
+        assert!(!plan_for(&dane, &hop(25, false)).authenticates());
+        let records = TlsPlan::Required(PeerCheck::Dane {
+            records: Vec::new(),
+            reference_names: Vec::new(),
+        });
+        assert!(records.authenticates());
     }
 
     #[test]

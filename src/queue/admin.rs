@@ -193,6 +193,7 @@ mod tests {
                     client: "local".into(),
                     protocol: "local".into(),
                     unexpanded: false,
+                    requiretls: false,
                 };
                 spool.store(&env, &vec![b'x'; 1000 + n as usize]).unwrap();
                 env.id

@@ -18,6 +18,13 @@ use crate::headers::{self, Header, SectionPrefix};
 /// any header section, `header_size_limit`; a bounce needs far less).
 pub const MAX_RETURNED_HEADERS: usize = 64 * 1024;
 
+/// Whether a bounce of `original` may quote its body (`RET=FULL`): never for a
+/// REQUIRETLS message (RFC 8689 §5), whose content must not travel where the
+/// original could not.
+pub fn may_return_body(original: &Envelope) -> bool {
+    !original.requiretls
+}
+
 /// One failed recipient for a DSN.
 pub struct Failed<'a> {
     pub rcpt: &'a str,
@@ -35,6 +42,7 @@ fn envelope(hostname: &str, to: &str) -> Envelope {
         // Through the tables like any mail: a bounce to root reaches root's alias, one
         // to an SRS address the original sender.
         unexpanded: true,
+        requiretls: false,
     }
 }
 
@@ -75,7 +83,12 @@ pub fn delivery_status_notification(
     returned: &[u8],
     failed: &[Failed],
 ) -> (Envelope, Vec<u8>) {
-    let env = envelope(hostname, &original.sender);
+    let env = Envelope {
+        // RFC 8689 §5: the bounce of a REQUIRETLS message is REQUIRETLS too, since it
+        // quotes the original's header section.
+        requiretls: original.requiretls,
+        ..envelope(hostname, &original.sender)
+    };
     let boundary = format!("{}/{}", env.id, hostname);
     let mut m = headers(
         &env,
@@ -149,6 +162,7 @@ mod tests {
             client: "x".into(),
             protocol: "ESMTP".into(),
             unexpanded: false,
+            requiretls: false,
         };
         let original = b"Subject: hi\r\nFrom: alice@example.org\r\n\r\nsecret body\r\n";
         let quoted = returned_headers(&mut &original[..]).unwrap();
@@ -172,6 +186,37 @@ mod tests {
             "only the headers are returned"
         );
         assert!(!text.split("\r\n").any(|l| l.len() > 998));
+    }
+
+    #[test]
+    fn the_bounce_of_a_requiretls_message_is_requiretls_and_keeps_the_body_back() {
+        let orig = Envelope {
+            id: QueueId("ABC".into()),
+            arrival: 0,
+            sender: "alice@example.org".into(),
+            recipients: vec!["bob@example.net".into()],
+            client: "x".into(),
+            protocol: "ESMTPS".into(),
+            unexpanded: false,
+            requiretls: true,
+        };
+        assert!(!may_return_body(&orig));
+        let original = b"Subject: hi\r\n\r\nsecret body\r\n";
+        let quoted = returned_headers(&mut &original[..]).unwrap();
+        let failed = [Failed {
+            rcpt: "bob@example.net",
+            outcome: &Outcome::sample_rcpt_refused(),
+        }];
+        let (env, msg) = delivery_status_notification("mx.example.org", &orig, &quoted, &failed);
+        assert!(env.requiretls && env.unexpanded && env.sender.is_empty());
+        assert!(!String::from_utf8(msg).unwrap().contains("secret body"));
+        let plain = Envelope {
+            requiretls: false,
+            ..orig
+        };
+        assert!(may_return_body(&plain));
+        let (env, _) = delivery_status_notification("mx.example.org", &plain, &quoted, &failed);
+        assert!(!env.requiretls);
     }
 
     #[test]

@@ -325,6 +325,7 @@ async fn pick_up(
             let notes: Vec<String> = signing
                 .and_then(|s| logline::dkim(&env.id.0, &s))
                 .into_iter()
+                .chain(logline::requiretls(env.requiretls))
                 .collect();
             logline::queued(&env.id.0, &env.sender, size, env.recipients.len(), &notes);
             Ok(Some(env))
@@ -920,6 +921,7 @@ mod tests {
             client: "localhost[127.0.0.1]".into(),
             protocol: "ESMTP".into(),
             unexpanded: false,
+            requiretls: false,
         };
         spool.store(&env, b"Subject: hi\r\n\r\nbody\r\n").unwrap();
         let queue = test_scheduler(&spool, Rewriter::none(&[]));
@@ -1004,6 +1006,7 @@ mod tests {
             client: "local".into(),
             protocol: "local".into(),
             unexpanded: true,
+            requiretls: false,
         };
         spool.store(&env, b"Subject: hi\r\n\r\nbody\r\n").unwrap();
         let queue = test_scheduler(&spool, rewriter);
@@ -1200,6 +1203,7 @@ mod tests {
                 client: "local".into(),
                 protocol: "local".into(),
                 unexpanded: false,
+                requiretls: false,
             };
             spool.store(&env, b"Subject: hi\r\n\r\nbody\r\n").unwrap();
             env.id

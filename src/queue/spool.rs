@@ -124,6 +124,9 @@ pub struct Envelope {
     /// when it first picks the message up and writes the file again without the mark.
     /// An SMTP session expands at RCPT and never sets it.
     pub unexpanded: bool,
+    /// RFC 8689 `REQUIRETLS` was given on MAIL: only authenticated TLS to a next hop
+    /// that offers REQUIRETLS itself, and its bounce goes the same way.
+    pub requiretls: bool,
 }
 
 impl Envelope {
@@ -141,6 +144,10 @@ impl Envelope {
         if self.unexpanded {
             // A key older versions skip: they deliver the recipients as they are.
             h.push_str("unexpanded\n");
+        }
+        if self.requiretls {
+            // A bare key like `unexpanded`; files without it are not REQUIRETLS.
+            h.push_str("requiretls\n");
         }
         for r in &self.recipients {
             h.push_str("rcpt ");
@@ -175,6 +182,7 @@ impl Envelope {
             client: String::new(),
             protocol: String::new(),
             unexpanded: false,
+            requiretls: false,
         };
         loop {
             line.clear();
@@ -198,6 +206,7 @@ impl Envelope {
                 "protocol" => env.protocol = value.to_string(),
                 "rcpt" => env.recipients.push(value.to_string()),
                 "unexpanded" => env.unexpanded = true,
+                "requiretls" => env.requiretls = true,
                 _ => {} // unknown keys from a newer version are skipped
             }
         }
@@ -629,6 +638,7 @@ mod tests {
             client: "localhost[127.0.0.1]".into(),
             protocol: "ESMTPS".into(),
             unexpanded: false,
+            requiretls: false,
         }
     }
 
@@ -672,6 +682,24 @@ mod tests {
             (e.clone(), b"x\r\n".to_vec())
         );
         assert_eq!(spool.list().unwrap(), vec![QueueKey::new(&e.id)]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_requiretls_mark_survives_and_old_files_read_without_it() {
+        let dir = tempdir("requiretls");
+        let spool = Spool::open(&dir).unwrap();
+        let mut e = env();
+        e.requiretls = true;
+        spool.store(&e, b"x\r\n").unwrap();
+        assert_eq!(spool.read_content(&e.id).unwrap().0, e);
+        // A file written before the key existed: not REQUIRETLS.
+        let old = format!(
+            "{MAGIC_V1}\nid {}\narrival 1\nsender a@b.example\nrcpt c@d.example\n\nx\r\n",
+            e.id
+        );
+        let env = Envelope::read_from(&mut old.as_bytes()).unwrap();
+        assert!(!env.requiretls);
         fs::remove_dir_all(&dir).unwrap();
     }
 

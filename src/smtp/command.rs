@@ -46,6 +46,9 @@ pub struct MailParams {
     pub smtputf8: bool,
     /// RFC 4954 `AUTH=` (accepted and ignored: we never trust a client's claim).
     pub auth: Option<String>,
+    /// RFC 8689 `REQUIRETLS`: every hop must be authenticated TLS. The session accepts
+    /// it only inside TLS.
+    pub requiretls: bool,
 }
 
 /// Parses one command line (without CRLF). `rcpt_utf8` says whether the current
@@ -167,6 +170,7 @@ fn parse_mail(arg: &str) -> Result<Command, Reply> {
             }
             ("SMTPUTF8", None) => params.smtputf8 = true,
             ("AUTH", Some(v)) => params.auth = Some(v.to_string()),
+            ("REQUIRETLS", None) => params.requiretls = true,
             _ => return Err(Reply::new(555, "5.5.4", format!("Unsupported option: {p}"))),
         }
     }
@@ -229,6 +233,20 @@ mod tests {
         assert_eq!(p("MAIL FROM:<a@b> SIZE=x").unwrap_err().code, 501);
         assert_eq!(p("MAIL TO:<a@b>").unwrap_err().code, 501);
         assert_eq!(p("MAIL FROM:<a@@b>").unwrap_err().lines[0][..5], *"5.1.7");
+    }
+
+    #[test]
+    fn requiretls_is_a_bare_mail_parameter() {
+        match p("MAIL FROM:<a@b.example> requiretls SIZE=10") {
+            Ok(Command::Mail { params, .. }) => assert!(params.requiretls),
+            other => panic!("{other:?}"),
+        }
+        match p("MAIL FROM:<a@b.example>") {
+            Ok(Command::Mail { params, .. }) => assert!(!params.requiretls),
+            other => panic!("{other:?}"),
+        }
+        // RFC 8689 §2: the keyword takes no value.
+        assert_eq!(p("MAIL FROM:<a@b> REQUIRETLS=YES").unwrap_err().code, 555);
     }
 
     #[test]

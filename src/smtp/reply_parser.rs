@@ -63,6 +63,8 @@ pub struct Extensions {
     pub size: Option<u64>,
     /// SASL mechanisms from `AUTH` (RFC 4954), upper case, in the server's order.
     pub auth: Vec<String>,
+    /// `REQUIRETLS` (RFC 8689): the server carries the requirement on.
+    pub requiretls: bool,
 }
 
 impl Extensions {
@@ -78,6 +80,7 @@ impl Extensions {
                 "8BITMIME" => ext.eightbitmime = true,
                 "SMTPUTF8" => ext.smtputf8 = true,
                 "ENHANCEDSTATUSCODES" => ext.enhanced_status = true,
+                "REQUIRETLS" => ext.requiretls = true,
                 "SIZE" => ext.size = Some(words.next().and_then(|n| n.parse().ok()).unwrap_or(0)),
                 // `AUTH=` is the pre-RFC 2554 draft form old servers still send
                 // beside (or instead of) `AUTH`.
