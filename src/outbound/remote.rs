@@ -643,9 +643,9 @@ pub async fn deliver(
             }
         }
     }
-    let failure = last.or(last_permanent).unwrap_or_else(|| {
-        Failure::unreached("4.4.1", "no mail host could be reached".into())
-    });
+    let failure = last
+        .or(last_permanent)
+        .unwrap_or_else(|| Failure::unreached("4.4.1", "no mail host could be reached".into()));
     let alert = if failure.tls && policy.level.requires_tls() {
         raise_alert(remote, &nexthop_domain(hop), &policy, &failure.detail)
     } else {
@@ -1155,13 +1155,23 @@ mod tests {
 
     #[test]
     fn only_plans_that_authenticate_the_server_carry_requiretls() {
+        let fp = vec!["3D"; 32].join(":");
         let r = remote(
-            "[smtp.example.com]:1 may\n[smtp.example.com]:2 encrypt\n\
+            &format!(
+                "[smtp.example.com]:1 may\n[smtp.example.com]:2 encrypt\n\
              [smtp.example.com]:3 verify\n[smtp.example.com]:4 secure\n\
-             [smtp.example.com]:5 fingerprint match=3D:7A\n",
+             [smtp.example.com]:5 fingerprint match={fp}\n"
+            ),
             Level::None,
         );
-        let expect = [(1, false), (2, false), (3, true), (4, true), (5, true), (6, false)];
+        let expect = [
+            (1, false),
+            (2, false),
+            (3, true),
+            (4, true),
+            (5, true),
+            (6, false),
+        ];
         for (port, authenticates) in expect {
             let p = plan_for(&r, &hop(port, false));
             assert_eq!(p.authenticates(), authenticates, "port {port}: {p:?}");

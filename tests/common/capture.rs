@@ -2,7 +2,9 @@
 //! announcing STARTTLS and then breaking the handshake, or offering AUTH where a real
 //! server would not (in plaintext) with replies a test chooses. It records every line it
 //! receives (commands, AUTH answers) and every message it accepts, so a test can prove
-//! what was sent, byte for byte, and that nothing was sent in plaintext.
+//! what was sent, byte for byte, and that nothing was sent in plaintext. It can also
+//! announce `REQUIRETLS` (RFC 8689) after STARTTLS, which no peer on this machine
+//! speaks (Postfix has it from 3.11 only).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -48,7 +50,12 @@ pub struct Capture {
 
 impl Capture {
     pub fn start(addr: &str, mode: TlsMode) -> Capture {
-        Capture::spawn(addr, mode, None)
+        Capture::spawn(addr, mode, None, false)
+    }
+
+    /// Like `start`, announcing `REQUIRETLS` in the EHLO reply after STARTTLS.
+    pub fn with_requiretls(addr: &str, mode: TlsMode) -> Capture {
+        Capture::spawn(addr, mode, None, true)
     }
 
     /// Like `start`, announcing `AUTH mechanisms` (after STARTTLS; before it too when
@@ -60,10 +67,10 @@ impl Capture {
             replies: replies.iter().map(|r| r.to_string()).collect(),
             in_plaintext: matches!(mode, TlsMode::Plain),
         };
-        Capture::spawn(addr, mode, Some(auth))
+        Capture::spawn(addr, mode, Some(auth), false)
     }
 
-    fn spawn(addr: &str, mode: TlsMode, auth: Option<Auth>) -> Capture {
+    fn spawn(addr: &str, mode: TlsMode, auth: Option<Auth>, requiretls: bool) -> Capture {
         let listener = TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
         listener.set_nonblocking(true).unwrap();
         let acceptor = match &mode {
@@ -87,6 +94,7 @@ impl Capture {
                             conn: Conn::Plain(stream),
                             input: Vec::new(),
                             commands: &cm,
+                            requiretls,
                         };
                         let _ = session.serve(&mode, acceptor.as_ref(), auth.as_ref(), &ms);
                     }
@@ -161,6 +169,8 @@ struct Session<'a> {
     conn: Conn,
     input: Vec<u8>,
     commands: &'a Mutex<Vec<String>>,
+    /// Announce REQUIRETLS once TLS is up.
+    requiretls: bool,
 }
 
 impl Session<'_> {
@@ -221,6 +231,9 @@ impl Session<'_> {
                     }
                     if let Some(a) = auth.filter(|a| tls || a.in_plaintext) {
                         ehlo.push_str(&format!("250-AUTH {}\r\n", a.mechanisms));
+                    }
+                    if tls && self.requiretls {
+                        ehlo.push_str("250-REQUIRETLS\r\n");
                     }
                     ehlo.push_str("250 8BITMIME\r\n");
                     self.send(&ehlo)?;
