@@ -555,6 +555,32 @@ pub async fn plan(
     })
 }
 
+/// Why `host` cannot carry a REQUIRETLS message under `plan`, known before connecting
+/// (RFC 8689 §4.2.1), or `None`. The plan must authenticate the server; and the names
+/// it checks must not come from forgeable DNS: `verify` matches the MX host name by
+/// default, so after an MX lookup that DNSSEC did not validate an attacker's MX with a
+/// valid certificate for its own name would pass. `secure`, `fingerprint`, DANE (which
+/// needs validated DNS anyway) and `verify` with its own `match=` names do not trust
+/// the MX records.
+fn requiretls_shortfall(
+    plan: &TlsPlan,
+    policy: &Policy,
+    hop: &NextHop,
+    host: &Host,
+) -> Option<&'static str> {
+    if !plan.authenticates() {
+        return Some(plan.shortfall());
+    }
+    let mx_lookup = match hop {
+        NextHop::Domain(_) => true,
+        NextHop::Host { bracketed, .. } => !bracketed,
+    };
+    let trusts_mx_name = policy.level == Level::Verify
+        && (policy.matches.is_empty() || policy.matches.iter().any(|m| m == "hostname"));
+    (trusts_mx_name && mx_lookup && !host.secure)
+        .then_some("the MX records are not DNSSEC-validated and verify checks the MX host name")
+}
+
 /// Delivers one message to the recipients that share next hop `hop`.
 pub async fn deliver(
     remote: &Remote,
@@ -595,7 +621,11 @@ pub async fn deliver(
                 continue;
             }
         };
-        if env.requiretls && !tls_plan.authenticates() {
+        if let Some(why) = env
+            .requiretls
+            .then(|| requiretls_shortfall(&tls_plan, &policy, hop, host))
+            .flatten()
+        {
             let relay = Relay::Host {
                 name: host.name.clone(),
                 addr: None,
@@ -603,11 +633,8 @@ pub async fn deliver(
             let f = Failure::requiretls(
                 relay,
                 format!(
-                    "{} to host {} under TLS policy level {} ({}) for {hop}",
-                    tls_plan.shortfall(),
-                    host.name,
-                    policy.level,
-                    policy.source
+                    "{why}: host {}, TLS policy level {} ({}) for {hop}",
+                    host.name, policy.level, policy.source
                 ),
             );
             log::info!("{id}: {}", f.detail);
@@ -1186,6 +1213,47 @@ mod tests {
             reference_names: Vec::new(),
         });
         assert!(records.authenticates());
+    }
+
+    #[test]
+    fn verify_carries_requiretls_only_where_the_mx_name_cannot_be_forged() {
+        let host = |secure: bool| Host {
+            name: "mx.example.com".into(),
+            addrs: Vec::new(),
+            port: 25,
+            secure,
+        };
+        let domain = NextHop::Domain("example.com".into());
+        let pkix = TlsPlan::Required(PeerCheck::Pkix { names: Vec::new() });
+        let verify = Policy::default_for(Level::Verify);
+        assert!(requiretls_shortfall(&pkix, &verify, &domain, &host(false)).is_some());
+        assert_eq!(
+            requiretls_shortfall(&pkix, &verify, &domain, &host(true)),
+            None
+        );
+        // A relay host in brackets: no MX records to forge.
+        assert_eq!(
+            requiretls_shortfall(&pkix, &verify, &hop(25, false), &host(false)),
+            None
+        );
+        let own_names = Policy {
+            matches: vec![".example.com".into()],
+            ..Policy::default_for(Level::Verify)
+        };
+        assert_eq!(
+            requiretls_shortfall(&pkix, &own_names, &domain, &host(false)),
+            None
+        );
+        let secure = Policy::default_for(Level::Secure);
+        assert_eq!(
+            requiretls_shortfall(&pkix, &secure, &domain, &host(false)),
+            None
+        );
+        let may = Policy::default_for(Level::May);
+        assert_eq!(
+            requiretls_shortfall(&TlsPlan::Opportunistic, &may, &domain, &host(true)),
+            Some("TLS is opportunistic")
+        );
     }
 
     #[test]
