@@ -175,6 +175,30 @@ fn requiretls_goes_only_to_authenticated_receivers_that_announce_it() {
         "{line}"
     );
     assert!(mail_commands(&rc).is_empty(), "{:?}", rc.commands());
+    assert!(s.queued() >= 1, "kept for the next attempt");
+    // After the queue lifetime (0 days here) the same failure is bounced, REQUIRETLS.
+    let short = Server::start(&[
+        "--resolver",
+        u.addr.as_str(),
+        "--mx-port",
+        &port_s,
+        "--tls-default-level",
+        "dane",
+        "--queue-lifetime",
+        "0",
+    ]);
+    let id = submit_tls(&short, "user@c.rt.test", " REQUIRETLS", BODY);
+    let line = short.wait_log(&format!("{id}: to=<user@c.rt.test>"));
+    assert!(
+        line.contains("status=bounced") && line.contains("message expired"),
+        "{line}"
+    );
+    let bounce = short.wait_log(&format!("{id}: sender non-delivery notification: "));
+    let bid = bounce.rsplit(' ').next().unwrap();
+    let queued = short.wait_log(&format!("{bid}: from=<>"));
+    assert!(queued.contains(", requiretls (queue active)"), "{queued}");
+    assert!(!short.wait_delivered("sender", 1)[0].contains("the secret body"));
+    assert!(mail_commands(&rc).is_empty(), "{:?}", rc.commands());
 
     // `may` (DANE without DNSSEC) and `encrypt`: bounced at once, never connected to.
     for (to, capture, level) in [
@@ -184,7 +208,7 @@ fn requiretls_goes_only_to_authenticated_receivers_that_announce_it() {
         let id = submit_tls(&s, to, " REQUIRETLS", BODY);
         let line = s.wait_log(&format!("{id}: to=<{to}>"));
         assert!(
-            line.contains("status=bounced") && line.contains("dsn=5.7.30"),
+            line.contains("status=bounced") && line.contains("dsn=5.7.30") && line.contains(level),
             "{level}: {line}"
         );
         assert!(
