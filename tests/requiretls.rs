@@ -201,19 +201,27 @@ fn requiretls_goes_only_to_authenticated_receivers_that_announce_it() {
     assert!(mail_commands(&rc).is_empty(), "{:?}", rc.commands());
 
     // `may` (DANE without DNSSEC) and `encrypt`: bounced at once, never connected to.
-    for (to, capture, level) in [
-        ("user@may.test", &rd, "may"),
-        ("user@enc.test", &re, "encrypt"),
+    for (to, capture, why) in [
+        (
+            "user@may.test",
+            &rd,
+            "TLS is opportunistic: host mx.may.test, TLS policy level dane",
+        ),
+        (
+            "user@enc.test",
+            &re,
+            "TLS does not authenticate the server: host mx.enc.test, TLS policy level encrypt",
+        ),
     ] {
         let id = submit_tls(&s, to, " REQUIRETLS", BODY);
         let line = s.wait_log(&format!("{id}: to=<{to}>"));
         assert!(
-            line.contains("status=bounced") && line.contains("dsn=5.7.30") && line.contains(level),
-            "{level}: {line}"
+            line.contains("status=bounced") && line.contains("dsn=5.7.30") && line.contains(why),
+            "{line}"
         );
         assert!(
             capture.commands().is_empty(),
-            "{level}: {:?}",
+            "{to}: {:?}",
             capture.commands()
         );
     }
