@@ -187,6 +187,10 @@ pub struct ServeArgs {
     /// seconds to wait for message content in DATA (default 600)
     #[argh(option, default = "600")]
     pub data_timeout: u64,
+    /// seconds a TLS handshake (STARTTLS or port 465) may take before the connection
+    /// is dropped (default 30)
+    #[argh(option, default = "30")]
+    pub tls_handshake_timeout: u64,
     /// refuse mail from outside --relay-network whose SPF result is fail, at RCPT
     /// (550 5.7.23); without it SPF is only reported in Authentication-Results
     #[argh(switch)]

@@ -486,6 +486,7 @@ impl Config {
                 max_recipients: args.max_recipients.max(1),
                 command_timeout: Duration::from_secs(args.command_timeout.max(1)),
                 data_timeout: Duration::from_secs(args.data_timeout.max(1)),
+                tls_handshake_timeout: Duration::from_secs(args.tls_handshake_timeout.max(1)),
             },
             alert_rcpt,
             auth_file: args.auth_file.as_ref().map(PathBuf::from),

@@ -32,6 +32,14 @@ use crate::tls::MaybeTls;
 /// message never sits whole in memory.
 const WRITE_CHUNK: usize = 64 * 1024;
 
+/// Replies are written out once this much is queued, even in the middle of a pipelined
+/// batch: a client sending commands without reading the answers makes us hold at most
+/// this (plus one reply), never a reply for every command it sent.
+const OUTPUT_LIMIT: usize = 16 * 1024;
+
+/// How long the orderly end of a connection (the TLS close_notify) may take.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Outcome of waiting for input.
 enum Input {
     Bytes,
@@ -83,8 +91,16 @@ impl Connection {
         self.session.greet();
         if self.serve().await.is_err() {
             log::info!("lost connection from {client}");
+        } else {
+            // Bounded: a TLS close_notify is a write, and the client may not read it.
+            let conn = &mut self.conn;
+            let _ = async { conn.close().await }
+                .or(async {
+                    smol::Timer::after(CLOSE_TIMEOUT).await;
+                    Ok(())
+                })
+                .await;
         }
-        let _ = self.conn.close().await;
         log::info!("disconnect from {client}");
     }
 
@@ -92,6 +108,9 @@ impl Connection {
     async fn serve(&mut self) -> std::io::Result<()> {
         loop {
             while !self.session.is_closing() {
+                if self.session.output_len() >= OUTPUT_LIMIT {
+                    self.flush().await?;
+                }
                 let Some(line) = self.input.next_line(self.session.line_limit()) else {
                     break;
                 };
@@ -173,14 +192,35 @@ impl Connection {
         self.flush().await
     }
 
-    /// Sends the session's queued replies.
+    /// Sends the session's queued replies, within the command timeout: a client that
+    /// stops reading them (its TCP window stays full) is dropped then, like one that
+    /// stops sending.
     async fn flush(&mut self) -> std::io::Result<()> {
         let out = self.session.take_output();
-        if !out.is_empty() {
-            self.conn.write_all(&out).await?;
-            self.conn.flush().await?;
+        if out.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        let timeout = self.shared.settings.limits.command_timeout;
+        let conn = &mut self.conn;
+        let sent = async {
+            conn.write_all(&out).await?;
+            conn.flush().await?;
+            Ok(true)
+        }
+        .or(async {
+            smol::Timer::after(timeout).await;
+            Ok::<_, std::io::Error>(false)
+        })
+        .await?;
+        if sent {
+            Ok(())
+        } else {
+            log::info!(
+                "timeout sending reply to {}: it does not read",
+                self.session.client()
+            );
+            Err(std::io::ErrorKind::TimedOut.into())
+        }
     }
 
     async fn read_input(&mut self, timeout: Duration) -> std::io::Result<Input> {
@@ -205,15 +245,16 @@ impl Connection {
         }
     }
 
-    /// Server-side TLS handshake; on success the session starts over.
+    /// Server-side TLS handshake, within `--tls-handshake-timeout` (a handshake that
+    /// never finishes must not hold a session slot); on success the session starts over.
     async fn handshake(&mut self) -> bool {
         let ctx = self.shared.current_tls();
-        let timeout = self.shared.settings.limits.command_timeout;
+        let timeout = self.shared.settings.limits.tls_handshake_timeout;
         let conn = &mut self.conn;
         let res = async { conn.accept(&ctx).await }
             .or(async {
                 smol::Timer::after(timeout).await;
-                Err("timeout".to_string())
+                Err(format!("timeout after {} s", timeout.as_secs()))
             })
             .await;
         match res {

@@ -80,6 +80,26 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<Async<TcpListener>> {
     }
 }
 
+/// How long the accept loop pauses when the process (or system) is out of descriptors
+/// or memory: the listening socket stays readable, so retrying at once would spin.
+const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Accept errors are logged at most this often.
+const ACCEPT_WARNING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// How long the `421` to a connection over the limits may take to write: it fits in a
+/// fresh socket's buffer, so this only matters for a peer that is already gone.
+const REFUSAL_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Whether an accept error means "out of resources" (wait for some to be freed) rather
+/// than a problem with the one connection that was being accepted (take the next).
+fn out_of_resources(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
 /// Accepts until the server shuts down.
 pub async fn run(
     ex: Rc<smol::LocalExecutor<'static>>,
@@ -87,6 +107,11 @@ pub async fn run(
     listener: Listener,
     socket: Async<TcpListener>,
 ) {
+    // Accept errors are logged at most once a minute, each time with the number of
+    // failures since the last line: a descriptor shortage that lasts (sessions ending
+    // one by one let single accepts through) is one line, not one per retry.
+    let mut warned_at: Option<std::time::Instant> = None;
+    let mut failures: u64 = 0;
     loop {
         let accepted = async { Some(socket.accept().await) }
             .or(async {
@@ -98,9 +123,20 @@ pub async fn run(
             None => return,
             Some(Ok(x)) => x,
             Some(Err(e)) => {
-                // EMFILE and friends: pause briefly instead of spinning.
-                log::warn!("accept on {}: {e}", listener.addr);
-                smol::Timer::after(std::time::Duration::from_millis(100)).await;
+                failures += 1;
+                if warned_at.is_none_or(|t| t.elapsed() >= ACCEPT_WARNING_INTERVAL) {
+                    log::warn!(
+                        "accept on {}: {e} ({failures} failed accept(s) since the last warning; \
+                         retrying every {} ms while out of descriptors)",
+                        listener.addr,
+                        ACCEPT_BACKOFF.as_millis()
+                    );
+                    warned_at = Some(std::time::Instant::now());
+                    failures = 0;
+                }
+                if out_of_resources(&e) {
+                    smol::Timer::after(ACCEPT_BACKOFF).await;
+                }
                 continue;
             }
         };
@@ -122,7 +158,13 @@ pub async fn run(
                 log::warn!("{}: {} [{}]", text, listener.role.name(), peer.ip());
                 ex.spawn(async move {
                     let reply = Reply::new(421, "4.3.2", text).to_wire();
-                    let _ = stream.write_all(reply.as_bytes()).await;
+                    let _ = stream
+                        .write_all(reply.as_bytes())
+                        .or(async {
+                            smol::Timer::after(REFUSAL_WRITE_TIMEOUT).await;
+                            Ok(())
+                        })
+                        .await;
                 })
                 .detach();
             }

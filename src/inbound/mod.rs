@@ -50,6 +50,8 @@ pub struct Limits {
     pub max_recipients: usize,
     pub command_timeout: Duration,
     pub data_timeout: Duration,
+    /// For a TLS handshake to finish (STARTTLS and implicit TLS).
+    pub tls_handshake_timeout: Duration,
 }
 
 /// What the receiving side needs from the configuration.

@@ -163,6 +163,11 @@ impl Session {
         std::mem::take(&mut self.output)
     }
 
+    /// Bytes of replies queued and not yet taken.
+    pub fn output_len(&self) -> usize {
+        self.output.len()
+    }
+
     pub fn reply(&mut self, r: Reply) {
         self.output.extend_from_slice(r.to_wire().as_bytes());
     }
@@ -691,6 +696,7 @@ mod tests {
                     max_recipients: 3,
                     command_timeout: Duration::from_secs(1),
                     data_timeout: Duration::from_secs(1),
+                    tls_handshake_timeout: Duration::from_secs(1),
                 },
                 enforce: checks::Enforce::default(),
                 resolver: None,
