@@ -7,7 +7,6 @@
 //! `--tls-handshake-timeout`; running out of descriptors pauses `accept` (logged once)
 //! and the listener recovers by itself.
 
-
 mod common;
 
 use std::io::{ErrorKind, Read, Write};
@@ -54,7 +53,11 @@ fn eventually(mut cond: impl FnMut() -> bool) -> bool {
 
 /// A TCP connection from `src` (any address of 127.0.0.0/8: the loopback interface
 /// owns them all) to `dst`; `rcvbuf` sets a fixed receive buffer first (no autotuning).
-fn connect_from(src: Ipv4Addr, dst: SocketAddrV4, rcvbuf: Option<i32>) -> std::io::Result<TcpStream> {
+fn connect_from(
+    src: Ipv4Addr,
+    dst: SocketAddrV4,
+    rcvbuf: Option<i32>,
+) -> std::io::Result<TcpStream> {
     fn sockaddr(a: SocketAddrV4) -> libc::sockaddr_in {
         libc::sockaddr_in {
             sin_family: libc::AF_INET as libc::sa_family_t,
@@ -75,7 +78,11 @@ fn connect_from(src: Ipv4Addr, dst: SocketAddrV4, rcvbuf: Option<i32>) -> std::i
     let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
     // SAFETY: plain socket calls on a descriptor owned by the TcpStream from here on.
     unsafe {
-        let fd = check(libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0))?;
+        let fd = check(libc::socket(
+            libc::AF_INET,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            0,
+        ))?;
         let stream = TcpStream::from_raw_fd(fd);
         if let Some(size) = rcvbuf {
             check(libc::setsockopt(
@@ -87,9 +94,17 @@ fn connect_from(src: Ipv4Addr, dst: SocketAddrV4, rcvbuf: Option<i32>) -> std::i
             ))?;
         }
         let from = sockaddr(SocketAddrV4::new(src, 0));
-        check(libc::bind(fd, &from as *const _ as *const libc::sockaddr, len))?;
+        check(libc::bind(
+            fd,
+            &from as *const _ as *const libc::sockaddr,
+            len,
+        ))?;
         let to = sockaddr(dst);
-        check(libc::connect(fd, &to as *const _ as *const libc::sockaddr, len))?;
+        check(libc::connect(
+            fd,
+            &to as *const _ as *const libc::sockaddr,
+            len,
+        ))?;
         Ok(stream)
     }
 }
@@ -125,7 +140,9 @@ struct Flood {
 /// Opens `per_source` connections from each of `sources` to `dst` as fast as 4
 /// threads can, holding every greeted one open so the sessions stay counted.
 fn flood(sources: &[Ipv4Addr], per_source: usize, dst: SocketAddrV4) -> Flood {
-    let jobs: Vec<Ipv4Addr> = (0..per_source).flat_map(|_| sources.iter().copied()).collect();
+    let jobs: Vec<Ipv4Addr> = (0..per_source)
+        .flat_map(|_| sources.iter().copied())
+        .collect();
     let chunks: Vec<Vec<Ipv4Addr>> = (0..4)
         .map(|t| jobs.iter().skip(t).step_by(4).copied().collect())
         .collect();
@@ -169,7 +186,11 @@ fn assert_fds_back(server: &Server, baseline: usize, after: &str) {
 
 /// A whole message from 127.0.0.1, queued (250) and delivered.
 fn assert_takes_mail(server: &Server, n: usize) {
-    server.submit("someone@example.org", &["user@example.test"], "Subject: t\r\n\r\nhi");
+    server.submit(
+        "someone@example.org",
+        &["user@example.test"],
+        "Subject: t\r\n\r\nhi",
+    );
     server.wait_delivered("user", n);
 }
 
@@ -190,11 +211,18 @@ fn floods_from_one_and_many_addresses_meet_the_limits_and_leave_nothing_behind()
 
     // One address: PER_IP sessions, every other connection a 421 naming the address.
     let seen = flood(&[Ipv4Addr::LOCALHOST], 2000, dst);
-    assert!(seen.failed.is_empty(), "{:?}", &seen.failed[..seen.failed.len().min(5)]);
+    assert!(
+        seen.failed.is_empty(),
+        "{:?}",
+        &seen.failed[..seen.failed.len().min(5)]
+    );
     assert_eq!(seen.held.len(), PER_IP);
     assert_eq!(seen.refused.len(), 2000 - PER_IP);
     for line in &seen.refused {
-        assert_eq!(line, "421 4.3.2 Error: too many connections from your address");
+        assert_eq!(
+            line,
+            "421 4.3.2 Error: too many connections from your address"
+        );
     }
     // The listener still serves: another address gets in while the 4 are held.
     let mut other = connect_from(Ipv4Addr::new(127, 0, 0, 2), dst, None).unwrap();
@@ -206,7 +234,11 @@ fn floods_from_one_and_many_addresses_meet_the_limits_and_leave_nothing_behind()
     // 200 addresses, 10 connections each: TOTAL sessions, at most PER_IP per address.
     let sources: Vec<Ipv4Addr> = (1..=200).map(|i| Ipv4Addr::new(127, 0, 1, i)).collect();
     let seen = flood(&sources, 10, dst);
-    assert!(seen.failed.is_empty(), "{:?}", &seen.failed[..seen.failed.len().min(5)]);
+    assert!(
+        seen.failed.is_empty(),
+        "{:?}",
+        &seen.failed[..seen.failed.len().min(5)]
+    );
     assert_eq!(seen.held.len(), TOTAL);
     for src in &sources {
         let n = seen.held.iter().filter(|(a, _)| a == src).count();
@@ -258,7 +290,9 @@ fn a_client_that_never_reads_is_dropped_at_the_command_timeout() {
 
     let stream = connect_from(Ipv4Addr::LOCALHOST, addr_of(&server.smtp), Some(4096)).unwrap();
     // The bound of this test, far beyond the 2 s the server should take.
-    stream.set_write_timeout(Some(Duration::from_secs(60))).unwrap();
+    stream
+        .set_write_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
     let peak = std::thread::spawn(move || {
         let mut peak = 0;
         for _ in 0..200 {
@@ -270,7 +304,10 @@ fn a_client_that_never_reads_is_dropped_at_the_command_timeout() {
     let res = pipeline_without_reading(&stream);
     let err = res.expect_err("the server read 256 MB of commands without being read from");
     assert!(
-        matches!(err.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe),
+        matches!(
+            err.kind(),
+            ErrorKind::ConnectionReset | ErrorKind::BrokenPipe
+        ),
         "the connection was not dropped: {err}"
     );
     server.wait_log("timeout sending reply to");
@@ -316,7 +353,8 @@ fn tls_handshakes_that_never_finish_are_cut_off() {
     while !first_line(&mut half).unwrap().starts_with("250 ") {}
     half.write_all(b"STARTTLS\r\n").unwrap();
     assert!(first_line(&mut half).unwrap().starts_with("220 "));
-    half.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc]).unwrap();
+    half.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc])
+        .unwrap();
 
     wait_closed(&silent).expect("port 465 connection without a ClientHello still open");
     wait_closed(&half).expect("STARTTLS connection with half a ClientHello still open");
@@ -349,12 +387,21 @@ fn running_out_of_descriptors_pauses_accept_and_recovers() {
     let wrapper = dir.path().join("tinymta");
     std::fs::write(
         &wrapper,
-        format!("#!/bin/sh\nulimit -n 48\nexec {} \"$@\"\n", tinymta_bin().display()),
+        format!(
+            "#!/bin/sh\nulimit -n 48\nexec {} \"$@\"\n",
+            tinymta_bin().display()
+        ),
     )
     .unwrap();
-    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .unwrap();
-    let server = Server::start_binary(&wrapper, &["--max-sessions", "500", "--max-sessions-per-ip", "500"]);
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let server = Server::start_binary(
+        &wrapper,
+        &["--max-sessions", "500", "--max-sessions-per-ip", "500"],
+    );
     let pid = server.pid();
     assert_takes_mail(&server, 1);
     let fds_idle = fd_count(pid);
@@ -369,6 +416,9 @@ fn running_out_of_descriptors_pauses_accept_and_recovers() {
     assert_fds_back(&server, fds_idle, "after running out of descriptors");
     assert_takes_mail(&server, 2);
     let log = server.log();
-    let warnings = log.lines().filter(|l| l.contains("Too many open files")).count();
+    let warnings = log
+        .lines()
+        .filter(|l| l.contains("Too many open files"))
+        .count();
     assert_eq!(warnings, 1, "the shortage is logged once:\n{log}");
 }
