@@ -81,7 +81,8 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<Async<TcpListener>> {
 }
 
 /// How long the accept loop pauses when the process (or system) is out of descriptors
-/// or memory: the listening socket stays readable, so retrying at once would spin.
+/// or memory: the listening socket stays readable, so retrying at once would spin (and
+/// starve the sessions whose ending would free them).
 const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Accept errors are logged at most this often.
@@ -91,12 +92,13 @@ const ACCEPT_WARNING_INTERVAL: std::time::Duration = std::time::Duration::from_s
 /// fresh socket's buffer, so this only matters for a peer that is already gone.
 const REFUSAL_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Whether an accept error means "out of resources" (wait for some to be freed) rather
-/// than a problem with the one connection that was being accepted (take the next).
-fn out_of_resources(e: &std::io::Error) -> bool {
+/// Whether an accept error concerns only the connection that was being accepted (it
+/// was reset before we took it): the next one can be taken at once. Anything else
+/// (EMFILE, ENFILE, ENOBUFS, ENOMEM...) lasts until resources are freed: pause.
+fn lost_connection(e: &std::io::Error) -> bool {
     matches!(
         e.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+        Some(libc::ECONNABORTED | libc::EPROTO | libc::EINTR)
     )
 }
 
@@ -134,7 +136,7 @@ pub async fn run(
                     warned_at = Some(std::time::Instant::now());
                     failures = 0;
                 }
-                if out_of_resources(&e) {
+                if !lost_connection(&e) {
                     smol::Timer::after(ACCEPT_BACKOFF).await;
                 }
                 continue;

@@ -102,6 +102,8 @@ pub struct Shared {
     /// The DKIM keys the mail of our own clients is signed with; replaced on SIGHUP.
     pub dkim: SharedKeys,
     sessions: Cell<usize>,
+    /// Most sessions at once since the server was last without any.
+    burst: Cell<usize>,
     per_ip: RefCell<HashMap<IpAddr, usize>>,
 }
 
@@ -117,9 +119,27 @@ pub struct SessionSlot {
     ip: IpAddr,
 }
 
+/// After this many sessions at once, the last one to end gives the heap's free pages back
+/// (see [`release_free_memory`]).
+const TRIM_AFTER_SESSIONS: usize = 64;
+
+/// Returns the free pages of the heap to the system. glibc's malloc keeps what a burst
+/// of sessions (a flood: a thousand sessions of a few KB each) freed, as holes between
+/// live blocks, for good; musl's gives them back by itself.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks glibc's own heap under its lock.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 impl Drop for SessionSlot {
     fn drop(&mut self) {
         self.shared.sessions.set(self.shared.sessions.get() - 1);
+        if self.shared.sessions.get() == 0 && self.shared.burst.replace(0) >= TRIM_AFTER_SESSIONS {
+            release_free_memory();
+        }
         let mut per_ip = self.shared.per_ip.borrow_mut();
         if let Some(n) = per_ip.get_mut(&self.ip) {
             *n -= 1;
@@ -150,6 +170,7 @@ impl Shared {
             rewriter: loaded.rewriter,
             dkim: loaded.dkim,
             sessions: Cell::new(0),
+            burst: Cell::new(0),
             per_ip: RefCell::new(HashMap::new()),
         }
     }
@@ -166,6 +187,7 @@ impl Shared {
         }
         *n += 1;
         self.sessions.set(self.sessions.get() + 1);
+        self.burst.set(self.burst.get().max(self.sessions.get()));
         Ok(SessionSlot {
             shared: self.clone(),
             ip,
