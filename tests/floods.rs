@@ -313,6 +313,35 @@ fn a_client_that_never_reads_is_dropped_at_the_command_timeout() {
     server.wait_log("timeout sending reply to");
     drop(stream);
     assert_fds_back(&server, fds_idle, "after the client that never reads");
+
+    // The same over TLS (port 465): the TLS layer buffers no more than the socket.
+    let tcp = connect_from(Ipv4Addr::LOCALHOST, addr_of(&server.smtps), Some(4096)).unwrap();
+    tcp.set_write_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut connector =
+        openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls_client()).unwrap();
+    connector.set_verify(openssl::ssl::SslVerifyMode::NONE);
+    let tls = connector
+        .build()
+        .configure()
+        .unwrap()
+        .verify_hostname(false)
+        .connect("mx.example.test", tcp)
+        .expect("TLS handshake");
+    let err = pipeline_without_reading(tls).expect_err("256 MB of commands over TLS");
+    assert!(
+        matches!(
+            err.kind(),
+            ErrorKind::ConnectionReset | ErrorKind::BrokenPipe
+        ),
+        "the TLS connection was not dropped: {err}"
+    );
+    assert!(eventually(|| server
+        .log()
+        .matches("timeout sending reply to")
+        .count()
+        == 2));
+    assert_fds_back(&server, fds_idle, "after the TLS client that never reads");
     let peak = peak.join().unwrap();
     assert!(
         peak <= rss_idle + RSS_SLACK_KB,
