@@ -125,7 +125,7 @@ const TRIM_AFTER_SESSIONS: usize = 64;
 
 /// Returns the free pages of the heap to the system. glibc's malloc keeps what a burst
 /// of sessions (a flood: a thousand sessions of a few KB each) freed, as holes between
-/// live blocks, for good; musl's gives them back by itself.
+/// live blocks, for good; musl's mallocng unmaps freed groups by itself.
 fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only walks glibc's own heap under its lock.
