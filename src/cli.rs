@@ -52,6 +52,11 @@ pub struct ServeArgs {
     /// ./tinymta-state otherwise)
     #[argh(option)]
     pub state_dir: Option<String>,
+    /// when started as root: the user to run as once the listeners are bound and the
+    /// files opened (default tinymta if that user exists; otherwise stays root, with a
+    /// warning)
+    #[argh(option)]
+    pub user: Option<String>,
     /// domain delivered locally, repeatable (default: the host name)
     #[argh(option)]
     pub domain: Vec<String>,

@@ -51,6 +51,8 @@ pub struct Config {
     pub listeners: Vec<Listener>,
     pub hostname: String,
     pub state_dir: PathBuf,
+    /// `--user`: whom the daemon runs as when started as root (see `privileges`).
+    pub user: Option<String>,
     pub mail_dir: PathBuf,
     pub relay_networks: Vec<Cidr>,
     /// Certificate/key pairs (one, or an RSA and an ECDSA one); empty means the
@@ -476,6 +478,7 @@ impl Config {
             listeners,
             hostname,
             state_dir,
+            user: args.user.clone(),
             mail_dir,
             relay_networks,
             tls_cert,

@@ -1,6 +1,9 @@
 //! `tinymta sendmail` (and the `sendmail` symlink): reads a message on stdin, completes
 //! its headers as Postfix's pickup/cleanup do, and drops it into the queue of the
-//! daemon that uses the same state directory, then wakes the daemon.
+//! daemon that uses the same state directory, then wakes the daemon. When the queue
+//! belongs to another user (a daemon started as root runs as its own user), the
+//! message goes into the daemon's maildrop instead, which it checks and queues
+//! (`queue::maildrop`).
 //!
 //! The recipients are queued as given, marked unexpanded: the daemon puts them through
 //! its address tables (aliases, virtual, recipient table, SRS) when it picks the file
@@ -12,6 +15,8 @@
 //! the envelope is written.
 
 use std::io::{self, BufRead, Read};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 
 use crate::address::address_list;
 use crate::cli::SendmailArgs;
@@ -19,6 +24,7 @@ use crate::clock::unix_now;
 use crate::exit;
 use crate::headers::{self, Header, Origin, SectionPrefix};
 use crate::host::{default_state_dir, system_hostname};
+use crate::queue::maildrop;
 use crate::queue::wakeup::{self, Wakeup};
 use crate::queue::{Envelope, QueueId, Spool};
 use crate::smtp::address::parse_mailbox;
@@ -56,6 +62,17 @@ fn login_name() -> String {
                 format!("uid{}", rustix::process::geteuid().as_raw())
             }
         })
+}
+
+/// Whether the message goes through the maildrop rather than straight into the queue:
+/// the queue belongs to another user (the daemon's, see `privileges`) — root too
+/// would make files the daemon cannot read — and the daemon has made a maildrop.
+fn via_maildrop(state_dir: &Path) -> bool {
+    let euid = rustix::process::geteuid().as_raw();
+    match std::fs::metadata(state_dir.join("queue")) {
+        Ok(queue) => queue.uid() != euid && maildrop::dir(state_dir).is_dir(),
+        Err(_) => false,
+    }
 }
 
 /// Qualifies `user` with `@hostname`, then checks RFC 5321 syntax.
@@ -311,8 +328,16 @@ fn queue_message(args: &SendmailArgs, stdin: &mut impl Read) -> Result<QueueId, 
 
     let id = QueueId::generate();
     let now = unix_now();
-    let uid = rustix::process::getuid().as_raw();
-    let mut head = headers::received(&Origin::Local { uid }, &hostname, &id.0, &[], now);
+    let state_dir = default_state_dir(&args.state_dir);
+    let dropping = via_maildrop(&state_dir);
+    // Through the maildrop the daemon writes the trace field, with the uid it takes
+    // from the dropped file's owner; one written here would not be believed.
+    let mut head = if dropping {
+        String::new()
+    } else {
+        let uid = rustix::process::getuid().as_raw();
+        headers::received(&Origin::Local { uid }, &hostname, &id.0, &[], now)
+    };
     if !header.has("From") {
         let addr = if sender.is_empty() {
             format!("MAILER-DAEMON@{hostname}")
@@ -341,7 +366,16 @@ fn queue_message(args: &SendmailArgs, stdin: &mut impl Read) -> Result<QueueId, 
     completed.extend_from_slice(b"\r\n");
     completed.extend_from_slice(&start.bytes[header.body..]);
 
-    let state_dir = default_state_dir(&args.state_dir);
+    if dropping {
+        let mut content = completed.as_slice().chain(&mut input);
+        maildrop::submit(&state_dir, &id, &sender, &recipients, &mut content).map_err(|e| {
+            input.failure(|| {
+                let dir = maildrop::dir(&state_dir);
+                format!("cannot write to the maildrop {}: {e}", dir.display())
+            })
+        })?;
+        return Ok(id);
+    }
     let spool = Spool::open(&state_dir).map_err(|e| {
         (
             exit::TEMPFAIL,

@@ -1,6 +1,7 @@
 //! The daemon (`tinymta serve`): opens the queue and recovers it, loads TLS, binds the
-//! listeners, wires delivery into the queue manager, starts it and the wakeup socket,
-//! and handles signals (SIGHUP reloads the certificate, the `--auth-file` users, the
+//! listeners, gives up root (`--user`, see `privileges`), wires delivery into the
+//! queue manager, starts it, the wakeup socket and the maildrop pick-up, and handles
+//! signals (SIGHUP reloads the certificate, the `--auth-file` users, the
 //! address tables, the smarthost logins and the DKIM keys; SIGTERM/SIGINT shut down
 //! gracefully).
 
@@ -20,14 +21,17 @@ use crate::inbound::{listener, InboundTls, Listener, Reloadable, Role, Shared};
 use crate::mailauth::signing::{DkimKeys, SharedKeys};
 use crate::outbound::remote::Remote;
 use crate::outbound::DeliveryContext;
+use crate::privileges::{self, Account};
 use crate::queue::scheduler::{self, Event, Scheduler};
 use crate::queue::spool::GroupCommit;
-use crate::queue::wakeup;
+use crate::queue::{maildrop, wakeup};
 use crate::queue::{QueueKey, Spool};
 use crate::tls;
 
 /// How long sessions get to finish after SIGTERM before the process exits anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// How often the maildrop is looked at without a datagram on the pickup socket.
+const PICKUP_RESCAN: Duration = Duration::from_secs(60);
 
 /// Resolves the certificates to use: the configured ones, or the demonstration pair
 /// (RSA and ECDSA, generated on first start, with a warning every start).
@@ -75,8 +79,123 @@ fn raise_file_limit() {
     }
 }
 
+/// Started as root: the account `--user` names (an error if there is none), or the
+/// default `tinymta` if it exists (`None`, with a warning, if not). Not root: `None`,
+/// and `--user` is an error unless it names this process's own user.
+fn target_account(cfg: &Config) -> Result<Option<Account>, String> {
+    let euid = rustix::process::geteuid().as_raw();
+    let name = cfg.user.as_deref().unwrap_or(privileges::DEFAULT_USER);
+    let found = privileges::lookup(name).map_err(|e| format!("--user {e}"))?;
+    match (found, cfg.user.is_some()) {
+        (Some(a), _) if euid == 0 => Ok(Some(a)),
+        (Some(a), true) if a.uid == euid => Ok(None),
+        (_, true) if euid != 0 => Err(format!(
+            "--user {name}: only root can change to another user (running as uid {euid})"
+        )),
+        (None, true) => Err(format!("--user {name}: no such user")),
+        (None, _) if euid == 0 => {
+            log::warn!(
+                "running as root: there is no user {name} to change to; create it (a system user without a login) or give --user"
+            );
+            Ok(None)
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Before the switch, as root: the maildrop made, the state directory kept traversable
+/// for `sendmail` (mode o+x: the files in it have their own modes), and the state
+/// directory and the Maildirs (made now if missing) handed to `account`, so the
+/// daemon owns all it writes: queue files, Maildirs, the SRS secret, generated
+/// certificates.
+fn prepare_state(cfg: &Config, account: Option<&Account>) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let shown = cfg.state_dir.display();
+    maildrop::create(&cfg.state_dir).map_err(|e| format!("maildrop in {shown}: {e}"))?;
+    let meta = std::fs::metadata(&cfg.state_dir).map_err(|e| format!("{shown}: {e}"))?;
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o011 != 0o011 {
+        std::fs::set_permissions(
+            &cfg.state_dir,
+            std::fs::Permissions::from_mode(mode | 0o011),
+        )
+        .map_err(|e| format!("{shown}: {e}"))?;
+    }
+    let Some(a) = account else {
+        return Ok(());
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&cfg.mail_dir)
+        .map_err(|e| format!("--mail-dir {}: {e}", cfg.mail_dir.display()))?;
+    for dir in [&cfg.state_dir, &cfg.mail_dir] {
+        let n = privileges::hand_over(dir, a.uid, a.gid)
+            .map_err(|e| format!("cannot give {} to user {}: {e}", dir.display(), a.name))?;
+        if n > 0 {
+            log::info!("{}: {n} file(s) given to user {}", dir.display(), a.name);
+        }
+    }
+    Ok(())
+}
+
+/// After the switch: every file SIGHUP reads again is read by path as the daemon's
+/// user. One it cannot open now would make the reload keep the old contents; say so
+/// at start, naming the flag and the fix.
+fn check_reloadable(cfg: &Config, account: &Account) {
+    let mut files: Vec<(&str, &std::path::Path)> = Vec::new();
+    for (cert, key) in &cfg.tls_cert {
+        files.push(("--tls-cert", cert));
+        files.push(("--tls-key", key));
+    }
+    if let Some(f) = &cfg.auth_file {
+        files.push(("--auth-file", f));
+    }
+    let t = &cfg.table_paths;
+    for (flag, path) in [
+        ("--aliases", &t.aliases),
+        ("--virtual", &t.virtual_map),
+        ("--local-recipients", &t.local_recipients),
+        ("--sender-rewrite", &t.sender_rewrite),
+        ("--relay-credentials", &cfg.outbound.credentials_file),
+    ] {
+        if let Some(p) = path {
+            files.push((flag, p));
+        }
+    }
+    for spec in &cfg.dkim_specs {
+        files.push(("--dkim-key", &spec.path));
+    }
+    for (flag, path) in files {
+        if let Err(e) = std::fs::File::open(path) {
+            log::warn!(
+                "{flag} {}: user {} cannot read it ({e}): it was read as root at start, but SIGHUP will keep the old contents; make it readable by {} (e.g. chgrp {} and chmod g+r, or chown {} for files that must be mode 0600)",
+                path.display(),
+                account.name,
+                account.name,
+                account.name,
+                account.name
+            );
+        }
+    }
+}
+
 /// Runs the daemon until SIGTERM/SIGINT. Returns the process exit code.
 pub fn serve(cfg: Config) -> i32 {
+    // First, before any thread exists: it holds per thread (see `privileges`).
+    if rustix::process::geteuid().is_root() {
+        if let Err(e) = privileges::forbid_new_privileges() {
+            log::error!("cannot set no_new_privs: {e}");
+            return exit::CONFIG;
+        }
+    }
+    let account = match target_account(&cfg) {
+        Ok(a) => a,
+        Err(e) => {
+            log::error!("{e}");
+            return exit::CONFIG;
+        }
+    };
     let spool = match Spool::open(&cfg.state_dir) {
         Ok(s) => s,
         Err(e) => {
@@ -145,6 +264,20 @@ pub fn serve(cfg: Config) -> i32 {
         }
     }
 
+    // Everything that needs root is open: the listeners, the queue, the files read.
+    if let Err(e) = prepare_state(&cfg, account.as_ref()) {
+        log::error!("{e}");
+        return exit::CONFIG;
+    }
+    if let Some(a) = &account {
+        if let Err(e) = privileges::switch_to(a) {
+            log::error!("{e}");
+            return exit::CONFIG;
+        }
+        log::info!("running as user {} (uid {}, gid {})", a.name, a.uid, a.gid);
+        check_reloadable(&cfg, a);
+    }
+
     let ex = Rc::new(smol::LocalExecutor::new());
     let ex2 = ex.clone();
     let loaded = Reloadable {
@@ -206,6 +339,19 @@ async fn run(
         Err(e) => log::warn!(
             "cannot open wakeup socket {}: {e}; sendmail drops are found by the periodic rescan",
             spool.wakeup_socket().display()
+        ),
+    }
+
+    match bind_pickup(&cfg) {
+        Ok(sock) => {
+            let (state_dir, spool) = (cfg.state_dir.clone(), spool.clone());
+            let (hostname, max_size) = (cfg.hostname.clone(), cfg.limits.max_message_size);
+            ex.spawn(pick_up_loop(sock, state_dir, spool, hostname, max_size, events_tx.clone()))
+                .detach();
+        }
+        Err(e) => log::error!(
+            "cannot open pickup socket {}: {e}; sendmail from other users is not picked up",
+            maildrop::pickup_socket(&cfg.state_dir).display()
         ),
     }
 
@@ -277,8 +423,53 @@ async fn run(
         smol::Timer::after(Duration::from_millis(50)).await;
     }
     let _ = std::fs::remove_file(shared.spool.wakeup_socket());
+    let _ = std::fs::remove_file(maildrop::pickup_socket(&cfg.state_dir));
     log::info!("stopped");
     0
+}
+
+/// The pickup socket, writable by everyone: a datagram only makes the daemon look in
+/// the maildrop, which it also does once a minute and at start.
+fn bind_pickup(cfg: &Config) -> std::io::Result<Async<std::os::unix::net::UnixDatagram>> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = maildrop::pickup_socket(&cfg.state_dir);
+    let _ = std::fs::remove_file(&path);
+    let sock = std::os::unix::net::UnixDatagram::bind(&path)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))?;
+    Async::new(sock)
+}
+
+/// Moves what `sendmail` dropped into the queue: at start, on each datagram (all
+/// waiting datagrams answered by one pass) and once a minute; each message queued is
+/// handed to the scheduler.
+async fn pick_up_loop(
+    sock: Async<std::os::unix::net::UnixDatagram>,
+    state_dir: std::path::PathBuf,
+    spool: Spool,
+    hostname: String,
+    max_size: u64,
+    events: smol::channel::Sender<Event>,
+) {
+    use smol::future::FutureExt;
+    let mut buf = [0u8; 64];
+    loop {
+        let (d, s, h) = (state_dir.clone(), spool.clone(), hostname.clone());
+        for picked in smol::unblock(move || maildrop::pick_up(&d, &s, &h, max_size)).await {
+            if events.send(Event::New(picked.id)).await.is_err() {
+                return;
+            }
+        }
+        let poked = async { sock.recv(&mut buf).await.is_ok() }
+            .or(async {
+                smol::Timer::after(PICKUP_RESCAN).await;
+                true
+            })
+            .await;
+        if !poked {
+            return;
+        }
+        while sock.get_ref().recv(&mut buf).is_ok() {}
+    }
 }
 
 /// SIGHUP: reads the address tables (and the SRS secret) again; on any error the old

@@ -7,12 +7,16 @@
 //! - `status/ID`   small per-attempt record (attempts, next retry, finished recipients)
 //! - `wakeup`      datagram socket of the running daemon (sendmail, queue flush)
 //!
+//! and beside it `<state-dir>/maildrop/`, where `sendmail` run by other users drops
+//! messages for the daemon to check and queue (see `maildrop`).
+//!
 //! The queue knows nothing of SMTP sessions or TLS; it stores envelopes and bytes. It
 //! asks delivery for attempts through `outcome::Deliver` and decides on what comes
 //! back (retry, bounce, removal); delivery never writes to the spool.
 
 pub mod admin;
 pub mod bounce;
+pub mod maildrop;
 pub mod outcome;
 pub mod scheduler;
 pub mod spool;
