@@ -118,8 +118,7 @@ pub fn switch_to(account: &Account) -> Result<(), String> {
         if libc::setuid(account.uid) != 0 {
             return Err(fail("setuid"));
         }
-        if account.uid != 0 && (libc::setuid(0) == 0 || libc::setgid(0) == 0 && account.gid != 0)
-        {
+        if account.uid != 0 && (libc::setuid(0) == 0 || libc::setgid(0) == 0 && account.gid != 0) {
             return Err(format!(
                 "changed to user {} but could become root again",
                 account.name
@@ -135,7 +134,9 @@ mod tests {
 
     #[test]
     fn root_is_found_and_a_made_up_user_is_not() {
-        let root = lookup("root").unwrap().expect("root in the password database");
+        let root = lookup("root")
+            .unwrap()
+            .expect("root in the password database");
         assert_eq!((root.uid, root.gid), (0, 0));
         assert_eq!(lookup("no-such-user-tinymta-x").unwrap(), None);
         assert!(lookup("nul\0name").is_err());

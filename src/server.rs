@@ -346,8 +346,15 @@ async fn run(
         Ok(sock) => {
             let (state_dir, spool) = (cfg.state_dir.clone(), spool.clone());
             let (hostname, max_size) = (cfg.hostname.clone(), cfg.limits.max_message_size);
-            ex.spawn(pick_up_loop(sock, state_dir, spool, hostname, max_size, events_tx.clone()))
-                .detach();
+            ex.spawn(pick_up_loop(
+                sock,
+                state_dir,
+                spool,
+                hostname,
+                max_size,
+                events_tx.clone(),
+            ))
+            .detach();
         }
         Err(e) => log::error!(
             "cannot open pickup socket {}: {e}; sendmail from other users is not picked up",

@@ -213,7 +213,10 @@ fn take(
         .filter(|id| !spool.message_path(id).exists());
     let now = unix_now();
     let mut last = None;
-    for id in suggested.into_iter().chain(std::iter::repeat_with(QueueId::generate).take(3)) {
+    for id in suggested
+        .into_iter()
+        .chain(std::iter::repeat_with(QueueId::generate).take(3))
+    {
         let env = Envelope {
             id: id.clone(),
             arrival: now,
@@ -247,7 +250,9 @@ fn take(
             size: copied,
         });
     }
-    Err(Take::Later(last.unwrap_or_else(|| io::Error::other("no queue ID"))))
+    Err(Take::Later(
+        last.unwrap_or_else(|| io::Error::other("no queue ID")),
+    ))
 }
 
 /// One line of the envelope into `line`, without its line end.
@@ -307,7 +312,8 @@ mod tests {
     use super::*;
 
     fn tempdir(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("tinymta-maildrop-{name}-{}", std::process::id()));
+        let d =
+            std::env::temp_dir().join(format!("tinymta-maildrop-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&d);
         d
     }
@@ -321,8 +327,14 @@ mod tests {
         assert_eq!(mode & 0o7777, 0o1733);
         let id = QueueId::generate();
         let rcpts = vec!["a@example.org".to_string()];
-        submit(&state, &id, "u@example.org", &rcpts, &mut &b"Subject: x\r\n\r\nhi\r\n"[..])
-            .unwrap();
+        submit(
+            &state,
+            &id,
+            "u@example.org",
+            &rcpts,
+            &mut &b"Subject: x\r\n\r\nhi\r\n"[..],
+        )
+        .unwrap();
         let got = pick_up(&state, &spool, "mx.example.org", 1000);
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].id, id);
@@ -332,7 +344,12 @@ mod tests {
         assert!(env.unexpanded);
         let uid = rustix::process::geteuid().as_raw();
         let text = String::from_utf8(content).unwrap();
-        assert!(text.starts_with(&format!("Received: by mx.example.org (tinymta, from userid {uid})")), "{text}");
+        assert!(
+            text.starts_with(&format!(
+                "Received: by mx.example.org (tinymta, from userid {uid})"
+            )),
+            "{text}"
+        );
         assert!(text.ends_with("Subject: x\r\n\r\nhi\r\n"));
         assert_eq!(fs::read_dir(dir(&state)).unwrap().count(), 0);
         fs::remove_dir_all(&state).unwrap();
@@ -345,18 +362,34 @@ mod tests {
         create(&state).unwrap();
         let d = dir(&state);
         for (name, body) in [
-            ("A1.x", "tinymta-maildrop 1\nsender a@b.example\nuid 0\nrcpt c@d.example\n\nx\r\n"),
+            (
+                "A1.x",
+                "tinymta-maildrop 1\nsender a@b.example\nuid 0\nrcpt c@d.example\n\nx\r\n",
+            ),
             ("A2.x", "tinymta-queue 2\nid A2\nrcpt c@d.example\n\nx\r\n"),
-            ("A3.x", "tinymta-maildrop 1\nsender a@b.example\nrcpt not an address\n\n"),
+            (
+                "A3.x",
+                "tinymta-maildrop 1\nsender a@b.example\nrcpt not an address\n\n",
+            ),
             ("A4.x", "tinymta-maildrop 1\nsender a@b.example\n"),
-            ("A5.x", "tinymta-maildrop 1\nsender a@b.example\n\nno recipients\r\n"),
-            ("A6.x", "tinymta-maildrop 1\nsender a@b.example\nrcpt c@d.example\n\n0123456789abc"),
+            (
+                "A5.x",
+                "tinymta-maildrop 1\nsender a@b.example\n\nno recipients\r\n",
+            ),
+            (
+                "A6.x",
+                "tinymta-maildrop 1\nsender a@b.example\nrcpt c@d.example\n\n0123456789abc",
+            ),
         ] {
             fs::write(d.join(name), body).unwrap();
         }
         // A link to a file of the daemon's, and a hard link: neither is read.
         std::os::unix::fs::symlink(spool.messages_dir(), d.join("L1.x")).unwrap();
-        fs::write(state.join("secret"), "tinymta-maildrop 1\nsender a@b.example\nrcpt c@d.example\n\nx\r\n").unwrap();
+        fs::write(
+            state.join("secret"),
+            "tinymta-maildrop 1\nsender a@b.example\nrcpt c@d.example\n\nx\r\n",
+        )
+        .unwrap();
         fs::hard_link(state.join("secret"), d.join("L2.x")).unwrap();
         // A partial file is left for its writer.
         fs::write(d.join("P1.x.tmp"), "tinymta-maildrop 1\n").unwrap();

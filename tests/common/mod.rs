@@ -254,6 +254,11 @@ impl Server {
         Server::start_with(bin, None, extra, "info")
     }
 
+    /// `start_binary` with the `--smtp` listener on `smtp`.
+    pub fn start_binary_at(bin: &Path, smtp: &str, extra: &[&str]) -> Server {
+        Server::start_with(bin, Some(smtp), extra, "info")
+    }
+
     /// Picks free ports for the listeners not given and starts; a port taken by another
     /// test between picking and binding ("cannot listen") is retried with new ones.
     fn start_with(bin: &Path, smtp: Option<&str>, extra: &[&str], log_filter: &str) -> Server {
