@@ -184,9 +184,10 @@ fn check_reloadable(cfg: &Config, account: &Account) {
 pub fn serve(cfg: Config) -> i32 {
     // First, before any thread exists: it holds per thread (see `privileges`).
     if rustix::process::geteuid().is_root() {
+        // A second line of defence (the switch of user is the first): an emulator or
+        // an old kernel without it is not a reason to refuse to start.
         if let Err(e) = privileges::forbid_new_privileges() {
-            log::error!("cannot set no_new_privs: {e}");
-            return exit::CONFIG;
+            log::warn!("cannot set no_new_privs: {e}");
         }
     }
     let account = match target_account(&cfg) {

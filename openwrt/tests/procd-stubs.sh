@@ -72,6 +72,9 @@ procd_append_param() {
 	fi
 }
 procd_add_reload_trigger() { _log "procd_add_reload_trigger $*"; }
+procd_add_jail() { _log "procd_add_jail $*"; }
+procd_add_jail_mount() { _log "procd_add_jail_mount $*"; }
+procd_add_jail_mount_rw() { _log "procd_add_jail_mount_rw $*"; }
 # The init script must not touch the host: record instead.
 mkdir() { _log "mkdir $*"; }
 chmod() { _log "chmod $*"; }

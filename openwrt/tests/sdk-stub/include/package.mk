@@ -1,5 +1,5 @@
 # Stand-in for the SDK's include/package.mk. BuildPackage adds two targets:
-#   print-vars     the package's version, DEPENDS, features, conffiles, compile command
+#   print-vars     the package's version, DEPENDS, USERID, features, conffiles, compile command
 #   install-to     runs Package/<name>/install into $(ROOT)
 # VERSION is joined as include/package-defaults.mk of OpenWrt 24.10 and later
 # does it (PKG_VERSION-rPKG_RELEASE, for opkg and apk alike).
@@ -10,6 +10,7 @@ print-vars:
 	@echo 'PKG_RELEASE=$$(PKG_RELEASE)'
 	@echo 'VERSION=$$(if $$(PKG_RELEASE),$$(PKG_VERSION)-r$$(PKG_RELEASE),$$(PKG_VERSION))'
 	@echo 'DEPENDS=$$(strip $$(DEPENDS))'
+	@echo 'USERID=$$(strip $$(USERID))'
 	@echo 'SECTION=$$(SECTION) CATEGORY=$$(CATEGORY)'
 	@echo 'RUST_PKG_FEATURES=$$(RUST_PKG_FEATURES)'
 	@echo 'CONFFILES=$$(strip $$(Package/$(1)/conffiles))'
