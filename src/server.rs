@@ -84,22 +84,24 @@ fn raise_file_limit() {
 /// and `--user` is an error unless it names this process's own user.
 fn target_account(cfg: &Config) -> Result<Option<Account>, String> {
     let euid = rustix::process::geteuid().as_raw();
+    if euid != 0 && cfg.user.is_none() {
+        return Ok(None);
+    }
     let name = cfg.user.as_deref().unwrap_or(privileges::DEFAULT_USER);
     let found = privileges::lookup(name).map_err(|e| format!("--user {e}"))?;
-    match (found, cfg.user.is_some()) {
-        (Some(a), _) if euid == 0 => Ok(Some(a)),
-        (Some(a), true) if a.uid == euid => Ok(None),
-        (_, true) if euid != 0 => Err(format!(
+    match found {
+        Some(a) if euid == 0 => Ok(Some(a)),
+        Some(a) if a.uid == euid => Ok(None),
+        Some(_) => Err(format!(
             "--user {name}: only root can change to another user (running as uid {euid})"
         )),
-        (None, true) => Err(format!("--user {name}: no such user")),
-        (None, _) if euid == 0 => {
+        None if cfg.user.is_some() => Err(format!("--user {name}: no such user")),
+        None => {
             log::warn!(
                 "running as root: there is no user {name} to change to; create it (a system user without a login) or give --user"
             );
             Ok(None)
         }
-        _ => Ok(None),
     }
 }
 

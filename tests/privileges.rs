@@ -373,3 +373,31 @@ fn a_missing_user_is_a_clear_error() {
         output_text(&out)
     );
 }
+
+#[test]
+fn only_root_can_change_user() {
+    require_root();
+    let out = run_with_timeout(
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(tinymta_bin())
+            .args([
+                "serve",
+                "--smtp",
+                &format!("127.0.0.1:{}", common::free_port("127.0.0.1")),
+                "--user",
+                "root",
+                "--state-dir",
+                "/nonexistent/tinymta-state",
+            ]),
+        None,
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.status.code(), Some(78), "{}", output_text(&out));
+    assert!(
+        output_text(&out)
+            .contains("--user root: only root can change to another user (running as uid 65534)"),
+        "{}",
+        output_text(&out)
+    );
+}
