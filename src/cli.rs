@@ -224,7 +224,8 @@ pub struct SendmailArgs {
     /// full name of the sender (accepted for compatibility, unused)
     #[argh(option, short = 'F')]
     pub full_name: Option<String>,
-    /// state directory of the daemon (default as for serve)
+    /// state directory of the daemon (default /var/spool/tinymta if it exists, for
+    /// any user; otherwise as for serve)
     #[argh(option)]
     pub state_dir: Option<String>,
     /// host name used for the sender when -f is not given and in the Received: header

@@ -8,11 +8,14 @@ pub fn running_as_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
+/// The state directory of the system's daemon.
+pub const SYSTEM_STATE_DIR: &str = "/var/spool/tinymta";
+
 /// `/var/spool/tinymta` as root, `./tinymta-state` otherwise.
 pub fn default_state_dir(flag: &Option<String>) -> PathBuf {
     match flag {
         Some(dir) => PathBuf::from(dir),
-        None if running_as_root() => PathBuf::from("/var/spool/tinymta"),
+        None if running_as_root() => PathBuf::from(SYSTEM_STATE_DIR),
         None => PathBuf::from("tinymta-state"),
     }
 }

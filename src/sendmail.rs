@@ -16,14 +16,14 @@
 
 use std::io::{self, BufRead, Read};
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::address::address_list;
 use crate::cli::SendmailArgs;
 use crate::clock::unix_now;
 use crate::exit;
 use crate::headers::{self, Header, Origin, SectionPrefix};
-use crate::host::{default_state_dir, system_hostname};
+use crate::host::{default_state_dir, system_hostname, SYSTEM_STATE_DIR};
 use crate::queue::maildrop;
 use crate::queue::wakeup::{self, Wakeup};
 use crate::queue::{Envelope, QueueId, Spool};
@@ -62,6 +62,16 @@ fn login_name() -> String {
                 format!("uid{}", rustix::process::geteuid().as_raw())
             }
         })
+}
+
+/// `--state-dir`, else the system daemon's when it exists, whoever runs `sendmail`
+/// (cron and scripts run it as their users, without flags), else the default of
+/// `default_state_dir`.
+fn sendmail_state_dir(flag: &Option<String>) -> PathBuf {
+    match flag {
+        None if Path::new(SYSTEM_STATE_DIR).is_dir() => PathBuf::from(SYSTEM_STATE_DIR),
+        _ => default_state_dir(flag),
+    }
 }
 
 /// Whether the message goes through the maildrop rather than straight into the queue:
@@ -328,7 +338,7 @@ fn queue_message(args: &SendmailArgs, stdin: &mut impl Read) -> Result<QueueId, 
 
     let id = QueueId::generate();
     let now = unix_now();
-    let state_dir = default_state_dir(&args.state_dir);
+    let state_dir = sendmail_state_dir(&args.state_dir);
     let dropping = via_maildrop(&state_dir);
     // Through the maildrop the daemon writes the trace field, with the uid it takes
     // from the dropped file's owner; one written here would not be believed.
