@@ -19,6 +19,7 @@ use crate::outbound::route::Router;
 use crate::outbound::sender_relay::SenderRelayTable;
 use crate::outbound::transport::{parse_nexthop, TransportTable};
 use crate::outbound::Settings;
+use crate::privileges::{self, Account};
 use crate::queue::scheduler::Retry;
 use crate::tls::fingerprint::Digest;
 use crate::tls::level::Level;
@@ -51,8 +52,9 @@ pub struct Config {
     pub listeners: Vec<Listener>,
     pub hostname: String,
     pub state_dir: PathBuf,
-    /// `--user`: whom the daemon runs as when started as root (see `privileges`).
-    pub user: Option<String>,
+    /// Whom the daemon changes to after binding (`--user`, or `tinymta`; see
+    /// `privileges`); `None` when not started as root or there is no such user.
+    pub account: Option<Account>,
     pub mail_dir: PathBuf,
     pub relay_networks: Vec<Cidr>,
     /// Certificate/key pairs (one, or an RSA and an ECDSA one); empty means the
@@ -301,6 +303,11 @@ fn parse_listeners(
 
 impl Config {
     pub fn from_args(args: &ServeArgs) -> Result<Config, ConfigError> {
+        // First: the files read below as root may belong to that user already.
+        let account = privileges::target_account(args.user.as_deref()).map_err(|e| {
+            let name = args.user.as_deref().unwrap_or(privileges::DEFAULT_USER);
+            ConfigError::flag("--user", name, e)
+        })?;
         let tls_level = [InboundTls::None, InboundTls::May, InboundTls::Encrypt]
             .into_iter()
             .find(|l| l.name() == args.tls_level)
@@ -478,7 +485,7 @@ impl Config {
             listeners,
             hostname,
             state_dir,
-            user: args.user.clone(),
+            account,
             mail_dir,
             relay_networks,
             tls_cert,

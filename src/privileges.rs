@@ -24,7 +24,7 @@ pub struct Account {
 /// Looks `name` up in the password database (`getpwnam_r`): `Ok(None)` when there is
 /// no such user.
 pub fn lookup(name: &str) -> Result<Option<Account>, String> {
-    let cname = CString::new(name).map_err(|_| format!("{name:?}: not a user name"))?;
+    let cname = CString::new(name).map_err(|_| "not a user name".to_string())?;
     let mut buf = vec![0 as libc::c_char; 1024];
     loop {
         // SAFETY: `pwd` and `buf` outlive the call; on success `result` points at
@@ -55,12 +55,53 @@ pub fn lookup(name: &str) -> Result<Option<Account>, String> {
             libc::ENOENT | libc::ESRCH | libc::EBADF | libc::EPERM => return Ok(None),
             e => {
                 return Err(format!(
-                    "cannot look up user {name}: {}",
+                    "cannot look up the user: {}",
                     io::Error::from_raw_os_error(e)
                 ))
             }
         }
     }
+}
+
+/// The uid the process is going to change to, once known.
+static SWITCHING_TO: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+
+/// Whom `serve` will run as. Started as root: the account `user` (`--user`) names
+/// (an error if there is none), or [`DEFAULT_USER`] if it exists (`None`, with a
+/// warning, if not). Not root: `None`, and `user` is an error unless it names this
+/// process's own user. The account found is remembered ([`switching_to`]).
+pub fn target_account(user: Option<&str>) -> Result<Option<Account>, String> {
+    let euid = rustix::process::geteuid().as_raw();
+    if euid != 0 && user.is_none() {
+        return Ok(None);
+    }
+    let name = user.unwrap_or(DEFAULT_USER);
+    let found = match lookup(name)? {
+        Some(a) if euid == 0 => Some(a),
+        Some(a) if a.uid == euid => None,
+        Some(_) => {
+            return Err(format!(
+                "only root can change to another user (running as uid {euid})"
+            ))
+        }
+        None if user.is_some() => return Err("no such user".into()),
+        None => {
+            log::warn!(
+                "running as root: there is no user {name} to change to; create it (a system user without a login) or give --user"
+            );
+            None
+        }
+    };
+    if let Some(a) = &found {
+        let _ = SWITCHING_TO.set(a.uid);
+    }
+    Ok(found)
+}
+
+/// The uid found by [`target_account`]: a file that must belong to the daemon (the
+/// 0600 credentials file) may belong to that user already while the process is root.
+pub fn switching_to() -> Option<u32> {
+    SWITCHING_TO.get().copied()
 }
 
 /// Sets `PR_SET_NO_NEW_PRIVS`: no program this process (or a child) runs can gain

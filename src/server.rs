@@ -79,32 +79,6 @@ fn raise_file_limit() {
     }
 }
 
-/// Started as root: the account `--user` names (an error if there is none), or the
-/// default `tinymta` if it exists (`None`, with a warning, if not). Not root: `None`,
-/// and `--user` is an error unless it names this process's own user.
-fn target_account(cfg: &Config) -> Result<Option<Account>, String> {
-    let euid = rustix::process::geteuid().as_raw();
-    if euid != 0 && cfg.user.is_none() {
-        return Ok(None);
-    }
-    let name = cfg.user.as_deref().unwrap_or(privileges::DEFAULT_USER);
-    let found = privileges::lookup(name).map_err(|e| format!("--user {e}"))?;
-    match found {
-        Some(a) if euid == 0 => Ok(Some(a)),
-        Some(a) if a.uid == euid => Ok(None),
-        Some(_) => Err(format!(
-            "--user {name}: only root can change to another user (running as uid {euid})"
-        )),
-        None if cfg.user.is_some() => Err(format!("--user {name}: no such user")),
-        None => {
-            log::warn!(
-                "running as root: there is no user {name} to change to; create it (a system user without a login) or give --user"
-            );
-            Ok(None)
-        }
-    }
-}
-
 /// Before the switch, as root: the maildrop made, the state directory kept traversable
 /// for `sendmail` (mode o+x: the files in it have their own modes), and the state
 /// directory and the Maildirs (made now if missing) handed to `account`, so the
@@ -192,13 +166,7 @@ pub fn serve(cfg: Config) -> i32 {
             log::warn!("cannot set no_new_privs: {e}");
         }
     }
-    let account = match target_account(&cfg) {
-        Ok(a) => a,
-        Err(e) => {
-            log::error!("{e}");
-            return exit::CONFIG;
-        }
-    };
+    let account = cfg.account.clone();
     let spool = match Spool::open(&cfg.state_dir) {
         Ok(s) => s,
         Err(e) => {

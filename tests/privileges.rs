@@ -180,6 +180,15 @@ fn serve_started_as_root_runs_as_its_user_and_still_works() {
         std::fs::set_permissions(&aliases, std::fs::Permissions::from_mode(0o640)).unwrap();
     };
     write_aliases("postmaster: root\nbob: alice\n");
+    // The smarthost logins: mode 0600, owned by the daemon's user (read as root at
+    // start, as that user on SIGHUP).
+    let credentials = dir.path().join("relay-credentials");
+    let write_credentials = |text: &str| {
+        std::fs::write(&credentials, text).unwrap();
+        std::os::unix::fs::chown(&credentials, Some(daemon.uid), Some(daemon.gid)).unwrap();
+        std::fs::set_permissions(&credentials, std::fs::Permissions::from_mode(0o600)).unwrap();
+    };
+    write_credentials("[smtp.example.net]:587  router@example.net:first\n");
 
     // Started with a supplementary group, which it must give up too.
     let wrapper = dir.path().join("with-groups");
@@ -203,6 +212,8 @@ fn serve_started_as_root_runs_as_its_user_and_still_works() {
             &daemon.name,
             "--aliases",
             aliases.to_str().unwrap(),
+            "--relay-credentials",
+            credentials.to_str().unwrap(),
         ],
     );
     s.wait_log(&format!(
@@ -269,10 +280,16 @@ fn serve_started_as_root_runs_as_its_user_and_still_works() {
         assert_eq!(meta.uid(), daemon.uid, "Maildir file owner");
     }
 
-    // SIGHUP re-reads the aliases as that user: bob now goes to carol.
+    // SIGHUP re-reads the aliases and the logins as that user: bob now goes to carol,
+    // and the second login is there.
     write_aliases("postmaster: root\nbob: carol\n");
+    write_credentials(
+        "[smtp.example.net]:587  router@example.net:first\n\
+         [smtp.example.org]:465  router@example.org:second\n",
+    );
     s.signal("HUP");
     s.wait_log("SIGHUP: address tables reloaded");
+    s.wait_log("SIGHUP: --relay-credentials reloaded (2 entries)");
     s.submit(
         "sender@example.org",
         &[&format!("bob@{DOMAIN}")],
@@ -366,9 +383,9 @@ fn a_missing_user_is_a_clear_error() {
         None,
         Duration::from_secs(30),
     );
-    assert_eq!(out.status.code(), Some(78), "{}", output_text(&out));
+    assert_eq!(out.status.code(), Some(64), "{}", output_text(&out));
     assert!(
-        output_text(&out).contains("--user no-such-user-tinymta: no such user"),
+        output_text(&out).contains("--user 'no-such-user-tinymta': no such user"),
         "{}",
         output_text(&out)
     );
@@ -393,10 +410,10 @@ fn only_root_can_change_user() {
         None,
         Duration::from_secs(30),
     );
-    assert_eq!(out.status.code(), Some(78), "{}", output_text(&out));
+    assert_eq!(out.status.code(), Some(64), "{}", output_text(&out));
     assert!(
         output_text(&out)
-            .contains("--user root: only root can change to another user (running as uid 65534)"),
+            .contains("--user 'root': only root can change to another user (running as uid 65534)"),
         "{}",
         output_text(&out)
     );

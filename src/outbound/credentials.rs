@@ -409,7 +409,10 @@ fn private_file(path: &Path, bits: u32, what: &str) -> Result<fs::Metadata, Stri
         ));
     }
     let euid = rustix::process::geteuid().as_raw();
-    if meta.uid() != 0 && meta.uid() != euid {
+    // The daemon's user (`--user`) while `serve` is still root: the file is read
+    // again on SIGHUP as that user, so it may well be theirs.
+    let daemon = crate::privileges::switching_to();
+    if meta.uid() != 0 && meta.uid() != euid && Some(meta.uid()) != daemon {
         return Err(format!(
             "{what} {shown} is owned by uid {}, neither root nor this process's user \
              (uid {euid}); chown it",
