@@ -225,6 +225,7 @@ fn take(
             client: "local".into(),
             protocol: "local".into(),
             unexpanded: true,
+            requiretls: false,
         };
         let received = headers::received(&Origin::Local { uid }, hostname, &id.0, &[], now);
         let mut content = received.as_bytes().chain((&mut r).take(max_size + 1));
