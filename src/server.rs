@@ -87,15 +87,21 @@ fn raise_file_limit() {
 fn prepare_state(cfg: &Config, account: Option<&Account>) -> Result<(), String> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     let shown = cfg.state_dir.display();
-    maildrop::create(&cfg.state_dir).map_err(|e| format!("maildrop in {shown}: {e}"))?;
-    let meta = std::fs::metadata(&cfg.state_dir).map_err(|e| format!("{shown}: {e}"))?;
-    let mode = meta.permissions().mode() & 0o7777;
-    if mode & 0o011 != 0o011 {
+    // Without them only `sendmail` of other users fails: no reason not to start.
+    let traversable = maildrop::create(&cfg.state_dir).and_then(|()| {
+        let mode = std::fs::metadata(&cfg.state_dir)?.permissions().mode() & 0o7777;
+        if mode & 0o011 == 0o011 {
+            return Ok(());
+        }
         std::fs::set_permissions(
             &cfg.state_dir,
             std::fs::Permissions::from_mode(mode | 0o011),
         )
-        .map_err(|e| format!("{shown}: {e}"))?;
+    });
+    if let Err(e) = traversable {
+        log::warn!(
+            "cannot make the maildrop in {shown} ({e}): sendmail run by users who do not own the queue will fail"
+        );
     }
     let Some(a) = account else {
         return Ok(());

@@ -50,15 +50,19 @@ pub fn pickup_socket(state_dir: &Path) -> PathBuf {
     state_dir.join("pickup")
 }
 
-/// Creates the maildrop (mode 1733) if needed and sets its mode; the daemon calls it
-/// at start-up, before it hands the state directory to its user.
+/// Creates the maildrop (mode 1733) if needed and sets its mode if it differs (so a
+/// read-only state directory that has one is no error); the daemon calls it at
+/// start-up, before it hands the state directory to its user.
 pub fn create(state_dir: &Path) -> io::Result<()> {
     let d = dir(state_dir);
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(&d)?;
-    fs::set_permissions(&d, fs::Permissions::from_mode(0o1733))
+    if fs::metadata(&d)?.permissions().mode() & 0o7777 != 0o1733 {
+        fs::set_permissions(&d, fs::Permissions::from_mode(0o1733))?;
+    }
+    Ok(())
 }
 
 /// `sendmail`'s side: writes the message (envelope, then `content` in pieces) into
