@@ -109,6 +109,11 @@ pub struct ServeArgs {
     /// largest message accepted, in bytes (default 10240000)
     #[argh(option, default = "10_240_000")]
     pub max_message_size: u64,
+    /// bytes the queue's file system must keep free, as Postfix's queue_minfree: below
+    /// it MAIL gets 452 4.3.1 until space returns (default 2 x --max-message-size; 0:
+    /// no check)
+    #[argh(option)]
+    pub queue_min_free: Option<u64>,
     /// most concurrent SMTP sessions (default 1000)
     #[argh(option, default = "1000")]
     pub max_sessions: usize,

@@ -21,6 +21,7 @@ use crate::outbound::transport::{parse_nexthop, TransportTable};
 use crate::outbound::Settings;
 use crate::privileges::{self, Account};
 use crate::queue::scheduler::Retry;
+use crate::queue::spool::FreeSpace;
 use crate::tls::fingerprint::Digest;
 use crate::tls::level::Level;
 
@@ -61,6 +62,8 @@ pub struct Config {
     /// generated demonstration certificate.
     pub tls_cert: Vec<(PathBuf, PathBuf)>,
     pub limits: Limits,
+    /// `--queue-min-free`: bytes the queue's file system keeps free (0: no check).
+    pub queue_min_free: u64,
     /// Where TLS-failure alerts go.
     pub alert_rcpt: Option<String>,
     /// `--auth-file`; read at start and on SIGHUP.
@@ -498,6 +501,10 @@ impl Config {
                 data_timeout: Duration::from_secs(args.data_timeout.max(1)),
                 tls_handshake_timeout: Duration::from_secs(args.tls_handshake_timeout.max(1)),
             },
+            // Postfix's queue_minfree rule: room for two messages of the largest size.
+            queue_min_free: args
+                .queue_min_free
+                .unwrap_or(args.max_message_size.saturating_mul(2)),
             alert_rcpt,
             auth_file: args.auth_file.as_ref().map(PathBuf::from),
             table_paths,
@@ -530,6 +537,7 @@ impl Config {
             // delivery, and the checks then report temperror.
             resolver: crate::dns::Resolver::from_flag_or_system(self.outbound.resolver.as_deref())
                 .ok(),
+            queue_space: FreeSpace::new(&self.state_dir, self.queue_min_free),
         }
     }
 }

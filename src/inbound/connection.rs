@@ -21,6 +21,7 @@ use crate::clock::unix_now;
 use crate::logline;
 use crate::mailauth::signing::Signer;
 use crate::queue::scheduler::Event;
+use crate::queue::spool::is_out_of_space;
 use crate::queue::{Envelope, QueueId};
 use crate::smtp::data::DataReader;
 use crate::smtp::line::LineBuffer;
@@ -457,10 +458,17 @@ impl Connection {
                 let _ = self.shared.scheduler.try_send(Event::New(id));
             }
             Err(e) => {
-                spool.abandon(&id);
-                log::error!("{id}: cannot write queue file: {e}");
-                self.session
-                    .reply(Reply::new(451, "4.3.0", "Error: queue file write error"));
+                // Not acknowledged, so nothing of it may stay: the client sends it again.
+                spool.withdraw(&id);
+                log::error!(
+                    "{id}: cannot write queue file: {e}; not accepted from {}",
+                    self.session.client()
+                );
+                self.session.reply(if is_out_of_space(&e) {
+                    Reply::new(452, "4.3.1", "Insufficient system storage")
+                } else {
+                    Reply::new(451, "4.3.0", "Error: queue file write error")
+                });
             }
         }
         Ok(true)

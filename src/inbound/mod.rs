@@ -36,7 +36,7 @@ use crate::address::SharedRewriter;
 use crate::auth::AuthFile;
 use crate::mailauth::signing::{DkimKeys, SharedKeys};
 use crate::queue::scheduler::Event;
-use crate::queue::spool::GroupCommit;
+use crate::queue::spool::{FreeSpace, GroupCommit};
 use crate::queue::Spool;
 pub use listener::{InboundTls, Listener, Role};
 use relay::Cidr;
@@ -70,6 +70,8 @@ pub struct Settings {
     /// The daemon's resolver, for those checks; `None` when none could be set up
     /// (every check is then `temperror`).
     pub resolver: Option<crate::dns::Resolver>,
+    /// Free space of the queue's file system against `--queue-min-free`, asked at MAIL.
+    pub queue_space: FreeSpace,
 }
 
 /// The `--auth-file` users, shared by all sessions and replaced on SIGHUP; `None`:

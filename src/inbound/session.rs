@@ -403,6 +403,9 @@ impl Session {
         if params.size.is_some_and(|s| s > max) {
             return self.reply(Reply::new(552, "5.3.4", "Message size exceeds fixed limit"));
         }
+        if !self.settings.queue_space.admits(params.size.unwrap_or(0)) {
+            return self.reply(Reply::new(452, "4.3.1", "Insufficient system storage"));
+        }
         self.state = State::Transaction(Transaction {
             sender: from,
             params,
@@ -700,6 +703,7 @@ mod tests {
                 },
                 enforce: checks::Enforce::default(),
                 resolver: None,
+                queue_space: crate::queue::spool::FreeSpace::unchecked(),
             };
             let listener = Listener {
                 addr: "127.0.0.1:25".parse().unwrap(),

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::queue::spool::sync_dir;
+use crate::queue::spool::{is_out_of_space, sync_dir};
 use crate::queue::Envelope;
 
 // 32 bits: MIPS32 has no 64-bit atomics; the name also has time and PID in it.
@@ -28,6 +28,18 @@ fn unique_name(hostname: &str) -> String {
         DELIVERIES.fetch_add(1, Ordering::Relaxed),
         hostname.replace(['/', ':'], "_")
     )
+}
+
+/// The RFC 3463 status of a delivery that failed with `e`. Every failure defers, never
+/// bounces — a full flash or a read-only Maildir is this host's trouble, not the
+/// sender's: `4.3.1` (mail system full) when out of space or over quota, else
+/// `4.2.0`. The partial file is removed either way and the queue keeps the message.
+pub fn failure_status(e: &io::Error) -> &'static str {
+    if is_out_of_space(e) {
+        "4.3.1"
+    } else {
+        "4.2.0"
+    }
 }
 
 /// Delivers `content` (read to its end) for `rcpt` into

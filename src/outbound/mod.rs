@@ -111,7 +111,7 @@ pub async fn attempt(
                         Err(e) => Outcome::new(
                             Disposition::Deferred,
                             Relay::Local,
-                            "4.2.0",
+                            maildir::failure_status(&e),
                             format!("cannot write maildir: {e}"),
                         ),
                     };

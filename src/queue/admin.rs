@@ -70,8 +70,19 @@ fn list(spool: &Spool) -> Result<(), String> {
 /// totals.
 fn list_to(spool: &Spool, out: &mut impl Write) -> std::io::Result<()> {
     let keys = spool.list()?;
+    let corrupt = spool.corrupt_count();
+    let corrupt_line = |out: &mut dyn Write| match corrupt {
+        0 => Ok(()),
+        n => writeln!(
+            out,
+            "-- {n} corrupt queue file{} set aside in {}",
+            if n == 1 { "" } else { "s" },
+            spool.corrupt_dir().display()
+        ),
+    };
     if keys.is_empty() {
-        return writeln!(out, "Mail queue is empty");
+        writeln!(out, "Mail queue is empty")?;
+        return corrupt_line(out);
     }
     writeln!(
         out,
@@ -80,8 +91,14 @@ fn list_to(spool: &Spool, out: &mut impl Write) -> std::io::Result<()> {
     )?;
     let (mut total, mut listed) = (0u64, 0usize);
     for id in keys.iter().map(QueueKey::id) {
-        let Ok((env, content)) = spool.open_message(&id) else {
-            continue; // delivered and removed meanwhile
+        let (env, content) = match spool.open_message(&id) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue, // delivered meanwhile
+            Err(e) => {
+                // The daemon sets it aside at its next attempt (or retries a read error).
+                writeln!(out, "{:<16} unreadable: {e}", id.0)?;
+                continue;
+            }
         };
         let st = spool.status(&id);
         total += content.size();
@@ -112,7 +129,8 @@ fn list_to(spool: &Spool, out: &mut impl Write) -> std::io::Result<()> {
         total.div_ceil(1024),
         listed,
         if listed == 1 { "" } else { "s" }
-    )
+    )?;
+    corrupt_line(out)
 }
 
 /// The envelope, the per-recipient state, then the message as stored (its bytes as

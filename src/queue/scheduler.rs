@@ -135,9 +135,15 @@ async fn process<D: Deliver>(
     let (mut status, env) = match loaded {
         Ok(x) => x,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (None, Vec::new()), // deleted
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            // Not a queue file this version can read: set aside, never retried.
+            quarantine(q, id, &e).await;
+            return (None, Vec::new());
+        }
         Err(e) => {
-            log::error!("{id}: cannot read queue file: {e}");
-            return (Some(unix_now() + retry.max.as_secs()), Vec::new());
+            // A read error (EIO): the file may read again later; nothing is decided.
+            log::error!("{id}: cannot read queue file: {e}; deferred");
+            return (Some(unix_now() + retry.min.as_secs()), Vec::new());
         }
     };
     let mut new_ids = Vec::new();
@@ -233,6 +239,20 @@ async fn process<D: Deliver>(
         log::error!("{id}: cannot record delivery status: {e}");
     }
     (Some(next), new_ids)
+}
+
+/// Moves a queue file that does not parse to `<state-dir>/corrupt/`, with one log line
+/// naming it and where it went. When even that fails it stays where it is (and is
+/// tried again later, not in a loop).
+async fn quarantine(q: &Scheduler, id: &QueueId, why: &std::io::Error) {
+    let (spool, id2) = (q.spool.clone(), id.clone());
+    match smol::unblock(move || spool.quarantine(&id2)).await {
+        Ok(to) => log::error!(
+            "{id}: corrupt queue file ({why}): moved to {}",
+            to.display()
+        ),
+        Err(e) => log::error!("{id}: corrupt queue file ({why}), cannot move it aside: {e}"),
+    }
 }
 
 /// Removes a message that needs nothing more.
@@ -1037,6 +1057,34 @@ mod tests {
             ),
             "{bounce}"
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_corrupt_queue_file_is_set_aside_not_retried() {
+        let dir = std::env::temp_dir().join(format!("tinymta-corrupt-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let spool = Spool::open(&dir).unwrap();
+        let queue = test_scheduler(&spool, Rewriter::none(&[]));
+        let delivery = Recording(RefCell::new(Vec::new()));
+        let cases: [&[u8]; 3] = [
+            b"tinymta-queue 2\nheaders-at 00000000000000000000\nid 6566D1A2F3B9C1\n",
+            b"\x00\xff garbage \xfe\n\n",
+            b"tinymta-queue 9\nid 6566D1A2F3B9C1\nrcpt a@b.example\n\nx",
+        ];
+        for (n, bytes) in cases.iter().enumerate() {
+            let id = qid(n as u64 + 1);
+            std::fs::write(spool.message_path(&id), bytes).unwrap();
+            let (next, new_ids) = smol::block_on(process(&queue, &delivery, &id));
+            assert_eq!((next, new_ids.len()), (None, 0), "case {n}");
+            assert!(!spool.message_path(&id).exists());
+            assert_eq!(
+                std::fs::read(dir.join("corrupt").join(&id.0)).unwrap(),
+                *bytes
+            );
+        }
+        assert!(delivery.0.borrow().is_empty(), "nothing was delivered");
+        assert_eq!(spool.corrupt_count(), 3);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -17,6 +17,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use smol::channel::{self, Receiver, Sender};
 
@@ -413,6 +415,41 @@ impl Spool {
         let _ = fs::remove_file(self.tmp_path(id));
     }
 
+    /// Drops a received message whose commit failed and that is therefore not
+    /// acknowledged: the partial `tmp/ID`, and `messages/ID` too when the rename was
+    /// made but the directory fsync after it failed (the client is told to retry, so
+    /// a copy left behind would be delivered twice). Only for a new ID: a file that
+    /// replaces a committed one ([`commit`](Self::commit)) must never take that away.
+    pub fn withdraw(&self, id: &QueueId) {
+        self.abandon(id);
+        let _ = fs::remove_file(self.message_path(id));
+    }
+
+    /// Moves a queue file that cannot be read as one (garbage, a truncated envelope,
+    /// an unknown version) out of the queue into `<state-dir>/corrupt/`, as Postfix's
+    /// `corrupt` queue, with its status record: it is kept for a human to look at,
+    /// never delivered, and never retried in a loop. Returns where it went.
+    pub fn quarantine(&self, id: &QueueId) -> io::Result<PathBuf> {
+        let dir = self.corrupt_dir();
+        create_dir_private(&dir)?;
+        let to = dir.join(&id.0);
+        fs::rename(self.message_path(id), &to)?;
+        let _ = fs::remove_file(self.status_path(id));
+        let _ = sync_dir(&self.messages_dir());
+        Ok(to)
+    }
+
+    /// `<state-dir>/corrupt/`: queue files set aside by [`quarantine`](Self::quarantine).
+    pub fn corrupt_dir(&self) -> PathBuf {
+        self.root.with_file_name("corrupt")
+    }
+
+    /// How many files [`quarantine`](Self::quarantine) has set aside (0 without the
+    /// directory).
+    pub fn corrupt_count(&self) -> usize {
+        fs::read_dir(self.corrupt_dir()).map_or(0, |d| d.count())
+    }
+
     /// Writes a whole message held in memory (a bounce, a notice) and makes it
     /// durable; see [`store_from`](Self::store_from).
     pub fn store(&self, env: &Envelope, content: &[u8]) -> io::Result<()> {
@@ -558,6 +595,27 @@ impl Spool {
         for e in fs::read_dir(self.root.join("tmp"))?.flatten() {
             let _ = fs::remove_file(e.path());
         }
+        // A name no queue ID has was not put there by tinymta: set aside, not skipped
+        // at every scan. (What is inside the files is read at each one's first
+        // attempt, not here: recovery reads names only.)
+        for e in fs::read_dir(self.messages_dir())?.flatten() {
+            let name = e.file_name();
+            if name.to_str().and_then(QueueKey::parse).is_none() {
+                let to = self.corrupt_dir().join(&name);
+                match create_dir_private(&self.corrupt_dir())
+                    .and_then(|()| fs::rename(e.path(), &to))
+                {
+                    Ok(()) => log::error!(
+                        "queue: {} is not a queue file name: moved to {}",
+                        e.path().display(),
+                        to.display()
+                    ),
+                    Err(err) => {
+                        log::error!("queue: cannot move {} aside: {err}", e.path().display())
+                    }
+                }
+            }
+        }
         let keys = self.list()?;
         for e in fs::read_dir(self.root.join("status"))?.flatten() {
             let name = e.file_name();
@@ -571,6 +629,84 @@ impl Spool {
         }
         Ok(keys)
     }
+}
+
+/// Free space on the queue's file system against a reserve (`--queue-min-free`, as
+/// Postfix's `queue_minfree`): below it a session refuses new mail at MAIL with
+/// `452 4.3.1`, so a filling flash turns clients away before a message is cut short,
+/// and the space left is for delivery's status records and bounces. Shared by every
+/// session; each change between enough and too little is logged once, not per
+/// message. A reserve of 0 turns the check off.
+#[derive(Debug, Clone)]
+pub struct FreeSpace {
+    dir: PathBuf,
+    reserve: u64,
+    /// Below the reserve at the last look.
+    low: Arc<AtomicBool>,
+}
+
+impl FreeSpace {
+    /// The gauge of the file system that holds `dir` (the state directory).
+    pub fn new(dir: &Path, reserve: u64) -> FreeSpace {
+        FreeSpace {
+            dir: dir.to_path_buf(),
+            reserve,
+            low: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// No reserve: every message is let through to the write (tests).
+    pub fn unchecked() -> FreeSpace {
+        FreeSpace::new(Path::new("/"), 0)
+    }
+
+    /// Bytes an unprivileged writer may still use there (`statvfs`: `f_bavail`
+    /// blocks of `f_frsize`).
+    pub fn available(&self) -> io::Result<u64> {
+        let st = rustix::fs::statvfs(&self.dir)?;
+        Ok(st.f_bavail.saturating_mul(st.f_frsize))
+    }
+
+    /// Whether a new message of `size` bytes (0: not declared) may be taken: the
+    /// space left must stay above the reserve. A file system that cannot be asked
+    /// does not stop mail: the write itself is the last word.
+    pub fn admits(&self, size: u64) -> bool {
+        if self.reserve == 0 {
+            return true;
+        }
+        let free = match self.available() {
+            Ok(free) => free,
+            Err(e) => {
+                log::debug!(
+                    "queue: cannot read free space of {}: {e}",
+                    self.dir.display()
+                );
+                return true;
+            }
+        };
+        let low = free < self.reserve;
+        if self.low.swap(low, Ordering::Relaxed) != low {
+            if low {
+                log::warn!(
+                    "queue: low on space: {free} bytes free in {}, below --queue-min-free {}: new mail is refused (452 4.3.1) until space returns",
+                    self.dir.display(),
+                    self.reserve
+                );
+            } else {
+                log::info!(
+                    "queue: space back: {free} bytes free in {}: accepting mail",
+                    self.dir.display()
+                );
+            }
+        }
+        free >= self.reserve.saturating_add(size)
+    }
+}
+
+/// Whether an I/O error means the file system is full (or the user over quota): the
+/// `4.3.1` of RFC 3463, rather than a generic `4.3.0` failure.
+pub fn is_out_of_space(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
 }
 
 /// Batches directory fsyncs: every session that renamed a message into `messages/`
@@ -818,6 +954,61 @@ mod tests {
             QueueKey::parse("6566D1A30000A0"),
         );
         assert!(older < newer);
+    }
+
+    #[test]
+    fn corrupt_files_are_set_aside_and_counted() {
+        let dir = tempdir("corrupt");
+        let spool = Spool::open(&dir).unwrap();
+        assert_eq!(spool.corrupt_count(), 0);
+        let e = env();
+        spool.store(&e, b"x\r\n").unwrap();
+        spool.set_status(&e.id, &Status::default()).unwrap();
+        let to = spool.quarantine(&e.id).unwrap();
+        assert_eq!(to, dir.join("corrupt").join(&e.id.0));
+        assert!(to.exists() && !spool.message_path(&e.id).exists());
+        assert!(!spool.status_path(&e.id).exists());
+        // A name no queue ID has is moved aside at recovery, the others stay.
+        let kept = env();
+        spool.store(&kept, b"x\r\n").unwrap();
+        fs::write(spool.messages_dir().join("core.1234"), "?").unwrap();
+        assert_eq!(spool.recover().unwrap(), vec![QueueKey::new(&kept.id)]);
+        assert!(dir.join("corrupt/core.1234").exists());
+        assert_eq!(spool.corrupt_count(), 2);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn withdraw_removes_a_renamed_but_unacknowledged_message() {
+        let dir = tempdir("withdraw");
+        let spool = Spool::open(&dir).unwrap();
+        let e = env();
+        let f = spool.create(&e).unwrap();
+        spool.finish(&e.id, f).unwrap();
+        assert!(spool.message_path(&e.id).exists());
+        spool.withdraw(&e.id);
+        assert!(!spool.message_path(&e.id).exists() && !spool.tmp_path(&e.id).exists());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn free_space_is_compared_with_the_reserve() {
+        let dir = tempdir("space");
+        fs::create_dir_all(&dir).unwrap();
+        let free = FreeSpace::new(&dir, 1).available().unwrap();
+        assert!(free > 0);
+        assert!(FreeSpace::new(&dir, 1).admits(0));
+        assert!(
+            !FreeSpace::new(&dir, 1).admits(free + 1),
+            "SIZE= counts too"
+        );
+        let full = FreeSpace::new(&dir, u64::MAX);
+        assert!(!full.admits(0) && full.low.load(Ordering::Relaxed));
+        assert!(FreeSpace::new(&dir.join("missing"), u64::MAX).admits(0));
+        assert!(FreeSpace::unchecked().admits(u64::MAX));
+        let enospc = io::Error::from_raw_os_error(libc::ENOSPC);
+        assert!(is_out_of_space(&enospc) && !is_out_of_space(&io::Error::other("x")));
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
