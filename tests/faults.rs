@@ -504,20 +504,33 @@ fn sigkill_at_random_points_of_a_delivery_run_loses_nothing() {
         .unwrap()
         .subsec_nanos() as u64
         | 1;
-    let mut kills = Vec::new();
-    for _round in 0..12 {
-        if s.queued() == 0 {
-            break;
-        }
-        // xorshift: a different kill point each round and each run.
+    let mut random = move |below: u64| {
+        // xorshift: other kill points in each round and each run.
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        let after = Duration::from_millis(seed % 400);
+        seed % below
+    };
+    let maildir = s.maildir("kill");
+    // Each round: start, let 1-25 more messages arrive (and up to 3 ms more), SIGKILL
+    // wherever delivery is then: a Maildir write, a queue-file rewrite, a removal.
+    let mut kills = Vec::new();
+    for _round in 0..20 {
+        if s.queued() == 0 {
+            break;
+        }
+        let target = count(&maildir) + 1 + random(25) as usize;
         s.spawn();
-        std::thread::sleep(after);
+        let start = Instant::now();
+        while count(&maildir) < target
+            && s.queued() > 0
+            && start.elapsed() < Duration::from_secs(30)
+        {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        std::thread::sleep(Duration::from_micros(random(3000)));
         s.kill();
-        kills.push((after.as_millis(), s.queued()));
+        kills.push((count(&maildir), s.queued()));
     }
     s.spawn();
     wait_until("the queue drained", &s, || s.queued() == 0);
@@ -530,18 +543,21 @@ fn sigkill_at_random_points_of_a_delivery_run_loses_nothing() {
     let missing: Vec<&String> = tags.iter().filter(|t| !seen.contains_key(*t)).collect();
     let duplicates: usize = seen.values().map(|n| n - 1).sum();
     eprintln!(
-        "SIGKILL after (ms, messages still queued): {kills:?}; {} acknowledged, {} delivered, {} missing, {duplicates} duplicate(s)",
+        "SIGKILL at (delivered, still queued): {kills:?}; {} acknowledged, {} delivered, {} missing, {duplicates} duplicate(s)",
         tags.len(),
         seen.values().sum::<usize>(),
         missing.len()
     );
+    let mid_run = kills.iter().filter(|(_, queued)| *queued > 0).count();
     assert!(
-        kills.len() >= 2,
-        "the run ended before a second kill: {kills:?}"
+        mid_run >= 2,
+        "fewer than two kills landed mid-run: {kills:?}"
     );
     assert!(
         missing.is_empty(),
-        "lost acknowledged messages: {missing:?}"
+        "lost acknowledged messages: {missing:?}; corrupt/: {}; log:\n{}",
+        count(&s.state.join("corrupt")),
+        s.log()
     );
     assert_eq!(count(&s.state.join("queue/tmp")), 0);
     assert_eq!(
