@@ -304,7 +304,7 @@ fn a_declared_size_above_the_free_space_is_refused_at_mail() {
 
 /// Builds the EIO shim and a wrapper that starts tinymta with it preloaded (the
 /// harness runs the "binary" it is given; `exec` keeps the PID).
-fn eio_wrapper(dir: &Path, marker: &Path) -> PathBuf {
+fn eio_wrapper(dir: &Path, marker: &Path, read_marker: &Path) -> PathBuf {
     let shim = dir.join("eio_shim.so");
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/faults/eio_shim.c");
     run(Command::new("cc")
@@ -316,9 +316,10 @@ fn eio_wrapper(dir: &Path, marker: &Path) -> PathBuf {
     fs::write(
         &wrapper,
         format!(
-            "#!/bin/sh\nLD_PRELOAD={} TINYMTA_EIO_MARKER={} exec {} \"$@\"\n",
+            "#!/bin/sh\nLD_PRELOAD={} TINYMTA_EIO_MARKER={} TINYMTA_EIO_READ_MARKER={} exec {} \"$@\"\n",
             shim.display(),
             marker.display(),
+            read_marker.display(),
             tinymta_bin().display()
         ),
     )
@@ -332,7 +333,7 @@ fn eio_wrapper(dir: &Path, marker: &Path) -> PathBuf {
 fn eio_on_fsync_gets_451_and_the_message_is_taken_when_the_disk_recovers() {
     let dir = TempDir::new("eio");
     let marker = dir.path().join("fail-fsync");
-    let wrapper = eio_wrapper(dir.path(), &marker);
+    let wrapper = eio_wrapper(dir.path(), &marker, &dir.path().join("unused"));
     let mut s = Server::start_binary(&wrapper, &["--retry-min", "1", "--retry-max", "1"]);
     let first = send(&s.smtp, None, "eio@example.test", &body("first", 1000));
     assert!(first.queued_id().is_some(), "{first:?}");
@@ -357,6 +358,31 @@ fn eio_on_fsync_gets_451_and_the_message_is_taken_when_the_disk_recovers() {
     assert!(retried.queued_id().is_some(), "{retried:?}");
     s.wait_delivered("eio", 2);
     assert_eq!(delivered_with(&s, "eio", "during"), 1, "delivered once");
+    s.stop();
+}
+
+#[test]
+fn a_read_error_on_a_queue_file_defers_the_message_until_it_reads_again() {
+    let dir = TempDir::new("eio-read");
+    let marker = dir.path().join("fail-read");
+    let wrapper = eio_wrapper(dir.path(), &dir.path().join("unused"), &marker);
+    let mut s = Server::start_binary(&wrapper, &["--retry-min", "1", "--retry-max", "1"]);
+    fs::write(&marker, "").unwrap();
+    // Writing needs no read: the message is acknowledged, its delivery cannot read it.
+    let r = send(&s.smtp, None, "rd@example.test", &body("unreadable", 1000));
+    let id = r.queued_id().unwrap_or_else(|| panic!("{r:?}"));
+    let line = s.wait_log(&format!("{id}: cannot read queue file"));
+    assert!(line.contains("Input/output error (os error 5); deferred"), "{line}");
+    assert!(s.delivered("rd").is_empty());
+    assert_eq!(s.queued(), 1, "kept in the queue");
+    assert!(s.running());
+    fs::remove_file(&marker).unwrap();
+    s.wait_delivered("rd", 1);
+    assert_eq!(delivered_with(&s, "rd", "unreadable"), 1);
+    assert!(
+        !s.log().contains("corrupt queue file"),
+        "a read error is not corruption"
+    );
     s.stop();
 }
 

@@ -1,15 +1,44 @@
-/* LD_PRELOAD shim of tests/faults.rs: fsync and fdatasync fail with EIO while the
- * file named by TINYMTA_EIO_MARKER exists, as a dying flash or disk answers. Without
- * the variable, or without the file, the real calls run. */
+/* LD_PRELOAD shim of tests/faults.rs, as a dying flash or disk answers: fsync and
+ * fdatasync fail with EIO while the file named by TINYMTA_EIO_MARKER exists, and
+ * read() of a queue file (a descriptor open on .../queue/messages/...) fails with EIO
+ * while the file named by TINYMTA_EIO_READ_MARKER exists. Without the variables, or
+ * without the files, the real calls run. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
-static int failing(void) {
-    const char *marker = getenv("TINYMTA_EIO_MARKER");
+static int marked(const char *var) {
+    const char *marker = getenv(var);
     return marker != NULL && access(marker, F_OK) == 0;
+}
+
+static int failing(void) {
+    return marked("TINYMTA_EIO_MARKER");
+}
+
+static int is_queue_file(int fd) {
+    char link[64], path[4096];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, path, sizeof path - 1);
+    if (n < 0)
+        return 0;
+    path[n] = 0;
+    return strstr(path, "/queue/messages/") != NULL;
+}
+
+ssize_t read(int fd, void *buf, size_t count) {
+    static ssize_t (*real)(int, void *, size_t);
+    if (marked("TINYMTA_EIO_READ_MARKER") && is_queue_file(fd)) {
+        errno = EIO;
+        return -1;
+    }
+    if (!real)
+        real = (ssize_t (*)(int, void *, size_t))dlsym(RTLD_NEXT, "read");
+    return real(fd, buf, count);
 }
 
 int fsync(int fd) {
