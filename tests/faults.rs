@@ -372,7 +372,10 @@ fn a_read_error_on_a_queue_file_defers_the_message_until_it_reads_again() {
     let r = send(&s.smtp, None, "rd@example.test", &body("unreadable", 1000));
     let id = r.queued_id().unwrap_or_else(|| panic!("{r:?}"));
     let line = s.wait_log(&format!("{id}: cannot read queue file"));
-    assert!(line.contains("Input/output error (os error 5); deferred"), "{line}");
+    assert!(
+        line.contains("Input/output error (os error 5); deferred"),
+        "{line}"
+    );
     assert!(s.delivered("rd").is_empty());
     assert_eq!(s.queued(), 1, "kept in the queue");
     assert!(s.running());
