@@ -353,11 +353,31 @@ fn eio_on_fsync_gets_451_and_the_message_is_taken_when_the_disk_recovers() {
     assert_eq!(s.queued(), 0, "no copy of the refused message is left");
     assert!(s.running(), "an I/O error does not stop the daemon");
 
+    // Only the directory fsync after the rename fails: the file is in `messages/`
+    // already, and is taken out again, since the client was not told 250.
+    fs::write(&marker, "dirs").unwrap();
+    let r = send(&s.smtp, None, "eio@example.test", &body("renamed", 1000));
+    let data = r.data.as_ref().expect("MAIL accepted");
+    assert_eq!(
+        (data.code, data.text().as_str()),
+        (451, "4.3.0 Error: queue file write error")
+    );
+    assert_eq!(s.queued(), 0, "the renamed copy is withdrawn");
+    assert_eq!(
+        s.log()
+            .matches("cannot write queue file: Input/output error")
+            .count(),
+        2
+    );
+
     fs::remove_file(&marker).unwrap();
     let retried = send(&s.smtp, None, "eio@example.test", &body("during", 1000));
     assert!(retried.queued_id().is_some(), "{retried:?}");
-    s.wait_delivered("eio", 2);
+    let retried = send(&s.smtp, None, "eio@example.test", &body("renamed", 1000));
+    assert!(retried.queued_id().is_some(), "{retried:?}");
+    s.wait_delivered("eio", 3);
     assert_eq!(delivered_with(&s, "eio", "during"), 1, "delivered once");
+    assert_eq!(delivered_with(&s, "eio", "renamed"), 1, "delivered once");
     s.stop();
 }
 

@@ -1,5 +1,6 @@
 /* LD_PRELOAD shim of tests/faults.rs, as a dying flash or disk answers: fsync and
- * fdatasync fail with EIO while the file named by TINYMTA_EIO_MARKER exists, and
+ * fdatasync fail with EIO while the file named by TINYMTA_EIO_MARKER exists (only
+ * on directories when that file says "dirs": the fsync after a rename), and
  * read() of a queue file (a descriptor open on .../queue/messages/...) fails with EIO
  * while the file named by TINYMTA_EIO_READ_MARKER exists. Without the variables, or
  * without the files, the real calls run. */
@@ -9,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static int marked(const char *var) {
@@ -16,8 +18,20 @@ static int marked(const char *var) {
     return marker != NULL && access(marker, F_OK) == 0;
 }
 
-static int failing(void) {
-    return marked("TINYMTA_EIO_MARKER");
+static int failing(int fd) {
+    if (!marked("TINYMTA_EIO_MARKER"))
+        return 0;
+    char what[8] = {0};
+    FILE *f = fopen(getenv("TINYMTA_EIO_MARKER"), "r");
+    if (f) {
+        if (!fgets(what, sizeof what, f))
+            what[0] = 0;
+        fclose(f);
+    }
+    struct stat st;
+    if (strncmp(what, "dirs", 4) == 0)
+        return fstat(fd, &st) == 0 && S_ISDIR(st.st_mode);
+    return 1;
 }
 
 static int is_queue_file(int fd) {
@@ -43,7 +57,7 @@ ssize_t read(int fd, void *buf, size_t count) {
 
 int fsync(int fd) {
     static int (*real)(int);
-    if (failing()) {
+    if (failing(fd)) {
         errno = EIO;
         return -1;
     }
@@ -54,7 +68,7 @@ int fsync(int fd) {
 
 int fdatasync(int fd) {
     static int (*real)(int);
-    if (failing()) {
+    if (failing(fd)) {
         errno = EIO;
         return -1;
     }
