@@ -191,6 +191,37 @@ mod tests {
     }
 
     #[test]
+    fn the_list_names_unreadable_files_and_counts_the_corrupt_ones() {
+        let dir = std::env::temp_dir().join(format!("tinymta-list-bad-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let spool = Spool::open(&dir).unwrap();
+        let mut out = Vec::new();
+        list_to(&spool, &mut out).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "Mail queue is empty\n");
+        let bad = QueueId("6566D1A2F3B9C1".into());
+        std::fs::write(spool.message_path(&bad), "garbage\n").unwrap();
+        let mut out = Vec::new();
+        list_to(&spool, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("6566D1A2F3B9C1   unreadable: not a tinymta queue file\n"),
+            "{text}"
+        );
+        spool.quarantine(&bad).unwrap();
+        let mut out = Vec::new();
+        list_to(&spool, &mut out).unwrap();
+        let corrupt = dir.join("corrupt");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!(
+                "Mail queue is empty\n-- 1 corrupt queue file set aside in {}\n",
+                corrupt.display()
+            )
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn the_list_is_written_as_it_is_read_oldest_first() {
         let dir = std::env::temp_dir().join(format!("tinymta-list-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
