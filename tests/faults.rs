@@ -237,7 +237,7 @@ fn a_full_queue_file_system_refuses_at_mail_then_recovers_without_restart() {
     // A message that fits the queue but not the Maildir beside it: deferred with
     // 4.3.1, never bounced.
     fs::remove_file(&filler).unwrap();
-    let filler = fs.fill_leaving(300_000 + 400_000);
+    let filler = fs.fill_leaving(300_000 + 380_000);
     let kept = send(&s.smtp, None, "full@example.test", &body("kept", 350_000));
     let kept_id = kept
         .queued_id()
