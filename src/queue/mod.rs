@@ -9,6 +9,8 @@
 //!
 //! and beside it `<state-dir>/maildrop/`, where `sendmail` run by other users drops
 //! messages for the daemon to check and queue (see `maildrop`).
+//! `<state-dir>/corrupt/` holds queue files that did not parse, set aside (never
+//! delivered, never retried) for a human to look at.
 //!
 //! The queue knows nothing of SMTP sessions or TLS; it stores envelopes and bytes. It
 //! asks delivery for attempts through `outcome::Deliver` and decides on what comes

@@ -11,6 +11,11 @@
 //! is patched in place to point at them — as Postfix's cleanup patches its size
 //! record — so the content is written once, however large. Readers get those fields
 //! first, then the content ([`Content`]).
+//!
+//! Faults: a file that does not parse is set aside in `corrupt/`
+//! ([`Spool::quarantine`]); a message whose commit failed is removed whole
+//! ([`Spool::withdraw`]); [`FreeSpace`] tells sessions when the file system is below
+//! its reserve.
 
 use crate::clock::unix_now;
 use std::fs::{self, File, OpenOptions};
