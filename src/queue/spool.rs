@@ -444,6 +444,22 @@ impl Spool {
         Ok(to)
     }
 
+    /// Moves `messages/NAME`, a name that is no queue ID, to `corrupt/`, logged.
+    fn set_aside_name(&self, name: &std::ffi::OsStr) {
+        let (from, to) = (
+            self.messages_dir().join(name),
+            self.corrupt_dir().join(name),
+        );
+        match create_dir_private(&self.corrupt_dir()).and_then(|()| fs::rename(&from, &to)) {
+            Ok(()) => log::error!(
+                "queue: {} is not a queue file name: moved to {}",
+                from.display(),
+                to.display()
+            ),
+            Err(e) => log::error!("queue: cannot move {} aside: {e}", from.display()),
+        }
+    }
+
     /// `<state-dir>/corrupt/`: queue files set aside by [`quarantine`](Self::quarantine).
     pub fn corrupt_dir(&self) -> PathBuf {
         self.root.with_file_name("corrupt")
@@ -600,28 +616,17 @@ impl Spool {
         for e in fs::read_dir(self.root.join("tmp"))?.flatten() {
             let _ = fs::remove_file(e.path());
         }
-        // A name no queue ID has was not put there by tinymta: set aside, not skipped
-        // at every scan. (What is inside the files is read at each one's first
-        // attempt, not here: recovery reads names only.)
-        for e in fs::read_dir(self.messages_dir())?.flatten() {
-            let name = e.file_name();
-            if name.to_str().and_then(QueueKey::parse).is_none() {
-                let to = self.corrupt_dir().join(&name);
-                match create_dir_private(&self.corrupt_dir())
-                    .and_then(|()| fs::rename(e.path(), &to))
-                {
-                    Ok(()) => log::error!(
-                        "queue: {} is not a queue file name: moved to {}",
-                        e.path().display(),
-                        to.display()
-                    ),
-                    Err(err) => {
-                        log::error!("queue: cannot move {} aside: {err}", e.path().display())
-                    }
-                }
+        // One listing of `messages/`: the keys to schedule, and any name no queue ID
+        // has (not put there by tinymta) set aside rather than skipped at every scan.
+        // What is inside the files is read at each one's first attempt, not here.
+        let mut keys = Vec::new();
+        for name in self.names()? {
+            match name.to_str().and_then(QueueKey::parse) {
+                Some(key) => keys.push(key),
+                None => self.set_aside_name(&name),
             }
         }
-        let keys = self.list()?;
+        keys.sort_unstable();
         for e in fs::read_dir(self.root.join("status"))?.flatten() {
             let name = e.file_name();
             let orphan = match name.to_str().and_then(QueueKey::parse) {
