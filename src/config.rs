@@ -17,6 +17,7 @@ use crate::outbound::credentials::Credentials;
 use crate::outbound::policy::{check_default_level, PolicyTable};
 use crate::outbound::route::Router;
 use crate::outbound::sender_relay::SenderRelayTable;
+use crate::outbound::tlsrpt::{self, ReportSettings};
 use crate::outbound::transport::{parse_nexthop, TransportTable};
 use crate::outbound::Settings;
 use crate::privileges::{self, Account};
@@ -63,6 +64,8 @@ pub struct Config {
     pub limits: Limits,
     /// Where TLS-failure alerts go.
     pub alert_rcpt: Option<String>,
+    /// `--tls-rpt` and its details; `None`: no TLS reporting.
+    pub tls_rpt: Option<ReportSettings>,
     /// `--auth-file`; read at start and on SIGHUP.
     pub auth_file: Option<PathBuf>,
     /// `--aliases`, `--virtual`, `--local-recipients`; read again on SIGHUP.
@@ -255,6 +258,58 @@ pub fn outbound_settings(
 
 /// Reads and checks the address tables; every problem is named by its flag and
 /// `FILE:LINE`, one a line.
+/// `--tls-rpt`, `--tls-rpt-org`, `--tls-rpt-contact`, `--tls-rpt-interval`.
+fn tls_rpt_settings(
+    args: &ServeArgs,
+    hostname: &str,
+) -> Result<Option<ReportSettings>, ConfigError> {
+    match args.tls_rpt.as_deref().unwrap_or("yes") {
+        "yes" => {}
+        "no" => return Ok(None),
+        other => return Err(ConfigError::flag("--tls-rpt", other, "expected yes or no")),
+    }
+    let contact = match &args.tls_rpt_contact {
+        Some(c) => match crate::smtp::address::parse_mailbox(c, true, false, false) {
+            Ok(Some(m)) => m.to_string(),
+            _ => {
+                return Err(ConfigError::flag(
+                    "--tls-rpt-contact",
+                    c,
+                    "not an email address",
+                ))
+            }
+        },
+        None => format!("postmaster@{}", hostname.to_ascii_lowercase()),
+    };
+    let organization = args
+        .tls_rpt_org
+        .clone()
+        .unwrap_or_else(|| hostname.to_string());
+    if organization.chars().any(char::is_control) {
+        return Err(ConfigError::flag(
+            "--tls-rpt-org",
+            &organization,
+            "contains control characters",
+        ));
+    }
+    let interval = match args.tls_rpt_interval {
+        Some(0) => {
+            return Err(ConfigError::flag(
+                "--tls-rpt-interval",
+                "0",
+                "must be at least 1 second",
+            ))
+        }
+        Some(s) => s,
+        None => tlsrpt::DAY,
+    };
+    Ok(Some(ReportSettings {
+        organization,
+        contact,
+        interval,
+    }))
+}
+
 fn load_tables(paths: &TablePaths, domains: &[String]) -> Result<Tables, ConfigError> {
     let flags = [
         ("--aliases", &paths.aliases),
@@ -475,6 +530,7 @@ impl Config {
             },
             None => None,
         };
+        let tls_rpt = tls_rpt_settings(args, &hostname)?;
         let state_dir = default_state_dir(&args.state_dir);
         let mail_dir = args
             .mail_dir
@@ -499,6 +555,7 @@ impl Config {
                 tls_handshake_timeout: Duration::from_secs(args.tls_handshake_timeout.max(1)),
             },
             alert_rcpt,
+            tls_rpt,
             auth_file: args.auth_file.as_ref().map(PathBuf::from),
             table_paths,
             tables,
