@@ -638,4 +638,66 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn tls_reporting_flags() {
+        let base = || ServeArgs {
+            smtp: vec!["127.0.0.1:2525".into()],
+            tls_level: "may".into(),
+            max_sessions: 1,
+            max_sessions_per_ip: 1,
+            retry_min: 1,
+            retry_max: 2,
+            hostname: Some("mx.example.org".into()),
+            tls_default_level: "may".into(),
+            tls_fingerprint_digest: "sha256".into(),
+            mx_port: 25,
+            ..Default::default()
+        };
+        let on = Config::from_args(&base()).unwrap().tls_rpt.unwrap();
+        assert_eq!(on.contact, "postmaster@mx.example.org");
+        assert_eq!(on.organization, "mx.example.org");
+        assert_eq!((on.interval, on.submitter()), (86_400, "mx.example.org"));
+        let args = ServeArgs {
+            tls_rpt_org: Some("Example".into()),
+            tls_rpt_contact: Some("tlsrpt@example.org".into()),
+            ..base()
+        };
+        let set = Config::from_args(&args).unwrap().tls_rpt.unwrap();
+        assert_eq!(
+            (set.organization.as_str(), set.submitter()),
+            ("Example", "example.org")
+        );
+        let off = ServeArgs {
+            tls_rpt: Some("no".into()),
+            ..base()
+        };
+        assert_eq!(Config::from_args(&off).unwrap().tls_rpt, None);
+        for (args, flag) in [
+            (
+                ServeArgs {
+                    tls_rpt: Some("maybe".into()),
+                    ..base()
+                },
+                "--tls-rpt 'maybe'",
+            ),
+            (
+                ServeArgs {
+                    tls_rpt_contact: Some("not an address".into()),
+                    ..base()
+                },
+                "--tls-rpt-contact 'not an address'",
+            ),
+            (
+                ServeArgs {
+                    tls_rpt_interval: Some(0),
+                    ..base()
+                },
+                "--tls-rpt-interval '0'",
+            ),
+        ] {
+            let e = Config::from_args(&args).unwrap_err().to_string();
+            assert!(e.starts_with(flag), "{e}");
+        }
+    }
 }
