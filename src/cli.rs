@@ -182,6 +182,20 @@ pub struct ServeArgs {
     /// where TLS-failure alerts go (at most one per destination per hour)
     #[argh(option)]
     pub alert_rcpt: Option<String>,
+    /// send the daily TLS reports (RFC 8460) to the domains that ask for them: yes or
+    /// no (default yes)
+    #[argh(option)]
+    pub tls_rpt: Option<String>,
+    /// organization-name of the TLS reports (default: the host name)
+    #[argh(option)]
+    pub tls_rpt_org: Option<String>,
+    /// contact-info of the TLS reports, an address; its domain is the submitter and
+    /// the From: (default postmaster@HOSTNAME)
+    #[argh(option)]
+    pub tls_rpt_contact: Option<String>,
+    /// reporting period in seconds instead of the UTC day (for tests)
+    #[argh(option, hidden_help)]
+    pub tls_rpt_interval: Option<u64>,
     /// seconds a queued message is retried before it bounces (default 432000, 5 days)
     #[argh(option, default = "432_000")]
     pub queue_lifetime: u64,

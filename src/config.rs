@@ -17,6 +17,7 @@ use crate::outbound::credentials::Credentials;
 use crate::outbound::policy::{check_default_level, PolicyTable};
 use crate::outbound::route::Router;
 use crate::outbound::sender_relay::SenderRelayTable;
+use crate::outbound::tlsrpt::{self, ReportSettings};
 use crate::outbound::transport::{parse_nexthop, TransportTable};
 use crate::outbound::Settings;
 use crate::privileges::{self, Account};
@@ -66,6 +67,8 @@ pub struct Config {
     pub queue_min_free: u64,
     /// Where TLS-failure alerts go.
     pub alert_rcpt: Option<String>,
+    /// `--tls-rpt` and its details; `None`: no TLS reporting.
+    pub tls_rpt: Option<ReportSettings>,
     /// `--auth-file`; read at start and on SIGHUP.
     pub auth_file: Option<PathBuf>,
     /// `--aliases`, `--virtual`, `--local-recipients`; read again on SIGHUP.
@@ -258,6 +261,58 @@ pub fn outbound_settings(
 
 /// Reads and checks the address tables; every problem is named by its flag and
 /// `FILE:LINE`, one a line.
+/// `--tls-rpt`, `--tls-rpt-org`, `--tls-rpt-contact`, `--tls-rpt-interval`.
+fn tls_rpt_settings(
+    args: &ServeArgs,
+    hostname: &str,
+) -> Result<Option<ReportSettings>, ConfigError> {
+    match args.tls_rpt.as_deref().unwrap_or("yes") {
+        "yes" => {}
+        "no" => return Ok(None),
+        other => return Err(ConfigError::flag("--tls-rpt", other, "expected yes or no")),
+    }
+    let contact = match &args.tls_rpt_contact {
+        Some(c) => match crate::smtp::address::parse_mailbox(c, true, false, false) {
+            Ok(Some(m)) => m.to_string(),
+            _ => {
+                return Err(ConfigError::flag(
+                    "--tls-rpt-contact",
+                    c,
+                    "not an email address",
+                ))
+            }
+        },
+        None => format!("postmaster@{}", hostname.to_ascii_lowercase()),
+    };
+    let organization = args
+        .tls_rpt_org
+        .clone()
+        .unwrap_or_else(|| hostname.to_string());
+    if organization.chars().any(char::is_control) {
+        return Err(ConfigError::flag(
+            "--tls-rpt-org",
+            &organization,
+            "contains control characters",
+        ));
+    }
+    let interval = match args.tls_rpt_interval {
+        Some(0) => {
+            return Err(ConfigError::flag(
+                "--tls-rpt-interval",
+                "0",
+                "must be at least 1 second",
+            ))
+        }
+        Some(s) => s,
+        None => tlsrpt::DAY,
+    };
+    Ok(Some(ReportSettings {
+        organization,
+        contact,
+        interval,
+    }))
+}
+
 fn load_tables(paths: &TablePaths, domains: &[String]) -> Result<Tables, ConfigError> {
     let flags = [
         ("--aliases", &paths.aliases),
@@ -478,6 +533,7 @@ impl Config {
             },
             None => None,
         };
+        let tls_rpt = tls_rpt_settings(args, &hostname)?;
         let state_dir = default_state_dir(&args.state_dir);
         let mail_dir = args
             .mail_dir
@@ -506,6 +562,7 @@ impl Config {
                 .queue_min_free
                 .unwrap_or(args.max_message_size.saturating_mul(2)),
             alert_rcpt,
+            tls_rpt,
             auth_file: args.auth_file.as_ref().map(PathBuf::from),
             table_paths,
             tables,
@@ -587,6 +644,68 @@ mod tests {
                 e.starts_with(&format!("--dkim-key '{spec}': ")) && e.contains(why),
                 "{e}"
             );
+        }
+    }
+
+    #[test]
+    fn tls_reporting_flags() {
+        let base = || ServeArgs {
+            smtp: vec!["127.0.0.1:2525".into()],
+            tls_level: "may".into(),
+            max_sessions: 1,
+            max_sessions_per_ip: 1,
+            retry_min: 1,
+            retry_max: 2,
+            hostname: Some("mx.example.org".into()),
+            tls_default_level: "may".into(),
+            tls_fingerprint_digest: "sha256".into(),
+            mx_port: 25,
+            ..Default::default()
+        };
+        let on = Config::from_args(&base()).unwrap().tls_rpt.unwrap();
+        assert_eq!(on.contact, "postmaster@mx.example.org");
+        assert_eq!(on.organization, "mx.example.org");
+        assert_eq!((on.interval, on.submitter()), (86_400, "mx.example.org"));
+        let args = ServeArgs {
+            tls_rpt_org: Some("Example".into()),
+            tls_rpt_contact: Some("tlsrpt@example.org".into()),
+            ..base()
+        };
+        let set = Config::from_args(&args).unwrap().tls_rpt.unwrap();
+        assert_eq!(
+            (set.organization.as_str(), set.submitter()),
+            ("Example", "example.org")
+        );
+        let off = ServeArgs {
+            tls_rpt: Some("no".into()),
+            ..base()
+        };
+        assert_eq!(Config::from_args(&off).unwrap().tls_rpt, None);
+        for (args, flag) in [
+            (
+                ServeArgs {
+                    tls_rpt: Some("maybe".into()),
+                    ..base()
+                },
+                "--tls-rpt 'maybe'",
+            ),
+            (
+                ServeArgs {
+                    tls_rpt_contact: Some("not an address".into()),
+                    ..base()
+                },
+                "--tls-rpt-contact 'not an address'",
+            ),
+            (
+                ServeArgs {
+                    tls_rpt_interval: Some(0),
+                    ..base()
+                },
+                "--tls-rpt-interval '0'",
+            ),
+        ] {
+            let e = Config::from_args(&args).unwrap_err().to_string();
+            assert!(e.starts_with(flag), "{e}");
         }
     }
 }

@@ -1,9 +1,9 @@
 //! The daemon (`tinymta serve`): opens the queue and recovers it, loads TLS, binds the
 //! listeners, gives up root (`--user`, see `privileges`), wires delivery into the
-//! queue manager, starts it, the wakeup socket and the maildrop pick-up, and handles
-//! signals (SIGHUP reloads the certificate, the `--auth-file` users, the
-//! address tables, the smarthost logins and the DKIM keys; SIGTERM/SIGINT shut down
-//! gracefully).
+//! queue manager, starts it, the wakeup socket, the maildrop pick-up and the daily TLS
+//! report timer, and handles signals (SIGHUP reloads the certificate, the
+//! `--auth-file` users, the address tables, the smarthost logins and the DKIM keys;
+//! SIGTERM/SIGINT shut down gracefully).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -20,6 +20,7 @@ use crate::exit;
 use crate::inbound::{listener, InboundTls, Listener, Reloadable, Role, Shared};
 use crate::mailauth::signing::{DkimKeys, SharedKeys};
 use crate::outbound::remote::Remote;
+use crate::outbound::tlsrpt::{self, Recorder, Reporter};
 use crate::outbound::DeliveryContext;
 use crate::privileges::{self, Account};
 use crate::queue::scheduler::{self, Event, Scheduler};
@@ -286,11 +287,25 @@ async fn run(
     let (events_tx, events_rx) = smol::channel::unbounded::<Event>();
     let commit = GroupCommit::start(&ex, spool.messages_dir());
 
+    let mut remote = remote_delivery(&cfg);
+    if let Some(settings) = &cfg.tls_rpt {
+        let recorder = Rc::new(Recorder::new(&cfg.state_dir, settings.interval));
+        remote.tls_rpt = recorder.clone();
+        ex.spawn(tlsrpt::run(Reporter {
+            recorder,
+            settings: settings.clone(),
+            hostname: cfg.hostname.clone(),
+            spool: spool.clone(),
+            events: events_tx.clone(),
+            resolver: crate::dns::Resolver::from_flag_or_system(cfg.outbound.resolver.as_deref()),
+        }))
+        .detach();
+    }
     let delivery = Rc::new(DeliveryContext {
         hostname: cfg.hostname.clone(),
         router: cfg.outbound.router.clone(),
         mail_dir: cfg.mail_dir.clone(),
-        remote: remote_delivery(&cfg),
+        remote,
         rewriter: loaded.rewriter.clone(),
     });
     delivery.remote.expire_parked(&ex);

@@ -18,6 +18,7 @@ pub mod route;
 pub mod sasl;
 pub mod sender_relay;
 pub mod settings;
+pub mod tlsrpt;
 pub mod transport;
 
 use std::path::PathBuf;

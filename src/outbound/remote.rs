@@ -24,6 +24,7 @@ use super::parked::Parked;
 use super::policy::{self, Policy, PolicyTable};
 use super::route::NextHop;
 use super::sasl::{self, AuthFailure};
+use super::tlsrpt::{self, FailureDetail, FailureType, PolicyType, Recorder};
 use super::Settings;
 use crate::dns::{DnsError, Resolver};
 use crate::logline::{self, TlsStart};
@@ -63,6 +64,8 @@ pub struct Remote {
     parked: Rc<Parked>,
     /// TLS sessions of the servers delivered to, offered on the next connection.
     pub tls_sessions: Arc<SessionCache>,
+    /// TLS reporting's session counters (the daemon sets them; disabled otherwise).
+    pub tls_rpt: Rc<Recorder>,
 }
 
 impl Remote {
@@ -90,6 +93,7 @@ impl Remote {
             alerts: RefCell::new(HashMap::new()),
             parked: Rc::default(),
             tls_sessions: SessionCache::new(),
+            tls_rpt: Rc::new(Recorder::disabled()),
         }
     }
 
@@ -613,6 +617,13 @@ pub async fn deliver(
         let tls_plan = match plan(remote, &policy, hop, host).await {
             Ok(p) => p,
             Err(why) => {
+                if let Some(domain) = reported_domain(remote, env, hop) {
+                    // Only a DANE level refuses to connect: a `tlsa` policy failure.
+                    let detail = FailureDetail::new(FailureType::of_reason(&why), &host.name, None);
+                    remote
+                        .tls_rpt
+                        .record_failure(&tlsa_policy(domain, &host.name, &[]), &detail);
+                }
                 let relay = Relay::Host {
                     name: host.name.clone(),
                     addr: None,
@@ -841,8 +852,9 @@ async fn attempt_candidate(
         // open one.
         return Ok(give_up(not_mandatory(entry, cand, target)));
     }
-    let (mut session, _) =
-        open_session(remote, helo, id, target.policy, target.tls_plan, cand).await?;
+    let opened = open_session(remote, helo, id, target.policy, target.tls_plan, cand).await;
+    report_session(remote, env, target, cand, &opened);
+    let (mut session, _) = opened?;
     if env.requiretls {
         if let Some(f) = requiretls_refusal(&session) {
             session.quit().await;
@@ -886,6 +898,68 @@ fn requiretls_refusal(session: &ClientSession) -> Option<Failure> {
             format!("host {relay} does not offer REQUIRETLS"),
         )
     })
+}
+
+/// The recipient domain whose TLS-RPT counters a session to `hop` goes to: MX
+/// deliveries only (a relay host's sessions are not a domain's policy), and not the
+/// sessions carrying a report (RFC 8460 §5.3).
+fn reported_domain<'h>(remote: &Remote, env: &Envelope, hop: &'h NextHop) -> Option<&'h str> {
+    match hop {
+        NextHop::Domain(d) if !remote.tls_rpt.ignores(&env.id) => Some(d),
+        _ => None,
+    }
+}
+
+fn tlsa_policy(domain: &str, mx: &str, records: &[Tlsa]) -> tlsrpt::Policy {
+    tlsrpt::Policy {
+        policy_type: PolicyType::Tlsa,
+        policy_strings: records.iter().map(Tlsa::presentation).collect(),
+        policy_domain: domain.to_string(),
+        mx_host: Some(mx.to_string()),
+    }
+}
+
+/// Counts one new session for TLS reporting: under the DANE policy when the plan
+/// authenticates with TLSA records, else as `no-policy-found` (where a session without
+/// TLS is a `starttls-not-supported` failure, or a `validation-failure` when the
+/// handshake failed and the mail went in plaintext). Sessions that never reached TLS
+/// for other reasons (refused connections) and level `none` are not counted.
+fn report_session(
+    remote: &Remote,
+    env: &Envelope,
+    target: &Target<'_>,
+    cand: &Candidate,
+    opened: &Result<(ClientSession, Option<crate::tls::TlsInfo>), Failure>,
+) {
+    let Some(domain) = reported_domain(remote, env, target.hop) else {
+        return;
+    };
+    let policy = match target.tls_plan {
+        TlsPlan::Off => return,
+        TlsPlan::Required(PeerCheck::Dane { records, .. })
+        | TlsPlan::Implicit(PeerCheck::Dane { records, .. }) => {
+            tlsa_policy(domain, &cand.host, records)
+        }
+        _ => tlsrpt::Policy {
+            policy_type: PolicyType::NoPolicyFound,
+            policy_strings: Vec::new(),
+            policy_domain: domain.to_string(),
+            mx_host: None,
+        },
+    };
+    let failure = match opened {
+        Ok((_, Some(_))) => None,
+        Ok((session, None)) if session.ext.starttls => Some(FailureType::ValidationFailure),
+        Ok((_, None)) => Some(FailureType::StarttlsNotSupported),
+        Err(f) if f.tls => Some(FailureType::of_reason(&f.detail)),
+        Err(_) => return,
+    };
+    match failure {
+        None => remote.tls_rpt.record_success(&policy),
+        Some(t) => remote
+            .tls_rpt
+            .record_failure(&policy, &FailureDetail::new(t, &cand.host, Some(cand.ip))),
+    }
 }
 
 /// Why a session did not log in, and what that means for the other addresses.
