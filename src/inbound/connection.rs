@@ -13,13 +13,15 @@ use smol::future::FutureExt;
 use smol::io::{AsyncRead, AsyncWriteExt};
 use smol::Async;
 
-use super::checks;
+use std::sync::Arc;
+
+use super::checks::{self, MessageChecks};
 use super::sasl::Credentials;
 use super::session::{Next, Session, Transaction};
 use super::{Listener, Shared};
 use crate::clock::unix_now;
 use crate::logline;
-use crate::mailauth::signing::Signer;
+use crate::mailauth::signing::{DkimKeys, Signer};
 use crate::queue::scheduler::Event;
 use crate::queue::spool::is_out_of_space;
 use crate::queue::{Envelope, QueueId};
@@ -54,6 +56,8 @@ pub struct Connection {
     session: Session,
     conn: MaybeTls<Async<TcpStream>>,
     input: LineBuffer,
+    /// The message of a BDAT transaction between its chunks.
+    chunks: Option<Box<Incoming>>,
     /// When the current command began to be awaited: partial lines do not extend the
     /// deadline, so a client trickling bytes (slowloris) is dropped at the timeout.
     waiting_since: Instant,
@@ -78,6 +82,7 @@ impl Connection {
             session,
             conn: MaybeTls::Plain(stream),
             input: LineBuffer::default(),
+            chunks: None,
             waiting_since: Instant::now(),
         }
     }
@@ -102,6 +107,8 @@ impl Connection {
                 })
                 .await;
         }
+        // A BDAT transaction the client never finished.
+        self.abandon_chunks();
         log::info!("disconnect from {client}");
     }
 
@@ -116,8 +123,25 @@ impl Connection {
                     break;
                 };
                 self.waiting_since = Instant::now();
-                match self.session.line(line) {
+                let next = self.session.line(line);
+                if !matches!(next, Next::Chunk { .. }) && !self.session.is_chunking() {
+                    self.abandon_chunks();
+                }
+                match next {
                     Next::Continue => {}
+                    Next::Chunk { size, last, start } => {
+                        // Boxed as DATA is, for the same reason.
+                        if !Box::pin(self.receive_chunk(size, last, start)).await? {
+                            return Ok(());
+                        }
+                        self.waiting_since = Instant::now();
+                    }
+                    Next::Skip(size) => {
+                        if !Box::pin(self.read_chunk(size, None)).await? {
+                            return Ok(());
+                        }
+                        self.waiting_since = Instant::now();
+                    }
                     Next::StartTls => {
                         self.flush().await?;
                         let dropped = self.input.clear();
@@ -283,96 +307,187 @@ impl Connection {
         smol::unblock(move || users.verify(&user, &password)).await
     }
 
-    /// DATA: streams the content into a new queue file, makes it durable and only then
-    /// replies 250. Returns `Ok(false)` when the session must end.
-    async fn receive_message(&mut self, txn: Transaction) -> std::io::Result<bool> {
+    /// Starts a message for `txn`: the new queue file's envelope, our `Received:`
+    /// field, the checks and the signer its content will go through.
+    fn start_message(&self, txn: &Transaction, reader: DataReader, verb: &'static str) -> Incoming {
         let id = QueueId::generate();
-        let env = self.session.envelope(&id, &txn);
-        let spool = self.shared.spool.clone();
-        let limits = &self.shared.settings.limits;
-        let (max_size, data_timeout) = (limits.max_message_size, limits.data_timeout);
-        let mut reader = DataReader::new(max_size);
+        let env = self.session.envelope(&id, txn);
         // Room for a whole piece and the last read past it (twice its size at most, when
         // bare LFs become CRLF), so the buffer never doubles beyond that.
         let mut chunk = Vec::with_capacity(WRITE_CHUNK + 2 * READ_CHUNK);
-        chunk.extend_from_slice(self.session.received_header(&id, &txn).as_bytes());
-        // Submission mode completes the header section once it has arrived (before the
-        // first piece is written).
-        let mut headers_pending = self.session.is_submission();
+        chunk.extend_from_slice(self.session.received_header(&id, txn).as_bytes());
         let header_start = chunk.len();
-        // Mail from outside is checked; its header section is held until complete.
-        let mut checks = self.session.message_checks(&txn);
-        let mut file: Option<File> = None;
-        let mut write_error: Option<std::io::Error> = None;
         // The mail of our own clients is DKIM-signed, once, here: the signer sees the
         // content as it is written and keeps only the header section.
         let dkim = self.shared.current_dkim();
-        let mut signer = (self.session.is_own_client() && !dkim.is_empty()).then(Signer::new);
-
-        // Content may already be buffered behind the DATA line (pipelining).
-        let pending = self.input.take_pending();
-        let new = chunk.len();
-        let used = reader.feed(&pending, &mut chunk);
-        self.input.extend(&pending[used..]);
-        if let Some(c) = &mut checks {
-            c.content(&mut chunk, header_start, new, reader.is_done());
+        let signer = (self.session.is_own_client() && !dkim.is_empty()).then(Signer::new);
+        Incoming {
+            id,
+            env,
+            verb,
+            reader,
+            chunk,
+            header_start,
+            // Submission mode completes the header section once it has arrived (before
+            // the first piece is written).
+            headers_pending: self.session.is_submission(),
+            // Mail from outside is checked; its header section is held until complete.
+            checks: self.session.message_checks(txn),
+            file: None,
+            write_error: None,
+            dkim,
+            signer,
         }
-        while !reader.is_done() {
-            match self.read_input(data_timeout).await {
-                Ok(Input::Bytes) => {
-                    let pending = self.input.take_pending();
-                    let new = chunk.len();
-                    let used = reader.feed(&pending, &mut chunk);
-                    self.input.extend(&pending[used..]);
-                    if let Some(c) = &mut checks {
-                        c.content(&mut chunk, header_start, new, reader.is_done());
-                    }
-                }
-                other => {
-                    spool.abandon(&id);
-                    match other {
-                        Ok(Input::TimedOut) => {
-                            log::info!("timeout after DATA from {}", self.session.client());
-                            self.say_goodbye(canned::timeout()).await?;
-                        }
-                        // Finishing would take unbounded time; the client retries.
-                        Ok(Input::ShuttingDown) => {
-                            self.say_goodbye(canned::shutting_down()).await?
-                        }
-                        Ok(_) => {
-                            log::info!("lost connection after DATA from {}", self.session.client())
-                        }
-                        Err(e) => return Err(e),
-                    }
-                    return Ok(false);
-                }
+    }
+
+    /// DATA: streams the content into a new queue file, makes it durable and only then
+    /// replies 250. Returns `Ok(false)` when the session must end.
+    async fn receive_message(&mut self, txn: Transaction) -> std::io::Result<bool> {
+        let max_size = self.shared.settings.limits.max_message_size;
+        let mut msg = self.start_message(&txn, DataReader::new(max_size), "DATA");
+        let spool = self.shared.spool.clone();
+        loop {
+            // Content may already be buffered behind the DATA line (pipelining).
+            let pending = self.input.take_pending();
+            let used = msg.absorb(&pending);
+            self.input.extend(&pending[used..]);
+            if msg.reader.is_done() {
+                break;
             }
-            let held = checks.as_ref().is_some_and(|c| c.holding());
-            if chunk.len() >= WRITE_CHUNK
-                && write_error.is_none()
-                && reader.verdict().is_none()
-                && !held
-            {
-                if std::mem::take(&mut headers_pending) {
-                    self.session.complete_headers(&mut chunk, header_start, &id);
-                }
-                if let Some(s) = &mut signer {
-                    s.update(&chunk);
-                }
-                let (f, c, res) = write_chunk(
-                    spool.clone(),
-                    env.clone(),
-                    file.take(),
-                    std::mem::take(&mut chunk),
+            msg.write_if_full(&self.session, &spool).await;
+            if !self.more_content(msg.verb).await? {
+                spool.abandon(&msg.id);
+                return Ok(false);
+            }
+        }
+        self.store_message(msg).await;
+        Ok(true)
+    }
+
+    /// One BDAT chunk (RFC 3030): its octets go into the message begun by the first
+    /// chunk, or are discarded when the session refused it. After the last, the message
+    /// is stored as DATA's is. Returns `Ok(false)` when the session must end.
+    async fn receive_chunk(
+        &mut self,
+        size: u64,
+        last: bool,
+        start: Option<Transaction>,
+    ) -> std::io::Result<bool> {
+        let spool = self.shared.spool.clone();
+        if let Some(txn) = start {
+            let max_size = self.shared.settings.limits.max_message_size;
+            let reader = DataReader::chunked(max_size);
+            self.chunks = Some(Box::new(self.start_message(&txn, reader, "BDAT")));
+        }
+        let Some(mut msg) = self.chunks.take() else {
+            // Not reached: the session asks for a chunk only inside a BDAT transaction.
+            let ok = self.read_chunk(size, None).await?;
+            self.session
+                .chunk_refused(Reply::new(451, "4.3.0", "Error: BDAT transaction lost"));
+            return Ok(ok);
+        };
+        if !self.read_chunk(size, Some(&mut msg)).await? {
+            spool.abandon(&msg.id);
+            return Ok(false);
+        }
+        if last {
+            msg.end_chunks();
+            self.store_message(*msg).await;
+        } else if let Some(r) = msg.reader.verdict() {
+            spool.abandon(&msg.id);
+            log::info!(
+                "{}: reject: BDAT from {}: {}",
+                msg.id,
+                self.session.client(),
+                r.summary()
+            );
+            self.session.chunk_refused(r);
+        } else {
+            self.session.chunk_received(size);
+            self.chunks = Some(msg);
+        }
+        Ok(true)
+    }
+
+    /// Drops the content of earlier chunks once their transaction ended without
+    /// `BDAT LAST` (RSET, EHLO, STARTTLS).
+    fn abandon_chunks(&mut self) {
+        if let Some(msg) = self.chunks.take() {
+            self.shared.spool.abandon(&msg.id);
+        }
+    }
+
+    /// Reads the `size` octets of a chunk into `msg`, or discards them (`None`): the
+    /// count is authoritative, whatever the octets look like. `Ok(false)`: the session
+    /// must end.
+    async fn read_chunk(
+        &mut self,
+        mut size: u64,
+        mut msg: Option<&mut Incoming>,
+    ) -> std::io::Result<bool> {
+        let spool = self.shared.spool.clone();
+        loop {
+            let pending = self.input.take_pending();
+            let n = size.min(pending.len() as u64) as usize;
+            self.input.extend(&pending[n..]);
+            size -= n as u64;
+            if let Some(m) = msg.as_deref_mut() {
+                m.absorb(&pending[..n]);
+                m.write_if_full(&self.session, &spool).await;
+            }
+            if size == 0 {
+                return Ok(true);
+            }
+            // The replies to earlier chunks go out while this one arrives.
+            self.flush().await?;
+            if !self.more_content("BDAT").await? {
+                return Ok(false);
+            }
+        }
+    }
+
+    /// Waits for more of a message's content. `Ok(false)`: none will come (timeout,
+    /// shutdown, the client left); the client was told where it could be.
+    async fn more_content(&mut self, verb: &str) -> std::io::Result<bool> {
+        match self
+            .read_input(self.shared.settings.limits.data_timeout)
+            .await?
+        {
+            Input::Bytes => return Ok(true),
+            Input::TimedOut => {
+                log::info!("timeout after {verb} from {}", self.session.client());
+                self.say_goodbye(canned::timeout()).await?;
+            }
+            // Finishing would take unbounded time; the client retries.
+            Input::ShuttingDown => self.say_goodbye(canned::shutting_down()).await?,
+            Input::Closed => {
+                log::info!(
+                    "lost connection after {verb} from {}",
+                    self.session.client()
                 )
-                .await;
-                file = f;
-                chunk = c;
-                chunk.clear();
-                write_error = res.err();
             }
         }
+        Ok(false)
+    }
 
+    /// The end of a message, by DATA or BDAT: the verdicts on its content, the checks'
+    /// outcome, its DKIM signature, then the queue file made durable before the 250.
+    async fn store_message(&mut self, msg: Incoming) {
+        let Incoming {
+            id,
+            env,
+            verb,
+            reader,
+            mut chunk,
+            header_start,
+            headers_pending,
+            checks,
+            mut file,
+            write_error,
+            dkim,
+            mut signer,
+        } = msg;
+        let spool = self.shared.spool.clone();
         if headers_pending {
             self.session.complete_headers(&mut chunk, header_start, &id);
         }
@@ -381,12 +496,12 @@ impl Connection {
         if let Some(r) = refusal {
             spool.abandon(&id);
             log::info!(
-                "{id}: reject: DATA from {}: {}",
+                "{id}: reject: {verb} from {}: {}",
                 self.session.client(),
                 r.summary()
             );
             self.session.error(r);
-            return Ok(true);
+            return;
         }
         let mut added = String::new();
         let mut auth = None;
@@ -402,13 +517,13 @@ impl Connection {
             if let Some(r) = outcome.refusal(self.shared.settings.enforce) {
                 spool.abandon(&id);
                 log::info!(
-                    "{id}: reject: DATA from {}: {}; auth={}",
+                    "{id}: reject: {verb} from {}: {}; auth={}",
                     self.session.client(),
                     r.summary(),
                     outcome.summary
                 );
                 self.session.reply(r);
-                return Ok(true);
+                return;
             }
             added = outcome.field;
             auth = Some(outcome.summary);
@@ -471,7 +586,82 @@ impl Connection {
                 });
             }
         }
-        Ok(true)
+    }
+}
+
+/// One message arriving, by DATA or BDAT: the queue file as far as it is written, the
+/// piece not written yet, and what sees the content go by (the checks, the DKIM
+/// signer). Both commands fill it and store it the same way.
+struct Incoming {
+    id: QueueId,
+    env: Envelope,
+    /// "DATA" or "BDAT", for the log.
+    verb: &'static str,
+    reader: DataReader,
+    chunk: Vec<u8>,
+    /// Where the client's header section starts in the first piece (after `Received:`).
+    header_start: usize,
+    headers_pending: bool,
+    checks: Option<MessageChecks>,
+    file: Option<File>,
+    write_error: Option<std::io::Error>,
+    dkim: Arc<DkimKeys>,
+    signer: Option<Signer>,
+}
+
+impl Incoming {
+    /// Decodes content into the piece; returns the bytes of `input` it took (DATA
+    /// stops at the end of data; a chunk takes all).
+    fn absorb(&mut self, input: &[u8]) -> usize {
+        let new = self.chunk.len();
+        let used = self.reader.feed(input, &mut self.chunk);
+        self.seen(new);
+        used
+    }
+
+    /// BDAT LAST: the content is complete.
+    fn end_chunks(&mut self) {
+        let new = self.chunk.len();
+        self.reader.end_chunks(&mut self.chunk);
+        self.seen(new);
+    }
+
+    /// The checks see the bytes of the piece from `new` on.
+    fn seen(&mut self, new: usize) {
+        if let Some(c) = &mut self.checks {
+            let done = self.reader.is_done();
+            c.content(&mut self.chunk, self.header_start, new, done);
+        }
+    }
+
+    /// Writes the piece to the queue file once it is large enough, unless the content
+    /// is already refused or its header section is held for the checks.
+    async fn write_if_full(&mut self, session: &Session, spool: &crate::queue::Spool) {
+        let held = self.checks.as_ref().is_some_and(|c| c.holding());
+        if self.chunk.len() < WRITE_CHUNK
+            || self.write_error.is_some()
+            || self.reader.verdict().is_some()
+            || held
+        {
+            return;
+        }
+        if std::mem::take(&mut self.headers_pending) {
+            session.complete_headers(&mut self.chunk, self.header_start, &self.id);
+        }
+        if let Some(s) = &mut self.signer {
+            s.update(&self.chunk);
+        }
+        let (f, mut c, res) = write_chunk(
+            spool.clone(),
+            self.env.clone(),
+            self.file.take(),
+            std::mem::take(&mut self.chunk),
+        )
+        .await;
+        self.file = f;
+        c.clear();
+        self.chunk = c;
+        self.write_error = res.err();
     }
 }
 

@@ -110,7 +110,7 @@ impl Login {
         if self.user.is_some() {
             return Progress::Refused(canned::bad_sequence("Error: already authenticated"));
         }
-        if matches!(state, State::Transaction(_)) {
+        if matches!(state, State::Transaction(_) | State::Chunking { .. }) {
             return Progress::Refused(canned::bad_sequence("Error: MAIL transaction in progress"));
         }
         match Sasl::start(mechanism, initial) {

@@ -43,8 +43,13 @@ pub enum State {
     Fresh,
     /// HELO/EHLO done; no transaction.
     Ready,
-    /// MAIL accepted: collecting recipients until DATA.
+    /// MAIL accepted: collecting recipients until DATA or the first BDAT.
     Transaction(Transaction),
+    /// BDAT chunks arriving (RFC 3030): the transaction is with the connection, which
+    /// holds the content so far. `failed`: a chunk was refused with this reply; the
+    /// chunks the client pipelined behind it are discarded with it until `BDAT LAST`
+    /// or RSET (§4.2: the client must not send more, the server must cope).
+    Chunking { failed: Option<Reply> },
     /// AUTH accepted: the client's next line belongs to this SASL exchange.
     Auth(Sasl),
     /// QUIT, too many errors, or too many failed AUTH attempts.
@@ -81,6 +86,16 @@ pub enum Next {
     StartTls,
     /// Read the message content of this transaction (354 is queued).
     Data(Transaction),
+    /// Read the `size` octets of a BDAT chunk into the message; `start`: the first
+    /// chunk, with the transaction it begins the content of. `last`: then store it.
+    /// The session is `Chunking` until then (or `Ready` after the last).
+    Chunk {
+        size: u64,
+        last: bool,
+        start: Option<Transaction>,
+    },
+    /// Read and discard the `size` octets of a refused BDAT chunk (its reply is queued).
+    Skip(u64),
     /// Check these credentials, then report with `credentials_checked`.
     Verify(Credentials),
     /// Evaluate SPF for this transaction, then report with `spf_checked`.
@@ -148,6 +163,12 @@ impl Session {
 
     pub fn is_closing(&self) -> bool {
         matches!(self.state, State::Closing)
+    }
+
+    /// Whether a BDAT transaction is under way: when not, content the connection holds
+    /// from earlier chunks is abandoned (RSET, EHLO, STARTTLS, QUIT ended it).
+    pub fn is_chunking(&self) -> bool {
+        matches!(self.state, State::Chunking { .. })
     }
 
     /// The longest line the current state accepts, CRLF included.
@@ -279,6 +300,16 @@ impl Session {
             Ok(c) => c,
             Err(r) => {
                 self.error(r);
+                if command::is_bdat(line) && !self.is_closing() {
+                    // Where its chunk ends is unknown: its bytes would be taken for
+                    // commands. Postfix and Exim hang up too.
+                    self.reply(Reply::new(
+                        421,
+                        "4.5.0",
+                        "Error: cannot find the end of that BDAT chunk",
+                    ));
+                    self.state = State::Closing;
+                }
                 return Next::Continue;
             }
         };
@@ -291,7 +322,10 @@ impl Session {
             )
         {
             self.error(canned::must_starttls());
-            return Next::Continue;
+            return match cmd {
+                Command::Bdat { size, .. } => Next::Skip(size),
+                _ => Next::Continue,
+            };
         }
         match cmd {
             Command::Ehlo(name) => {
@@ -307,8 +341,9 @@ impl Session {
             Command::Mail { from, params } => self.mail(from, params),
             Command::Rcpt { to } => return self.rcpt(to),
             Command::Data => return self.data(),
+            Command::Bdat { size, last } => return self.bdat(size, last),
             Command::Rset => {
-                if let State::Transaction(_) = self.state {
+                if let State::Transaction(_) | State::Chunking { .. } = self.state {
                     self.state = State::Ready;
                 }
                 self.reply(canned::ok("2.0.0"));
@@ -363,6 +398,8 @@ impl Session {
             // RFC 8689 §2: only where the client's hop is itself TLS.
             lines.push("REQUIRETLS".to_string());
         }
+        // RFC 3030 without BINARYMIME: chunks carry 7bit/8BITMIME content as DATA does.
+        lines.push("CHUNKING".to_string());
         Reply::plain(250, lines)
     }
 
@@ -383,7 +420,7 @@ impl Session {
     fn mail(&mut self, from: Option<Mailbox>, params: MailParams) {
         match self.state {
             State::Fresh => return self.error(canned::bad_sequence("Error: send HELO/EHLO first")),
-            State::Transaction(_) => {
+            State::Transaction(_) | State::Chunking { .. } => {
                 return self.error(canned::bad_sequence("Error: nested MAIL command"))
             }
             _ => {}
@@ -418,9 +455,16 @@ impl Session {
     }
 
     fn rcpt(&mut self, to: Mailbox) -> Next {
-        let State::Transaction(txn) = &self.state else {
-            self.error(canned::bad_sequence("Error: need MAIL command"));
-            return Next::Continue;
+        let txn = match &self.state {
+            State::Transaction(txn) => txn,
+            State::Chunking { .. } => {
+                self.error(canned::bad_sequence("Error: RCPT after BDAT"));
+                return Next::Continue;
+            }
+            _ => {
+                self.error(canned::bad_sequence("Error: need MAIL command"));
+                return Next::Continue;
+            }
         };
         if txn.recipients.len() >= self.settings.limits.max_recipients {
             self.reply(Reply::new(452, "4.5.3", "Error: too many recipients"));
@@ -554,23 +598,102 @@ impl Session {
     /// DATA: the transaction leaves the state with `Next::Data`; the next command after
     /// the content finds the session `Ready`.
     fn data(&mut self) -> Next {
-        let txn = match std::mem::replace(&mut self.state, State::Ready) {
-            State::Transaction(t) if !t.recipients.is_empty() => t,
+        match self.take_transaction("DATA") {
+            Ok(txn) => {
+                self.reply(Reply::plain(
+                    354,
+                    vec!["End data with <CR><LF>.<CR><LF>".into()],
+                ));
+                Next::Data(txn)
+            }
+            Err(refusal) => {
+                self.error(refusal);
+                Next::Continue
+            }
+        }
+    }
+
+    /// The transaction with recipients that DATA or the first BDAT takes out of the
+    /// state (leaving `Ready`), or the refusal; a transaction without recipients stays.
+    fn take_transaction(&mut self, verb: &str) -> Result<Transaction, Reply> {
+        match std::mem::replace(&mut self.state, State::Ready) {
+            State::Transaction(t) if !t.recipients.is_empty() => Ok(t),
             other => {
                 let refusal = match other {
                     State::Transaction(_) => Reply::new(554, "5.5.1", "Error: no valid recipients"),
+                    // RFC 3030 §3: DATA and BDAT do not mix in one transaction.
+                    State::Chunking { .. } => {
+                        canned::bad_sequence(&format!("Error: {verb} after BDAT"))
+                    }
                     _ => canned::bad_sequence("Error: need MAIL command"),
                 };
                 self.state = other;
-                self.error(refusal);
-                return Next::Continue;
+                Err(refusal)
+            }
+        }
+    }
+
+    /// BDAT: the first chunk takes the transaction as DATA does; the next ones add to
+    /// it. A refused chunk is read and discarded (`Next::Skip`), so the session stays
+    /// in step with the client.
+    fn bdat(&mut self, size: u64, last: bool) -> Next {
+        let next_state = || {
+            if last {
+                State::Ready
+            } else {
+                State::Chunking { failed: None }
             }
         };
-        self.reply(Reply::plain(
-            354,
-            vec!["End data with <CR><LF>.<CR><LF>".into()],
+        match &self.state {
+            State::Chunking { failed: Some(r) } => {
+                let r = r.clone();
+                self.error(r);
+                if last {
+                    self.state = State::Ready;
+                }
+                Next::Skip(size)
+            }
+            State::Chunking { failed: None } => {
+                self.state = next_state();
+                Next::Chunk {
+                    size,
+                    last,
+                    start: None,
+                }
+            }
+            _ => match self.take_transaction("BDAT") {
+                Ok(txn) => {
+                    self.state = next_state();
+                    Next::Chunk {
+                        size,
+                        last,
+                        start: Some(txn),
+                    }
+                }
+                Err(refusal) => {
+                    self.error(refusal);
+                    Next::Skip(size)
+                }
+            },
+        }
+    }
+
+    /// The connection has read a BDAT chunk that is not the last.
+    pub fn chunk_received(&mut self, size: u64) {
+        self.reply(Reply::new(
+            250,
+            "2.0.0",
+            format!("Ok: {size} octets received"),
         ));
-        Next::Data(txn)
+    }
+
+    /// The connection refused the content at the chunk it has just read (too large,
+    /// a bad line): the rest of the chunks of the transaction get the same reply.
+    pub fn chunk_refused(&mut self, r: Reply) {
+        if let State::Chunking { failed } = &mut self.state {
+            *failed = Some(r.clone());
+        }
+        self.error(r);
     }
 
     /// The queue file's envelope for `txn`: the expanded recipients, and the sender
@@ -828,7 +951,7 @@ mod tests {
         assert_eq!(
             c.send("EHLO client.example.net"),
             "250-mx.example.org\r\n250-PIPELINING\r\n250-SIZE 1000\r\n250-STARTTLS\r\n\
-             250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n"
+             250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 CHUNKING\r\n"
         );
         assert_eq!(
             c.send("MAIL FROM:<a@example.net> REQUIRETLS"),
@@ -901,6 +1024,100 @@ mod tests {
         // The refused DATA keeps the transaction.
         assert_eq!(c.send("RCPT TO:<bob@example.org>"), OK_RCPT);
         c.data();
+    }
+
+    /// Sends a BDAT line; the action the connection gets and the replies.
+    fn bdat(c: &mut Client, line: &str) -> (Option<(u64, bool, bool)>, Option<u64>, String) {
+        match c.exchange(line) {
+            (Next::Chunk { size, last, start }, out) => {
+                (Some((size, last, start.is_some())), None, out)
+            }
+            (Next::Skip(n), out) => (None, Some(n), out),
+            (_, out) => (None, None, out),
+        }
+    }
+
+    #[test]
+    fn bdat_takes_the_transaction_at_its_first_chunk_and_refuses_mixing() {
+        let mut c = Client::mx();
+        c.send("EHLO client.example.net");
+        // Without a transaction the chunk is discarded, with a 503.
+        assert_eq!(bdat(&mut c, "BDAT 5"), (None, Some(5), NEED_MAIL.into()));
+        c.send("MAIL FROM:<carol@example.net>");
+        assert_eq!(
+            bdat(&mut c, "BDAT 7 LAST"),
+            (
+                None,
+                Some(7),
+                "554 5.5.1 Error: no valid recipients\r\n".into()
+            )
+        );
+        c.send("RCPT TO:<bob@example.org>");
+        assert_eq!(
+            bdat(&mut c, "BDAT 10"),
+            (Some((10, false, true)), None, "".into())
+        );
+        assert!(c.session.is_chunking());
+        c.session.chunk_received(10);
+        assert_eq!(c.output(), "250 2.0.0 Ok: 10 octets received\r\n");
+        assert_eq!(c.send("DATA"), "503 5.5.1 Error: DATA after BDAT\r\n");
+        assert_eq!(
+            c.send("RCPT TO:<bob@example.org>"),
+            "503 5.5.1 Error: RCPT after BDAT\r\n"
+        );
+        assert_eq!(
+            c.send("MAIL FROM:<carol@example.net>"),
+            "503 5.5.1 Error: nested MAIL command\r\n"
+        );
+        assert!(
+            c.session.is_chunking(),
+            "refusals keep the BDAT transaction"
+        );
+        assert_eq!(
+            bdat(&mut c, "BDAT 0 LAST"),
+            (Some((0, true, false)), None, "".into())
+        );
+        assert!(!c.session.is_chunking());
+        assert_eq!(c.send("MAIL FROM:<carol@example.net>"), OK_MAIL);
+
+        // RSET ends a BDAT transaction; so does EHLO.
+        c.send("RCPT TO:<bob@example.org>");
+        bdat(&mut c, "BDAT 1");
+        assert_eq!(c.send("RSET"), "250 2.0.0 Ok\r\n");
+        assert!(!c.session.is_chunking());
+        assert_eq!(bdat(&mut c, "BDAT 1").1, Some(1));
+    }
+
+    #[test]
+    fn chunks_after_a_refused_chunk_are_discarded_until_last() {
+        let mut c = Client::mx();
+        c.send("EHLO client.example.net");
+        c.send("MAIL FROM:<carol@example.net>");
+        c.send("RCPT TO:<bob@example.org>");
+        bdat(&mut c, "BDAT 2000");
+        let too_big = "552 5.3.4 Error: message file too big\r\n";
+        c.session
+            .chunk_refused(Reply::new(552, "5.3.4", "Error: message file too big"));
+        assert_eq!(c.output(), too_big);
+        assert_eq!(bdat(&mut c, "BDAT 10"), (None, Some(10), too_big.into()));
+        assert_eq!(bdat(&mut c, "BDAT 3 LAST"), (None, Some(3), too_big.into()));
+        assert!(!c.session.is_chunking());
+        assert_eq!(c.send("MAIL FROM:<carol@example.net>"), OK_MAIL);
+    }
+
+    #[test]
+    fn a_bdat_that_cannot_be_parsed_ends_the_session() {
+        let mut c = Client::mx();
+        c.send("EHLO client.example.net");
+        assert_eq!(
+            c.send("BDAT ten"),
+            "501 5.5.4 Syntax: BDAT count [LAST]\r\n\
+             421 4.5.0 Error: cannot find the end of that BDAT chunk\r\n"
+        );
+        assert!(c.session.is_closing());
+        // Before STARTTLS at the encrypt level, a chunk is discarded with the 530.
+        let mut c = Client::new(Role::Smtp, InboundTls::Encrypt, "127.0.0.1");
+        assert_eq!(bdat(&mut c, "BDAT 4 LAST").1, Some(4));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! SMTP command parsing (RFC 5321 §4.1.1) with the parameters of the extensions tinymta
-//! advertises: SIZE (RFC 1870), BODY=8BITMIME (RFC 6152), SMTPUTF8 (RFC 6531).
+//! advertises: SIZE (RFC 1870), BODY=8BITMIME (RFC 6152), SMTPUTF8 (RFC 6531), and
+//! CHUNKING's `BDAT` (RFC 3030).
 
 use super::address::{self, AddressError, Mailbox};
 use super::reply::{canned, Reply};
@@ -17,6 +18,11 @@ pub enum Command {
         to: Mailbox,
     },
     Data,
+    /// `BDAT size [LAST]`: the next `size` octets are message content.
+    Bdat {
+        size: u64,
+        last: bool,
+    },
     Rset,
     Noop,
     Quit,
@@ -97,6 +103,7 @@ pub fn parse(line: &[u8], rcpt_utf8: bool) -> Result<Command, Reply> {
         "MAIL" => parse_mail(arg),
         "RCPT" => parse_rcpt(arg, rcpt_utf8),
         "DATA" => no_arg(Command::Data),
+        "BDAT" => parse_bdat(arg),
         "RSET" => no_arg(Command::Rset),
         "NOOP" => Ok(Command::Noop),
         "QUIT" => no_arg(Command::Quit),
@@ -121,6 +128,34 @@ pub fn parse(line: &[u8], rcpt_utf8: bool) -> Result<Command, Reply> {
         }
         _ => Err(Reply::new(502, "5.5.2", "Error: command not recognized")),
     }
+}
+
+/// Whether `line` is a BDAT command, parsed or not: after a BDAT that cannot be
+/// parsed, the session cannot know where its chunk ends.
+pub fn is_bdat(line: &[u8]) -> bool {
+    line.get(..4)
+        .is_some_and(|v| v.eq_ignore_ascii_case(b"BDAT"))
+        && line.get(4).is_none_or(|&b| b == b' ')
+}
+
+/// `BDAT chunk-size [LAST]` (RFC 3030 §3): the size is 1*DIGIT, at most a `u64`.
+fn parse_bdat(arg: &str) -> Result<Command, Reply> {
+    let syntax = || Reply::new(501, "5.5.4", "Syntax: BDAT count [LAST]");
+    let mut words = arg.split(' ');
+    let size = words.next().unwrap_or_default();
+    if size.is_empty() || !size.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(syntax());
+    }
+    let size = size.parse::<u64>().map_err(|_| syntax())?;
+    let last = match words.next() {
+        None => false,
+        Some(w) if w.eq_ignore_ascii_case("LAST") => true,
+        Some(_) => return Err(syntax()),
+    };
+    if words.next().is_some() {
+        return Err(syntax());
+    }
+    Ok(Command::Bdat { size, last })
 }
 
 /// Strips `FROM:`/`TO:` case-insensitively, allowing the space after the colon that
@@ -289,6 +324,45 @@ mod tests {
             p("EHLO [192.0.2.1]"),
             Ok(Command::Ehlo("[192.0.2.1]".into()))
         );
+    }
+
+    #[test]
+    fn bdat_size_and_last() {
+        assert_eq!(
+            p("BDAT 0 LAST"),
+            Ok(Command::Bdat {
+                size: 0,
+                last: true
+            })
+        );
+        assert_eq!(
+            p("bdat 1024"),
+            Ok(Command::Bdat {
+                size: 1024,
+                last: false
+            })
+        );
+        assert_eq!(
+            p("BDAT 7 last"),
+            Ok(Command::Bdat {
+                size: 7,
+                last: true
+            })
+        );
+        for bad in [
+            "BDAT",
+            "BDAT x",
+            "BDAT -1",
+            "BDAT +5",
+            "BDAT 5 FIRST",
+            "BDAT 5 LAST x",
+            "BDAT 99999999999999999999999",
+            "BDAT  5",
+        ] {
+            assert_eq!(p(bad).unwrap_err().code, 501, "{bad}");
+            assert!(is_bdat(bad.as_bytes()), "{bad}");
+        }
+        assert!(!is_bdat(b"BDATX 5") && !is_bdat(b"DATA"));
     }
 
     #[test]

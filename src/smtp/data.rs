@@ -1,4 +1,6 @@
-//! The DATA phase reader: dot-unstuffing and a smuggling-safe end-of-data detector.
+//! The message content readers: DATA's dot-unstuffing and smuggling-safe end-of-data
+//! detector, and BDAT's chunk framing (RFC 3030), where the octet count in the command
+//! is authoritative and a dot is only a dot.
 //!
 //! End of data is only `<CRLF>.<CRLF>` (RFC 5321 §4.1.1.4). A bare LF or bare CR never
 //! takes part in it, so `\n.\n`, `\r\n.\n`, `\n.\r\n` and friends stay message content
@@ -26,9 +28,12 @@ enum State {
     Cr,
 }
 
-/// Decodes one message's DATA stream.
+/// Decodes one message's DATA stream, or its BDAT chunks.
 pub struct DataReader {
     state: State,
+    /// DATA: dots at line starts are stuffing and `<CRLF>.<CRLF>` ends the content.
+    /// BDAT: no dot is special; the chunk sizes say where the content ends.
+    dots: bool,
     line_len: usize,
     size: u64,
     max_size: u64,
@@ -42,6 +47,7 @@ impl DataReader {
     pub fn new(max_size: u64) -> DataReader {
         DataReader {
             state: State::LineStart,
+            dots: true,
             line_len: 0,
             size: 0,
             max_size,
@@ -51,7 +57,27 @@ impl DataReader {
         }
     }
 
-    /// True once `<CRLF>.<CRLF>` has been seen.
+    /// For BDAT chunks: the same line-end canonicalisation and verdicts as DATA (a
+    /// bare CR or LF is stored as CRLF, so nothing relayed on can end a DATA early),
+    /// but no dot handling. Every byte fed is content; [`end_chunks`](Self::end_chunks)
+    /// ends it.
+    pub fn chunked(max_size: u64) -> DataReader {
+        DataReader {
+            dots: false,
+            ..DataReader::new(max_size)
+        }
+    }
+
+    /// BDAT LAST: the content ends here; a CR left at its very end is a line end.
+    pub fn end_chunks(&mut self, out: &mut Vec<u8>) {
+        if self.state == State::Cr {
+            self.newline(out);
+        }
+        self.state = State::LineStart;
+        self.done = true;
+    }
+
+    /// True once `<CRLF>.<CRLF>` has been seen (BDAT: once the last chunk ended).
     pub fn is_done(&self) -> bool {
         self.done
     }
@@ -64,6 +90,7 @@ impl DataReader {
     /// Decodes as much of `input` as belongs to the message, appending content to `out`
     /// (only while within the size limit). Returns the number of bytes consumed: when
     /// the end of data is found the rest of `input` is the next pipelined command.
+    /// (BDAT: the caller feeds exactly the chunk's bytes, all of which are consumed.)
     pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> usize {
         for (i, &b) in input.iter().enumerate() {
             if self.done {
@@ -105,7 +132,7 @@ impl DataReader {
 
     fn step(&mut self, b: u8, out: &mut Vec<u8>) {
         match self.state {
-            State::LineStart if b == b'.' => self.state = State::Dot,
+            State::LineStart if b == b'.' && self.dots => self.state = State::Dot,
             State::LineStart | State::Mid => self.mid(b, out),
             State::Dot => match b {
                 b'\r' => self.state = State::DotCr,
@@ -336,6 +363,54 @@ mod tests {
             assert_eq!(out, want);
         }
         assert_eq!(stuff_in_pieces(b"", 1), b".\r\n");
+    }
+
+    /// Feeds `chunks` as BDAT chunks, each split in pieces of `piece` bytes.
+    fn chunks(chunks: &[&[u8]], piece: usize, max: u64) -> (Vec<u8>, DataReader) {
+        let mut r = DataReader::chunked(max);
+        let mut out = Vec::new();
+        for c in chunks {
+            for p in c.chunks(piece) {
+                assert_eq!(r.feed(p, &mut out), p.len());
+            }
+        }
+        r.end_chunks(&mut out);
+        (out, r)
+    }
+
+    #[test]
+    fn bdat_chunks_are_content_dots_and_all() {
+        let msg: &[u8] = b"Subject: x\r\n\r\n.leading\r\n..two\r\n.\r\nQUIT\r\nlast";
+        for piece in [1, 2, 5, 1000] {
+            let (out, r) = chunks(&[&msg[..7], &msg[7..30], &msg[30..]], piece, 1 << 20);
+            assert_eq!(out, msg, "pieces of {piece}");
+            assert!(r.is_done() && r.verdict().is_none());
+            assert_eq!(r.size(), msg.len() as u64);
+        }
+        let (out, r) = chunks(&[], 1, 10);
+        assert!(out.is_empty() && r.is_done());
+    }
+
+    #[test]
+    fn bdat_bare_line_ends_become_crlf_even_across_chunks() {
+        // A CR at the end of one chunk and its LF at the start of the next is a CRLF.
+        let (out, _) = chunks(&[b"a\r", b"\nb\n.\nc\r"], 3, 1 << 20);
+        assert_eq!(out, b"a\r\nb\r\n.\r\nc\r\n");
+        let (out, _) = chunks(&[b"a\r\r\n.\r"], 1, 1 << 20);
+        assert_eq!(out, b"a\r\n\r\n.\r\n");
+    }
+
+    #[test]
+    fn bdat_verdicts_count_the_running_total() {
+        let (out, r) = chunks(&[b"0123456789", b"a"], 4, 10);
+        assert_eq!(r.verdict().unwrap().code, 552);
+        assert_eq!(out, b"0123456789");
+        let (_, r) = chunks(&[b"0123456789"], 4, 10);
+        assert!(r.verdict().is_none());
+        let (_, r) = chunks(&[b"a\0"], 4, 10);
+        assert_eq!(r.verdict().unwrap().code, 500);
+        let (_, r) = chunks(&[&[b'x'; 999][..], b"\r\n"], 100, 1 << 20);
+        assert_eq!(r.verdict().unwrap().code, 500);
     }
 
     #[test]
