@@ -1,6 +1,7 @@
 //! The client side of one SMTP session (the sending half, like Postfix's `smtp` and
 //! OpenSMTPD's `mta_session`): connect, greeting, EHLO (HELO fallback), STARTTLS,
-//! and a transaction with per-recipient results, PIPELINING when offered.
+//! and a transaction with per-recipient results, PIPELINING when offered, the content
+//! in BDAT chunks (RFC 3030) when the server offers CHUNKING, else by DATA.
 
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::Duration;
@@ -307,7 +308,8 @@ impl ClientSession {
 
     /// One mail transaction of `msg`, its content streamed from the queue file.
     /// `utf8` adds SMTPUTF8 (the caller checked the server offers it). An error leaves
-    /// the DATA unfinished: the caller drops the connection, so the server discards it.
+    /// the DATA (or the BDAT chunks) unfinished: the caller drops the connection, so
+    /// the server discards it.
     pub async fn transaction(
         &mut self,
         msg: &Outgoing,
@@ -319,13 +321,17 @@ impl ClientSession {
             msg.mail_from,
             self.mail_params(msg, utf8)
         );
+        let chunking = self.ext.chunking;
         if self.ext.pipelining {
-            // RFC 2920: MAIL, all RCPTs and DATA in one write, replies in order.
+            // RFC 2920: MAIL, all RCPTs and DATA in one write, replies in order. BDAT
+            // waits for the RCPT replies: a chunk for no recipient would be sent in vain.
             let mut batch = format!("{mail}\r\n");
             for r in rcpts {
                 batch.push_str(&format!("RCPT TO:<{r}>\r\n"));
             }
-            batch.push_str("DATA\r\n");
+            if !chunking {
+                batch.push_str("DATA\r\n");
+            }
             self.write(batch.as_bytes()).await?;
             let mail_reply = self.read_reply("reply to MAIL FROM").await?;
             let mut replies = Vec::new();
@@ -336,6 +342,12 @@ impl ClientSession {
                     reply,
                     stage: "RCPT TO",
                 });
+            }
+            if chunking {
+                if mail_reply.code != 250 {
+                    return Ok(TransactionResult::Whole(mail_reply, "MAIL FROM"));
+                }
+                return self.send_chunks(replies, msg).await;
             }
             let data_reply = self.read_reply("reply to DATA").await?;
             if mail_reply.code != 250 {
@@ -358,6 +370,9 @@ impl ClientSession {
                     stage: "RCPT TO",
                 });
             }
+            if chunking {
+                return self.send_chunks(replies, msg).await;
+            }
             if !replies.iter().any(|r| r.reply.code / 100 == 2) {
                 let _ = self.command("RSET", "reply to RSET").await;
                 return Ok(TransactionResult::PerRecipient(replies));
@@ -369,7 +384,7 @@ impl ClientSession {
 
     async fn finish_data(
         &mut self,
-        mut replies: Vec<RcptReply>,
+        replies: Vec<RcptReply>,
         data_reply: Reply,
         msg: &Outgoing,
     ) -> Result<TransactionResult, String> {
@@ -398,13 +413,59 @@ impl ClientSession {
         let done = self
             .read_reply_within("reply to end of DATA", self.timeouts.data_done)
             .await?;
-        for r in replies.iter_mut() {
-            if r.reply.code / 100 == 2 {
-                r.reply = done.clone();
-                r.stage = "end of DATA";
+        Ok(the_end(replies, done, "end of DATA"))
+    }
+
+    /// The content in BDAT chunks (RFC 3030), no dot-stuffing, each chunk's size its
+    /// exact octet count and the last one `LAST`; each chunk waits for its reply (a
+    /// refused chunk ends the transaction, and §4.2 forbids sending more after it).
+    async fn send_chunks(
+        &mut self,
+        replies: Vec<RcptReply>,
+        msg: &Outgoing,
+    ) -> Result<TransactionResult, String> {
+        if !replies.iter().any(|r| r.reply.code / 100 == 2) {
+            let _ = self.command("RSET", "reply to RSET").await;
+            return Ok(TransactionResult::PerRecipient(replies));
+        }
+        let mut body = msg.chunks();
+        while let Some((piece, last)) = body
+            .next_chunk()
+            .await
+            .map_err(|e| format!("cannot read the queue file: {e}"))?
+        {
+            let command = format!(
+                "BDAT {}{}\r\n",
+                piece.len(),
+                if last { " LAST" } else { "" }
+            );
+            let res = async {
+                self.conn.write_all(command.as_bytes()).await?;
+                self.conn.write_all(piece).await?;
+                self.conn.flush().await
+            }
+            .await;
+            res.map_err(|e| {
+                format!(
+                    "lost connection with {} while sending: {e}",
+                    self.server.name()
+                )
+            })?;
+            if last {
+                let done = self
+                    .read_reply_within("reply to end of BDAT", self.timeouts.data_done)
+                    .await?;
+                return Ok(the_end(replies, done, "end of BDAT"));
+            }
+            let reply = self.read_reply("reply to BDAT").await?;
+            if reply.code != 250 {
+                return Ok(TransactionResult::Whole(reply, "BDAT"));
             }
         }
-        Ok(TransactionResult::PerRecipient(replies))
+        Err(format!(
+            "cannot read the queue file for {}",
+            self.server.name()
+        ))
     }
 
     fn mail_params(&self, msg: &Outgoing, utf8: bool) -> String {
@@ -440,6 +501,17 @@ impl ClientSession {
         let _ = self.command("QUIT", "reply to QUIT").await;
         let _ = self.conn.close().await;
     }
+}
+
+/// The reply to the end of the content is every accepted recipient's.
+fn the_end(mut replies: Vec<RcptReply>, done: Reply, stage: &'static str) -> TransactionResult {
+    for r in replies.iter_mut() {
+        if r.reply.code / 100 == 2 {
+            r.reply = done.clone();
+            r.stage = stage;
+        }
+    }
+    TransactionResult::PerRecipient(replies)
 }
 
 /// RFC 3463 status of a reply, for the log's `dsn=`.

@@ -1,7 +1,8 @@
 //! The message as it leaves over SMTP: the envelope sender and the `From:`, `Sender:`
 //! and `Reply-To:` fields rewritten by `--sender-rewrite` (Maildir deliveries keep the
-//! original), and the content streamed from the queue file to the connection,
-//! dot-stuffed on the way, in pieces of [`DATA_CHUNK`] bytes.
+//! original), and the content streamed from the queue file to the connection: for DATA
+//! dot-stuffed on the way, in pieces of [`DATA_CHUNK`] bytes; for BDAT (RFC 3030) as it
+//! is, in chunks of [`BDAT_CHUNK`] bytes whose sizes are exact.
 //!
 //! Memory is bounded whatever the message size: per send, one piece and the queue
 //! file's read buffer; per attempt, the rewritten header section when the generic map
@@ -20,6 +21,8 @@ use crate::smtp::data::DotStuffer;
 
 /// Content goes to the connection in pieces of about this size (one TLS record).
 pub const DATA_CHUNK: usize = 16 * 1024;
+/// A BDAT chunk's size (the last one is smaller): one command per 64 KB.
+pub const BDAT_CHUNK: usize = 64 * 1024;
 /// The most of a header section held to rewrite its sender fields.
 pub const MAX_REWRITTEN_HEADER: usize = 64 * 1024;
 
@@ -40,13 +43,11 @@ pub struct Outgoing {
     pub requiretls: bool,
 }
 
-/// The header fields as the generic map rewrote them, already dot-stuffed, in place of
-/// the first `replaced` bytes of the content.
+/// The header fields as the generic map rewrote them, in place of the first
+/// `replaced` bytes of the content.
 struct RewrittenStart {
-    stuffed: Vec<u8>,
+    header: Vec<u8>,
     replaced: u64,
-    /// The stuffer's state after them, where the rest of the content continues.
-    stuffer: DotStuffer,
 }
 
 /// What one pass over the queue file before sending finds.
@@ -108,12 +109,9 @@ impl Outgoing {
             .rewrite_headers(found.prefix.whole_fields())
             .map(|h| {
                 size = size - h.rest as u64 + h.header.len() as u64;
-                let (mut stuffed, mut stuffer) = (Vec::new(), DotStuffer::default());
-                stuffer.push(&h.header, &mut stuffed);
                 RewrittenStart {
-                    stuffed,
+                    header: h.header,
                     replaced: h.rest as u64,
-                    stuffer,
                 }
             });
         Ok(Outgoing {
@@ -127,7 +125,8 @@ impl Outgoing {
         })
     }
 
-    /// The size of the content as it leaves, before dot-stuffing (`SIZE=`).
+    /// The size of the content as it leaves, before dot-stuffing (`SIZE=`, and the
+    /// sum of the BDAT chunk sizes).
     pub fn size(&self) -> u64 {
         self.size
     }
@@ -143,17 +142,22 @@ impl Outgoing {
         self.tls_required_no
     }
 
-    /// The content for one DATA: read from the start, in pieces.
+    /// The content for one DATA: read from the start, in dot-stuffed pieces.
     pub fn body(&self) -> Body<'_> {
         Body {
             msg: self,
             stage: Stage::Header,
             content: None,
-            stuffer: self
-                .header
-                .as_ref()
-                .map_or_else(DotStuffer::default, |h| h.stuffer),
+            stuffer: Some(DotStuffer::default()),
             piece: Vec::new(),
+        }
+    }
+
+    /// The content for BDAT: read from the start, as it is, in chunks.
+    pub fn chunks(&self) -> Body<'_> {
+        Body {
+            stuffer: None,
+            ..self.body()
         }
     }
 }
@@ -173,32 +177,47 @@ enum Stage {
     Done,
 }
 
-/// One reading of the content as DATA sends it: dot-stuffed pieces, the last one
-/// ending with the `.CRLF` line.
+/// One reading of the content: for DATA dot-stuffed pieces, the last one ending with
+/// the `.CRLF` line; for BDAT the content's bytes, the last piece possibly empty.
 pub struct Body<'a> {
     msg: &'a Outgoing,
     stage: Stage,
     /// The queue file, once opened (and past the replaced header).
     content: Option<Content>,
-    stuffer: DotStuffer,
+    /// DATA's stuffing; `None` for BDAT.
+    stuffer: Option<DotStuffer>,
     piece: Vec<u8>,
 }
 
 impl Body<'_> {
-    /// The next piece to send; `None` after the one that ended with `.CRLF`. An error
-    /// means the queue file could not be read: the DATA must not be ended.
+    /// The next piece to send; `None` after the last (for DATA the one that ended
+    /// with `.CRLF`). An error means the queue file could not be read: the DATA (or
+    /// BDAT transaction) must not be ended.
     pub async fn next(&mut self) -> io::Result<Option<&[u8]>> {
         match self.stage {
             Stage::Header => {
                 self.stage = Stage::Content;
-                match &self.msg.header {
-                    Some(h) => Ok(Some(&h.stuffed)),
-                    None => self.next_from_file().await,
+                let Some(h) = &self.msg.header else {
+                    return self.next_from_file().await;
+                };
+                self.piece.clear();
+                match &mut self.stuffer {
+                    Some(stuffer) => stuffer.push(&h.header, &mut self.piece),
+                    None => self.piece.extend_from_slice(&h.header),
                 }
+                Ok(Some(&self.piece))
             }
             Stage::Content => self.next_from_file().await,
             Stage::Done => Ok(None),
         }
+    }
+
+    /// BDAT: the next chunk and whether it is the `LAST`; `None` after that one.
+    pub async fn next_chunk(&mut self) -> io::Result<Option<(&[u8], bool)>> {
+        if self.next().await?.is_none() {
+            return Ok(None);
+        }
+        Ok(Some((&self.piece, matches!(self.stage, Stage::Done))))
     }
 
     async fn next_from_file(&mut self) -> io::Result<Option<&[u8]>> {
@@ -221,7 +240,9 @@ impl Body<'_> {
         self.stuffer = stuffer;
         let (content, end) = res?;
         if end {
-            self.stuffer.finish(&mut self.piece);
+            if let Some(stuffer) = self.stuffer {
+                stuffer.finish(&mut self.piece);
+            }
             self.stage = Stage::Done;
         } else {
             self.content = Some(content);
@@ -243,20 +264,34 @@ fn open_past(source: &ContentSource, skip: u64) -> io::Result<Content> {
     Ok(content)
 }
 
-/// Stuffs the next [`DATA_CHUNK`] or so bytes of `content` into `piece` (emptied
-/// first). Returns true at the end of the content.
-fn fill(content: &mut Content, piece: &mut Vec<u8>, stuffer: &mut DotStuffer) -> io::Result<bool> {
+/// Puts the next [`DATA_CHUNK`] or so bytes of `content` into `piece` (emptied first),
+/// stuffed; or, without a stuffer, exactly the next [`BDAT_CHUNK`] bytes (fewer at the
+/// end). Returns true at the end of the content.
+fn fill(
+    content: &mut Content,
+    piece: &mut Vec<u8>,
+    stuffer: &mut Option<DotStuffer>,
+) -> io::Result<bool> {
     piece.clear();
-    while piece.len() < DATA_CHUNK {
+    let size = if stuffer.is_some() {
+        DATA_CHUNK
+    } else {
+        BDAT_CHUNK
+    };
+    while piece.len() < size {
         let buf = content.fill_buf()?;
         if buf.is_empty() {
             return Ok(true);
         }
-        let n = buf.len().min(DATA_CHUNK - piece.len());
-        stuffer.push(&buf[..n], piece);
+        let n = buf.len().min(size - piece.len());
+        match stuffer {
+            Some(stuffer) => stuffer.push(&buf[..n], piece),
+            None => piece.extend_from_slice(&buf[..n]),
+        }
         content.consume(n);
     }
-    Ok(false)
+    // A chunk that ends where the content does is the last.
+    Ok(stuffer.is_none() && content.fill_buf()?.is_empty())
 }
 
 #[cfg(test)]
@@ -278,6 +313,27 @@ mod tests {
                     piece.len()
                 );
                 all.extend_from_slice(piece);
+            }
+            all
+        })
+    }
+
+    /// The BDAT chunks of one send, and that only the last said it was.
+    fn chunked(msg: &Outgoing) -> Vec<Vec<u8>> {
+        smol::block_on(async {
+            let mut body = msg.chunks();
+            let mut all = Vec::new();
+            while let Some((piece, last)) = body.next_chunk().await.unwrap() {
+                assert!(
+                    piece.len() <= BDAT_CHUNK,
+                    "a chunk of {} bytes",
+                    piece.len()
+                );
+                all.push(piece.to_vec());
+                if last {
+                    assert!(body.next_chunk().await.unwrap().is_none());
+                    break;
+                }
             }
             all
         })
@@ -325,6 +381,14 @@ mod tests {
         assert_eq!(msg.size(), rewritten.len() as u64);
         assert!(msg.eight_bit());
         assert_eq!(sent(&msg), dot_stuff(&rewritten));
+        // BDAT: the rewritten header, then the rest as it is, in exact chunks.
+        let chunks = chunked(&msg);
+        assert_eq!(chunks.concat(), rewritten);
+        assert_eq!(
+            chunks[0],
+            b"From: Root <root@example.com>\r\nSubject: s\r\n"
+        );
+        assert_eq!(chunks[1].len(), BDAT_CHUNK);
         // A second send (the next hop) reads the file again from the start.
         assert_eq!(sent(&msg), dot_stuff(&rewritten));
 
@@ -336,6 +400,14 @@ mod tests {
         assert_eq!((msg.size(), msg.eight_bit()), (plain.len() as u64, false));
         assert_eq!(sent(&msg), dot_stuff(&plain));
         assert!(!msg.tls_required_no());
+        assert_eq!(chunked(&msg).concat(), plain);
+        // Content that ends at a chunk's end: that chunk is the last.
+        let exact: Vec<u8> = body.iter().copied().cycle().take(2 * BDAT_CHUNK).collect();
+        spool.store(&env, &exact).unwrap();
+        let msg = smol::block_on(Outgoing::prepare(&none, &env, &source)).unwrap();
+        let chunks = chunked(&msg);
+        assert_eq!(chunks.len(), 2);
+        assert_eq!(chunks.concat(), exact);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

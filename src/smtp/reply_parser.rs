@@ -59,6 +59,8 @@ pub struct Extensions {
     pub eightbitmime: bool,
     pub smtputf8: bool,
     pub enhanced_status: bool,
+    /// RFC 3030 `CHUNKING`: the content may go in BDAT chunks.
+    pub chunking: bool,
     /// SIZE limit, if announced (0 means no fixed limit).
     pub size: Option<u64>,
     /// SASL mechanisms from `AUTH` (RFC 4954), upper case, in the server's order.
@@ -81,6 +83,7 @@ impl Extensions {
                 "SMTPUTF8" => ext.smtputf8 = true,
                 "ENHANCEDSTATUSCODES" => ext.enhanced_status = true,
                 "REQUIRETLS" => ext.requiretls = true,
+                "CHUNKING" => ext.chunking = true,
                 "SIZE" => ext.size = Some(words.next().and_then(|n| n.parse().ok()).unwrap_or(0)),
                 // `AUTH=` is the pre-RFC 2554 draft form old servers still send
                 // beside (or instead of) `AUTH`.
