@@ -94,6 +94,24 @@ pub struct ServeArgs {
     /// server private key, PEM (one per --tls-cert, in the same order)
     #[argh(option)]
     pub tls_key: Vec<String>,
+    /// ask TLS clients for a certificate and log its subject and fingerprints
+    /// (Postfix smtpd_tls_ask_ccert); a client without one is served as before
+    #[argh(switch)]
+    pub tls_ask_ccert: bool,
+    /// client network, CIDR, repeatable, whose clients must present a certificate that
+    /// verifies against --tls-ccert-ca-file: MAIL gets 530 5.7.0 otherwise (implies
+    /// --tls-ask-ccert)
+    #[argh(option)]
+    pub tls_require_ccert: Vec<String>,
+    /// CA certificates (PEM bundle) that client certificates are verified against
+    /// (no default: without it no client certificate is Trusted)
+    #[argh(option)]
+    pub tls_ccert_ca_file: Option<String>,
+    /// client certificates that may relay like --relay-network: a file of certificate
+    /// or public-key fingerprints, one a line, in the --tls-fingerprint-digest
+    /// (Postfix relay_clientcerts; implies --tls-ask-ccert)
+    #[argh(option)]
+    pub relay_ccert: Option<String>,
     /// DKIM signing key DOMAIN:SELECTOR:KEYFILE (made by `tinymta dkim keygen`),
     /// repeatable, an RSA and an Ed25519 key per domain at most: mail from logged-in,
     /// local and --relay-network clients whose From: domain (after --sender-rewrite)

@@ -59,6 +59,10 @@ pub struct Config {
     pub account: Option<Account>,
     pub mail_dir: PathBuf,
     pub relay_networks: Vec<Cidr>,
+    /// `--tls-ask-ccert`, `--tls-require-ccert`, `--relay-ccert` (read at start).
+    pub client_certs: inbound::relay::ClientCertPolicy,
+    /// `--tls-ccert-ca-file`.
+    pub ccert_ca_file: Option<PathBuf>,
     /// Certificate/key pairs (one, or an RSA and an ECDSA one); empty means the
     /// generated demonstration certificate.
     pub tls_cert: Vec<(PathBuf, PathBuf)>,
@@ -140,6 +144,70 @@ impl<'a> From<&'a CheckTlsArgs> for OutboundFlags<'a> {
     fn from(a: &'a CheckTlsArgs) -> Self {
         outbound_flags!(a, relay_credentials: None, sender_relay: None)
     }
+}
+
+/// The client-certificate flags of `serve`: the networks that must present one, the
+/// fingerprints that may relay, and the CA file (checked to be readable here; loaded
+/// into the TLS context at start and on SIGHUP).
+fn client_cert_policy(
+    args: &ServeArgs,
+) -> Result<(inbound::relay::ClientCertPolicy, Option<PathBuf>), ConfigError> {
+    let mut required = Vec::new();
+    for n in &args.tls_require_ccert {
+        required.push(Cidr::parse(n).ok_or_else(|| {
+            ConfigError::flag(
+                "--tls-require-ccert",
+                n,
+                "expected CIDR, e.g. 192.168.1.0/24",
+            )
+        })?);
+    }
+    let ca_file = args.tls_ccert_ca_file.as_ref().map(PathBuf::from);
+    if let Some(ca) = &args.tls_ccert_ca_file {
+        let pem = std::fs::read(ca)
+            .map_err(|e| ConfigError::flag("--tls-ccert-ca-file", ca, e.to_string()))?;
+        if openssl::x509::X509::stack_from_pem(&pem).map_or(true, |v| v.is_empty()) {
+            return Err(ConfigError::flag(
+                "--tls-ccert-ca-file",
+                ca,
+                "no PEM certificate in the file",
+            ));
+        }
+    } else if let Some(n) = args.tls_require_ccert.first() {
+        return Err(ConfigError::flag(
+            "--tls-require-ccert",
+            n,
+            "needs --tls-ccert-ca-file: the CAs a required certificate must verify against",
+        ));
+    }
+    let ask = args.tls_ask_ccert || !required.is_empty() || args.relay_ccert.is_some();
+    // Checked with the outbound flags too; here only when fingerprints are taken.
+    let digest = match ask {
+        false => Digest::default(),
+        true => Digest::parse(&args.tls_fingerprint_digest).ok_or_else(|| {
+            ConfigError::flag(
+                "--tls-fingerprint-digest",
+                &args.tls_fingerprint_digest,
+                "expected sha256, sha1 or md5",
+            )
+        })?,
+    };
+    let relay = match &args.relay_ccert {
+        Some(file) => {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| ConfigError::flag("--relay-ccert", file, e.to_string()))?;
+            inbound::relay::parse_relay_ccert(&text, file, digest)
+                .map_err(table_error("--relay-ccert"))?
+        }
+        None => Vec::new(),
+    };
+    let policy = inbound::relay::ClientCertPolicy {
+        ask,
+        required,
+        relay,
+        digest,
+    };
+    Ok((policy, ca_file))
 }
 
 /// A table file's errors (`FILE:LINE: message`, one a line) under the flag that named it.
@@ -454,6 +522,8 @@ impl Config {
                 .collect();
         }
 
+        let (client_certs, ccert_ca_file) = client_cert_policy(args)?;
+
         if args.tls_cert.len() != args.tls_key.len() {
             let (flag, values) = if args.tls_cert.len() > args.tls_key.len() {
                 ("--tls-cert", &args.tls_cert)
@@ -547,6 +617,8 @@ impl Config {
             account,
             mail_dir,
             relay_networks,
+            client_certs,
+            ccert_ca_file,
             tls_cert,
             limits: Limits {
                 max_message_size: args.max_message_size,
@@ -582,12 +654,21 @@ impl Config {
         })
     }
 
+    /// Whether and how the server context asks clients for certificates.
+    pub fn client_cert_request(&self) -> crate::tls::ClientCertRequest {
+        crate::tls::ClientCertRequest {
+            ask: self.client_certs.ask,
+            ca_file: self.ccert_ca_file.clone(),
+        }
+    }
+
     /// What the receiving side needs of this configuration.
     pub fn inbound_settings(&self) -> inbound::Settings {
         inbound::Settings {
             hostname: self.hostname.clone(),
             router: self.outbound.router.clone(),
             relay_networks: self.relay_networks.clone(),
+            client_certs: self.client_certs.clone(),
             limits: self.limits.clone(),
             enforce: self.enforce,
             // Checked at start when given; a system without one is warned about by

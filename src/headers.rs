@@ -213,6 +213,8 @@ pub enum Origin<'a> {
         helo: &'a str,
         ip: IpAddr,
         tls: Option<String>,
+        /// The client certificate's comment (subject, issuer, fingerprint).
+        client_cert: Option<String>,
         user: Option<&'a str>,
         protocol: &'a str,
     },
@@ -238,12 +240,16 @@ pub fn received(
             helo,
             ip,
             tls,
+            client_cert,
             user,
             protocol,
         } => {
             let mut h = format!("Received: from {helo} (unknown [{ip}])\r\n");
             if let Some(tls) = tls {
                 h.push_str(&format!("\t(using {tls})\r\n"));
+            }
+            if let Some(cert) = client_cert {
+                h.push_str(&format!("\t({cert})\r\n"));
             }
             if let Some(user) = user {
                 // The user name, never anything of the password.
@@ -350,12 +356,13 @@ mod tests {
             helo: "client.example",
             ip: "192.0.2.1".parse().unwrap(),
             tls: Some("TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)".into()),
+            client_cert: Some("Client CN \"c\"".into()),
             user: Some("alice"),
             protocol: "ESMTPSA",
         };
         assert_eq!(
             received(&smtp, "mx.example", "ID", &["a@b".into()], 0),
-            "Received: from client.example (unknown [192.0.2.1])\r\n\t(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits))\r\n\t(Authenticated sender: alice)\r\n\tby mx.example (tinymta) with ESMTPSA id ID\r\n\tfor <a@b>; Thu, 01 Jan 1970 00:00:00 +0000\r\n"
+            "Received: from client.example (unknown [192.0.2.1])\r\n\t(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits))\r\n\t(Client CN \"c\")\r\n\t(Authenticated sender: alice)\r\n\tby mx.example (tinymta) with ESMTPSA id ID\r\n\tfor <a@b>; Thu, 01 Jan 1970 00:00:00 +0000\r\n"
         );
         assert_eq!(
             received(&Origin::Local { uid: 0 }, "router", "ID", &[], 0),

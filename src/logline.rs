@@ -10,7 +10,8 @@ use std::time::Duration;
 use log::{Level, LevelFilter};
 
 use crate::mailauth::signing::{Signed, Unsigned};
-use crate::tls::TlsInfo;
+use crate::tls::fingerprint::colon_hex;
+use crate::tls::{ClientCert, TlsInfo, Trust};
 
 /// Logs to stderr, one line per event, no colours: `tinymta[PID]: warning: text`.
 /// `TINYMTA_LOG` (or `RUST_LOG`) sets the level, default `info`.
@@ -132,6 +133,34 @@ pub fn tls_inbound_established(client: &str, info: &TlsInfo) {
         client,
         info
     );
+    // Postfix's line for a client certificate (smtpd_tls_loglevel 1).
+    if let Some(c) = &info.client_cert {
+        log::info!(
+            "{client}: {}: subject_CN={}, issuer={}, fingerprint={}, pkey_fingerprint={}",
+            info.trust,
+            c.subject_cn,
+            c.issuer_cn,
+            colon_hex(&c.fingerprint),
+            colon_hex(&c.pkey_fingerprint)
+        );
+    }
+}
+
+/// The `Received:` comment on a client certificate, in Postfix's words (`Client CN
+/// "...", Issuer "..." (verified OK)`), with the certificate's fingerprint folded onto
+/// the next line.
+pub fn client_cert_comment(c: &ClientCert, trust: Trust) -> String {
+    let verified = match trust {
+        Trust::Trusted | Trust::Verified => "verified OK",
+        _ => "not verified",
+    };
+    format!(
+        "Client CN \"{}\", Issuer \"{}\" ({verified})\r\n\t {} fingerprint {}",
+        c.subject_cn,
+        c.issuer_cn,
+        c.digest,
+        colon_hex(&c.fingerprint)
+    )
 }
 
 /// How an outbound TLS session began.

@@ -38,7 +38,7 @@ const PICKUP_RESCAN: Duration = Duration::from_secs(60);
 /// (RSA and ECDSA, generated on first start, with a warning every start).
 fn load_tls(cfg: &Config) -> Result<openssl::ssl::SslContext, String> {
     if !cfg.tls_cert.is_empty() {
-        return tls::server_context(&cfg.tls_cert);
+        return tls::server_context(&cfg.tls_cert, &cfg.client_cert_request());
     }
     let pairs = tls::cert::ensure_demo(&cfg.state_dir, &cfg.hostname)?;
     let certs: Vec<String> = pairs.iter().map(|(c, _)| c.display().to_string()).collect();
@@ -46,7 +46,7 @@ fn load_tls(cfg: &Config) -> Result<openssl::ssl::SslContext, String> {
         "using the generated demonstration certificates {} (RSA and ECDSA): they are self-signed and not for production; give --tls-cert and --tls-key",
         certs.join(" and ")
     );
-    tls::server_context(&pairs)
+    tls::server_context(&pairs, &cfg.client_cert_request())
 }
 
 /// Reads `--auth-file`, if given.

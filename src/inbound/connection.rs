@@ -276,7 +276,8 @@ impl Connection {
         let ctx = self.shared.current_tls();
         let timeout = self.shared.settings.limits.tls_handshake_timeout;
         let conn = &mut self.conn;
-        let res = async { conn.accept(&ctx).await }
+        let digest = self.shared.settings.client_certs.digest;
+        let res = async { conn.accept(&ctx, digest).await }
             .or(async {
                 smol::Timer::after(timeout).await;
                 Err(format!("timeout after {} s", timeout.as_secs()))

@@ -64,6 +64,8 @@ pub struct Settings {
     pub router: Router,
     /// Clients that may relay without logging in.
     pub relay_networks: Vec<Cidr>,
+    /// Client certificates: asked for, required, allowed to relay.
+    pub client_certs: relay::ClientCertPolicy,
     pub limits: Limits,
     /// What the checks of mail from outside refuse (`--spf-reject`, `--dmarc-reject`).
     pub enforce: checks::Enforce,

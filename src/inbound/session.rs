@@ -31,7 +31,7 @@ use crate::smtp::command::{self, Command, MailParams};
 use crate::smtp::line::Line;
 use crate::smtp::reply::{canned, Reply};
 use crate::smtp::{Mailbox, MAX_COMMAND_LINE};
-use crate::tls::TlsInfo;
+use crate::tls::{ClientCert, TlsInfo};
 
 /// Errors (syntax, sequence, unknown commands) before the client is disconnected,
 /// as Postfix's `smtpd_hard_error_limit`.
@@ -224,11 +224,38 @@ impl Session {
         self.tls.is_some()
     }
 
-    /// Whether the client is one of ours — logged in, or in `--relay-network` — rather
-    /// than the Internet: it may relay, and its mail is mail we originate (DKIM-signed),
-    /// not mail we receive.
+    /// Whether the client is one of ours — logged in, in `--relay-network`, or with a
+    /// certificate listed in `--relay-ccert` — rather than the Internet: it may relay,
+    /// and its mail is mail we originate (DKIM-signed), not mail we receive.
     pub fn is_own_client(&self) -> bool {
-        self.login.user().is_some() || may_relay(&self.settings.relay_networks, self.ip)
+        self.login.user().is_some()
+            || may_relay(&self.settings.relay_networks, self.ip)
+            || self.settings.client_certs.may_relay(self.client_cert())
+    }
+
+    /// The certificate the client presented in this TLS session.
+    fn client_cert(&self) -> Option<&ClientCert> {
+        self.tls.as_ref().and_then(|t| t.client_cert.as_deref())
+    }
+
+    /// `--tls-require-ccert`: the refusal of MAIL for a client from a listed network
+    /// without a certificate that verified (Postfix's `smtpd_tls_req_ccert` refuses at
+    /// MAIL too, so EHLO, STARTTLS and QUIT still work).
+    fn missing_client_cert(&self) -> Option<Reply> {
+        let policy = &self.settings.client_certs;
+        if !policy.is_required(self.ip) {
+            return None;
+        }
+        let Some(tls) = &self.tls else {
+            return Some(canned::must_starttls());
+        };
+        (!policy.satisfies(tls.client_cert.as_deref(), tls.trust)).then(|| {
+            Reply::new(
+                530,
+                "5.7.0",
+                "Error: a client certificate issued by a trusted CA is required",
+            )
+        })
     }
 
     /// Submission (ports 587, 465): AUTH is required and the header section is
@@ -436,6 +463,14 @@ impl Session {
                 "REQUIRETLS needs a TLS connection",
             ));
         }
+        if let Some(r) = self.missing_client_cert() {
+            log::info!(
+                "NOQUEUE: reject: MAIL from {}: {}: no verified client certificate",
+                self.client,
+                r.summary()
+            );
+            return self.error(r);
+        }
         let max = self.settings.limits.max_message_size;
         if params.size.is_some_and(|s| s > max) {
             return self.reply(Reply::new(552, "5.3.4", "Message size exceeds fixed limit"));
@@ -551,10 +586,9 @@ impl Session {
         }
     }
 
-    /// Whether mail in this session is checked: the client is neither logged in nor
-    /// in `--relay-network`.
+    /// Whether mail in this session is checked: the client is not one of ours.
     fn is_checked(&self) -> bool {
-        self.login.user().is_none() && !may_relay(&self.settings.relay_networks, self.ip)
+        !self.is_own_client()
     }
 
     /// The checks of the message of `txn`, when it comes from outside.
@@ -748,6 +782,12 @@ impl Session {
             helo: self.hello.as_ref().map_or("unknown", |h| h.name.as_str()),
             ip: self.ip,
             tls: self.tls.as_ref().map(TlsInfo::to_string),
+            client_cert: self.tls.as_ref().and_then(|t| {
+                Some(logline::client_cert_comment(
+                    t.client_cert.as_deref()?,
+                    t.trust,
+                ))
+            }),
             user: self.login.user(),
             protocol: &self.protocol(),
         };
@@ -815,6 +855,7 @@ mod tests {
                 hostname: "mx.example.org".into(),
                 router,
                 relay_networks: vec![Cidr::parse("127.0.0.0/8").unwrap()],
+                client_certs: Default::default(),
                 limits: Limits {
                     max_message_size: 1000,
                     max_sessions: 10,
@@ -903,6 +944,7 @@ mod tests {
                 trust: Trust::Anonymous,
                 note: None,
                 resumed: false,
+                client_cert: None,
             });
         }
 

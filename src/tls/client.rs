@@ -530,7 +530,11 @@ mod tests {
         }
 
         fn server(&self) -> SslContext {
-            crate::tls::server_context(&[(self.cert.clone(), self.key.clone())]).unwrap()
+            crate::tls::server_context(
+                &[(self.cert.clone(), self.key.clone())],
+                &Default::default(),
+            )
+            .unwrap()
         }
     }
 
@@ -565,7 +569,7 @@ mod tests {
             let mut s = MaybeTls::Plain(a);
             let mut c = MaybeTls::Plain(b);
             let serve = async {
-                if s.accept(server).await.is_ok() {
+                if s.accept(server, Default::default()).await.is_ok() {
                     let _ = s.write_all(b"220 hi\r\n").await;
                     let _ = s.flush().await;
                     let mut buf = [0u8; 16];

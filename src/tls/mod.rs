@@ -24,16 +24,34 @@ pub mod ticket;
 use std::fmt;
 use std::path::PathBuf;
 
-use openssl::ssl::{SslContext, SslFiletype, SslRef};
-use openssl::x509::X509;
+use openssl::nid::Nid;
+use openssl::ssl::{SslContext, SslFiletype, SslRef, SslVerifyMode};
+use openssl::x509::{X509NameRef, X509Ref, X509};
+
+use fingerprint::Digest;
 
 pub use stream::MaybeTls;
+
+/// Whether the server asks clients for a certificate, and the CAs it verifies them
+/// against.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientCertRequest {
+    pub ask: bool,
+    /// `--tls-ccert-ca-file`: without it no client certificate is `Trusted`.
+    pub ca_file: Option<PathBuf>,
+}
 
 /// Builds the server context from certificate chains and keys (PEM files) under the
 /// compiled profile. Two pairs of different key types (RSA and ECDSA) are served side
 /// by side, as Postfix's dual certificates: OpenSSL picks per handshake what the
-/// client supports. Errors name the file.
-pub fn server_context(pairs: &[(PathBuf, PathBuf)]) -> Result<SslContext, String> {
+/// client supports. With `ccert.ask`, clients are asked for a certificate (Postfix's
+/// `smtpd_tls_ask_ccert`): any certificate, or none, is accepted, and whether it
+/// verified against `ccert.ca_file` is kept for the session to judge. Errors name the
+/// file.
+pub fn server_context(
+    pairs: &[(PathBuf, PathBuf)],
+    ccert: &ClientCertRequest,
+) -> Result<SslContext, String> {
     // The profile's builder loads the legacy provider (SEED) before the context exists.
     let mut b =
         profile::server_builder().map_err(|e| format!("cannot apply cipher profile: {e}"))?;
@@ -68,11 +86,31 @@ pub fn server_context(pairs: &[(PathBuf, PathBuf)]) -> Result<SslContext, String
             )
         })?;
     }
+    if ccert.ask {
+        // The handshake never fails over the client's certificate: a client without
+        // one, or with one from another CA, may still deliver mail as an anonymous
+        // client would; OpenSSL keeps the verification result for `TlsInfo`.
+        b.set_verify_callback(SslVerifyMode::PEER, |_, _| true);
+        if let Some(ca) = &ccert.ca_file {
+            b.set_ca_file(ca)
+                .map_err(|e| format!("{}: cannot load CA certificates: {e}", ca.display()))?;
+            // The CAs named in the certificate request, so a client with several
+            // certificates picks one of ours.
+            let names = openssl::x509::X509Name::load_client_ca_file(ca)
+                .map_err(|e| format!("{}: cannot read CA names: {e}", ca.display()))?;
+            b.set_client_ca_list(names);
+        }
+    }
     // OpenSSL resumes only sessions of the same id context. A constant one keeps
-    // tickets valid across a SIGHUP that rebuilds this context; it would have to
-    // change with the client-certificate settings if inbound ever asked for client
-    // certificates (it does not: authentication is SMTP AUTH).
-    b.set_session_id_context(b"tinymta")
+    // tickets valid across a SIGHUP that rebuilds this context; it changes with the
+    // client-certificate request, so a session resumed never skips a check that a new
+    // handshake would make (the client certificate is kept in the session).
+    let id_context: &[u8] = if ccert.ask {
+        b"tinymta-ccert"
+    } else {
+        b"tinymta"
+    };
+    b.set_session_id_context(id_context)
         .map_err(|e| format!("cannot set session id context: {e}"))?;
     ticket::install(&mut b).map_err(|e| format!("cannot set up session tickets: {e}"))?;
     Ok(b.build())
@@ -115,6 +153,57 @@ pub struct TlsInfo {
     pub note: Option<String>,
     /// The handshake resumed an earlier session (ticket or session id).
     pub resumed: bool,
+    /// Inbound: the certificate the client presented, when it was asked for one.
+    pub client_cert: Option<Box<ClientCert>>,
+}
+
+/// A client's certificate as the session and the log see it: names cleaned for a
+/// header comment and a log line, and its fingerprints under the configured digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCert {
+    pub subject_cn: String,
+    pub issuer_cn: String,
+    pub digest: Digest,
+    /// Of the whole certificate.
+    pub fingerprint: Vec<u8>,
+    /// Of its public key (survives renewal with the same key).
+    pub pkey_fingerprint: Vec<u8>,
+}
+
+impl ClientCert {
+    pub fn of(cert: &X509Ref, digest: Digest) -> ClientCert {
+        ClientCert {
+            subject_cn: common_name(cert.subject_name()),
+            issuer_cn: common_name(cert.issuer_name()),
+            digest,
+            fingerprint: fingerprint::cert_fingerprint(cert, digest),
+            pkey_fingerprint: fingerprint::spki_fingerprint(cert, digest),
+        }
+    }
+
+    /// Whether the certificate or its public key has one of the `listed` fingerprints.
+    pub fn is_listed(&self, listed: &[Vec<u8>]) -> bool {
+        let hit = |fp: &Vec<u8>| !fp.is_empty() && listed.contains(fp);
+        hit(&self.fingerprint) || hit(&self.pkey_fingerprint)
+    }
+}
+
+/// The first common name, with anything that could break a header comment or a log
+/// line (controls, non-ASCII, quotes, parentheses, backslashes) shown as `?`, at most
+/// 64 characters (the X.520 upper bound).
+fn common_name(name: &X509NameRef) -> String {
+    let cn = name
+        .entries_by_nid(Nid::COMMONNAME)
+        .next()
+        .map(|e| String::from_utf8_lossy(e.data().as_slice()).into_owned())
+        .unwrap_or_default();
+    cn.chars()
+        .take(64)
+        .map(|c| match c {
+            ' '..='~' if !matches!(c, '"' | '\\' | '(' | ')') => c,
+            _ => '?',
+        })
+        .collect()
 }
 
 impl TlsInfo {
@@ -139,6 +228,7 @@ impl TlsInfo {
             trust,
             note: None,
             resumed: ssl.session_reused(),
+            client_cert: None,
         }
     }
 }

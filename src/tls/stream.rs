@@ -9,7 +9,8 @@ use async_openssl::SslStream;
 use openssl::ssl::{Ssl, SslContext};
 use smol::io::{AsyncRead, AsyncWrite};
 
-use super::TlsInfo;
+use super::fingerprint::Digest;
+use super::{ClientCert, TlsInfo};
 
 /// Plaintext or TLS over the same transport.
 pub enum MaybeTls<S: Unpin> {
@@ -50,14 +51,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MaybeTls<S> {
         chain
     }
 
-    /// Runs the server side of a handshake on a plaintext connection. On failure the
-    /// connection is gone; the error text says why (for the log line).
-    pub async fn accept(&mut self, ctx: &SslContext) -> Result<TlsInfo, String> {
+    /// Runs the server side of a handshake on a plaintext connection; a client
+    /// certificate's fingerprints are taken with `digest`. On failure the connection is
+    /// gone; the error text says why (for the log line).
+    pub async fn accept(&mut self, ctx: &SslContext, digest: Digest) -> Result<TlsInfo, String> {
         let transport = self.take_plain()?;
         let ssl = Ssl::new(ctx).map_err(|e| e.to_string())?;
         let mut tls = SslStream::new(ssl, transport).map_err(|e| e.to_string())?;
         Pin::new(&mut tls).accept().await.map_err(handshake_error)?;
-        let info = TlsInfo::from_ssl(tls.ssl());
+        let mut info = TlsInfo::from_ssl(tls.ssl());
+        // Only there when the context asked for one (`ClientCertRequest`).
+        info.client_cert = tls
+            .ssl()
+            .peer_certificate()
+            .map(|c| Box::new(ClientCert::of(&c, digest)));
         *self = MaybeTls::Tls(Box::new(tls));
         Ok(info)
     }
