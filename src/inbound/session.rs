@@ -26,8 +26,9 @@ use crate::headers::{self, Header, Origin};
 use crate::logline;
 use crate::mailauth::spf::{self, SpfResult};
 use crate::outbound::route::Route;
-use crate::queue::{Envelope, QueueId};
+use crate::queue::{Envelope, EnvelopeDsn, QueueId};
 use crate::smtp::command::{self, Command, MailParams};
+use crate::smtp::dsn::RcptDsn;
 use crate::smtp::line::Line;
 use crate::smtp::reply::{canned, Reply};
 use crate::smtp::{Mailbox, MAX_COMMAND_LINE};
@@ -43,8 +44,9 @@ pub enum State {
     Fresh,
     /// HELO/EHLO done; no transaction.
     Ready,
-    /// MAIL accepted: collecting recipients until DATA.
-    Transaction(Transaction),
+    /// MAIL accepted: collecting recipients until DATA (boxed: it is the largest
+    /// state by far, with the MAIL parameters and the DSN requests).
+    Transaction(Box<Transaction>),
     /// AUTH accepted: the client's next line belongs to this SASL exchange.
     Auth(Sasl),
     /// QUIT, too many errors, or too many failed AUTH attempts.
@@ -59,11 +61,14 @@ pub struct Transaction {
     recipients: Vec<String>,
     /// What they became, for the queue file.
     queued: Recipients,
+    /// The DSN requests of the RCPTs (NOTIFY, ORCPT), per queued recipient; those of
+    /// MAIL are in `params`.
+    rcpt_dsn: Vec<(String, RcptDsn)>,
     /// Mail from outside: the SPF result, made at the first accepted RCPT, and the
     /// time its lookups took.
     spf: Option<Box<(SpfResult, Duration)>>,
     /// The accepted recipient waiting for that result.
-    waiting: Option<Box<(Mailbox, Recipient)>>,
+    waiting: Option<Box<(Mailbox, RcptDsn, Recipient)>>,
 }
 
 /// What the client called itself.
@@ -305,7 +310,7 @@ impl Session {
                 self.reply(r);
             }
             Command::Mail { from, params } => self.mail(from, params),
-            Command::Rcpt { to } => return self.rcpt(to),
+            Command::Rcpt { to, dsn } => return self.rcpt(to, dsn),
             Command::Data => return self.data(),
             Command::Rset => {
                 if let State::Transaction(_) = self.state {
@@ -358,7 +363,7 @@ impl Session {
             lines.push("STARTTLS".to_string());
         }
         lines.extend(self.login.ehlo_keyword(self.tls_active()).map(String::from));
-        lines.extend(["ENHANCEDSTATUSCODES", "8BITMIME", "SMTPUTF8"].map(String::from));
+        lines.extend(["ENHANCEDSTATUSCODES", "8BITMIME", "DSN", "SMTPUTF8"].map(String::from));
         if self.tls_active() {
             // RFC 8689 §2: only where the client's hop is itself TLS.
             lines.push("REQUIRETLS".to_string());
@@ -406,18 +411,19 @@ impl Session {
         if !self.settings.queue_space.admits(params.size.unwrap_or(0)) {
             return self.reply(Reply::new(452, "4.3.1", "Insufficient system storage"));
         }
-        self.state = State::Transaction(Transaction {
+        self.state = State::Transaction(Box::new(Transaction {
             sender: from,
             params,
             recipients: Vec::new(),
             queued: Recipients::default(),
+            rcpt_dsn: Vec::new(),
             spf: None,
             waiting: None,
-        });
+        }));
         self.reply(canned::ok("2.1.0"));
     }
 
-    fn rcpt(&mut self, to: Mailbox) -> Next {
+    fn rcpt(&mut self, to: Mailbox, dsn: RcptDsn) -> Next {
         let State::Transaction(txn) = &self.state else {
             self.error(canned::bad_sequence("Error: need MAIL command"));
             return Next::Continue;
@@ -437,6 +443,9 @@ impl Session {
         };
         let rewriter = self.rewriter.borrow().clone();
         let accepted = self.decide(&rewriter, &rcpt);
+        let State::Transaction(txn) = &self.state else {
+            return Next::Continue;
+        };
         // Mail from outside: SPF is evaluated once, for the first recipient accepted.
         if let (Ok(_), None, true) = (&accepted, &txn.spf, self.is_checked()) {
             let query = SpfQuery {
@@ -453,16 +462,16 @@ impl Session {
                     .unwrap_or_default(),
             };
             if let (State::Transaction(t), Ok(accepted)) = (&mut self.state, accepted) {
-                t.waiting = Some(Box::new((rcpt, accepted)));
+                t.waiting = Some(Box::new((rcpt, dsn, accepted)));
             }
             return Next::CheckSpf(query);
         }
-        self.rcpt_decided(rcpt, accepted);
+        self.rcpt_decided(rcpt, dsn, accepted);
         Next::Continue
     }
 
     /// Replies to RCPT once it is decided, SPF included.
-    fn rcpt_decided(&mut self, rcpt: Mailbox, accepted: Result<Recipient, Reply>) {
+    fn rcpt_decided(&mut self, rcpt: Mailbox, dsn: RcptDsn, accepted: Result<Recipient, Reply>) {
         let State::Transaction(t) = &self.state else {
             return;
         };
@@ -488,6 +497,12 @@ impl Session {
             Ok(accepted) => {
                 if let State::Transaction(t) = &mut self.state {
                     t.recipients.push(rcpt.to_string());
+                    // Every address the recipient became asks for what it asked.
+                    if !dsn.is_empty() {
+                        for target in &accepted.targets {
+                            t.rcpt_dsn.push((target.to_string(), dsn.clone()));
+                        }
+                    }
                     t.queued.add(accepted);
                 }
                 self.reply(canned::ok("2.1.5"));
@@ -502,8 +517,8 @@ impl Session {
             return;
         };
         t.spf = Some(Box::new((spf, spent)));
-        if let Some((rcpt, accepted)) = t.waiting.take().map(|w| *w) {
-            self.rcpt_decided(rcpt, Ok(accepted));
+        if let Some((rcpt, dsn, accepted)) = t.waiting.take().map(|w| *w) {
+            self.rcpt_decided(rcpt, dsn, Ok(accepted));
         }
     }
 
@@ -555,7 +570,7 @@ impl Session {
     /// the content finds the session `Ready`.
     fn data(&mut self) -> Next {
         let txn = match std::mem::replace(&mut self.state, State::Ready) {
-            State::Transaction(t) if !t.recipients.is_empty() => t,
+            State::Transaction(t) if !t.recipients.is_empty() => *t,
             other => {
                 let refusal = match other {
                     State::Transaction(_) => Reply::new(554, "5.5.1", "Error: no valid recipients"),
@@ -592,6 +607,16 @@ impl Session {
             protocol: self.protocol(),
             unexpanded: false,
             requiretls: txn.params.requiretls,
+            dsn: {
+                let mut dsn = EnvelopeDsn {
+                    message: txn.params.dsn.clone(),
+                    rcpts: Vec::new(),
+                };
+                for (rcpt, d) in &txn.rcpt_dsn {
+                    dsn.set(rcpt, d);
+                }
+                dsn
+            },
         }
     }
 
@@ -828,7 +853,7 @@ mod tests {
         assert_eq!(
             c.send("EHLO client.example.net"),
             "250-mx.example.org\r\n250-PIPELINING\r\n250-SIZE 1000\r\n250-STARTTLS\r\n\
-             250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n"
+             250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-DSN\r\n250 SMTPUTF8\r\n"
         );
         assert_eq!(
             c.send("MAIL FROM:<a@example.net> REQUIRETLS"),

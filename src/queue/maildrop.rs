@@ -230,6 +230,7 @@ fn take(
             protocol: "local".into(),
             unexpanded: true,
             requiretls: false,
+            dsn: Default::default(),
         };
         let received = headers::received(&Origin::Local { uid }, hostname, &id.0, &[], now);
         let mut content = received.as_bytes().chain((&mut r).take(max_size + 1));
