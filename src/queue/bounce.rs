@@ -151,11 +151,20 @@ pub fn returned_headers(content: &mut impl BufRead) -> io::Result<Vec<u8>> {
     Ok(fields[..Header::parse(fields).end].to_vec())
 }
 
-/// What a report returns of a message of `size` bytes read from `content`: the whole
-/// message when `ret` is FULL and it is at most [`MAX_RETURNED_MESSAGE`] bytes (a
-/// failure report), else its header section.
-pub fn returned(content: &mut impl BufRead, size: u64, ret: Option<Ret>) -> io::Result<Returned> {
-    if ret == Some(Ret::Full) && size <= MAX_RETURNED_MESSAGE {
+/// What the report of `kind` returns of `original`, `size` bytes read from `content`:
+/// for a failure of a `RET=FULL` message the whole message when it is at most
+/// [`MAX_RETURNED_MESSAGE`] bytes and [`may_return_body`]; else (and for any other
+/// report, RFC 3461 §4.3) its header section.
+pub fn returned(
+    original: &Envelope,
+    kind: ReportKind,
+    content: &mut impl BufRead,
+    size: u64,
+) -> io::Result<Returned> {
+    let full = kind == ReportKind::Failure
+        && original.dsn.message.ret == Some(Ret::Full)
+        && may_return_body(original);
+    if full && size <= MAX_RETURNED_MESSAGE {
         let mut all = Vec::with_capacity(size as usize);
         content.take(MAX_RETURNED_MESSAGE).read_to_end(&mut all)?;
         return Ok(Returned::Message(all));
@@ -280,7 +289,13 @@ mod tests {
             dsn: Default::default(),
         };
         let original = b"Subject: hi\r\nFrom: alice@example.org\r\n\r\nsecret body\r\n";
-        let quoted = returned(&mut &original[..], original.len() as u64, None).unwrap();
+        let quoted = returned(
+            &orig,
+            ReportKind::Failure,
+            &mut &original[..],
+            original.len() as u64,
+        )
+        .unwrap();
         let (env, msg) = delivery_status_notification(
             "mx.example.org",
             &orig,
@@ -319,6 +334,7 @@ mod tests {
             client: "x".into(),
             protocol: "ESMTP".into(),
             unexpanded: false,
+            requiretls: false,
             dsn: Default::default(),
         };
         orig.dsn.message.envid = Some("QQ+2B1".into());
@@ -333,7 +349,14 @@ mod tests {
             "delivered to maildir".into(),
         );
         let original = b"Subject: hi\r\n\r\nsecret body\r\n";
-        let full = returned(&mut &original[..], original.len() as u64, Some(Ret::Full)).unwrap();
+        let full = returned(&orig, ReportKind::Success, &mut &original[..], 30).unwrap();
+        assert_eq!(
+            full,
+            Returned::Headers(b"Subject: hi\r\n".to_vec()),
+            "FULL is for failures"
+        );
+        orig.dsn.message.ret = Some(Ret::Full);
+        let full = returned(&orig, ReportKind::Failure, &mut &original[..], 30).unwrap();
         assert_eq!(full, Returned::Message(original.to_vec()));
         let (_, msg) = delivery_status_notification(
             "mx.example.org",
@@ -359,7 +382,7 @@ mod tests {
         let mut big = b"Subject: big\r\n\r\n".to_vec();
         big.resize(MAX_RETURNED_MESSAGE as usize + 1, b'x');
         assert_eq!(
-            returned(&mut &big[..], big.len() as u64, Some(Ret::Full)).unwrap(),
+            returned(&orig, ReportKind::Failure, &mut &big[..], big.len() as u64).unwrap(),
             Returned::Headers(b"Subject: big\r\n".to_vec())
         );
     }
@@ -375,15 +398,34 @@ mod tests {
             protocol: "ESMTPS".into(),
             unexpanded: false,
             requiretls: true,
+            dsn: Default::default(),
         };
+        let mut orig = orig;
+        orig.dsn.message.ret = Some(Ret::Full);
         assert!(!may_return_body(&orig));
         let original = b"Subject: hi\r\n\r\nsecret body\r\n";
-        let quoted = returned_headers(&mut &original[..]).unwrap();
-        let failed = [Failed {
+        let quoted = returned(&orig, ReportKind::Failure, &mut &original[..], 30).unwrap();
+        assert!(
+            matches!(quoted, Returned::Headers(_)),
+            "RET=FULL yields to REQUIRETLS"
+        );
+        let failed = [Reported {
             rcpt: "bob@example.net",
             outcome: &Outcome::sample_rcpt_refused(),
+            action: Action::Failed,
+            dsn: RcptDsn::default(),
         }];
-        let (env, msg) = delivery_status_notification("mx.example.org", &orig, &quoted, &failed);
+        let report = |env: &Envelope| {
+            delivery_status_notification(
+                "mx.example.org",
+                env,
+                ReportKind::Failure,
+                &quoted,
+                &failed,
+                None,
+            )
+        };
+        let (env, msg) = report(&orig);
         assert!(env.requiretls && env.unexpanded && env.sender.is_empty());
         assert!(!String::from_utf8(msg).unwrap().contains("secret body"));
         let plain = Envelope {
@@ -391,7 +433,7 @@ mod tests {
             ..orig
         };
         assert!(may_return_body(&plain));
-        let (env, _) = delivery_status_notification("mx.example.org", &plain, &quoted, &failed);
+        let (env, _) = report(&plain);
         assert!(!env.requiretls);
     }
 

@@ -98,15 +98,11 @@ async fn queue_report(
     new_ids: &mut Vec<QueueId>,
 ) -> Result<(), ()> {
     let source = ContentSource::new(&q.spool, &env.id);
-    // RET=FULL is for failures (RFC 3461 §4.3), and never for a REQUIRETLS message;
-    // other reports return the headers.
-    let ret = (kind == bounce::ReportKind::Failure && bounce::may_return_body(env))
-        .then_some(env.dsn.message.ret)
-        .flatten();
+    let original = env.clone();
     let returned = smol::unblock(move || {
         let mut content = source.open()?;
         let size = content.size();
-        bounce::returned(&mut content, size, ret)
+        bounce::returned(&original, kind, &mut content, size)
     })
     .await
     .unwrap_or_else(|e| {
