@@ -405,9 +405,17 @@ fn queue_message(args: &SendmailArgs, stdin: &mut impl Read) -> Result<QueueId, 
     completed.extend_from_slice(b"\r\n");
     completed.extend_from_slice(&start.bytes[header.body..]);
 
+    let mut dsn = EnvelopeDsn {
+        message: message_dsn,
+        rcpts: Vec::new(),
+    };
+    for r in &recipients {
+        dsn.set(r, &rcpt_dsn);
+    }
     if dropping {
         let mut content = completed.as_slice().chain(&mut input);
-        maildrop::submit(&state_dir, &id, &sender, &recipients, &mut content).map_err(|e| {
+        let envelope = (sender.as_str(), &recipients[..], &dsn);
+        maildrop::submit(&state_dir, &id, envelope, &mut content).map_err(|e| {
             input.failure(|| {
                 let dir = maildrop::dir(&state_dir);
                 format!("cannot write to the maildrop {}: {e}", dir.display())
@@ -430,13 +438,8 @@ fn queue_message(args: &SendmailArgs, stdin: &mut impl Read) -> Result<QueueId, 
         protocol: "local".into(),
         unexpanded: true,
         requiretls: false,
-        dsn: EnvelopeDsn::default(),
+        dsn,
     };
-    let mut env = env;
-    env.dsn.message = message_dsn;
-    for r in &env.recipients {
-        env.dsn.set(r, &rcpt_dsn);
-    }
     spool
         .store_from(&env, &mut completed.as_slice().chain(&mut input))
         .map_err(|e| input.failure(|| format!("cannot write queue file: {e}")))?;

@@ -167,7 +167,8 @@ impl EnvelopeDsn {
         }
     }
 
-    fn encode(&self, h: &mut String) {
+    /// Appends the `dsn-*` lines (the maildrop writes them too).
+    pub(super) fn encode(&self, h: &mut String) {
         if let Some(ret) = self.message.ret {
             h.push_str(&format!("dsn-ret {}\n", ret.keyword()));
         }
@@ -185,7 +186,7 @@ impl EnvelopeDsn {
 
     /// Reads one `dsn-*` line; false when `key` is not one (or its value is damaged:
     /// the message is delivered without that request rather than not at all).
-    fn decode(&mut self, key: &str, value: &str) -> bool {
+    pub(super) fn decode(&mut self, key: &str, value: &str) -> bool {
         match key {
             "dsn-ret" => self.message.ret = Ret::parse(value),
             "dsn-envid" => self.message.envid = dsn::parse_envid(value).ok(),
