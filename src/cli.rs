@@ -217,6 +217,10 @@ pub struct ServeArgs {
     /// seconds a queued message is retried before it bounces (default 432000, 5 days)
     #[argh(option, default = "432_000")]
     pub queue_lifetime: u64,
+    /// seconds a message waits in the queue before its sender gets a delay warning
+    /// (DSN, once per recipient; default 14400, 4 hours; 0: never)
+    #[argh(option, default = "14_400")]
+    pub delay_warning_time: u64,
     /// first retry delay in seconds (default 300)
     #[argh(option, default = "300")]
     pub retry_min: u64,
@@ -268,6 +272,16 @@ pub struct SendmailArgs {
     /// host name used for the sender when -f is not given and in the Received: header
     #[argh(option)]
     pub hostname: Option<String>,
+    /// delivery status notifications wanted for every recipient: 'never', or any of
+    /// 'success,delay,failure' (DSN NOTIFY, RFC 3461; default failure and delay)
+    #[argh(option, short = 'N')]
+    pub notify: Option<String>,
+    /// what a failure notification returns: 'full' message or 'hdrs' (DSN RET)
+    #[argh(option, short = 'R')]
+    pub ret: Option<String>,
+    /// envelope ID the notifications quote (DSN ENVID; printable ASCII, 100 at most)
+    #[argh(option, short = 'V')]
+    pub envid: Option<String>,
     /// recipients
     #[argh(positional, greedy)]
     pub recipients: Vec<String>,
@@ -484,9 +498,21 @@ pub fn normalize_sendmail_args(args: &[String]) -> Vec<String> {
                 out.push("-F".to_string());
                 out.push(s[2..].to_string());
             }
-            s if s.starts_with("-o") || s.starts_with("-B") || s.starts_with("-N") => {
-                // -oX options, -B body type, -N dsn: accepted and ignored.
-                if matches!(s, "-B" | "-N" | "-R" | "-V") {
+            // The DSN options (Postfix: -N notify, -R ret, -V envid), value attached or
+            // not.
+            "-N" | "-R" | "-V" => {
+                out.push(a.clone());
+                out.extend(it.next().cloned());
+            }
+            s if s.len() > 2
+                && (s.starts_with("-N") || s.starts_with("-R") || s.starts_with("-V")) =>
+            {
+                out.push(s[..2].to_string());
+                out.push(s[2..].to_string());
+            }
+            s if s.starts_with("-o") || s.starts_with("-B") => {
+                // -oX options, -B body type: accepted and ignored.
+                if s == "-B" {
                     it.next();
                 }
             }

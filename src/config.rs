@@ -643,6 +643,7 @@ impl Config {
             dkim_keys: Arc::new(dkim_keys),
             retry: Retry {
                 lifetime: Duration::from_secs(args.queue_lifetime),
+                delay_warning: Duration::from_secs(args.delay_warning_time),
                 min: Duration::from_secs(args.retry_min),
                 max: Duration::from_secs(args.retry_max),
             },

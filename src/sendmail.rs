@@ -26,8 +26,9 @@ use crate::headers::{self, Header, Origin, SectionPrefix};
 use crate::host::{default_state_dir, system_hostname, SYSTEM_STATE_DIR};
 use crate::queue::maildrop;
 use crate::queue::wakeup::{self, Wakeup};
-use crate::queue::{Envelope, QueueId, Spool};
+use crate::queue::{Envelope, EnvelopeDsn, QueueId, Spool};
 use crate::smtp::address::parse_mailbox;
+use crate::smtp::dsn::{self, MessageDsn, Notify, RcptDsn, Ret};
 
 /// Largest message accepted on stdin (as the daemon's default SIZE limit).
 const MAX_INPUT: u64 = 10_240_000;
@@ -289,10 +290,38 @@ fn addresses_in(value: &str) -> impl Iterator<Item = String> {
         .map(|s| s.address)
 }
 
+/// The DSN requests of `-N`, `-R` and `-V` (Postfix's sendmail flags), checked as the
+/// SMTP parameters are; Err names the flag. `-V` is plain text, kept xtext-encoded.
+fn dsn_options(args: &SendmailArgs) -> Result<(MessageDsn, RcptDsn), String> {
+    let mut message = MessageDsn::default();
+    if let Some(r) = &args.ret {
+        message.ret = Some(Ret::parse(r).ok_or_else(|| format!("-R {r}: expected full or hdrs"))?);
+    }
+    if let Some(v) = &args.envid {
+        let xtext = dsn::encode_xtext(v);
+        if v.is_empty()
+            || xtext.len() > dsn::MAX_ENVID
+            || !v.bytes().all(|b| (b' '..=b'~').contains(&b))
+        {
+            return Err(format!(
+                "-V: the envelope ID must be printable ASCII, 1 to {} characters xtext-encoded",
+                dsn::MAX_ENVID
+            ));
+        }
+        message.envid = Some(xtext);
+    }
+    let mut rcpt = RcptDsn::default();
+    if let Some(n) = &args.notify {
+        rcpt.notify = Some(Notify::parse(n).map_err(|e| format!("-N {n}: {e}"))?);
+    }
+    Ok((message, rcpt))
+}
+
 /// Everything but the I/O: reads the header section, builds the envelope and the
 /// completed header, and streams the rest of the input into the queue file after it.
 fn queue_message(args: &SendmailArgs, stdin: &mut impl Read) -> Result<QueueId, (i32, String)> {
     let hostname = args.hostname.clone().unwrap_or_else(system_hostname);
+    let (message_dsn, rcpt_dsn) = dsn_options(args).map_err(|e| (exit::USAGE, e))?;
     let mut input = CanonicalInput::new(stdin, !args.ignore_dots);
     let start = SectionPrefix::read(&mut input, MAX_HEADER_SECTION)
         .map_err(|e| input.failure(|| format!("cannot read message: {e}")))?;
@@ -376,9 +405,17 @@ fn queue_message(args: &SendmailArgs, stdin: &mut impl Read) -> Result<QueueId, 
     completed.extend_from_slice(b"\r\n");
     completed.extend_from_slice(&start.bytes[header.body..]);
 
+    let mut dsn = EnvelopeDsn {
+        message: message_dsn,
+        rcpts: Vec::new(),
+    };
+    for r in &recipients {
+        dsn.set(r, &rcpt_dsn);
+    }
     if dropping {
         let mut content = completed.as_slice().chain(&mut input);
-        maildrop::submit(&state_dir, &id, &sender, &recipients, &mut content).map_err(|e| {
+        let envelope = (sender.as_str(), &recipients[..], &dsn);
+        maildrop::submit(&state_dir, &id, envelope, &mut content).map_err(|e| {
             input.failure(|| {
                 let dir = maildrop::dir(&state_dir);
                 format!("cannot write to the maildrop {}: {e}", dir.display())
@@ -401,6 +438,7 @@ fn queue_message(args: &SendmailArgs, stdin: &mut impl Read) -> Result<QueueId, 
         protocol: "local".into(),
         unexpanded: true,
         requiretls: false,
+        dsn,
     };
     spool
         .store_from(&env, &mut completed.as_slice().chain(&mut input))

@@ -10,11 +10,16 @@
 //! - the HELO/EHLO name and the addresses hold no ASCII control characters: they
 //!   end up in the `Received:` header of the queue file, which must stay
 //!   CRLF-canonical, and in the log; the AUTH words hold no CR or LF;
+//! - DSN parameters (RFC 3461) accepted are valid xtext without spaces or control
+//!   characters (they are written as fields of a queue-file envelope line and sent
+//!   on as they are), ENVID at most 100 characters, ORCPT `type;xtext` at most 500,
+//!   and NOTIFY prints as a value that parses back to itself;
 //! - framing: complete lines hold no LF and respect the limit.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use tinymta::smtp::command::{self, Command};
+use tinymta::smtp::dsn::{self, Notify};
 use tinymta::smtp::line::{Line, LineBuffer};
 use tinymta::smtp::reply::Reply;
 use tinymta::smtp::MAX_COMMAND_LINE;
@@ -50,6 +55,15 @@ fn no_crlf(what: &str, s: &str, line: &[u8]) {
     );
 }
 
+fn check_xtext_value(what: &str, v: &str, max: usize, line: &[u8]) {
+    assert!(!v.is_empty() && v.len() <= max, "{what} {v:?} length");
+    assert!(
+        v.bytes().all(|b| b.is_ascii_graphic()),
+        "{what} {v:?} holds a space or control character (line {:?})",
+        String::from_utf8_lossy(line)
+    );
+}
+
 fn check_reply(r: &Reply, line: &[u8]) {
     assert!((500..600).contains(&r.code), "code {} for {line:?}", r.code);
     assert!(!r.lines.is_empty());
@@ -76,8 +90,23 @@ fn check_command(c: &Command, line: &[u8]) {
             if let Some(a) = &params.auth {
                 no_crlf("AUTH=", a, line);
             }
+            if let Some(e) = &params.dsn.envid {
+                check_xtext_value("ENVID", e, dsn::MAX_ENVID, line);
+            }
         }
-        Command::Rcpt { to } => no_ctl("recipient", &to.to_string(), line),
+        Command::Rcpt { to, dsn } => {
+            no_ctl("recipient", &to.to_string(), line);
+            if let Some(o) = &dsn.orcpt {
+                check_xtext_value("ORCPT", o, dsn::MAX_ORCPT, line);
+                let (_, addr) = o.split_once(';').expect("ORCPT has its type");
+                assert!(dsn::check_xtext(addr).is_ok());
+                let text = dsn::decode_xtext(addr);
+                assert_eq!(dsn::decode_xtext(&dsn::encode_xtext(&text)), text);
+            }
+            if let Some(n) = dsn.notify {
+                assert_eq!(Notify::parse(&n.to_string()), Ok(n), "{line:?}");
+            }
+        }
         Command::Auth {
             mechanism,
             initial_response,

@@ -26,8 +26,9 @@ use crate::headers::{self, Header, Origin};
 use crate::logline;
 use crate::mailauth::spf::{self, SpfResult};
 use crate::outbound::route::Route;
-use crate::queue::{Envelope, QueueId};
+use crate::queue::{Envelope, EnvelopeDsn, QueueId};
 use crate::smtp::command::{self, Command, MailParams};
+use crate::smtp::dsn::RcptDsn;
 use crate::smtp::line::Line;
 use crate::smtp::reply::{canned, Reply};
 use crate::smtp::{Mailbox, MAX_COMMAND_LINE};
@@ -43,8 +44,9 @@ pub enum State {
     Fresh,
     /// HELO/EHLO done; no transaction.
     Ready,
-    /// MAIL accepted: collecting recipients until DATA or the first BDAT.
-    Transaction(Transaction),
+    /// MAIL accepted: collecting recipients until DATA or the first BDAT (boxed: it is
+    /// the largest state by far, with the MAIL parameters and the DSN requests).
+    Transaction(Box<Transaction>),
     /// BDAT chunks arriving (RFC 3030): the transaction is with the connection, which
     /// holds the content so far. `failed`: a chunk was refused with this reply; the
     /// chunks the client pipelined behind it are discarded with it until `BDAT LAST`
@@ -64,11 +66,14 @@ pub struct Transaction {
     recipients: Vec<String>,
     /// What they became, for the queue file.
     queued: Recipients,
+    /// The DSN requests of the RCPTs (NOTIFY, ORCPT), per queued recipient; those of
+    /// MAIL are in `params`.
+    rcpt_dsn: Vec<(String, RcptDsn)>,
     /// Mail from outside: the SPF result, made at the first accepted RCPT, and the
     /// time its lookups took.
     spf: Option<Box<(SpfResult, Duration)>>,
     /// The accepted recipient waiting for that result.
-    waiting: Option<Box<(Mailbox, Recipient)>>,
+    waiting: Option<Box<(Mailbox, RcptDsn, Recipient)>>,
 }
 
 /// What the client called itself.
@@ -366,7 +371,7 @@ impl Session {
                 self.reply(r);
             }
             Command::Mail { from, params } => self.mail(from, params),
-            Command::Rcpt { to } => return self.rcpt(to),
+            Command::Rcpt { to, dsn } => return self.rcpt(to, dsn),
             Command::Data => return self.data(),
             Command::Bdat { size, last } => return self.bdat(size, last),
             Command::Rset => {
@@ -420,7 +425,7 @@ impl Session {
             lines.push("STARTTLS".to_string());
         }
         lines.extend(self.login.ehlo_keyword(self.tls_active()).map(String::from));
-        lines.extend(["ENHANCEDSTATUSCODES", "8BITMIME", "SMTPUTF8"].map(String::from));
+        lines.extend(["ENHANCEDSTATUSCODES", "8BITMIME", "DSN", "SMTPUTF8"].map(String::from));
         if self.tls_active() {
             // RFC 8689 §2: only where the client's hop is itself TLS.
             lines.push("REQUIRETLS".to_string());
@@ -478,18 +483,19 @@ impl Session {
         if !self.settings.queue_space.admits(params.size.unwrap_or(0)) {
             return self.reply(Reply::new(452, "4.3.1", "Insufficient system storage"));
         }
-        self.state = State::Transaction(Transaction {
+        self.state = State::Transaction(Box::new(Transaction {
             sender: from,
             params,
             recipients: Vec::new(),
             queued: Recipients::default(),
+            rcpt_dsn: Vec::new(),
             spf: None,
             waiting: None,
-        });
+        }));
         self.reply(canned::ok("2.1.0"));
     }
 
-    fn rcpt(&mut self, to: Mailbox) -> Next {
+    fn rcpt(&mut self, to: Mailbox, dsn: RcptDsn) -> Next {
         let txn = match &self.state {
             State::Transaction(txn) => txn,
             State::Chunking { .. } => {
@@ -516,6 +522,9 @@ impl Session {
         };
         let rewriter = self.rewriter.borrow().clone();
         let accepted = self.decide(&rewriter, &rcpt);
+        let State::Transaction(txn) = &self.state else {
+            return Next::Continue;
+        };
         // Mail from outside: SPF is evaluated once, for the first recipient accepted.
         if let (Ok(_), None, true) = (&accepted, &txn.spf, self.is_checked()) {
             let query = SpfQuery {
@@ -532,16 +541,16 @@ impl Session {
                     .unwrap_or_default(),
             };
             if let (State::Transaction(t), Ok(accepted)) = (&mut self.state, accepted) {
-                t.waiting = Some(Box::new((rcpt, accepted)));
+                t.waiting = Some(Box::new((rcpt, dsn, accepted)));
             }
             return Next::CheckSpf(query);
         }
-        self.rcpt_decided(rcpt, accepted);
+        self.rcpt_decided(rcpt, dsn, accepted);
         Next::Continue
     }
 
     /// Replies to RCPT once it is decided, SPF included.
-    fn rcpt_decided(&mut self, rcpt: Mailbox, accepted: Result<Recipient, Reply>) {
+    fn rcpt_decided(&mut self, rcpt: Mailbox, dsn: RcptDsn, accepted: Result<Recipient, Reply>) {
         let State::Transaction(t) = &self.state else {
             return;
         };
@@ -567,6 +576,12 @@ impl Session {
             Ok(accepted) => {
                 if let State::Transaction(t) = &mut self.state {
                     t.recipients.push(rcpt.to_string());
+                    // Every address the recipient became asks for what it asked.
+                    if !dsn.is_empty() {
+                        for target in &accepted.targets {
+                            t.rcpt_dsn.push((target.to_string(), dsn.clone()));
+                        }
+                    }
                     t.queued.add(accepted);
                 }
                 self.reply(canned::ok("2.1.5"));
@@ -581,8 +596,8 @@ impl Session {
             return;
         };
         t.spf = Some(Box::new((spf, spent)));
-        if let Some((rcpt, accepted)) = t.waiting.take().map(|w| *w) {
-            self.rcpt_decided(rcpt, Ok(accepted));
+        if let Some((rcpt, dsn, accepted)) = t.waiting.take().map(|w| *w) {
+            self.rcpt_decided(rcpt, dsn, Ok(accepted));
         }
     }
 
@@ -651,7 +666,7 @@ impl Session {
     /// state (leaving `Ready`), or the refusal; a transaction without recipients stays.
     fn take_transaction(&mut self, verb: &str) -> Result<Transaction, Reply> {
         match std::mem::replace(&mut self.state, State::Ready) {
-            State::Transaction(t) if !t.recipients.is_empty() => Ok(t),
+            State::Transaction(t) if !t.recipients.is_empty() => Ok(*t),
             other => {
                 let refusal = match other {
                     State::Transaction(_) => Reply::new(554, "5.5.1", "Error: no valid recipients"),
@@ -749,6 +764,16 @@ impl Session {
             protocol: self.protocol(),
             unexpanded: false,
             requiretls: txn.params.requiretls,
+            dsn: {
+                let mut dsn = EnvelopeDsn {
+                    message: txn.params.dsn.clone(),
+                    rcpts: Vec::new(),
+                };
+                for (rcpt, d) in &txn.rcpt_dsn {
+                    dsn.set(rcpt, d);
+                }
+                dsn
+            },
         }
     }
 
@@ -993,7 +1018,7 @@ mod tests {
         assert_eq!(
             c.send("EHLO client.example.net"),
             "250-mx.example.org\r\n250-PIPELINING\r\n250-SIZE 1000\r\n250-STARTTLS\r\n\
-             250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 CHUNKING\r\n"
+             250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-DSN\r\n250-SMTPUTF8\r\n250 CHUNKING\r\n"
         );
         assert_eq!(
             c.send("MAIL FROM:<a@example.net> REQUIRETLS"),

@@ -327,7 +327,7 @@ impl ClientSession {
             // waits for the RCPT replies: a chunk for no recipient would be sent in vain.
             let mut batch = format!("{mail}\r\n");
             for r in rcpts {
-                batch.push_str(&format!("RCPT TO:<{r}>\r\n"));
+                batch.push_str(&format!("{}\r\n", self.rcpt_command(msg, r)));
             }
             if !chunking {
                 batch.push_str("DATA\r\n");
@@ -362,7 +362,7 @@ impl ClientSession {
             let mut replies = Vec::new();
             for r in rcpts {
                 let reply = self
-                    .command(&format!("RCPT TO:<{r}>"), "reply to RCPT TO")
+                    .command(&self.rcpt_command(msg, r), "reply to RCPT TO")
                     .await?;
                 replies.push(RcptReply {
                     rcpt: r.clone(),
@@ -483,7 +483,21 @@ impl ClientSession {
             // The caller checked the server offers it (`remote::requiretls_refusal`).
             p.push_str(" REQUIRETLS");
         }
+        if self.ext.dsn {
+            // RFC 3461 §5.2: passed on as received to a next hop that offers DSN.
+            p.push_str(&msg.dsn.message.mail_params());
+        }
         p
+    }
+
+    /// `RCPT TO:<r>`, with its NOTIFY/ORCPT when the server offers DSN.
+    fn rcpt_command(&self, msg: &Outgoing, rcpt: &str) -> String {
+        let params = if self.ext.dsn {
+            msg.dsn.rcpt(rcpt).rcpt_params()
+        } else {
+            String::new()
+        };
+        format!("RCPT TO:<{rcpt}>{params}")
     }
 
     /// RSET before another message on a reused connection.

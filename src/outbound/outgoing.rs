@@ -16,7 +16,7 @@ use crate::address::Tables;
 use crate::headers::SectionPrefix;
 use crate::queue::outcome::ContentSource;
 use crate::queue::spool::Content;
-use crate::queue::Envelope;
+use crate::queue::{Envelope, EnvelopeDsn};
 use crate::smtp::data::DotStuffer;
 
 /// Content goes to the connection in pieces of about this size (one TLS record).
@@ -41,6 +41,8 @@ pub struct Outgoing {
     tls_required_no: bool,
     /// The envelope's `REQUIRETLS` (RFC 8689): `MAIL FROM` carries it on.
     pub requiretls: bool,
+    /// The DSN requests, passed on to a next hop that offers DSN.
+    pub dsn: EnvelopeDsn,
 }
 
 /// The header fields as the generic map rewrote them, in place of the first
@@ -122,6 +124,7 @@ impl Outgoing {
             eight_bit: found.eight_bit,
             tls_required_no,
             requiretls: env.requiretls,
+            dsn: env.dsn.clone(),
         })
     }
 
@@ -360,6 +363,7 @@ mod tests {
             protocol: "local".into(),
             unexpanded: false,
             requiretls: false,
+            dsn: Default::default(),
         };
         // Dots at line starts around every piece boundary, and one 8-bit byte at the end.
         let mut body = Vec::new();

@@ -1105,7 +1105,7 @@ async fn send_on(
         .transaction(msg, rcpts, utf8)
         .await
         .map_err(|e| Failure::temp(relay.clone(), "4.4.2", e))?;
-    let results = match result {
+    let results: Vec<(String, Outcome)> = match result {
         TransactionResult::Whole(reply, stage) => {
             let o = outcome_for(&relay, &reply, stage);
             rcpts.iter().map(|r| (r.clone(), o.clone())).collect()
@@ -1115,6 +1115,13 @@ async fn send_on(
             .map(|RcptReply { rcpt, reply, stage }| (rcpt, outcome_for(&relay, &reply, stage)))
             .collect(),
     };
+    let results = results
+        .into_iter()
+        .map(|(rcpt, o)| {
+            let next_hop_dsn = session.ext.dsn;
+            (rcpt, Outcome { next_hop_dsn, ..o })
+        })
+        .collect();
     Ok((results, Some(session)))
 }
 
@@ -1183,6 +1190,7 @@ fn outcome_for(relay: &Relay, reply: &Reply, stage: &'static str) -> Outcome {
         dsn: dsn(reply),
         detail,
         reply: Some(said),
+        next_hop_dsn: false,
     }
 }
 

@@ -777,6 +777,7 @@ impl Reporter {
             // Through the tables like any mail we originate, and DKIM-signed there.
             unexpanded: true,
             requiretls: false,
+            dsn: Default::default(),
         };
         let report = Report {
             settings: &self.settings,

@@ -243,6 +243,7 @@ mod tests {
                     protocol: "local".into(),
                     unexpanded: false,
                     requiretls: false,
+                    dsn: Default::default(),
                 };
                 spool.store(&env, &vec![b'x'; 1000 + n as usize]).unwrap();
                 env.id
@@ -253,6 +254,7 @@ mod tests {
             next_attempt: 0,
             finished: vec!["r0@example.net".into()],
             last_reason: "4.4.1 no answer".into(),
+            warned: Vec::new(),
         };
         spool.set_status(ids.last().unwrap(), &status).unwrap();
         let mut oldest_first = ids.clone();

@@ -1,22 +1,28 @@
-//! Messages the MTA writes itself: RFC 3464 delivery status notifications (bounces)
-//! to the sender of a message that failed, and short notices (TLS alerts) to an
-//! administrator. Both are sent with the null sender `<>`, so they never bounce back.
+//! Messages the MTA writes itself: RFC 3464 delivery status notifications to the
+//! sender of a message — failures (bounces), delays and successes, as its recipients'
+//! `NOTIFY` asked (RFC 3461) — and short notices (TLS alerts) to an administrator.
+//! All are sent with the null sender `<>`, so they never bounce back.
 //!
-//! A bounce returns the original's header section only (as `RET=HDRS` asks, RFC 3461),
-//! read in bounded memory and capped at [`MAX_RETURNED_HEADERS`]: never the message,
-//! which may be megabytes.
+//! A report returns the original's header section (read in bounded memory and capped
+//! at [`MAX_RETURNED_HEADERS`]), or, for a failure of a message sent with `RET=FULL`,
+//! the whole message when it is at most [`MAX_RETURNED_MESSAGE`] bytes: never more,
+//! whatever the message's size.
 
-use std::io::{self, BufRead};
+use std::io::{self, BufRead, Read};
 
 use super::outcome::{Outcome, Relay};
 use super::{Envelope, QueueId};
 use crate::clock::rfc5322_date;
 use crate::clock::unix_now;
 use crate::headers::{self, Header, SectionPrefix};
+use crate::smtp::dsn::{decode_xtext, RcptDsn, Ret};
 
-/// Most of the original's header section a bounce returns (Postfix keeps 100 KB of
+/// Most of the original's header section a report returns (Postfix keeps 100 KB of
 /// any header section, `header_size_limit`; a bounce needs far less).
 pub const MAX_RETURNED_HEADERS: usize = 64 * 1024;
+/// Largest message a `RET=FULL` failure report returns whole (Postfix's
+/// `bounce_size_limit`); a larger one gets its header section returned.
+pub const MAX_RETURNED_MESSAGE: u64 = 50_000;
 
 /// Whether a bounce of `original` may quote its body (`RET=FULL`): never for a
 /// REQUIRETLS message (RFC 8689 §5), whose content must not travel where the
@@ -25,10 +31,79 @@ pub fn may_return_body(original: &Envelope) -> bool {
     !original.requiretls
 }
 
-/// One failed recipient for a DSN.
-pub struct Failed<'a> {
+/// What a report says happened to a recipient (RFC 3464 §2.3.3 `Action`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Failed,
+    Delayed,
+    /// Delivered here (a Maildir).
+    Delivered,
+    /// Handed to a next hop that does not offer DSN: no more news will come.
+    Relayed,
+}
+
+impl Action {
+    fn word(self) -> &'static str {
+        match self {
+            Action::Failed => "failed",
+            Action::Delayed => "delayed",
+            Action::Delivered => "delivered",
+            Action::Relayed => "relayed",
+        }
+    }
+}
+
+/// Which report: one per kind of news, as Postfix sends them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportKind {
+    Failure,
+    Delay,
+    Success,
+}
+
+impl ReportKind {
+    fn subject(self) -> &'static str {
+        match self {
+            ReportKind::Failure => "Undelivered Mail Returned to Sender",
+            ReportKind::Delay => "Delayed Mail (still being retried)",
+            ReportKind::Success => "Successful Mail Delivery Report",
+        }
+    }
+
+    /// How the log names the report queued (Postfix's words).
+    pub fn log_name(self) -> &'static str {
+        match self {
+            ReportKind::Failure => "sender non-delivery notification",
+            ReportKind::Delay => "sender delay notification",
+            ReportKind::Success => "sender delivery status notification",
+        }
+    }
+
+    fn text(self) -> &'static str {
+        match self {
+            ReportKind::Failure => "I'm sorry to have to inform you that your message could not\r\nbe delivered to one or more recipients.",
+            ReportKind::Delay => "Your message could not be delivered yet to one or more recipients.\r\nThe mail system will keep trying; you need not send it again.",
+            ReportKind::Success => "Your message was successfully delivered to the destination(s)\r\nlisted below. If the message was delivered to a mailbox you will\r\nreceive no further notifications; otherwise you may still receive\r\nnotifications from other systems.",
+        }
+    }
+}
+
+/// One recipient in a report.
+pub struct Reported<'a> {
     pub rcpt: &'a str,
     pub outcome: &'a Outcome,
+    pub action: Action,
+    /// Its DSN parameters (ORCPT becomes Original-Recipient).
+    pub dsn: RcptDsn,
+}
+
+/// What a report returns of the original.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Returned {
+    /// Its header section (`text/rfc822-headers`).
+    Headers(Vec<u8>),
+    /// All of it (`message/rfc822`).
+    Message(Vec<u8>),
 }
 
 fn envelope(hostname: &str, to: &str) -> Envelope {
@@ -43,6 +118,7 @@ fn envelope(hostname: &str, to: &str) -> Envelope {
         // to an SRS address the original sender.
         unexpanded: true,
         requiretls: false,
+        dsn: Default::default(),
     }
 }
 
@@ -75,13 +151,36 @@ pub fn returned_headers(content: &mut impl BufRead) -> io::Result<Vec<u8>> {
     Ok(fields[..Header::parse(fields).end].to_vec())
 }
 
-/// Builds the bounce for `original` (whose sender is not empty), quoting `returned`
-/// (its [`returned_headers`]).
+/// What the report of `kind` returns of `original`, `size` bytes read from `content`:
+/// for a failure of a `RET=FULL` message the whole message when it is at most
+/// [`MAX_RETURNED_MESSAGE`] bytes and [`may_return_body`]; else (and for any other
+/// report, RFC 3461 §4.3) its header section.
+pub fn returned(
+    original: &Envelope,
+    kind: ReportKind,
+    content: &mut impl BufRead,
+    size: u64,
+) -> io::Result<Returned> {
+    let full = kind == ReportKind::Failure
+        && original.dsn.message.ret == Some(Ret::Full)
+        && may_return_body(original);
+    if full && size <= MAX_RETURNED_MESSAGE {
+        let mut all = Vec::with_capacity(size as usize);
+        content.take(MAX_RETURNED_MESSAGE).read_to_end(&mut all)?;
+        return Ok(Returned::Message(all));
+    }
+    returned_headers(content).map(Returned::Headers)
+}
+
+/// Builds the report of `kind` for `original` (whose sender is not empty) about
+/// `reported`, returning `returned` of it.
 pub fn delivery_status_notification(
     hostname: &str,
     original: &Envelope,
-    returned: &[u8],
-    failed: &[Failed],
+    kind: ReportKind,
+    returned: &Returned,
+    reported: &[Reported],
+    retry_until: Option<u64>,
 ) -> (Envelope, Vec<u8>) {
     let env = Envelope {
         // RFC 8689 §5: the bounce of a REQUIRETLS message is REQUIRETLS too, since it
@@ -90,49 +189,73 @@ pub fn delivery_status_notification(
         ..envelope(hostname, &original.sender)
     };
     let boundary = format!("{}/{}", env.id, hostname);
-    let mut m = headers(
-        &env,
-        hostname,
-        &original.sender,
-        "Undelivered Mail Returned to Sender",
-    );
+    let mut m = headers(&env, hostname, &original.sender, kind.subject());
     m.push_str(&format!(
-        "MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"{boundary}\"\r\n\r\nThis is a MIME-encapsulated message.\r\n\r\n--{boundary}\r\nContent-Description: Notification\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nThis is the mail system at host {hostname}.\r\n\r\nI'm sorry to have to inform you that your message could not\r\nbe delivered to one or more recipients.\r\n\r\n"
+        "MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"{boundary}\"\r\n\r\nThis is a MIME-encapsulated message.\r\n\r\n--{boundary}\r\nContent-Description: Notification\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nThis is the mail system at host {hostname}.\r\n\r\n{}\r\n\r\n",
+        kind.text()
     ));
-    for f in failed {
+    for r in reported {
         m.push_str(&format!(
             "<{}>: {}\r\n\r\n",
-            f.rcpt,
-            one_line(&f.outcome.detail)
+            r.rcpt,
+            one_line(&r.outcome.detail)
         ));
     }
     m.push_str(&format!(
-        "--{boundary}\r\nContent-Description: Delivery report\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; {hostname}\r\nX-Tinymta-Queue-ID: {}\r\nArrival-Date: {}\r\n",
+        "--{boundary}\r\nContent-Description: Delivery report\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; {hostname}\r\nX-Tinymta-Queue-ID: {}\r\n",
         original.id,
+    ));
+    if let Some(envid) = &original.dsn.message.envid {
+        m.push_str(&format!(
+            "Original-Envelope-Id: {}\r\n",
+            one_line(&decode_xtext(envid))
+        ));
+    }
+    m.push_str(&format!(
+        "Arrival-Date: {}\r\n",
         rfc5322_date(original.arrival)
     ));
-    for f in failed {
+    for r in reported {
+        m.push_str(&format!("\r\nFinal-Recipient: rfc822; {}\r\n", r.rcpt));
+        if let Some(orig) = r.dsn.original_recipient() {
+            m.push_str(&format!("Original-Recipient: {}\r\n", one_line(&orig)));
+        }
         m.push_str(&format!(
-            "\r\nFinal-Recipient: rfc822; {}\r\nAction: failed\r\nStatus: {}\r\n",
-            f.rcpt, f.outcome.dsn
+            "Action: {}\r\nStatus: {}\r\n",
+            r.action.word(),
+            r.outcome.dsn
         ));
-        match (&f.outcome.reply, &f.outcome.relay) {
+        match (&r.outcome.reply, &r.outcome.relay) {
             (Some(reply), Relay::Host { name, .. }) => m.push_str(&format!(
                 "Remote-MTA: dns; {name}\r\nDiagnostic-Code: smtp; {}\r\n",
                 one_line(&reply.diagnostic())
             )),
             _ => m.push_str(&format!(
                 "Diagnostic-Code: X-Tinymta; {}\r\n",
-                one_line(&f.outcome.detail)
+                one_line(&r.outcome.detail)
             )),
         }
+        if let (Action::Delayed, Some(until)) = (r.action, retry_until) {
+            m.push_str(&format!("Will-Retry-Until: {}\r\n", rfc5322_date(until)));
+        }
     }
+    let (description, content_type, body) = match returned {
+        Returned::Headers(h) => ("Undelivered Message Headers", "text/rfc822-headers", h),
+        Returned::Message(all) => ("Undelivered Message", "message/rfc822", all),
+    };
+    let description = match kind {
+        ReportKind::Failure => description,
+        _ => "Message Headers",
+    };
     m.push_str(&format!(
-        "\r\n--{boundary}\r\nContent-Description: Undelivered Message Headers\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+        "\r\n--{boundary}\r\nContent-Description: {description}\r\nContent-Type: {content_type}\r\n\r\n"
     ));
     let mut bytes = m.into_bytes();
-    bytes.extend_from_slice(returned);
-    bytes.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    bytes.extend_from_slice(body);
+    if !body.ends_with(b"\r\n") {
+        bytes.extend_from_slice(b"\r\n");
+    }
+    bytes.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
     (env, bytes)
 }
 
@@ -163,17 +286,28 @@ mod tests {
             protocol: "ESMTP".into(),
             unexpanded: false,
             requiretls: false,
+            dsn: Default::default(),
         };
         let original = b"Subject: hi\r\nFrom: alice@example.org\r\n\r\nsecret body\r\n";
-        let quoted = returned_headers(&mut &original[..]).unwrap();
+        let quoted = returned(
+            &orig,
+            ReportKind::Failure,
+            &mut &original[..],
+            original.len() as u64,
+        )
+        .unwrap();
         let (env, msg) = delivery_status_notification(
             "mx.example.org",
             &orig,
+            ReportKind::Failure,
             &quoted,
-            &[Failed {
+            &[Reported {
                 rcpt: "bob@example.net",
                 outcome: &Outcome::sample_rcpt_refused(),
+                action: Action::Failed,
+                dsn: RcptDsn::default(),
             }],
+            None,
         );
         let text = String::from_utf8(msg).unwrap();
         assert_eq!(env.sender, "");
@@ -186,6 +320,71 @@ mod tests {
             "only the headers are returned"
         );
         assert!(!text.split("\r\n").any(|l| l.len() > 998));
+        assert!(!text.contains("Original-"), "no ENVID, no ORCPT: {text}");
+    }
+
+    #[test]
+    fn success_report_with_envid_orcpt_and_full_return() {
+        use crate::smtp::dsn::Notify;
+        let mut orig = Envelope {
+            id: QueueId("ABC".into()),
+            arrival: 0,
+            sender: "alice@example.org".into(),
+            recipients: vec!["bob@example.net".into()],
+            client: "x".into(),
+            protocol: "ESMTP".into(),
+            unexpanded: false,
+            requiretls: false,
+            dsn: Default::default(),
+        };
+        orig.dsn.message.envid = Some("QQ+2B1".into());
+        let dsn = RcptDsn {
+            notify: Some(Notify::parse("SUCCESS").unwrap()),
+            orcpt: Some("rfc822;Bob+2Bx@example.net".into()),
+        };
+        let delivered = Outcome::new(
+            crate::queue::outcome::Disposition::Sent,
+            Relay::Local,
+            "2.0.0",
+            "delivered to maildir".into(),
+        );
+        let original = b"Subject: hi\r\n\r\nsecret body\r\n";
+        let full = returned(&orig, ReportKind::Success, &mut &original[..], 30).unwrap();
+        assert_eq!(
+            full,
+            Returned::Headers(b"Subject: hi\r\n".to_vec()),
+            "FULL is for failures"
+        );
+        orig.dsn.message.ret = Some(Ret::Full);
+        let full = returned(&orig, ReportKind::Failure, &mut &original[..], 30).unwrap();
+        assert_eq!(full, Returned::Message(original.to_vec()));
+        let (_, msg) = delivery_status_notification(
+            "mx.example.org",
+            &orig,
+            ReportKind::Success,
+            &full,
+            &[Reported {
+                rcpt: "bob@example.net",
+                outcome: &delivered,
+                action: Action::Delivered,
+                dsn,
+            }],
+            None,
+        );
+        let text = String::from_utf8(msg).unwrap();
+        assert!(text.contains("Subject: Successful Mail Delivery Report\r\n"));
+        assert!(text.contains("Original-Envelope-Id: QQ+1\r\n"), "{text}");
+        assert!(text.contains("Final-Recipient: rfc822; bob@example.net\r\nOriginal-Recipient: rfc822;Bob+x@example.net\r\nAction: delivered\r\nStatus: 2.0.0\r\n"), "{text}");
+        assert!(text
+            .contains("Content-Type: message/rfc822\r\n\r\nSubject: hi\r\n\r\nsecret body\r\n--"));
+
+        // FULL is bounded: a larger message returns its header section only.
+        let mut big = b"Subject: big\r\n\r\n".to_vec();
+        big.resize(MAX_RETURNED_MESSAGE as usize + 1, b'x');
+        assert_eq!(
+            returned(&orig, ReportKind::Failure, &mut &big[..], big.len() as u64).unwrap(),
+            Returned::Headers(b"Subject: big\r\n".to_vec())
+        );
     }
 
     #[test]
@@ -199,15 +398,34 @@ mod tests {
             protocol: "ESMTPS".into(),
             unexpanded: false,
             requiretls: true,
+            dsn: Default::default(),
         };
+        let mut orig = orig;
+        orig.dsn.message.ret = Some(Ret::Full);
         assert!(!may_return_body(&orig));
         let original = b"Subject: hi\r\n\r\nsecret body\r\n";
-        let quoted = returned_headers(&mut &original[..]).unwrap();
-        let failed = [Failed {
+        let quoted = returned(&orig, ReportKind::Failure, &mut &original[..], 30).unwrap();
+        assert!(
+            matches!(quoted, Returned::Headers(_)),
+            "RET=FULL yields to REQUIRETLS"
+        );
+        let failed = [Reported {
             rcpt: "bob@example.net",
             outcome: &Outcome::sample_rcpt_refused(),
+            action: Action::Failed,
+            dsn: RcptDsn::default(),
         }];
-        let (env, msg) = delivery_status_notification("mx.example.org", &orig, &quoted, &failed);
+        let report = |env: &Envelope| {
+            delivery_status_notification(
+                "mx.example.org",
+                env,
+                ReportKind::Failure,
+                &quoted,
+                &failed,
+                None,
+            )
+        };
+        let (env, msg) = report(&orig);
         assert!(env.requiretls && env.unexpanded && env.sender.is_empty());
         assert!(!String::from_utf8(msg).unwrap().contains("secret body"));
         let plain = Envelope {
@@ -215,7 +433,7 @@ mod tests {
             ..orig
         };
         assert!(may_return_body(&plain));
-        let (env, _) = delivery_status_notification("mx.example.org", &plain, &quoted, &failed);
+        let (env, _) = report(&plain);
         assert!(!env.requiretls);
     }
 

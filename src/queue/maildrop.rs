@@ -12,9 +12,9 @@
 //! A dropped file is never made a queue file itself: the daemon opens it without
 //! following links, requires a regular file with one link, takes the submitting user
 //! from the file's owner (the kernel's word, not the file's), checks the envelope
-//! (only `sender` and `rcpt` lines, each a valid address), and copies the content
-//! into a new queue file of its own, behind a `Received: ... from userid N` field it
-//! writes itself. A dropped file holds no queue ID, client, protocol or uid the
+//! (only `sender` and `rcpt` lines, each a valid address, and checked DSN requests),
+//! and copies the content into a new queue file of its own, behind a `Received: ...
+//! from userid N` field it writes itself. A dropped file holds no queue ID, client, protocol or uid the
 //! daemon would take: a user can submit mail only as themselves, as `sendmail` from
 //! a root-run daemon's queue would. Refused files are logged and removed.
 
@@ -28,7 +28,7 @@ use crate::clock::unix_now;
 use crate::headers::{self, Origin};
 use crate::smtp::address::parse_mailbox;
 
-use super::spool::{Envelope, QueueId, Spool};
+use super::spool::{Envelope, EnvelopeDsn, QueueId, Spool};
 
 /// First line of a dropped file.
 const MAGIC: &str = "tinymta-maildrop 1";
@@ -71,8 +71,7 @@ pub fn create(state_dir: &Path) -> io::Result<()> {
 pub fn submit(
     state_dir: &Path,
     id: &QueueId,
-    sender: &str,
-    recipients: &[String],
+    (sender, recipients, dsn): (&str, &[String], &EnvelopeDsn),
     content: &mut impl Read,
 ) -> io::Result<PathBuf> {
     let mut rnd = [0u8; 16];
@@ -93,6 +92,7 @@ pub fn submit(
         for r in recipients {
             head.push_str(&format!("rcpt {r}\n"));
         }
+        dsn.encode(&mut head);
         head.push('\n');
         f.write_all(head.as_bytes())?;
         io::copy(content, &mut f)?;
@@ -210,7 +210,7 @@ fn take(
         return Err(refuse("a file with more than one link"));
     }
     let mut r = BufReader::new(file);
-    let (sender, recipients) = read_envelope(&mut r).map_err(|e| refuse(&e))?;
+    let (sender, recipients, dsn) = read_envelope(&mut r).map_err(|e| refuse(&e))?;
     let suggested = name
         .split_once('.')
         .and_then(|(id, _)| QueueId::parse(id))
@@ -230,6 +230,7 @@ fn take(
             protocol: "local".into(),
             unexpanded: true,
             requiretls: false,
+            dsn: dsn.clone(),
         };
         let received = headers::received(&Origin::Local { uid }, hostname, &id.0, &[], now);
         let mut content = received.as_bytes().chain((&mut r).take(max_size + 1));
@@ -274,15 +275,16 @@ fn envelope_line(r: &mut impl BufRead, line: &mut String) -> Result<(), String> 
 }
 
 /// The envelope of a dropped file: only `sender` (once) and `rcpt` lines, each a valid
-/// address, ended by an empty line; leaves `r` at the content.
-fn read_envelope(r: &mut impl BufRead) -> Result<(String, Vec<String>), String> {
+/// address, and the DSN requests (`dsn-*` lines, as in a queue file, each checked),
+/// ended by an empty line; leaves `r` at the content.
+fn read_envelope(r: &mut impl BufRead) -> Result<(String, Vec<String>, EnvelopeDsn), String> {
     let mut limited = r.take(MAX_ENVELOPE);
     let mut line = String::new();
     envelope_line(&mut limited, &mut line)?;
     if line != MAGIC {
         return Err("not a maildrop file".into());
     }
-    let (mut sender, mut recipients) = (None, Vec::new());
+    let (mut sender, mut recipients, mut dsn) = (None, Vec::new(), EnvelopeDsn::default());
     loop {
         envelope_line(&mut limited, &mut line)?;
         if line.is_empty() {
@@ -302,6 +304,7 @@ fn read_envelope(r: &mut impl BufRead) -> Result<(String, Vec<String>), String> 
                 Ok(Some(m)) => recipients.push(m.to_string()),
                 _ => return Err(format!("bad recipient address {value:?}")),
             },
+            key if dsn.decode(key, value) => {}
             _ => return Err(format!("unexpected envelope line {key:?}")),
         }
     }
@@ -309,7 +312,7 @@ fn read_envelope(r: &mut impl BufRead) -> Result<(String, Vec<String>), String> 
     if recipients.is_empty() {
         return Err("no recipients".into());
     }
-    Ok((sender, recipients))
+    Ok((sender, recipients, dsn))
 }
 
 #[cfg(test)]
@@ -332,11 +335,18 @@ mod tests {
         assert_eq!(mode & 0o7777, 0o1733);
         let id = QueueId::generate();
         let rcpts = vec!["a@example.org".to_string()];
+        let mut dsn = EnvelopeDsn::default();
+        dsn.message.envid = Some("E+2B1".into());
+        let notify = crate::smtp::dsn::Notify::parse("SUCCESS").ok();
+        let asked = crate::smtp::dsn::RcptDsn {
+            notify,
+            orcpt: None,
+        };
+        dsn.set("a@example.org", &asked);
         submit(
             &state,
             &id,
-            "u@example.org",
-            &rcpts,
+            ("u@example.org", &rcpts, &dsn),
             &mut &b"Subject: x\r\n\r\nhi\r\n"[..],
         )
         .unwrap();
@@ -347,6 +357,7 @@ mod tests {
         assert_eq!(env.recipients, rcpts);
         assert_eq!(env.sender, "u@example.org");
         assert!(env.unexpanded);
+        assert_eq!(env.dsn, dsn, "the DSN requests (sendmail -N/-V) come along");
         let uid = rustix::process::geteuid().as_raw();
         let text = String::from_utf8(content).unwrap();
         assert!(

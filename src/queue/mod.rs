@@ -24,4 +24,4 @@ pub mod scheduler;
 pub mod spool;
 pub mod wakeup;
 
-pub use spool::{Envelope, QueueId, QueueKey, Spool};
+pub use spool::{Envelope, EnvelopeDsn, QueueId, QueueKey, Spool};

@@ -94,6 +94,9 @@ pub struct Outcome {
     pub detail: String,
     /// The server's reply, when one decided this outcome.
     pub reply: Option<RemoteReply>,
+    /// The next hop offered DSN and was given the recipient's DSN parameters: it
+    /// reports from here on, so a success needs no `relayed` report of ours.
+    pub next_hop_dsn: bool,
 }
 
 impl Outcome {
@@ -105,6 +108,7 @@ impl Outcome {
             dsn: dsn.to_string(),
             detail,
             reply: None,
+            next_hop_dsn: false,
         }
     }
 
@@ -206,6 +210,7 @@ impl Outcome {
                 reply: crate::smtp::reply::Reply::new(550, "5.1.1", "no such user"),
                 stage: "RCPT TO",
             }),
+            next_hop_dsn: false,
         }
     }
 }

@@ -26,7 +26,7 @@ use smol::future::FutureExt;
 
 use super::bounce;
 use super::outcome::{ContentSource, Deliver, Disposition, Outcome, Relay};
-use super::spool::{Envelope, QueueId, QueueKey, Spool};
+use super::spool::{Envelope, EnvelopeDsn, QueueId, QueueKey, Spool};
 use crate::address::{Recipients, Refusal, SharedRewriter};
 use crate::clock::unix_now;
 use crate::logline;
@@ -56,6 +56,9 @@ pub enum Event {
 pub struct Retry {
     /// After this long in the queue a message is bounced (`--queue-lifetime`).
     pub lifetime: Duration,
+    /// After this long in the queue the sender is warned, once per recipient
+    /// (`--delay-warning-time`; zero: never).
+    pub delay_warning: Duration,
     pub min: Duration,
     pub max: Duration,
 }
@@ -83,35 +86,90 @@ async fn store(spool: &Spool, env: Envelope, content: Vec<u8>) -> std::io::Resul
     smol::unblock(move || spool.store(&env, &content).map(|()| env.id)).await
 }
 
-/// Queues the bounce of `env` for `failed`, quoting its header section (read in
-/// bounded memory). Err when it could not be written: the caller keeps the message
-/// and tries again rather than lose the news.
-async fn queue_bounce(
+/// Queues the report of `kind` to the sender of `env` about `reported`, returning what
+/// RET asks of the message (read in bounded memory). Err when it could not be
+/// written: for a failure the caller keeps the message and tries again rather than
+/// lose the news.
+async fn queue_report(
     q: &Scheduler,
     env: &Envelope,
-    failed: &[bounce::Failed<'_>],
+    kind: bounce::ReportKind,
+    reported: &[bounce::Reported<'_>],
     new_ids: &mut Vec<QueueId>,
 ) -> Result<(), ()> {
     let source = ContentSource::new(&q.spool, &env.id);
-    let headers = smol::unblock(move || bounce::returned_headers(&mut source.open()?))
-        .await
-        .unwrap_or_else(|e| {
-            // The failure is news all the same; the bounce says it without the quote.
-            log::warn!("{}: cannot read the header to return: {e}", env.id);
-            Vec::new()
-        });
-    let (benv, bcontent) = bounce::delivery_status_notification(&q.hostname, env, &headers, failed);
+    let original = env.clone();
+    let returned = smol::unblock(move || {
+        let mut content = source.open()?;
+        let size = content.size();
+        bounce::returned(&original, kind, &mut content, size)
+    })
+    .await
+    .unwrap_or_else(|e| {
+        // The news is news all the same; the report says it without the quote.
+        log::warn!("{}: cannot read the message to return: {e}", env.id);
+        bounce::Returned::Headers(Vec::new())
+    });
+    let retry_until = env.arrival + q.retry.lifetime.as_secs();
+    let (benv, bcontent) = bounce::delivery_status_notification(
+        &q.hostname,
+        env,
+        kind,
+        &returned,
+        reported,
+        Some(retry_until),
+    );
     match store(&q.spool, benv, bcontent).await {
         Ok(bid) => {
-            log::info!("{}: sender non-delivery notification: {bid}", env.id);
+            log::info!("{}: {}: {bid}", env.id, kind.log_name());
             new_ids.push(bid);
             Ok(())
         }
         Err(e) => {
-            log::error!("{}: cannot queue the bounce: {e}", env.id);
+            log::error!("{}: cannot queue the {}: {e}", env.id, kind.log_name());
             Err(())
         }
     }
+}
+
+/// The reports an attempt's `results` call for, as each recipient's NOTIFY asks
+/// (none given: failures and delays): failures, delays (for recipients `delay_due`
+/// says are due a warning) and successes — `delivered` here, `relayed` to a next
+/// hop without DSN; a next hop with DSN reports itself. Never a report to the null
+/// sender: a bounce is not bounced (RFC 5321 §6.1, RFC 3461 §6.2).
+fn reports_for<'a>(
+    env: &Envelope,
+    results: &'a [(String, Outcome)],
+    delay_due: impl Fn(&str) -> bool,
+) -> [(bounce::ReportKind, Vec<bounce::Reported<'a>>); 3] {
+    use bounce::{Action, ReportKind};
+    let (mut failures, mut delays, mut successes) = (Vec::new(), Vec::new(), Vec::new());
+    for (rcpt, outcome) in results.iter().filter(|_| !env.sender.is_empty()) {
+        let dsn = env.dsn.rcpt(rcpt);
+        let (list, action) = match outcome.disposition {
+            Disposition::Bounced if dsn.wants_failure() => (&mut failures, Action::Failed),
+            Disposition::Deferred if dsn.wants_delay() && delay_due(rcpt) => {
+                (&mut delays, Action::Delayed)
+            }
+            Disposition::Sent if dsn.wants_success() => match outcome.relay {
+                Relay::Local => (&mut successes, Action::Delivered),
+                _ if outcome.next_hop_dsn => continue,
+                _ => (&mut successes, Action::Relayed),
+            },
+            _ => continue,
+        };
+        list.push(bounce::Reported {
+            rcpt,
+            outcome,
+            action,
+            dsn,
+        });
+    }
+    [
+        (ReportKind::Failure, failures),
+        (ReportKind::Delay, delays),
+        (ReportKind::Success, successes),
+    ]
 }
 
 /// One attempt for one message, from reading its envelope to recording the outcome.
@@ -213,18 +271,27 @@ async fn process<D: Deliver>(
         }
     }
 
-    let failed: Vec<bounce::Failed> = results
-        .iter()
-        .filter(|(_, o)| o.disposition == Disposition::Bounced)
-        .map(|(rcpt, outcome)| bounce::Failed { rcpt, outcome })
-        .collect();
-    // Never bounce a bounce: the null sender gets no notification (RFC 5321 §6.1).
-    if !failed.is_empty()
-        && !env.sender.is_empty()
-        && queue_bounce(q, &env, &failed, &mut new_ids).await.is_err()
-    {
-        return (Some(unix_now() + retry.min.as_secs()), new_ids);
+    // A delay warning once per recipient, after --delay-warning-time (0: never).
+    let warn_after = retry.delay_warning.as_secs();
+    let delay_due = |rcpt: &str| {
+        warn_after > 0 && age >= warn_after && !status.warned.iter().any(|w| w == rcpt)
+    };
+    let reports = reports_for(&env, &results, delay_due);
+    let mut warned = Vec::new();
+    for (kind, reported) in reports.iter().filter(|(_, r)| !r.is_empty()) {
+        let queued = queue_report(q, &env, *kind, reported, &mut new_ids).await;
+        match (kind, queued) {
+            // Keep the message and try again rather than lose the news.
+            (bounce::ReportKind::Failure, Err(())) => {
+                return (Some(unix_now() + retry.min.as_secs()), new_ids)
+            }
+            (bounce::ReportKind::Delay, Ok(())) => {
+                warned.extend(reported.iter().map(|r| r.rcpt.to_string()))
+            }
+            _ => {}
+        }
     }
+    status.warned.extend(warned);
 
     if deferred == 0 {
         remove(q, id).await;
@@ -279,14 +346,26 @@ async fn pick_up(
     let now = unix_now();
     let mut queued = Recipients::default();
     let mut refused: Vec<(String, Outcome)> = Vec::new();
+    // What each recipient asked for (DSN) goes to every address it becomes.
+    let mut dsn = EnvelopeDsn {
+        message: env.dsn.message.clone(),
+        rcpts: Vec::new(),
+    };
     for rcpt in &env.recipients {
+        let asked = env.dsn.rcpt(rcpt);
         let Ok(Some(m)) = parse_mailbox(rcpt, true, false, false) else {
             // Not an address the tables could know (sendmail checked it): as it is.
             queued.keep(rcpt);
+            dsn.set(rcpt, &asked);
             continue;
         };
         match rewriter.recipient(&m, now) {
-            Ok(r) => queued.add(r),
+            Ok(r) => {
+                for t in &r.targets {
+                    dsn.set(&t.to_string(), &asked);
+                }
+                queued.add(r)
+            }
             Err(refusal) => refused.push((rcpt.clone(), refusal_outcome(&refusal))),
         }
     }
@@ -301,19 +380,17 @@ async fn pick_up(
             &outcome.detail,
         );
     }
-    let failed: Vec<bounce::Failed> = refused
-        .iter()
-        .map(|(rcpt, outcome)| bounce::Failed { rcpt, outcome })
-        .collect();
-    // Never bounce a bounce (RFC 5321 §6.1): a refused bounce is dropped, logged above.
-    if !failed.is_empty() && !env.sender.is_empty() {
-        queue_bounce(q, &env, &failed, new_ids).await?;
+    // A refused bounce is dropped (reports_for), logged above.
+    let [(kind, failed), ..] = reports_for(&env, &refused, |_| false);
+    if !failed.is_empty() {
+        queue_report(q, &env, kind, &failed, new_ids).await?;
     }
     if queued.is_empty() {
         return Ok(None);
     }
     env.sender = rewriter.sender(&env.sender, queued.forwarded(), now);
     env.recipients = queued.as_slice().to_vec();
+    env.dsn = dsn;
     env.unexpanded = false;
     // Mail from this host is mail we originate: DKIM-signed here, once, as an SMTP
     // session signs its own clients' mail at DATA. The content is copied from the old
@@ -942,6 +1019,7 @@ mod tests {
             protocol: "ESMTP".into(),
             unexpanded: false,
             requiretls: false,
+            dsn: Default::default(),
         };
         spool.store(&env, b"Subject: hi\r\n\r\nbody\r\n").unwrap();
         let queue = test_scheduler(&spool, Rewriter::none(&[]));
@@ -1027,6 +1105,7 @@ mod tests {
             protocol: "local".into(),
             unexpanded: true,
             requiretls: false,
+            dsn: Default::default(),
         };
         spool.store(&env, b"Subject: hi\r\n\r\nbody\r\n").unwrap();
         let queue = test_scheduler(&spool, rewriter);
@@ -1092,6 +1171,7 @@ mod tests {
     fn default_retry() -> Retry {
         Retry {
             lifetime: Duration::from_secs(432_000),
+            delay_warning: Duration::from_secs(4 * 3600),
             min: Duration::from_secs(300),
             max: Duration::from_secs(3600),
         }
@@ -1252,6 +1332,7 @@ mod tests {
                 protocol: "local".into(),
                 unexpanded: false,
                 requiretls: false,
+                dsn: Default::default(),
             };
             spool.store(&env, b"Subject: hi\r\n\r\nbody\r\n").unwrap();
             env.id

@@ -18,6 +18,7 @@
 //! its reserve.
 
 use crate::clock::unix_now;
+use crate::smtp::dsn::{self, MessageDsn, Notify, RcptDsn, Ret};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -134,6 +135,82 @@ pub struct Envelope {
     /// RFC 8689 `REQUIRETLS` was given on MAIL: only authenticated TLS to a next hop
     /// that offers REQUIRETLS itself, and its bounce goes the same way.
     pub requiretls: bool,
+    /// Delivery status notification requests (RFC 3461).
+    pub dsn: EnvelopeDsn,
+}
+
+/// The DSN parameters of a message: `RET`/`ENVID` of its MAIL, and `NOTIFY`/`ORCPT`
+/// of the recipients that had any (keyed by the recipient as queued, so code that
+/// picks or filters recipients needs not keep a second list in step). Stored as
+/// envelope lines of their own (`dsn-ret`, `dsn-envid`, `dsn-rcpt`) that older
+/// versions skip; a file without them has none.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EnvelopeDsn {
+    pub message: MessageDsn,
+    pub rcpts: Vec<(String, RcptDsn)>,
+}
+
+impl EnvelopeDsn {
+    /// The parameters of `rcpt` (none given: the default).
+    pub fn rcpt(&self, rcpt: &str) -> RcptDsn {
+        self.rcpts
+            .iter()
+            .find(|(r, _)| r == rcpt)
+            .map(|(_, d)| d.clone())
+            .unwrap_or_default()
+    }
+
+    /// Records `dsn` for `rcpt` (nothing when it is empty).
+    pub fn set(&mut self, rcpt: &str, dsn: &RcptDsn) {
+        if !dsn.is_empty() && !self.rcpts.iter().any(|(r, _)| r == rcpt) {
+            self.rcpts.push((rcpt.to_string(), dsn.clone()));
+        }
+    }
+
+    /// Appends the `dsn-*` lines (the maildrop writes them too).
+    pub(super) fn encode(&self, h: &mut String) {
+        if let Some(ret) = self.message.ret {
+            h.push_str(&format!("dsn-ret {}\n", ret.keyword()));
+        }
+        if let Some(envid) = &self.message.envid {
+            h.push_str(&format!("dsn-envid {envid}\n"));
+        }
+        for (rcpt, d) in &self.rcpts {
+            // NOTIFY and ORCPT hold no spaces (keywords, xtext); the address, which
+            // may, comes last.
+            let notify = d.notify.map_or("-".to_string(), |n| n.to_string());
+            let orcpt = d.orcpt.as_deref().unwrap_or("-");
+            h.push_str(&format!("dsn-rcpt {notify} {orcpt} {rcpt}\n"));
+        }
+    }
+
+    /// Reads one `dsn-*` line; false when `key` is not one (or its value is damaged:
+    /// the message is delivered without that request rather than not at all).
+    pub(super) fn decode(&mut self, key: &str, value: &str) -> bool {
+        match key {
+            "dsn-ret" => self.message.ret = Ret::parse(value),
+            "dsn-envid" => self.message.envid = dsn::parse_envid(value).ok(),
+            "dsn-rcpt" => {
+                let mut parts = value.splitn(3, ' ');
+                let (Some(notify), Some(orcpt), Some(rcpt)) =
+                    (parts.next(), parts.next(), parts.next())
+                else {
+                    return true;
+                };
+                let d = RcptDsn {
+                    notify: (notify != "-")
+                        .then(|| Notify::parse(notify).ok())
+                        .flatten(),
+                    orcpt: (orcpt != "-")
+                        .then(|| dsn::parse_orcpt(orcpt).ok())
+                        .flatten(),
+                };
+                self.set(rcpt, &d);
+            }
+            _ => return false,
+        }
+        true
+    }
 }
 
 impl Envelope {
@@ -161,6 +238,7 @@ impl Envelope {
             h.push_str(r);
             h.push('\n');
         }
+        self.dsn.encode(&mut h);
         h.push('\n');
         h
     }
@@ -190,6 +268,7 @@ impl Envelope {
             protocol: String::new(),
             unexpanded: false,
             requiretls: false,
+            dsn: EnvelopeDsn::default(),
         };
         loop {
             line.clear();
@@ -214,6 +293,7 @@ impl Envelope {
                 "rcpt" => env.recipients.push(value.to_string()),
                 "unexpanded" => env.unexpanded = true,
                 "requiretls" => env.requiretls = true,
+                key if env.dsn.decode(key, value) => {}
                 _ => {} // unknown keys from a newer version are skipped
             }
         }
@@ -274,6 +354,8 @@ pub struct Status {
     pub finished: Vec<String>,
     /// Last reason per deferred recipient, for `queue list`.
     pub last_reason: String,
+    /// Recipients whose sender was sent a delay warning (DSN), once each.
+    pub warned: Vec<String>,
 }
 
 impl Status {
@@ -289,6 +371,11 @@ impl Status {
             s.push_str(f);
             s.push('\n');
         }
+        for w in &self.warned {
+            s.push_str("warned ");
+            s.push_str(w);
+            s.push('\n');
+        }
         s
     }
 
@@ -301,6 +388,7 @@ impl Status {
                 "next" => st.next_attempt = v.parse().unwrap_or(0),
                 "reason" => st.last_reason = v.to_string(),
                 "finished" => st.finished.push(v.to_string()),
+                "warned" => st.warned.push(v.to_string()),
                 _ => {}
             }
         }
@@ -785,7 +873,44 @@ mod tests {
             protocol: "ESMTPS".into(),
             unexpanded: false,
             requiretls: false,
+            dsn: EnvelopeDsn::default(),
         }
+    }
+
+    #[test]
+    fn dsn_requests_survive_and_older_files_have_none() {
+        let dir = tempdir("dsn");
+        let spool = Spool::open(&dir).unwrap();
+        let mut e = env();
+        e.dsn.message = MessageDsn {
+            ret: Some(Ret::Full),
+            envid: Some("QQ+2B1".into()),
+        };
+        let d = RcptDsn {
+            notify: Some(Notify::parse("SUCCESS,DELAY").unwrap()),
+            orcpt: Some("rfc822;c+2Bx@d.example".into()),
+        };
+        e.dsn.set("c@d.example", &d);
+        e.dsn.set(
+            "\"x y\"@f.example",
+            &RcptDsn {
+                notify: Some(Notify::NEVER),
+                orcpt: None,
+            },
+        );
+        e.recipients.push("\"x y\"@f.example".into());
+        spool.store(&e, b"x\r\n").unwrap();
+        let back = spool.read_content(&e.id).unwrap().0;
+        assert_eq!(back, e);
+        assert_eq!(back.dsn.rcpt("c@d.example"), d);
+        assert_eq!(
+            back.dsn.rcpt("\"x y\"@f.example").notify,
+            Some(Notify::NEVER)
+        );
+        assert_eq!(back.dsn.rcpt("e@f.example"), RcptDsn::default());
+        let raw = fs::read_to_string(spool.message_path(&e.id)).unwrap();
+        assert!(raw.contains("\ndsn-ret FULL\ndsn-envid QQ+2B1\ndsn-rcpt SUCCESS,DELAY rfc822;c+2Bx@d.example c@d.example\n"), "{raw}");
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -802,6 +927,7 @@ mod tests {
             next_attempt: 99,
             finished: vec!["c@d.example".into()],
             last_reason: "4.4.1 no answer".into(),
+            warned: vec!["c@d.example".into()],
         };
         spool.set_status(&e.id, &st).unwrap();
         assert_eq!(spool.status(&e.id), st);

@@ -1,8 +1,10 @@
 //! SMTP command parsing (RFC 5321 §4.1.1) with the parameters of the extensions tinymta
-//! advertises: SIZE (RFC 1870), BODY=8BITMIME (RFC 6152), SMTPUTF8 (RFC 6531), and
-//! CHUNKING's `BDAT` (RFC 3030).
+//! advertises: SIZE (RFC 1870), BODY=8BITMIME (RFC 6152), SMTPUTF8 (RFC 6531), DSN
+//! (RFC 3461: RET, ENVID on MAIL; NOTIFY, ORCPT on RCPT), and CHUNKING's `BDAT`
+//! (RFC 3030).
 
 use super::address::{self, AddressError, Mailbox};
+use super::dsn::{self, MessageDsn, Notify, RcptDsn, Ret};
 use super::reply::{canned, Reply};
 
 /// A parsed command.
@@ -16,6 +18,7 @@ pub enum Command {
     },
     Rcpt {
         to: Mailbox,
+        dsn: RcptDsn,
     },
     Data,
     /// `BDAT size [LAST]`: the next `size` octets are message content.
@@ -55,6 +58,8 @@ pub struct MailParams {
     /// RFC 8689 `REQUIRETLS`: every hop must be authenticated TLS. The session accepts
     /// it only inside TLS.
     pub requiretls: bool,
+    /// RFC 3461 `RET=`, `ENVID=`.
+    pub dsn: MessageDsn,
 }
 
 /// Parses one command line (without CRLF). `rcpt_utf8` says whether the current
@@ -182,32 +187,98 @@ fn address_reply(e: AddressError, sender: bool) -> Reply {
     }
 }
 
+/// A `KEY=value` (or bare `KEY`) parameter of MAIL or RCPT.
+struct Param<'a> {
+    /// As sent, for the "Unsupported option" reply.
+    text: &'a str,
+    key: String,
+    value: Option<&'a str>,
+}
+
+/// Splits the parameters after the path; keys upper-cased.
+fn params(text: &str) -> impl Iterator<Item = Param<'_>> {
+    text.split_whitespace().map(|p| {
+        let (key, value) = match p.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (p, None),
+        };
+        Param {
+            text: p,
+            key: key.to_ascii_uppercase(),
+            value,
+        }
+    })
+}
+
+fn unsupported(p: &Param) -> Reply {
+    Reply::new(555, "5.5.4", format!("Unsupported option: {}", p.text))
+}
+
+/// The 501 for a parameter whose value is wrong (RFC 3461 §5: 501 5.5.4).
+fn bad_value(reason: impl std::fmt::Display) -> Reply {
+    Reply::new(501, "5.5.4", format!("Error: {reason}"))
+}
+
+/// A parameter given twice is an error, not a silent override.
+fn once<T>(slot: &mut Option<T>, value: T, key: &str) -> Result<(), Reply> {
+    if slot.is_some() {
+        return Err(bad_value(format!("{key} given twice")));
+    }
+    *slot = Some(value);
+    Ok(())
+}
+
+/// One MAIL parameter into `params`: the table of what MAIL accepts. A new extension
+/// adds its keyword here.
+fn mail_param(params: &mut MailParams, p: &Param) -> Result<(), Reply> {
+    match (p.key.as_str(), p.value) {
+        ("SIZE", Some(v)) => {
+            let n = v
+                .parse::<u64>()
+                .map_err(|_| canned::syntax("Bad SIZE parameter"))?;
+            params.size = Some(n);
+        }
+        ("BODY", Some(v)) if v.eq_ignore_ascii_case("7BIT") => params.body = Body::SevenBit,
+        ("BODY", Some(v)) if v.eq_ignore_ascii_case("8BITMIME") => params.body = Body::EightBitMime,
+        ("SMTPUTF8", None) => params.smtputf8 = true,
+        ("AUTH", Some(v)) => params.auth = Some(v.to_string()),
+        ("REQUIRETLS", None) => params.requiretls = true,
+        ("RET", Some(v)) => {
+            let ret = Ret::parse(v).ok_or_else(|| bad_value("RET takes FULL or HDRS"))?;
+            once(&mut params.dsn.ret, ret, "RET")?;
+        }
+        ("ENVID", Some(v)) => {
+            let envid = dsn::parse_envid(v).map_err(bad_value)?;
+            once(&mut params.dsn.envid, envid, "ENVID")?;
+        }
+        _ => return Err(unsupported(p)),
+    }
+    Ok(())
+}
+
+/// One RCPT parameter into `dsn`: the table of what RCPT accepts.
+fn rcpt_param(dsn: &mut RcptDsn, p: &Param) -> Result<(), Reply> {
+    match (p.key.as_str(), p.value) {
+        ("NOTIFY", Some(v)) => {
+            let notify = Notify::parse(v).map_err(bad_value)?;
+            once(&mut dsn.notify, notify, "NOTIFY")?;
+        }
+        ("ORCPT", Some(v)) => {
+            let orcpt = dsn::parse_orcpt(v).map_err(bad_value)?;
+            once(&mut dsn.orcpt, orcpt, "ORCPT")?;
+        }
+        _ => return Err(unsupported(p)),
+    }
+    Ok(())
+}
+
 fn parse_mail(arg: &str) -> Result<Command, Reply> {
     let rest =
         strip_keyword(arg, "FROM:").ok_or_else(|| canned::syntax("Syntax: MAIL FROM:<address>"))?;
     let (path, params_text) = address::split_path(rest).map_err(|e| address_reply(e, true))?;
     let mut params = MailParams::default();
-    for p in params_text.split_whitespace() {
-        let (key, value) = match p.split_once('=') {
-            Some((k, v)) => (k, Some(v)),
-            None => (p, None),
-        };
-        match (key.to_ascii_uppercase().as_str(), value) {
-            ("SIZE", Some(v)) => {
-                let n = v
-                    .parse::<u64>()
-                    .map_err(|_| canned::syntax("Bad SIZE parameter"))?;
-                params.size = Some(n);
-            }
-            ("BODY", Some(v)) if v.eq_ignore_ascii_case("7BIT") => params.body = Body::SevenBit,
-            ("BODY", Some(v)) if v.eq_ignore_ascii_case("8BITMIME") => {
-                params.body = Body::EightBitMime
-            }
-            ("SMTPUTF8", None) => params.smtputf8 = true,
-            ("AUTH", Some(v)) => params.auth = Some(v.to_string()),
-            ("REQUIRETLS", None) => params.requiretls = true,
-            _ => return Err(Reply::new(555, "5.5.4", format!("Unsupported option: {p}"))),
-        }
+    for p in self::params(params_text) {
+        mail_param(&mut params, &p)?;
     }
     let from = address::parse_mailbox(path, params.smtputf8, true, false)
         .map_err(|e| address_reply(e, true))?;
@@ -218,11 +289,12 @@ fn parse_rcpt(arg: &str, utf8: bool) -> Result<Command, Reply> {
     let rest =
         strip_keyword(arg, "TO:").ok_or_else(|| canned::syntax("Syntax: RCPT TO:<address>"))?;
     let (path, params_text) = address::split_path(rest).map_err(|e| address_reply(e, false))?;
-    if let Some(p) = params_text.split_whitespace().next() {
-        return Err(Reply::new(555, "5.5.4", format!("Unsupported option: {p}")));
+    let mut dsn = RcptDsn::default();
+    for p in params(params_text) {
+        rcpt_param(&mut dsn, &p)?;
     }
     match address::parse_mailbox(path, utf8, false, true) {
-        Ok(Some(to)) => Ok(Command::Rcpt { to }),
+        Ok(Some(to)) => Ok(Command::Rcpt { to, dsn }),
         Ok(None) => Err(address_reply(AddressError::Syntax("empty address"), false)),
         Err(e) => Err(address_reply(e, false)),
     }
@@ -264,7 +336,7 @@ mod tests {
             Ok(Command::Mail { from: None, .. })
         ));
         assert!(matches!(p("mail from: <a@b>"), Ok(Command::Mail { .. })));
-        assert_eq!(p("MAIL FROM:<a@b> RET=FULL").unwrap_err().code, 555);
+        assert_eq!(p("MAIL FROM:<a@b> MT-PRIORITY=3").unwrap_err().code, 555);
         assert_eq!(p("MAIL FROM:<a@b> SIZE=x").unwrap_err().code, 501);
         assert_eq!(p("MAIL TO:<a@b>").unwrap_err().code, 501);
         assert_eq!(p("MAIL FROM:<a@@b>").unwrap_err().lines[0][..5], *"5.1.7");
@@ -295,10 +367,42 @@ mod tests {
     #[test]
     fn rcpt_and_postmaster() {
         assert!(
-            matches!(p("RCPT TO:<Postmaster>"), Ok(Command::Rcpt { to }) if to.is_bare_postmaster())
+            matches!(p("RCPT TO:<Postmaster>"), Ok(Command::Rcpt { to, .. }) if to.is_bare_postmaster())
         );
         assert_eq!(p("RCPT TO:<>").unwrap_err().code, 501);
-        assert_eq!(p("RCPT TO:<a@b> NOTIFY=NEVER").unwrap_err().code, 555);
+        assert_eq!(p("RCPT TO:<a@b> XFORWARD=1").unwrap_err().code, 555);
+    }
+
+    #[test]
+    fn dsn_parameters() {
+        match p("MAIL FROM:<a@b> ret=hdrs ENVID=QQ+2B1") {
+            Ok(Command::Mail { params, .. }) => {
+                assert_eq!(params.dsn.ret, Some(Ret::Hdrs));
+                assert_eq!(params.dsn.envid.as_deref(), Some("QQ+2B1"));
+            }
+            other => panic!("{other:?}"),
+        }
+        match p("RCPT TO:<c@d> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;c+2Bx@d") {
+            Ok(Command::Rcpt { dsn, .. }) => {
+                assert_eq!(dsn.notify.unwrap().to_string(), "SUCCESS,FAILURE");
+                assert_eq!(dsn.orcpt.as_deref(), Some("rfc822;c+2Bx@d"));
+            }
+            other => panic!("{other:?}"),
+        }
+        for bad in [
+            "MAIL FROM:<a@b> RET=ALL",
+            "MAIL FROM:<a@b> RET=FULL RET=HDRS",
+            "MAIL FROM:<a@b> ENVID=a=b",
+            "MAIL FROM:<a@b> ENVID=a+zz",
+            "RCPT TO:<c@d> NOTIFY=NEVER,SUCCESS",
+            "RCPT TO:<c@d> NOTIFY=SOMETIMES",
+            "RCPT TO:<c@d> ORCPT=c@d",
+            "RCPT TO:<c@d> ORCPT=rfc822;c=d",
+            "RCPT TO:<c@d> NOTIFY=NEVER NOTIFY=NEVER",
+        ] {
+            let r = p(bad).unwrap_err();
+            assert_eq!((r.code, &r.lines[0][..5]), (501, "5.5.4"), "{bad}");
+        }
     }
 
     #[test]

@@ -61,6 +61,8 @@ pub struct Extensions {
     pub enhanced_status: bool,
     /// RFC 3030 `CHUNKING`: the content may go in BDAT chunks.
     pub chunking: bool,
+    /// DSN (RFC 3461): NOTIFY/ORCPT/RET/ENVID may be passed on.
+    pub dsn: bool,
     /// SIZE limit, if announced (0 means no fixed limit).
     pub size: Option<u64>,
     /// SASL mechanisms from `AUTH` (RFC 4954), upper case, in the server's order.
@@ -81,6 +83,7 @@ impl Extensions {
                 "STARTTLS" => ext.starttls = true,
                 "8BITMIME" => ext.eightbitmime = true,
                 "SMTPUTF8" => ext.smtputf8 = true,
+                "DSN" => ext.dsn = true,
                 "ENHANCEDSTATUSCODES" => ext.enhanced_status = true,
                 "REQUIRETLS" => ext.requiretls = true,
                 "CHUNKING" => ext.chunking = true,
@@ -134,10 +137,11 @@ mod tests {
         assert_eq!(p.feed(b"250-PIPELINING"), Ok(None));
         assert_eq!(p.feed(b"250-SIZE 1000"), Ok(None));
         assert_eq!(p.feed(b"250-starttls"), Ok(None));
+        assert_eq!(p.feed(b"250-dsn"), Ok(None));
         let r = p.feed(b"250 8BITMIME").unwrap().unwrap();
         assert_eq!(r.code, 250);
         let e = Extensions::from_ehlo(&r);
-        assert!(e.pipelining && e.starttls && e.eightbitmime && !e.smtputf8);
+        assert!(e.pipelining && e.starttls && e.eightbitmime && e.dsn && !e.smtputf8);
         assert_eq!(e.size, Some(1000));
         // The parser is ready for the next reply.
         assert_eq!(p.feed(b"221 bye").unwrap().unwrap().code, 221);

@@ -548,10 +548,22 @@ impl Postfix {
 
     /// Like [`Postfix::sendmail`] with several recipients.
     pub fn sendmail_rcpts(&self, from: &str, to: &[&str], message: &[u8]) -> Result<(), String> {
+        self.sendmail_with(&[], from, to, message)
+    }
+
+    /// Like [`Postfix::sendmail_rcpts`] with more sendmail options (`-N success`).
+    pub fn sendmail_with(
+        &self,
+        options: &[&str],
+        from: &str,
+        to: &[&str],
+        message: &[u8],
+    ) -> Result<(), String> {
         let mut cmd = Command::new(self.command_dir.join("sendmail"));
         cmd.arg("-C")
             .arg(&self.conf_dir)
             .arg("-i")
+            .args(options)
             .arg("-f")
             .arg(from)
             .arg("--")
