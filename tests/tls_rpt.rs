@@ -248,6 +248,8 @@ fn dkimpy_reports_after_a_restart_count_the_sessions_and_verify() {
         let domain = field(msg, "tls-report-domain");
         seen.push(domain.clone());
         assert_eq!(field(msg, "tls-report-submitter"), DOMAIN);
+        // RFC 8460 §5.3: delivered despite TLS failures, i.e. with RFC 8689's relaxation.
+        assert_eq!(field(msg, "tls-required"), "No");
         let content_type = field(msg, "content-type").replace('"', "");
         assert!(
             content_type.starts_with("multipart/report; report-type=tlsrpt;"),

@@ -593,7 +593,7 @@ fn message(
     );
     let to: Vec<String> = env.recipients.iter().map(|r| format!("<{r}>")).collect();
     let mut m = format!(
-        "From: TLS reporting <{}>\r\nTo: {}\r\nSubject: Report Domain: {domain}\r\n Submitter: {submitter}\r\n Report-ID: <{}>\r\n{}{}TLS-Report-Domain: {domain}\r\nTLS-Report-Submitter: {submitter}\r\nAuto-Submitted: auto-generated\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=\"tlsrpt\";\r\n boundary=\"{boundary}\"\r\n\r\nThis is a multipart message in MIME format.\r\n\r\n",
+        "From: TLS reporting <{}>\r\nTo: {}\r\nSubject: Report Domain: {domain}\r\n Submitter: {submitter}\r\n Report-ID: <{}>\r\n{}{}TLS-Report-Domain: {domain}\r\nTLS-Report-Submitter: {submitter}\r\nAuto-Submitted: auto-generated\r\nTLS-Required: No\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=\"tlsrpt\";\r\n boundary=\"{boundary}\"\r\n\r\nThis is a multipart message in MIME format.\r\n\r\n",
         settings.contact,
         to.join(",\r\n "),
         report.report_id,
