@@ -719,6 +719,18 @@ mod tests {
         };
         let e = Config::from_args(&args).unwrap_err().to_string();
         assert!(e.starts_with("--tls-level 'sometimes'"), "{e}");
+        let args = ServeArgs {
+            tls_default_level: "may".into(),
+            tls_fingerprint_digest: "sha256".into(),
+            mx_port: 25,
+            mta_sts: "maybe".into(),
+            ..valid()
+        };
+        let e = Config::from_args(&args).unwrap_err().to_string();
+        assert!(
+            e.starts_with("--mta-sts 'maybe': expected yes or no"),
+            "{e}"
+        );
         for (spec, why) in [
             ("example.org", "expected DOMAIN:SELECTOR:KEYFILE"),
             ("example.org:s 1:/k", "invalid selector"),

@@ -179,10 +179,10 @@ fn print_sts(remote: &Remote, hop: &NextHop, dp: &remote::DeliveryPolicy) {
         return;
     };
     println!(
-        "mta-sts: policy id={} from https://{}/.well-known/mta-sts.txt ({:?}, expires {})",
+        "mta-sts: policy id={} from https://{}/.well-known/mta-sts.txt ({}, expires {})",
         a.id,
         policy_host(domain),
-        a.source,
+        a.source.describe(),
         crate::clock::rfc5322_date(a.expires)
     );
     println!("mta-sts: mode: {}", a.policy.mode);

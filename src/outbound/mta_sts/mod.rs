@@ -85,6 +85,16 @@ pub enum Source {
     CachedFallback,
 }
 
+impl Source {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Source::Fetched => "fetched now",
+            Source::Cached => "cached, current",
+            Source::CachedFallback => "cached, no live policy could be had",
+        }
+    }
+}
+
 /// The policy in force for a domain.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Active {
