@@ -355,6 +355,30 @@ fn send(ns: &Netns, to: &str) {
     assert!(text.contains("queued as"), "{text}");
 }
 
+/// Sends one message with `MAIL FROM:<...> REQUIRETLS` (inside TLS, as RFC 8689 asks)
+/// with Python's smtplib in the namespace; asserts it was accepted.
+fn send_requiretls(ns: &Netns, to: &str) {
+    let script = r#"
+import smtplib, ssl, sys
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+s = smtplib.SMTP("127.0.0.1", 2525, timeout=30)
+s.starttls(context=ctx)
+s.sendmail("alice@example.test", [sys.argv[1]],
+           b"Subject: requiretls\r\n\r\nbody\r\n", mail_options=["REQUIRETLS"])
+s.quit()
+print("accepted")
+"#;
+    let out = run_with_timeout(
+        ns.command("python3").args(["-c", script, to]),
+        None,
+        Duration::from_secs(60),
+    );
+    let text = output_text(&out);
+    assert!(text.contains("accepted"), "{text}");
+}
+
 /// Waits (bounded) until `rx` holds `n` messages for `user@domain`.
 fn wait_delivered(rx: &NsDaemon, domain: &str, n: usize, sender: &NsDaemon) {
     let start = Instant::now();
@@ -563,6 +587,19 @@ fn mta_sts_policies_are_found_cached_and_enforced() {
             "{case}: enforce delivered"
         );
     }
+    // REQUIRETLS: an enforce policy vouches for the MX name that unsigned DNS gave
+    // (RFC 8689 §4.2.1), so the message goes; under a testing policy nothing
+    // authenticates the host and it comes back.
+    send_requiretls(&ns, "user@good.test");
+    wait_delivered(&rx_good, "good.test", 2, &sender);
+    sender.wait_log(&[
+        "requiretls: mx1.good.test[127.0.0.2]:25 is authenticated and offers REQUIRETLS",
+    ]);
+    send_requiretls(&ns, "user@nomatch-t.test");
+    let bounced = delivery_line(&sender, "user@nomatch-t.test", "bounced");
+    assert!(bounced.contains("dsn=5.7.30"), "{bounced}");
+    assert_eq!(rx_outside.delivered("nomatch-t.test", "user").len(), 1);
+
     // The testing sessions' failures are there for the report.
     sender.wait_log(&[
         "MTA-STS forged-t.test: session with forged.hosts.test failed: certificate-not-trusted",
