@@ -133,7 +133,10 @@ pub struct SessionReport {
     pub policy_domain: String,
     pub policy_strings: Vec<String>,
     pub mx_host: Vec<String>,
+    /// Empty for a discovery failure (no MX chosen yet).
     pub receiving_mx: String,
+    /// The address connected to, when a connection was made.
+    pub receiving_ip: Option<std::net::IpAddr>,
     pub result: Result<(), (FailureType, String)>,
 }
 
@@ -279,7 +282,8 @@ impl MtaSts {
         }
     }
 
-    /// A session under `domain`'s policy ended: where TLS-RPT takes its counts.
+    /// A session under `domain`'s policy ended: where TLS-RPT takes its counts (with
+    /// policy-type `sts`; its result types are the same words).
     pub fn report(&self, report: SessionReport) {
         match &report.result {
             Ok(()) => log::debug!(
