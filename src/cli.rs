@@ -199,8 +199,8 @@ pub struct ServeArgs {
     pub mx_port: u16,
     /// apply the MTA-STS policies (RFC 8461) of recipient domains the --tls-policy
     /// table does not list: yes or no (default yes)
-    #[argh(option, default = "String::from(\"yes\")")]
-    pub mta_sts: String,
+    #[argh(option)]
+    pub mta_sts: Option<String>,
     /// where TLS-failure alerts go (at most one per destination per hour)
     #[argh(option)]
     pub alert_rcpt: Option<String>,
@@ -430,8 +430,8 @@ pub struct CheckTlsArgs {
     pub mx_port: u16,
     /// apply the MTA-STS policies (RFC 8461) of recipient domains the --tls-policy
     /// table does not list: yes or no (default yes)
-    #[argh(option, default = "String::from(\"yes\")")]
-    pub mta_sts: String,
+    #[argh(option)]
+    pub mta_sts: Option<String>,
 }
 
 /// The arguments of `sendmail` (after the program or subcommand name) as argh reads

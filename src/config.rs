@@ -106,7 +106,7 @@ pub struct OutboundFlags<'a> {
     pub tls_client_key: &'a Option<String>,
     pub resolver: &'a Option<String>,
     pub mx_port: u16,
-    pub mta_sts: &'a str,
+    pub mta_sts: Option<&'a str>,
     /// The smarthost flags of `serve` (`check-tls` has none of them; `--sender-rewrite`
     /// is one of the address tables).
     pub relay_credentials: Option<&'a str>,
@@ -127,7 +127,7 @@ macro_rules! outbound_flags {
             tls_client_key: &$a.tls_client_key,
             resolver: &$a.resolver,
             mx_port: $a.mx_port,
-            mta_sts: &$a.mta_sts,
+            mta_sts: $a.mta_sts.as_deref(),
             $($smarthost)*
         }
     };
@@ -309,7 +309,7 @@ pub fn outbound_settings(
     if f.mx_port == 0 {
         return Err(ConfigError::flag("--mx-port", "0", "must be a port number"));
     }
-    let mta_sts = match f.mta_sts {
+    let mta_sts = match f.mta_sts.unwrap_or("yes") {
         "yes" => true,
         "no" => false,
         other => return Err(ConfigError::flag("--mta-sts", other, "expected yes or no")),
@@ -723,7 +723,7 @@ mod tests {
             tls_default_level: "may".into(),
             tls_fingerprint_digest: "sha256".into(),
             mx_port: 25,
-            mta_sts: "maybe".into(),
+            mta_sts: Some("maybe".into()),
             ..valid()
         };
         let e = Config::from_args(&args).unwrap_err().to_string();

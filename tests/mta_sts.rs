@@ -607,6 +607,28 @@ fn mta_sts_policies_are_found_cached_and_enforced() {
     sender.wait_log(&[
         "MTA-STS strip-t.test: session with plain.hosts.test failed: starttls-not-supported",
     ]);
+    // ... and in the TLS-RPT counters of the state directory (lines `RESULT\tDOMAIN\t
+    // POLICY-TYPE\t...`), under policy-type sts.
+    let counters: String = fs::read_dir(sender.state().join("tlsrpt"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+        .map(|e| fs::read_to_string(e.path()).unwrap())
+        .collect();
+    for (domain, result) in [
+        ("forged-t.test", "certificate-not-trusted"),
+        ("forged-e.test", "certificate-not-trusted"),
+        ("expired-e.test", "certificate-expired"),
+        ("strip-e.test", "starttls-not-supported"),
+        ("nomatch-e.test", "validation-failure"),
+    ] {
+        assert!(
+            counters
+                .lines()
+                .any(|l| l.starts_with(&format!("{result}\t{domain}\tsts\t"))),
+            "{domain} {result}:\n{counters}"
+        );
+    }
 
     // DANE beats MTA-STS: delivered on the TLSA match, although the policy's
     // pattern excludes the host and its certificate is self-signed.

@@ -37,6 +37,7 @@ use crate::tls::dane::{self, Tlsa};
 use crate::tls::fingerprint::{self, Digest};
 use crate::tls::level::{DaneDecision, DaneState, Level};
 use crate::tls::session::SessionCache;
+use crate::tls::Trust;
 
 /// Most addresses tried per delivery (Postfix's smtp_mx_address_limit is 5).
 const MAX_CANDIDATES: usize = 10;
@@ -689,6 +690,34 @@ fn noted(mut results: Vec<(String, Outcome)>, dp: &DeliveryPolicy) -> Vec<(Strin
     results
 }
 
+/// Why `host` cannot carry a REQUIRETLS message under `plan`, known before connecting
+/// (RFC 8689 §4.2.1), or `None`. The plan must authenticate the server; and the names
+/// it checks must not come from forgeable DNS: `verify` matches the MX host name by
+/// default, so after an MX lookup that DNSSEC did not validate an attacker's MX with a
+/// valid certificate for its own name would pass. `secure`, `fingerprint`, DANE (which
+/// needs validated DNS anyway) and `verify` with its own `match=` names do not trust
+/// the MX records; nor does an MTA-STS `enforce` policy (`sts_pinned`), whose `mx`
+/// patterns, fetched over verified HTTPS, the host name matched (RFC 8689 §4.2.1).
+fn requiretls_shortfall(
+    plan: &TlsPlan,
+    policy: &Policy,
+    hop: &NextHop,
+    host: &Host,
+    sts_pinned: bool,
+) -> Option<&'static str> {
+    if !plan.authenticates() {
+        return Some(plan.shortfall());
+    }
+    let mx_lookup = match hop {
+        NextHop::Domain(_) => true,
+        NextHop::Host { bracketed, .. } => !bracketed,
+    };
+    let trusts_mx_name = policy.level == Level::Verify
+        && (policy.matches.is_empty() || policy.matches.iter().any(|m| m == "hostname"));
+    (trusts_mx_name && mx_lookup && !host.secure && !sts_pinned)
+        .then_some("the MX records are not DNSSEC-validated and verify checks the MX host name")
+}
+
 /// Delivers one message to the recipients that share next hop `hop`.
 pub async fn deliver(
     remote: &Remote,
@@ -736,6 +765,7 @@ pub async fn deliver(
         let tls_plan = match host_plan(remote, &dp, hop, host).await {
             Ok(p) => p,
             Err(why) => {
+                log::info!("{id}: {why}");
                 if let Some(domain) = reported_domain(remote, env, hop) {
                     // A DANE level's TLSA state, or an MX that an MTA-STS enforce
                     // policy does not allow.
@@ -1093,6 +1123,13 @@ fn report_session(
         },
     };
     let failure = match opened {
+        // Under a testing MTA-STS policy the session was opportunistic: a chain that
+        // does not verify is what enforcing would have refused.
+        Ok((_, Some(info)))
+            if policy.policy_type == PolicyType::Sts && info.trust == Trust::Untrusted =>
+        {
+            Some(FailureType::CertificateNotTrusted)
+        }
         Ok((_, Some(_))) => None,
         Ok((session, None)) if session.ext.starttls => Some(FailureType::ValidationFailure),
         Ok((_, None)) => Some(FailureType::StarttlsNotSupported),

@@ -13,9 +13,9 @@ use smol::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use smol::net::TcpStream;
 
 use super::policy::StsPolicy;
-use super::FailureType;
 use crate::dns::Resolver;
 use crate::outbound::policy::Policy;
+use crate::outbound::tlsrpt::FailureType;
 use crate::tls::client::{client_tls, ClientSettings, PeerCheck};
 use crate::tls::level::Level;
 use crate::tls::names::NamePattern;

@@ -3,8 +3,8 @@
 //! (`policy`) and kept in the state directory across restarts (`cache`), and which
 //! policy is in force for a domain now (`MtaSts::discover`, the rules of §5.1). What
 //! an `enforce` policy demands of each MX host is decided in `remote` with this
-//! module's answer; the outcome of each session under a policy comes back here as a
-//! [`SessionReport`] (the data TLS-RPT counts).
+//! module's answer; each session under a policy is counted by `tlsrpt` with policy-type
+//! `sts` (its failure types are the ones discovery and `fetch` report).
 
 pub mod cache;
 pub mod fetch;
@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use super::tlsrpt::FailureType;
 use crate::clock::unix_now;
 use crate::dns::Resolver;
 use crate::tls::client::ClientSettings;
@@ -26,52 +27,6 @@ pub use policy::{Mode, StsPolicy};
 /// cached policy, if any, applies meanwhile): a policy host that is down is not asked
 /// once per message.
 const FETCH_RETRY: Duration = Duration::from_secs(300);
-
-/// The result types of RFC 8460 §4.3 that a session under an MTA-STS policy (or its
-/// discovery) can end in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FailureType {
-    StarttlsNotSupported,
-    CertificateHostMismatch,
-    CertificateExpired,
-    CertificateNotTrusted,
-    ValidationFailure,
-    StsPolicyFetchError,
-    StsPolicyInvalid,
-    StsWebpkiInvalid,
-}
-
-impl FailureType {
-    /// The `result-type` string of the report.
-    pub fn name(self) -> &'static str {
-        match self {
-            FailureType::StarttlsNotSupported => "starttls-not-supported",
-            FailureType::CertificateHostMismatch => "certificate-host-mismatch",
-            FailureType::CertificateExpired => "certificate-expired",
-            FailureType::CertificateNotTrusted => "certificate-not-trusted",
-            FailureType::ValidationFailure => "validation-failure",
-            FailureType::StsPolicyFetchError => "sts-policy-fetch-error",
-            FailureType::StsPolicyInvalid => "sts-policy-invalid",
-            FailureType::StsWebpkiInvalid => "sts-webpki-invalid",
-        }
-    }
-
-    /// The type of a failed TLS requirement, from the words `remote` and
-    /// `tls::client` give it.
-    pub fn of_tls_failure(detail: &str) -> FailureType {
-        if detail.contains("was not offered") {
-            FailureType::StarttlsNotSupported
-        } else if detail.contains("certificate has expired") {
-            FailureType::CertificateExpired
-        } else if detail.contains("not trusted") {
-            FailureType::CertificateNotTrusted
-        } else if detail.contains("do not match") {
-            FailureType::CertificateHostMismatch
-        } else {
-            FailureType::ValidationFailure
-        }
-    }
-}
 
 /// Where the policy in force came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,21 +78,6 @@ impl Active {
 pub struct Discovery {
     pub active: Option<Active>,
     pub failure: Option<FetchError>,
-}
-
-/// One SMTP session (or the decision not to open one) under an MTA-STS policy: what
-/// TLS-RPT records (RFC 8460 §4.4: policy-type `sts`, the policy's lines and `mx`
-/// patterns, the receiving MX, success or a failure type).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SessionReport {
-    pub policy_domain: String,
-    pub policy_strings: Vec<String>,
-    pub mx_host: Vec<String>,
-    /// Empty for a discovery failure (no MX chosen yet).
-    pub receiving_mx: String,
-    /// The address connected to, when a connection was made.
-    pub receiving_ip: Option<std::net::IpAddr>,
-    pub result: Result<(), (FailureType, String)>,
 }
 
 /// MTA-STS state for the daemon's life: the policies known (loaded from the state
@@ -281,24 +221,6 @@ impl MtaSts {
             }
         }
     }
-
-    /// A session under `domain`'s policy ended: where TLS-RPT takes its counts (with
-    /// policy-type `sts`; its result types are the same words).
-    pub fn report(&self, report: SessionReport) {
-        match &report.result {
-            Ok(()) => log::debug!(
-                "MTA-STS {}: session with {} succeeded",
-                report.policy_domain,
-                report.receiving_mx
-            ),
-            Err((kind, why)) => log::info!(
-                "MTA-STS {}: session with {} failed: {} ({why})",
-                report.policy_domain,
-                report.receiving_mx,
-                kind.name()
-            ),
-        }
-    }
 }
 
 fn active(domain: &str, c: &Cached, source: Source) -> Active {
@@ -308,32 +230,5 @@ fn active(domain: &str, c: &Cached, source: Source) -> Active {
         policy: c.policy.clone(),
         source,
         expires: c.expires(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tls_failures_get_their_report_type() {
-        let t = FailureType::of_tls_failure;
-        assert_eq!(
-            t("TLS is required, but was not offered by host mx[1.2.3.4]:25"),
-            FailureType::StarttlsNotSupported
-        );
-        assert_eq!(
-            t("server certificate not trusted: certificate has expired"),
-            FailureType::CertificateExpired
-        );
-        assert_eq!(
-            t("server certificate not trusted: unable to get local issuer certificate"),
-            FailureType::CertificateNotTrusted
-        );
-        assert_eq!(
-            t("server certificate names a.example do not match mx.example"),
-            FailureType::CertificateHostMismatch
-        );
-        assert_eq!(t("handshake failure"), FailureType::ValidationFailure);
     }
 }
