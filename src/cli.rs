@@ -197,6 +197,10 @@ pub struct ServeArgs {
     /// port used for MX deliveries (default 25; for tests)
     #[argh(option, default = "25")]
     pub mx_port: u16,
+    /// apply the MTA-STS policies (RFC 8461) of recipient domains the --tls-policy
+    /// table does not list: yes or no (default yes)
+    #[argh(option)]
+    pub mta_sts: Option<String>,
     /// where TLS-failure alerts go (at most one per destination per hour)
     #[argh(option)]
     pub alert_rcpt: Option<String>,
@@ -424,6 +428,10 @@ pub struct CheckTlsArgs {
     /// port used for MX deliveries (default 25; for tests)
     #[argh(option, default = "25")]
     pub mx_port: u16,
+    /// apply the MTA-STS policies (RFC 8461) of recipient domains the --tls-policy
+    /// table does not list: yes or no (default yes)
+    #[argh(option)]
+    pub mta_sts: Option<String>,
 }
 
 /// The arguments of `sendmail` (after the program or subcommand name) as argh reads

@@ -106,6 +106,7 @@ pub struct OutboundFlags<'a> {
     pub tls_client_key: &'a Option<String>,
     pub resolver: &'a Option<String>,
     pub mx_port: u16,
+    pub mta_sts: Option<&'a str>,
     /// The smarthost flags of `serve` (`check-tls` has none of them; `--sender-rewrite`
     /// is one of the address tables).
     pub relay_credentials: Option<&'a str>,
@@ -126,6 +127,7 @@ macro_rules! outbound_flags {
             tls_client_key: &$a.tls_client_key,
             resolver: &$a.resolver,
             mx_port: $a.mx_port,
+            mta_sts: $a.mta_sts.as_deref(),
             $($smarthost)*
         }
     };
@@ -307,6 +309,11 @@ pub fn outbound_settings(
     if f.mx_port == 0 {
         return Err(ConfigError::flag("--mx-port", "0", "must be a port number"));
     }
+    let mta_sts = match f.mta_sts.unwrap_or("yes") {
+        "yes" => true,
+        "no" => false,
+        other => return Err(ConfigError::flag("--mta-sts", other, "expected yes or no")),
+    };
     Ok(Settings {
         router: Router {
             local_domains,
@@ -324,6 +331,8 @@ pub fn outbound_settings(
         mx_port: f.mx_port,
         credentials,
         credentials_file: f.relay_credentials.map(PathBuf::from),
+        mta_sts,
+        mta_sts_dir: None,
     })
 }
 
@@ -595,7 +604,7 @@ impl Config {
         let dkim_keys = DkimKeys::load(&dkim_specs)
             .map_err(|e| ConfigError::flag("--dkim-key", &e.spec, e.message))?;
 
-        let outbound = outbound_settings(OutboundFlags::from(args), domains)?;
+        let mut outbound = outbound_settings(OutboundFlags::from(args), domains)?;
         let alert_rcpt = match &args.alert_rcpt {
             Some(a) => match crate::smtp::address::parse_mailbox(a, true, false, false) {
                 Ok(Some(m)) => Some(m.to_string()),
@@ -605,6 +614,7 @@ impl Config {
         };
         let tls_rpt = tls_rpt_settings(args, &hostname)?;
         let state_dir = default_state_dir(&args.state_dir);
+        outbound.mta_sts_dir = Some(state_dir.join("mta-sts"));
         let mail_dir = args
             .mail_dir
             .as_ref()
@@ -709,6 +719,18 @@ mod tests {
         };
         let e = Config::from_args(&args).unwrap_err().to_string();
         assert!(e.starts_with("--tls-level 'sometimes'"), "{e}");
+        let args = ServeArgs {
+            tls_default_level: "may".into(),
+            tls_fingerprint_digest: "sha256".into(),
+            mx_port: 25,
+            mta_sts: Some("maybe".into()),
+            ..valid()
+        };
+        let e = Config::from_args(&args).unwrap_err().to_string();
+        assert!(
+            e.starts_with("--mta-sts 'maybe': expected yes or no"),
+            "{e}"
+        );
         for (spec, why) in [
             ("example.org", "expected DOMAIN:SELECTOR:KEYFILE"),
             ("example.org:s 1:/k", "invalid selector"),

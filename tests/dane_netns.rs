@@ -7,59 +7,13 @@
 mod common;
 
 use std::fs;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::certs::spki_sha256;
 use common::dns::{Unbound, Zone};
-use common::{output_text, run_bounded, run_checked, run_with_timeout, test_runner, TempDir};
-
-/// A network namespace with loopback up and its own resolv.conf; removed on drop.
-struct Netns(String);
-
-fn ip(args: &[&str]) {
-    run_checked(Command::new("ip").args(args), None, Duration::from_secs(10))
-        .unwrap_or_else(|e| panic!("{e}"));
-}
-
-impl Netns {
-    fn new() -> Netns {
-        let name = format!("tinymta{}", std::process::id());
-        let _ = run_bounded(
-            Command::new("ip").args(["netns", "del", &name]),
-            None,
-            Duration::from_secs(10),
-        );
-        ip(&["netns", "add", &name]);
-        ip(&["netns", "exec", &name, "ip", "link", "set", "lo", "up"]);
-        let etc = format!("/etc/netns/{name}");
-        fs::create_dir_all(&etc).unwrap();
-        fs::write(format!("{etc}/resolv.conf"), "nameserver 127.0.0.1\n").unwrap();
-        Netns(name)
-    }
-
-    fn command(&self, program: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.0]);
-        // Cross runs execute the target's tinymta through the emulator.
-        if program == env!("CARGO_BIN_EXE_tinymta") {
-            c.args(test_runner());
-        }
-        c.arg(program);
-        c
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = run_bounded(
-            Command::new("ip").args(["netns", "del", &self.0]),
-            None,
-            Duration::from_secs(10),
-        );
-        let _ = fs::remove_dir_all(format!("/etc/netns/{}", self.0));
-    }
-}
+use common::netns::Netns;
+use common::{output_text, run_with_timeout, TempDir};
 
 /// A tinymta receiver inside the namespace, killed by PID on drop.
 struct Receiver {
@@ -138,7 +92,7 @@ fn verdict(text: &str) -> Option<&'static str> {
 
 #[test]
 fn posttls_finger_and_check_tls_agree_on_dane() {
-    let ns = Netns::new();
+    let ns = Netns::new("");
     let good = Receiver::start(&ns, "127.0.0.2", "dane.test", &[]);
     let forged = Receiver::start(&ns, "127.0.0.3", "forged.test", &[]);
     let plain = Receiver::start(&ns, "127.0.0.4", "plain.test", &[]);

@@ -5,14 +5,14 @@
 //! tinymta's own policy table).
 
 use super::client::Candidate;
-use super::remote::{self, open_session, plan, tlsa_lookup, Remote, TlsPlan, TlsaLookup};
+use super::mta_sts::{fetch::policy_host, Mode};
+use super::remote::{self, host_plan, open_session, tlsa_lookup, Remote, TlsPlan, TlsaLookup};
 use super::route::NextHop;
 use super::transport::parse_nexthop;
 use super::Settings;
 use crate::cli::CheckTlsArgs;
 use crate::exit;
 use crate::host::system_hostname;
-use crate::tls::level::Level;
 
 /// Runs the check for `args.dest` under `out` (the outbound flags, validated by the
 /// caller as for `serve`).
@@ -38,8 +38,12 @@ pub fn run(out: Settings, args: CheckTlsArgs) -> i32 {
 }
 
 async fn check(remote: &Remote, helo: &str, hop: &NextHop) -> i32 {
-    let policy = remote.policy_for(hop);
+    let dp = remote
+        .delivery_policy(hop, remote.policy_for(hop), true)
+        .await;
+    let policy = &dp.effective;
     println!("destination: {}", describe(hop));
+    print_sts(remote, hop, &dp);
     println!("policy: {} (from {})", policy.level.name(), policy.source);
     let hosts = match remote::resolve(remote, hop).await {
         Ok(h) => h,
@@ -66,7 +70,14 @@ async fn check(remote: &Remote, helo: &str, hop: &NextHop) -> i32 {
                 "not validated"
             }
         );
-        if matches!(policy.level, Level::Dane | Level::DaneOnly) {
+        if let Some(a) = dp.sts() {
+            let allowed = a.policy.allows(&host.name);
+            println!(
+                "  MTA-STS: {} mx pattern",
+                if allowed { "matches an" } else { "matches no" }
+            );
+        }
+        if dp.table.level.uses_dane() {
             match tlsa_lookup(remote, host).await {
                 TlsaLookup::Usable(records) => {
                     for r in &records {
@@ -85,7 +96,7 @@ async fn check(remote: &Remote, helo: &str, hop: &NextHop) -> i32 {
                 TlsaLookup::Failed(why) => println!("  TLSA: {why}"),
             }
         }
-        let tls_plan = match plan(remote, &policy, hop, host).await {
+        let tls_plan = match host_plan(remote, &dp, hop, host).await {
             Ok(p) => p,
             Err(why) => {
                 println!("  skipped: {why}");
@@ -98,7 +109,7 @@ async fn check(remote: &Remote, helo: &str, hop: &NextHop) -> i32 {
                 ip: *ip,
                 port: host.port,
             };
-            match open_session(remote, helo, "check-tls", &policy, &tls_plan, &cand).await {
+            match open_session(remote, helo, "check-tls", policy, &tls_plan, &cand).await {
                 Ok((session, info)) => {
                     let starttls = session.ext.starttls;
                     session.quit().await;
@@ -141,6 +152,53 @@ async fn check(remote: &Remote, helo: &str, hop: &NextHop) -> i32 {
         policy.level.name()
     );
     exit::TEMPFAIL
+}
+
+/// The MTA-STS part: whether it applies, the policy found (its lines as served, so
+/// they can be compared with another implementation's) and what delivery enforces.
+fn print_sts(remote: &Remote, hop: &NextHop, dp: &remote::DeliveryPolicy) {
+    let NextHop::Domain(domain) = hop else {
+        return;
+    };
+    if !remote.sts.enabled {
+        println!("mta-sts: off (--mta-sts no)");
+        return;
+    }
+    if dp.table.is_table_entry() {
+        println!(
+            "mta-sts: not used: the policy table lists {domain} ({})",
+            dp.table.source
+        );
+        return;
+    }
+    if let Some(e) = &dp.sts.failure {
+        println!("mta-sts: {}: {}", e.kind.name(), e.detail);
+    }
+    let Some(a) = &dp.sts.active else {
+        println!("mta-sts: no policy for {domain}");
+        return;
+    };
+    println!(
+        "mta-sts: policy id={} from https://{}/.well-known/mta-sts.txt ({}, expires {})",
+        a.id,
+        policy_host(domain),
+        a.source.describe(),
+        crate::clock::rfc5322_date(a.expires)
+    );
+    println!("mta-sts: mode: {}", a.policy.mode);
+    for mx in &a.policy.mx {
+        println!("mta-sts: mx: {mx}");
+    }
+    println!("mta-sts: max_age: {}", a.policy.max_age);
+    let would = match a.policy.mode {
+        Mode::Enforce => {
+            "only MX hosts matching an mx pattern, over TLS with a verified \
+                          certificate for the MX name; otherwise the mail waits"
+        }
+        Mode::Testing => "nothing: delivery as without a policy (failures are reported)",
+        Mode::None => "nothing: the domain withdrew its policy",
+    };
+    println!("mta-sts: enforces {would}");
 }
 
 fn describe(hop: &NextHop) -> String {

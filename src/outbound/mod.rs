@@ -10,6 +10,7 @@ pub mod check;
 pub mod client;
 pub mod credentials;
 pub mod maildir;
+pub mod mta_sts;
 pub mod outgoing;
 pub mod parked;
 pub mod policy;

@@ -73,6 +73,12 @@ impl Policy {
         }
     }
 
+    /// Whether it comes from a table entry (not the default level for unlisted
+    /// destinations).
+    pub fn is_table_entry(&self) -> bool {
+        self.source != "default"
+    }
+
     /// The (min, max) versions to set on the client context: [`Protocols::range`].
     pub fn protocol_range(&self) -> (Protocol, Protocol) {
         self.protocols.range()

@@ -19,6 +19,7 @@ use super::client::{
     dsn, Candidate, ClientSession, ImplicitTlsError, RcptReply, Timeouts, TransactionResult,
 };
 use super::credentials::{Credentials, Entry, TOKEN_COMMAND_TIMEOUT};
+use super::mta_sts::{Active, Discovery, MtaSts};
 use super::outgoing::Outgoing;
 use super::parked::Parked;
 use super::policy::{self, Policy, PolicyTable};
@@ -36,6 +37,7 @@ use crate::tls::dane::{self, Tlsa};
 use crate::tls::fingerprint::{self, Digest};
 use crate::tls::level::{DaneDecision, DaneState, Level};
 use crate::tls::session::SessionCache;
+use crate::tls::Trust;
 
 /// Most addresses tried per delivery (Postfix's smtp_mx_address_limit is 5).
 const MAX_CANDIDATES: usize = 10;
@@ -64,6 +66,8 @@ pub struct Remote {
     parked: Rc<Parked>,
     /// TLS sessions of the servers delivered to, offered on the next connection.
     pub tls_sessions: Arc<SessionCache>,
+    /// MTA-STS policies known and fetched (`--mta-sts`).
+    pub sts: MtaSts,
     /// TLS reporting's session counters (the daemon sets them; disabled otherwise).
     pub tls_rpt: Rc<Recorder>,
 }
@@ -93,6 +97,7 @@ impl Remote {
             alerts: RefCell::new(HashMap::new()),
             parked: Rc::default(),
             tls_sessions: SessionCache::new(),
+            sts: MtaSts::new(out.mta_sts, out.mta_sts_dir.clone()),
             tls_rpt: Rc::new(Recorder::disabled()),
         }
     }
@@ -559,18 +564,146 @@ pub async fn plan(
     })
 }
 
+/// The policy enforced under an `enforce` MTA-STS policy (RFC 8461 §4.2): mandatory
+/// TLS, the chain verified against the trust anchors and the MX host name in the
+/// certificate — the `verify` level (or the default level, when it is `secure`). So
+/// every predicate of the levels (`must_match`, `must_verify_chain`, ...) counts it
+/// as authenticated TLS.
+pub fn sts_enforced(default: &Policy, active: &Active) -> Policy {
+    Policy {
+        level: default.level.max(Level::Verify),
+        source: format!("MTA-STS {} {}", active.domain, active.note()),
+        ..default.clone()
+    }
+}
+
+/// The TLS policy of one delivery to `hop`: the table's (or the default), and the
+/// MTA-STS policy that applies where the table has no entry for the domain.
+pub struct DeliveryPolicy {
+    /// The table entry or the default level.
+    pub table: Policy,
+    /// What MTA-STS discovery found (nothing when it does not apply).
+    pub sts: Discovery,
+    /// What is enforced: `table`, or [`sts_enforced`] under an `enforce` policy.
+    pub effective: Policy,
+}
+
+impl DeliveryPolicy {
+    /// The policy in force, when it is `enforce` or `testing`.
+    pub fn sts(&self) -> Option<&Active> {
+        self.sts
+            .active
+            .as_ref()
+            .filter(|a| a.policy.mode != super::mta_sts::Mode::None)
+    }
+
+    pub fn sts_enforcing(&self) -> Option<&Active> {
+        self.sts().filter(|a| a.enforces())
+    }
+}
+
+impl Remote {
+    /// The TLS policy for a delivery to `hop`. MTA-STS is looked at only with
+    /// `--mta-sts yes`, for a recipient domain reached by MX lookup that the policy
+    /// table does not list: an explicit entry wins over MTA-STS and DANE alike.
+    /// `table` is [`Remote::policy_for`] or [`Remote::policy_for_message`]; `sts_allowed`
+    /// is false for a message whose sender waived TLS policies (`TLS-Required: No`,
+    /// RFC 8689 §5, which names MTA-STS among them).
+    pub async fn delivery_policy(
+        &self,
+        hop: &NextHop,
+        table: Policy,
+        sts_allowed: bool,
+    ) -> DeliveryPolicy {
+        let sts = match (hop, &self.resolver) {
+            (NextHop::Domain(domain), Ok(resolver))
+                if sts_allowed && self.sts.enabled && !table.is_table_entry() =>
+            {
+                self.sts.discover(resolver, &self.tls, domain).await
+            }
+            _ => Discovery::default(),
+        };
+        let mut p = DeliveryPolicy {
+            effective: table.clone(),
+            table,
+            sts,
+        };
+        if let Some(active) = p.sts_enforcing() {
+            p.effective = sts_enforced(&p.table, active);
+        }
+        p
+    }
+}
+
+/// The plan for one host of a delivery under `dp`. Under an `enforce` MTA-STS policy
+/// a host with usable DNSSEC-validated TLSA records (when the level in effect does
+/// DANE) is held to DANE instead (RFC 8461 §2); any other host must match one of the
+/// policy's `mx` patterns and is held to `verify`. `Err`: do not connect.
+pub async fn host_plan(
+    remote: &Remote,
+    dp: &DeliveryPolicy,
+    hop: &NextHop,
+    host: &Host,
+) -> Result<TlsPlan, String> {
+    let Some(active) = dp.sts_enforcing() else {
+        if let Some(testing) = dp.sts() {
+            if !testing.policy.allows(&host.name) {
+                log::info!(
+                    "MTA-STS {} (testing): MX host {} matches no mx pattern ({}); \
+                     delivering as without a policy",
+                    testing.domain,
+                    host.name,
+                    testing.policy.mx.join(" ")
+                );
+            }
+        }
+        return plan(remote, &dp.effective, hop, host).await;
+    };
+    if dp.table.level.uses_dane() {
+        if let p @ TlsPlan::Required(PeerCheck::Dane { .. }) =
+            plan(remote, &dp.table, hop, host).await?
+        {
+            return Ok(p);
+        }
+    }
+    if !active.policy.allows(&host.name) {
+        return Err(format!(
+            "MX host {} is not allowed by the MTA-STS policy of {} (id {}, mx {})",
+            host.name,
+            active.domain,
+            active.id,
+            active.policy.mx.join(" ")
+        ));
+    }
+    plan(remote, &dp.effective, hop, host).await
+}
+
+/// Adds the MTA-STS policy in force (`sts=enforce id=...`) to each outcome's detail,
+/// so the delivery line says which policy the mail went under.
+fn noted(mut results: Vec<(String, Outcome)>, dp: &DeliveryPolicy) -> Vec<(String, Outcome)> {
+    if let Some(active) = dp.sts() {
+        let note = active.note();
+        for (_, o) in &mut results {
+            o.detail = format!("{}; {note}", o.detail);
+        }
+    }
+    results
+}
+
 /// Why `host` cannot carry a REQUIRETLS message under `plan`, known before connecting
 /// (RFC 8689 §4.2.1), or `None`. The plan must authenticate the server; and the names
 /// it checks must not come from forgeable DNS: `verify` matches the MX host name by
 /// default, so after an MX lookup that DNSSEC did not validate an attacker's MX with a
 /// valid certificate for its own name would pass. `secure`, `fingerprint`, DANE (which
 /// needs validated DNS anyway) and `verify` with its own `match=` names do not trust
-/// the MX records.
+/// the MX records; nor does an MTA-STS `enforce` policy (`sts_pinned`), whose `mx`
+/// patterns, fetched over verified HTTPS, the host name matched (RFC 8689 §4.2.1).
 fn requiretls_shortfall(
     plan: &TlsPlan,
     policy: &Policy,
     hop: &NextHop,
     host: &Host,
+    sts_pinned: bool,
 ) -> Option<&'static str> {
     if !plan.authenticates() {
         return Some(plan.shortfall());
@@ -581,7 +714,7 @@ fn requiretls_shortfall(
     };
     let trusts_mx_name = policy.level == Level::Verify
         && (policy.matches.is_empty() || policy.matches.iter().any(|m| m == "hostname"));
-    (trusts_mx_name && mx_lookup && !host.secure)
+    (trusts_mx_name && mx_lookup && !host.secure && !sts_pinned)
         .then_some("the MX records are not DNSSEC-validated and verify checks the MX host name")
 }
 
@@ -595,18 +728,33 @@ pub async fn deliver(
     rcpts: &[String],
 ) -> Attempt {
     let id = env.id.0.as_str();
-    let policy = remote.policy_for_message(hop, env, msg);
-    let mut key = cache_key(hop, &policy, &remote.sender_login(&env.sender));
+    let table = remote.policy_for_message(hop, env, msg);
+    let waived = msg.tls_required_no() && !env.requiretls;
+    let dp = remote.delivery_policy(hop, table, !waived).await;
+    if let (Some(e), Some(domain)) = (&dp.sts.failure, reported_domain(remote, env, hop)) {
+        // Discovery failed (with or without a cached policy to fall back on).
+        let detail = FailureDetail {
+            result_type: e.kind,
+            sending_mta_ip: None,
+            receiving_mx_hostname: None,
+            receiving_ip: None,
+        };
+        remote
+            .tls_rpt
+            .record_failure(&sts_policy(domain, dp.sts()), &detail);
+    }
+    let policy = &dp.effective;
+    let mut key = cache_key(hop, policy, &remote.sender_login(&env.sender));
     if env.requiretls {
         // Only sessions that passed the REQUIRETLS checks carry REQUIRETLS mail.
         key.push_str("|requiretls");
     }
     if let Some(results) = reuse(remote, id, &key, msg, rcpts).await {
-        return results.into();
+        return noted(results, &dp).into();
     }
     let hosts = match resolve(remote, hop).await {
         Ok(h) => h,
-        Err(f) => return f.for_all(rcpts).into(),
+        Err(f) => return noted(f.for_all(rcpts), &dp).into(),
     };
     // A transient failure of any candidate outweighs a permanent one of another: the
     // message waits for the host that may work.
@@ -614,15 +762,22 @@ pub async fn deliver(
     let mut last_permanent: Option<Failure> = None;
     let mut tried = 0;
     'hosts: for host in &hosts {
-        let tls_plan = match plan(remote, &policy, hop, host).await {
+        let tls_plan = match host_plan(remote, &dp, hop, host).await {
             Ok(p) => p,
             Err(why) => {
+                log::info!("{id}: {why}");
                 if let Some(domain) = reported_domain(remote, env, hop) {
-                    // Only a DANE level refuses to connect: a `tlsa` policy failure.
-                    let detail = FailureDetail::new(FailureType::of_reason(&why), &host.name, None);
-                    remote
-                        .tls_rpt
-                        .record_failure(&tlsa_policy(domain, &host.name, &[]), &detail);
+                    // A DANE level's TLSA state, or an MX that an MTA-STS enforce
+                    // policy does not allow.
+                    let (policy, kind) = match dp.sts_enforcing() {
+                        Some(a) => (sts_policy(domain, Some(a)), FailureType::ValidationFailure),
+                        None => (
+                            tlsa_policy(domain, &host.name, &[]),
+                            FailureType::of_reason(&why),
+                        ),
+                    };
+                    let detail = FailureDetail::new(kind, &host.name, None);
+                    remote.tls_rpt.record_failure(&policy, &detail);
                 }
                 let relay = Relay::Host {
                     name: host.name.clone(),
@@ -634,7 +789,10 @@ pub async fn deliver(
         };
         if let Some(why) = env
             .requiretls
-            .then(|| requiretls_shortfall(&tls_plan, &policy, hop, host))
+            .then(|| {
+                let sts_pinned = dp.sts_enforcing().is_some();
+                requiretls_shortfall(&tls_plan, policy, hop, host, sts_pinned)
+            })
             .flatten()
         {
             let relay = Relay::Host {
@@ -664,12 +822,13 @@ pub async fn deliver(
             };
             let target = Target {
                 hop,
-                policy: &policy,
+                policy,
                 tls_plan: &tls_plan,
                 key: &key,
+                sts: &dp,
             };
             match attempt_candidate(remote, helo, env, msg, &target, &cand, rcpts).await {
-                Ok(results) => return results.into(),
+                Ok(results) => return noted(results, &dp).into(),
                 Err(f) => {
                     log::info!("{id}: {}", f.detail);
                     if f.permanent {
@@ -685,12 +844,12 @@ pub async fn deliver(
         .or(last_permanent)
         .unwrap_or_else(|| Failure::unreached("4.4.1", "no mail host could be reached".into()));
     let alert = if failure.tls && policy.level.requires_tls() {
-        raise_alert(remote, &nexthop_domain(hop), &policy, &failure.detail)
+        raise_alert(remote, &nexthop_domain(hop), policy, &failure.detail)
     } else {
         None
     };
     Attempt {
-        results: failure.for_all(rcpts),
+        results: noted(failure.for_all(rcpts), &dp),
         notices: alert.into_iter().collect(),
     }
 }
@@ -824,6 +983,8 @@ struct Target<'a> {
     policy: &'a Policy,
     tls_plan: &'a TlsPlan,
     key: &'a str,
+    /// For the MTA-STS session report.
+    sts: &'a DeliveryPolicy,
 }
 
 /// One connection: Ok with per-recipient outcomes once a transaction happened (or
@@ -919,8 +1080,21 @@ fn tlsa_policy(domain: &str, mx: &str, records: &[Tlsa]) -> tlsrpt::Policy {
     }
 }
 
+/// The MTA-STS policy of `domain` as the report names it (§4.3: the policy's lines,
+/// its `mx` patterns); without a policy in force (a failed discovery) its strings are
+/// empty.
+fn sts_policy(domain: &str, active: Option<&Active>) -> tlsrpt::Policy {
+    tlsrpt::Policy {
+        policy_type: PolicyType::Sts,
+        policy_strings: active.map(|a| a.policy.lines()).unwrap_or_default(),
+        policy_domain: domain.to_string(),
+        mx_host: active.map(|a| a.policy.mx.join(" ")),
+    }
+}
+
 /// Counts one new session for TLS reporting: under the DANE policy when the plan
-/// authenticates with TLSA records, else as `no-policy-found` (where a session without
+/// authenticates with TLSA records, under the MTA-STS policy in force (enforce or
+/// testing) otherwise, else as `no-policy-found` (where a session without
 /// TLS is a `starttls-not-supported` failure, or a `validation-failure` when the
 /// handshake failed and the mail went in plaintext). Sessions that never reached TLS
 /// for other reasons (refused connections) and level `none` are not counted.
@@ -940,6 +1114,7 @@ fn report_session(
         | TlsPlan::Implicit(PeerCheck::Dane { records, .. }) => {
             tlsa_policy(domain, &cand.host, records)
         }
+        _ if target.sts.sts().is_some() => sts_policy(domain, target.sts.sts()),
         _ => tlsrpt::Policy {
             policy_type: PolicyType::NoPolicyFound,
             policy_strings: Vec::new(),
@@ -948,12 +1123,26 @@ fn report_session(
         },
     };
     let failure = match opened {
+        // Under a testing MTA-STS policy the session was opportunistic: a chain that
+        // does not verify is what enforcing would have refused.
+        Ok((_, Some(info)))
+            if policy.policy_type == PolicyType::Sts && info.trust == Trust::Untrusted =>
+        {
+            Some(FailureType::CertificateNotTrusted)
+        }
         Ok((_, Some(_))) => None,
         Ok((session, None)) if session.ext.starttls => Some(FailureType::ValidationFailure),
         Ok((_, None)) => Some(FailureType::StarttlsNotSupported),
         Err(f) if f.tls => Some(FailureType::of_reason(&f.detail)),
         Err(_) => return,
     };
+    if let (Some(t), PolicyType::Sts) = (failure, policy.policy_type) {
+        log::info!(
+            "MTA-STS {domain}: session with {} failed: {}",
+            cand.host,
+            t.name()
+        );
+    }
     match failure {
         None => remote.tls_rpt.record_success(&policy),
         Some(t) => remote
@@ -1212,6 +1401,8 @@ mod tests {
             mx_port: 25,
             credentials: None,
             credentials_file: None,
+            mta_sts: false,
+            mta_sts_dir: None,
         };
         Remote::new(&out, "router.example", None)
     }
@@ -1308,14 +1499,19 @@ mod tests {
         let domain = NextHop::Domain("example.com".into());
         let pkix = TlsPlan::Required(PeerCheck::Pkix { names: Vec::new() });
         let verify = Policy::default_for(Level::Verify);
-        assert!(requiretls_shortfall(&pkix, &verify, &domain, &host(false)).is_some());
+        assert!(requiretls_shortfall(&pkix, &verify, &domain, &host(false), false).is_some());
+        // Unless an MTA-STS enforce policy's mx patterns vouched for the name.
         assert_eq!(
-            requiretls_shortfall(&pkix, &verify, &domain, &host(true)),
+            requiretls_shortfall(&pkix, &verify, &domain, &host(false), true),
+            None
+        );
+        assert_eq!(
+            requiretls_shortfall(&pkix, &verify, &domain, &host(true), false),
             None
         );
         // A relay host in brackets: no MX records to forge.
         assert_eq!(
-            requiretls_shortfall(&pkix, &verify, &hop(25, false), &host(false)),
+            requiretls_shortfall(&pkix, &verify, &hop(25, false), &host(false), false),
             None
         );
         let own_names = Policy {
@@ -1323,17 +1519,17 @@ mod tests {
             ..Policy::default_for(Level::Verify)
         };
         assert_eq!(
-            requiretls_shortfall(&pkix, &own_names, &domain, &host(false)),
+            requiretls_shortfall(&pkix, &own_names, &domain, &host(false), false),
             None
         );
         let secure = Policy::default_for(Level::Secure);
         assert_eq!(
-            requiretls_shortfall(&pkix, &secure, &domain, &host(false)),
+            requiretls_shortfall(&pkix, &secure, &domain, &host(false), false),
             None
         );
         let may = Policy::default_for(Level::May);
         assert_eq!(
-            requiretls_shortfall(&TlsPlan::Opportunistic, &may, &domain, &host(true)),
+            requiretls_shortfall(&TlsPlan::Opportunistic, &may, &domain, &host(true), false),
             Some("TLS is opportunistic")
         );
     }

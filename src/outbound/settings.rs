@@ -32,4 +32,9 @@ pub struct Settings {
     /// again on SIGHUP).
     pub credentials: Option<Arc<Credentials>>,
     pub credentials_file: Option<PathBuf>,
+    /// `--mta-sts`: MTA-STS policies apply to domains the policy table does not list.
+    pub mta_sts: bool,
+    /// Where fetched MTA-STS policies are kept (`<state-dir>/mta-sts`); `None` for
+    /// `check-tls`, which fetches afresh and keeps nothing.
+    pub mta_sts_dir: Option<PathBuf>,
 }

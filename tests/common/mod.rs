@@ -12,6 +12,7 @@ pub mod certs;
 pub mod dkim;
 pub mod dns;
 pub mod dns_server;
+pub mod netns;
 pub mod postfix;
 
 use std::fs;
