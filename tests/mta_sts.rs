@@ -589,15 +589,15 @@ fn mta_sts_policies_are_found_cached_and_enforced() {
     }
     // REQUIRETLS: an enforce policy vouches for the MX name that unsigned DNS gave
     // (RFC 8689 §4.2.1), so the message goes; under a testing policy nothing
-    // authenticates the host and it comes back.
+    // authenticates the host and it waits (4.7.30, bounced as 5.7.30 at expiry).
     send_requiretls(&ns, "user@good.test");
     wait_delivered(&rx_good, "good.test", 2, &sender);
     sender.wait_log(&[
         "requiretls: mx1.good.test[127.0.0.2]:25 is authenticated and offers REQUIRETLS",
     ]);
     send_requiretls(&ns, "user@nomatch-t.test");
-    let bounced = delivery_line(&sender, "user@nomatch-t.test", "bounced");
-    assert!(bounced.contains("dsn=5.7.30"), "{bounced}");
+    let deferred = delivery_line(&sender, "user@nomatch-t.test", "deferred");
+    assert!(deferred.contains("dsn=4.7.30"), "{deferred}");
     assert_eq!(rx_outside.delivered("nomatch-t.test", "user").len(), 1);
 
     // The testing sessions' failures are there for the report.

@@ -142,29 +142,19 @@ fn requiretls_goes_only_to_authenticated_receivers_that_announce_it() {
     );
     assert!(ra.messages()[0].contains("the secret body"));
 
-    // Authenticated, but no REQUIRETLS in its EHLO: nothing sent, bounced at once with
-    // 5.7.30; the bounce is REQUIRETLS itself and does not quote the body.
+    // Authenticated, but no REQUIRETLS in its EHLO: nothing sent, deferred (4.7.30)
+    // and retried like any failure; bounced as 5.7.30 when the queue lifetime ends
+    // (below).
     let id = submit_tls(&s, "user@b.rt.test", " REQUIRETLS", BODY);
     let line = s.wait_log(&format!("{id}: to=<user@b.rt.test>"));
     assert!(
-        line.contains("status=bounced")
-            && line.contains("dsn=5.7.30")
+        line.contains("status=deferred")
+            && line.contains("dsn=4.7.30")
             && line.contains("does not offer REQUIRETLS"),
         "{line}"
     );
     assert!(rb.commands().iter().any(|l| l == "STARTTLS"));
     assert!(mail_commands(&rb).is_empty(), "{:?}", rb.commands());
-    let bounce = s.wait_log(&format!("{id}: sender non-delivery notification: "));
-    let bid = bounce.rsplit(' ').next().unwrap();
-    let queued = s.wait_log(&format!("{bid}: from=<>"));
-    assert!(queued.contains(", requiretls (queue active)"), "{queued}");
-    let dsn = &s.wait_delivered("sender", 1)[0];
-    assert!(
-        dsn.contains("Final-Recipient: rfc822; user@b.rt.test\r\nAction: failed\r\nStatus: 5.7.30"),
-        "{dsn}"
-    );
-    assert!(dsn.contains("Subject: requiretls test"), "{dsn}");
-    assert!(!dsn.contains("the secret body"), "{dsn}");
 
     // A forged certificate: not sent, deferred (an attacker or a broken renewal may go
     // away), and retried.
@@ -176,7 +166,9 @@ fn requiretls_goes_only_to_authenticated_receivers_that_announce_it() {
     );
     assert!(mail_commands(&rc).is_empty(), "{:?}", rc.commands());
     assert!(s.queued() >= 1, "kept for the next attempt");
-    // After the queue lifetime (0 days here) the same failure is bounced, REQUIRETLS.
+    // After the queue lifetime (0 days here) the same failures are bounced: the host
+    // without REQUIRETLS as 5.7.30, the forged certificate with its own 4.7.5; each
+    // bounce is REQUIRETLS itself and does not quote the body.
     let short = Server::start(&[
         "--resolver",
         u.addr.as_str(),
@@ -184,23 +176,43 @@ fn requiretls_goes_only_to_authenticated_receivers_that_announce_it() {
         &port_s,
         "--tls-default-level",
         "dane",
+        "--tls-policy",
+        policy.to_str().unwrap(),
         "--queue-lifetime",
         "0",
     ]);
-    let id = submit_tls(&short, "user@c.rt.test", " REQUIRETLS", BODY);
-    let line = short.wait_log(&format!("{id}: to=<user@c.rt.test>"));
-    assert!(
-        line.contains("status=bounced") && line.contains("message expired"),
-        "{line}"
-    );
-    let bounce = short.wait_log(&format!("{id}: sender non-delivery notification: "));
-    let bid = bounce.rsplit(' ').next().unwrap();
-    let queued = short.wait_log(&format!("{bid}: from=<>"));
-    assert!(queued.contains(", requiretls (queue active)"), "{queued}");
-    assert!(!short.wait_delivered("sender", 1)[0].contains("the secret body"));
+    for (n, to, status) in [
+        (1, "user@b.rt.test", "5.7.30"),
+        (2, "user@c.rt.test", "4.7.5"),
+    ] {
+        let id = submit_tls(&short, to, " REQUIRETLS", BODY);
+        let line = short.wait_log(&format!("{id}: to=<{to}>"));
+        assert!(
+            line.contains("status=bounced")
+                && line.contains("message expired")
+                && line.contains(&format!("dsn={status}")),
+            "{line}"
+        );
+        let bounce = short.wait_log(&format!("{id}: sender non-delivery notification: "));
+        let bid = bounce.rsplit(' ').next().unwrap();
+        let queued = short.wait_log(&format!("{bid}: from=<>"));
+        assert!(queued.contains(", requiretls (queue active)"), "{queued}");
+        let delivered = short.wait_delivered("sender", n);
+        let dsn = delivered
+            .iter()
+            .find(|m| m.contains(&format!("Final-Recipient: rfc822; {to}\r\n")))
+            .unwrap_or_else(|| panic!("no report for {to}: {delivered:?}"));
+        assert!(
+            dsn.contains(&format!("Action: failed\r\nStatus: {status}")),
+            "{dsn}"
+        );
+        assert!(dsn.contains("Subject: requiretls test"), "{dsn}");
+        assert!(!dsn.contains("the secret body"), "{dsn}");
+    }
+    assert!(mail_commands(&rb).is_empty(), "{:?}", rb.commands());
     assert!(mail_commands(&rc).is_empty(), "{:?}", rc.commands());
 
-    // `may` (DANE without DNSSEC) and `encrypt`: bounced at once, never connected to.
+    // `may` (DANE without DNSSEC) and `encrypt`: deferred (4.7.30), never connected to.
     for (to, capture, why) in [
         (
             "user@may.test",
@@ -216,7 +228,7 @@ fn requiretls_goes_only_to_authenticated_receivers_that_announce_it() {
         let id = submit_tls(&s, to, " REQUIRETLS", BODY);
         let line = s.wait_log(&format!("{id}: to=<{to}>"));
         assert!(
-            line.contains("status=bounced") && line.contains("dsn=5.7.30") && line.contains(why),
+            line.contains("status=deferred") && line.contains("dsn=4.7.30") && line.contains(why),
             "{line}"
         );
         assert!(

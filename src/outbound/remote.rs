@@ -29,7 +29,9 @@ use super::tlsrpt::{self, FailureDetail, FailureType, PolicyType, Recorder};
 use super::Settings;
 use crate::dns::{DnsError, Resolver};
 use crate::logline::{self, TlsStart};
-use crate::queue::outcome::{Attempt, Disposition, Notice, Outcome, Relay, RemoteReply};
+use crate::queue::outcome::{
+    Attempt, Disposition, Notice, Outcome, Relay, RemoteReply, REQUIRETLS_DEFERRED,
+};
 use crate::queue::Envelope;
 use crate::smtp::reply::Reply;
 use crate::tls::client::{client_tls, ClientSettings, PeerCheck};
@@ -277,15 +279,13 @@ impl Failure {
         }
     }
     /// A next hop that cannot carry a REQUIRETLS message: no authenticated TLS under
-    /// its policy, or no REQUIRETLS in its EHLO (RFC 8689 §4.2.1). Permanent in
-    /// nature: it is what the receiver's DNS, its software or our policy table say,
-    /// and a retry in an hour says the same; the sender learns it now (5.7.30) and can
-    /// resend without REQUIRETLS. Other MX hosts are tried first.
+    /// its policy, or no REQUIRETLS in its EHLO (RFC 8689 §4.2.1). Deferred like any
+    /// other failure (4.7.30): the receiver may be upgraded, its DNS signed, or our
+    /// policy table changed before the queue lifetime ends; then the scheduler bounces
+    /// it as 5.7.30 ("REQUIRETLS support required"), as Postfix retries first too.
+    /// Other MX hosts are tried first.
     fn requiretls(relay: Relay, detail: String) -> Failure {
-        Failure {
-            permanent: true,
-            ..Failure::temp(relay, "5.7.30", format!("REQUIRETLS: {detail}"))
-        }
+        Failure::temp(relay, REQUIRETLS_DEFERRED, format!("REQUIRETLS: {detail}"))
     }
     /// The same outcome for each of `rcpts`.
     fn for_all(&self, rcpts: &[String]) -> Vec<(String, Outcome)> {

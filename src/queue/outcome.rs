@@ -12,6 +12,11 @@ use super::spool::{Content, Spool};
 use super::{Envelope, QueueId};
 use crate::smtp::reply::Reply;
 
+/// The status of a REQUIRETLS message that no next hop could carry (RFC 8689 §4.2.1):
+/// deferred and retried; when the queue lifetime ends the scheduler bounces it with
+/// class 5, 5.7.30 "REQUIRETLS support required" (RFC 8689 §5).
+pub const REQUIRETLS_DEFERRED: &str = "4.7.30";
+
 /// Where an attempt went, as logged in `relay=`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Relay {

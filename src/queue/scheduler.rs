@@ -25,7 +25,7 @@ use smol::channel::{Receiver, Sender};
 use smol::future::FutureExt;
 
 use super::bounce;
-use super::outcome::{ContentSource, Deliver, Disposition, Outcome, Relay};
+use super::outcome::{ContentSource, Deliver, Disposition, Outcome, Relay, REQUIRETLS_DEFERRED};
 use super::spool::{Envelope, EnvelopeDsn, QueueId, QueueKey, Spool};
 use crate::address::{Recipients, Refusal, SharedRewriter};
 use crate::clock::unix_now;
@@ -246,8 +246,12 @@ async fn process<D: Deliver>(
     let mut deferred = 0;
     for (rcpt, outcome) in results.iter_mut() {
         if expired && outcome.disposition == Disposition::Deferred {
-            // Past --queue-lifetime: give up, the sender gets a bounce (4.x.x kept).
+            // Past --queue-lifetime: give up, the sender gets a bounce (4.x.x kept,
+            // as Postfix does, but for REQUIRETLS, whose failure RFC 8689 names 5.7.30).
             outcome.disposition = Disposition::Bounced;
+            if outcome.dsn == REQUIRETLS_DEFERRED {
+                outcome.dsn = "5.7.30".to_string();
+            }
             outcome.detail = format!(
                 "message expired after {} days; last error: {}",
                 age / 86_400,
