@@ -329,11 +329,13 @@ fn a_client_that_never_reads_is_dropped_at_the_command_timeout() {
         .connect("mx.example.test", tcp)
         .expect("TLS handshake");
     let err = pipeline_without_reading(tls).expect_err("256 MB of commands over TLS");
+    // A reset or a broken pipe, or (seen under QEMU, where the close arrives before
+    // the write fails) OpenSSL reading the end of the stream where a record was due.
     assert!(
         matches!(
             err.kind(),
             ErrorKind::ConnectionReset | ErrorKind::BrokenPipe
-        ),
+        ) || err.to_string().contains("unexpected EOF"),
         "the TLS connection was not dropped: {err}"
     );
     assert!(eventually(|| server

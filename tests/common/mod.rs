@@ -33,15 +33,34 @@ pub fn test_runner() -> Option<String> {
 }
 
 /// The tinymta binary at `bin` as a Command, through the emulator when cross-testing.
+/// A script (`#!`) is a host program and runs as itself: it puts the emulator in front
+/// of the binary it execs, with `exec_words`.
 pub fn command_for(bin: &Path) -> Command {
     match test_runner() {
-        Some(runner) => {
+        Some(runner) if !is_script(bin) => {
             let mut c = Command::new(runner);
             c.arg(bin);
             c
         }
-        None => Command::new(bin),
+        _ => Command::new(bin),
     }
+}
+
+/// The words that run the binary at `bin`, the emulator first when cross-testing: for
+/// the commands that exec it themselves (setpriv, a wrapper script).
+pub fn exec_words(bin: &Path) -> Vec<String> {
+    test_runner()
+        .into_iter()
+        .chain([bin.display().to_string()])
+        .collect()
+}
+
+fn is_script(path: &Path) -> bool {
+    let mut start = [0u8; 2];
+    std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut start))
+        .is_ok()
+        && &start == b"#!"
 }
 
 /// The binary under test.
