@@ -230,8 +230,16 @@ impl ClientSession {
     }
 
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.write_parts(&[bytes]).await
+    }
+
+    /// Writes `parts` one after the other and flushes once (a BDAT command and its
+    /// chunk go out together).
+    async fn write_parts(&mut self, parts: &[&[u8]]) -> Result<(), String> {
         let res = async {
-            self.conn.write_all(bytes).await?;
+            for part in parts {
+                self.conn.write_all(part).await?;
+            }
             self.conn.flush().await
         }
         .await;
@@ -439,18 +447,7 @@ impl ClientSession {
                 piece.len(),
                 if last { " LAST" } else { "" }
             );
-            let res = async {
-                self.conn.write_all(command.as_bytes()).await?;
-                self.conn.write_all(piece).await?;
-                self.conn.flush().await
-            }
-            .await;
-            res.map_err(|e| {
-                format!(
-                    "lost connection with {} while sending: {e}",
-                    self.server.name()
-                )
-            })?;
+            self.write_parts(&[command.as_bytes(), piece]).await?;
             if last {
                 let done = self
                     .read_reply_within("reply to end of BDAT", self.timeouts.data_done)
