@@ -695,10 +695,9 @@ impl Config {
 mod tests {
     use super::*;
 
-    #[test]
-    fn errors_name_the_flag() {
-        // Valid values for the flags that have no usable zero default.
-        let valid = || ServeArgs {
+    /// Valid values for the serve flags that have no usable zero default.
+    fn valid() -> ServeArgs {
+        ServeArgs {
             smtp: vec!["127.0.0.1:2525".into()],
             tls_level: "may".into(),
             max_sessions: 1,
@@ -706,7 +705,11 @@ mod tests {
             retry_min: 1,
             retry_max: 2,
             ..Default::default()
-        };
+        }
+    }
+
+    #[test]
+    fn errors_name_the_flag() {
         let args = ServeArgs {
             smtp: vec!["localhost".into()],
             ..valid()
@@ -754,17 +757,11 @@ mod tests {
     #[test]
     fn tls_reporting_flags() {
         let base = || ServeArgs {
-            smtp: vec!["127.0.0.1:2525".into()],
-            tls_level: "may".into(),
-            max_sessions: 1,
-            max_sessions_per_ip: 1,
-            retry_min: 1,
-            retry_max: 2,
             hostname: Some("mx.example.org".into()),
             tls_default_level: "may".into(),
             tls_fingerprint_digest: "sha256".into(),
             mx_port: 25,
-            ..Default::default()
+            ..valid()
         };
         let on = Config::from_args(&base()).unwrap().tls_rpt.unwrap();
         assert_eq!(on.contact, "postmaster@mx.example.org");

@@ -275,9 +275,9 @@ pub fn notice(hostname: &str, to: &str, subject: &str, body: &str) -> (Envelope,
 mod tests {
     use super::*;
 
-    #[test]
-    fn dsn_shape() {
-        let orig = Envelope {
+    /// The message the reports are about: alice@example.org to bob@example.net.
+    fn original() -> Envelope {
+        Envelope {
             id: QueueId("ABC".into()),
             arrival: 0,
             sender: "alice@example.org".into(),
@@ -287,7 +287,12 @@ mod tests {
             unexpanded: false,
             requiretls: false,
             dsn: Default::default(),
-        };
+        }
+    }
+
+    #[test]
+    fn dsn_shape() {
+        let orig = original();
         let original = b"Subject: hi\r\nFrom: alice@example.org\r\n\r\nsecret body\r\n";
         let quoted = returned(
             &orig,
@@ -326,17 +331,7 @@ mod tests {
     #[test]
     fn success_report_with_envid_orcpt_and_full_return() {
         use crate::smtp::dsn::Notify;
-        let mut orig = Envelope {
-            id: QueueId("ABC".into()),
-            arrival: 0,
-            sender: "alice@example.org".into(),
-            recipients: vec!["bob@example.net".into()],
-            client: "x".into(),
-            protocol: "ESMTP".into(),
-            unexpanded: false,
-            requiretls: false,
-            dsn: Default::default(),
-        };
+        let mut orig = original();
         orig.dsn.message.envid = Some("QQ+2B1".into());
         let dsn = RcptDsn {
             notify: Some(Notify::parse("SUCCESS").unwrap()),
@@ -390,15 +385,9 @@ mod tests {
     #[test]
     fn the_bounce_of_a_requiretls_message_is_requiretls_and_keeps_the_body_back() {
         let orig = Envelope {
-            id: QueueId("ABC".into()),
-            arrival: 0,
-            sender: "alice@example.org".into(),
-            recipients: vec!["bob@example.net".into()],
-            client: "x".into(),
             protocol: "ESMTPS".into(),
-            unexpanded: false,
             requiretls: true,
-            dsn: Default::default(),
+            ..original()
         };
         let mut orig = orig;
         orig.dsn.message.ret = Some(Ret::Full);
