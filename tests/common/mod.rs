@@ -63,6 +63,21 @@ fn is_script(path: &Path) -> bool {
         && &start == b"#!"
 }
 
+/// The messages delivered to `user@domain` under the state directory `state` (its
+/// Maildir's `new/`), sorted; none when it does not exist yet.
+pub fn maildir_messages(state: &Path, domain: &str, user: &str) -> Vec<String> {
+    let dir = state.join("mail").join(domain).join(user).join("new");
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| fs::read_to_string(e.path()).unwrap_or_default())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
 /// The binary under test.
 pub fn tinymta_bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_tinymta"))
@@ -461,16 +476,7 @@ impl Server {
 
     /// Messages delivered to `user@domain`.
     pub fn delivered_in(&self, domain: &str, user: &str) -> Vec<String> {
-        let dir = self.state.join("mail").join(domain).join(user).join("new");
-        let mut v: Vec<String> = fs::read_dir(dir)
-            .map(|d| {
-                d.flatten()
-                    .map(|e| fs::read_to_string(e.path()).unwrap_or_default())
-                    .collect()
-            })
-            .unwrap_or_default();
-        v.sort();
-        v
+        maildir_messages(&self.state, domain, user)
     }
 
     /// Waits (bounded) until `user` has at least `n` messages; returns them.

@@ -145,21 +145,7 @@ impl NsDaemon {
 
     /// Messages in the Maildir of `user@domain`.
     pub fn delivered(&self, domain: &str, user: &str) -> Vec<String> {
-        let dir = self
-            .state()
-            .join("mail")
-            .join(domain)
-            .join(user)
-            .join("new");
-        let mut v: Vec<String> = fs::read_dir(dir)
-            .map(|d| {
-                d.flatten()
-                    .map(|e| fs::read_to_string(e.path()).unwrap_or_default())
-                    .collect()
-            })
-            .unwrap_or_default();
-        v.sort();
-        v
+        super::maildir_messages(&self.state(), domain, user)
     }
 
     /// Waits (bounded) for a log line that contains every one of `needles`.
