@@ -34,7 +34,7 @@
 use std::fmt;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6, TcpStream, UdpSocket};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Header, HeaderCounts, MessageType, Metadata, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA, MX};
@@ -68,6 +68,9 @@ pub struct Resolver {
     timeout: Duration,
     attempts: u32,
     names: Names,
+    /// When set, no query goes on past it (`DnsError::Timeout`): the bound of all
+    /// the lookups of one task, such as a message's checks.
+    deadline: Option<Instant>,
 }
 
 /// Which names a resolver takes from its caller and reads from MX and PTR data.
@@ -167,6 +170,26 @@ impl Resolver {
             timeout: DEFAULT_TIMEOUT,
             attempts: DEFAULT_ATTEMPTS,
             names: Names::Hosts,
+            deadline: None,
+        }
+    }
+
+    /// The same resolver, every query ended at `deadline` (`DnsError::Timeout`),
+    /// none asked after it.
+    pub fn with_deadline(mut self, deadline: Instant) -> Resolver {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// The time one wait for the server may take: the timeout, or less when the
+    /// deadline is nearer; `Timeout` once the deadline has passed.
+    fn wait_limit(&self) -> Result<Duration, DnsError> {
+        match self.deadline {
+            None => Ok(self.timeout),
+            Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => Ok(left.min(self.timeout)),
+                _ => Err(DnsError::Timeout),
+            },
         }
     }
 
@@ -350,10 +373,10 @@ impl Resolver {
     async fn attempt(&self, qname: &Name, rtype: RecordType) -> Result<Answer, DnsError> {
         let id = random_id()?;
         let query = build_query(id, qname, rtype)?;
-        let udp = within(self.timeout, self.udp(&query, id, qname, rtype)).await?;
+        let udp = within(self.wait_limit()?, self.udp(&query, id, qname, rtype)).await?;
         match udp {
             Some(answer) => Ok(answer),
-            None => within(self.timeout, self.tcp(&query, id, qname, rtype)).await,
+            None => within(self.wait_limit()?, self.tcp(&query, id, qname, rtype)).await,
         }
     }
 

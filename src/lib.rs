@@ -2,7 +2,8 @@
 //! binary (`main.rs`), the fuzz targets and the tests all use the same code.
 //!
 //! A module uses what is below it, never what is above it:
-//! - building blocks: `exit`, `clock`, `host`, `cli`, `privileges`, `smtp`, `dns`, `headers`
+//! - building blocks: `exit`, `clock`, `offload`, `host`, `cli`, `privileges`, `smtp`, `dns`,
+//!   `headers`
 //! - `tls`: profiles, contexts, the ordered levels, DANE and fingerprint matching
 //! - `logline`, `auth`
 //! - `queue`: spool, recovery, retry schedule, bounces, the wakeup protocol
@@ -27,6 +28,7 @@ pub mod inbound;
 pub mod logline;
 pub mod mailauth;
 pub mod newaliases;
+pub mod offload;
 pub mod outbound;
 pub mod privileges;
 pub mod queue;

@@ -453,7 +453,8 @@ async fn pick_up_loop(
     let mut buf = [0u8; 64];
     loop {
         let (d, s, h) = (state_dir.clone(), spool.clone(), hostname.clone());
-        for picked in smol::unblock(move || maildrop::pick_up(&d, &s, &h, max_size)).await {
+        for picked in crate::offload::unblock(move || maildrop::pick_up(&d, &s, &h, max_size)).await
+        {
             if events.send(Event::New(picked.id)).await.is_err() {
                 return;
             }

@@ -5,19 +5,16 @@
 //! refused is opt-in: `--spf-reject` (SPF `fail`, at RCPT) and `--dmarc-reject`
 //! (DMARC `fail` under an applied `p=reject`, at the end of DATA).
 //!
-//! Every lookup goes through the daemon's resolver behind [`Bounded`], which ends
-//! every query at the message's deadline: a message's checks wait at most
+//! Every lookup goes through the daemon's resolver behind [`Bounded`], whose
+//! queries end at the message's deadline: a message's checks wait at most
 //! [`MESSAGE_TIME`] for DNS in all, and a dead resolver is `temperror`, never a hang.
 //! The checks run as futures on the session's task, so other sessions go on.
 
-use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
-use smol::future::FutureExt;
-
 use crate::clock::unix_now;
-use crate::dns::{DnsError, Lookup, Mx, Resolver};
+use crate::dns::{DnsError, Lookup, Mx, Names, Resolver};
 use crate::headers::Header;
 use crate::mailauth::dkim::Verifier;
 use crate::mailauth::dmarc::{self, DmarcVerdict};
@@ -82,56 +79,39 @@ pub fn spf_refusal(spf: &SpfResult, ip: IpAddr) -> Reply {
     )
 }
 
-/// The daemon's resolver with every query ended at a deadline (`DnsError::Timeout`);
-/// without a resolver every query fails at once.
-pub struct Bounded<'a> {
-    resolver: Option<&'a Resolver>,
-    deadline: Instant,
-}
+/// The daemon's resolver as the checks use it: every query ended at a deadline
+/// (`DnsError::Timeout`, by the resolver itself); without a resolver every query
+/// fails at once.
+pub struct Bounded(Option<Resolver>);
 
-impl<'a> Bounded<'a> {
-    pub fn new(resolver: Option<&'a Resolver>, time: Duration) -> Bounded<'a> {
-        Bounded {
-            resolver,
-            deadline: Instant::now() + time,
-        }
+impl Bounded {
+    pub fn new(resolver: Option<&Resolver>, time: Duration) -> Bounded {
+        let deadline = Instant::now() + time;
+        Bounded(resolver.map(|r| r.clone().with_names(Names::Any).with_deadline(deadline)))
     }
 
-    async fn ask<T, F: Future<Output = Result<Lookup<T>, DnsError>>>(
-        &self,
-        query: impl FnOnce(&'a Resolver) -> F,
-    ) -> Result<Lookup<T>, DnsError> {
-        let Some(resolver) = self.resolver else {
-            return Err(DnsError::Io("no DNS resolver".into()));
-        };
-        if Instant::now() >= self.deadline {
-            return Err(DnsError::Timeout);
-        }
-        let deadline = self.deadline;
-        query(resolver)
-            .or(async move {
-                smol::Timer::at(deadline).await;
-                Err(DnsError::Timeout)
-            })
-            .await
+    fn resolver(&self) -> Result<&Resolver, DnsError> {
+        self.0
+            .as_ref()
+            .ok_or_else(|| DnsError::Io("no DNS resolver".into()))
     }
 }
 
-impl Dns for Bounded<'_> {
+impl Dns for Bounded {
     async fn txt(&self, name: &str) -> Result<Lookup<String>, DnsError> {
-        self.ask(|r| Dns::txt(r, name)).await
+        self.resolver()?.txt(name).await
     }
     async fn mx(&self, domain: &str) -> Result<Lookup<Mx>, DnsError> {
-        self.ask(|r| Dns::mx(r, domain)).await
+        self.resolver()?.mx(domain).await
     }
     async fn a(&self, name: &str) -> Result<Lookup<Ipv4Addr>, DnsError> {
-        self.ask(|r| Dns::a(r, name)).await
+        self.resolver()?.a(name).await
     }
     async fn aaaa(&self, name: &str) -> Result<Lookup<Ipv6Addr>, DnsError> {
-        self.ask(|r| Dns::aaaa(r, name)).await
+        self.resolver()?.aaaa(name).await
     }
     async fn ptr(&self, ip: IpAddr) -> Result<Lookup<String>, DnsError> {
-        self.ask(|r| Dns::ptr(r, ip)).await
+        self.resolver()?.ptr(ip).await
     }
 }
 

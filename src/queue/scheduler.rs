@@ -83,7 +83,7 @@ pub fn backoff(retry: &Retry, attempts: u32) -> Duration {
 /// Writes a message the queue composed itself (a bounce, a notice) on the blocking pool.
 async fn store(spool: &Spool, env: Envelope, content: Vec<u8>) -> std::io::Result<QueueId> {
     let spool = spool.clone();
-    smol::unblock(move || spool.store(&env, &content).map(|()| env.id)).await
+    crate::offload::unblock(move || spool.store(&env, &content).map(|()| env.id)).await
 }
 
 /// Queues the report of `kind` to the sender of `env` about `reported`, returning what
@@ -99,7 +99,7 @@ async fn queue_report(
 ) -> Result<(), ()> {
     let source = ContentSource::new(&q.spool, &env.id);
     let original = env.clone();
-    let returned = smol::unblock(move || {
+    let returned = crate::offload::unblock(move || {
         let mut content = source.open()?;
         let size = content.size();
         bounce::returned(&original, kind, &mut content, size)
@@ -184,7 +184,7 @@ async fn process<D: Deliver>(
     let retry = &q.retry;
     let spool = q.spool.clone();
     let id2 = id.clone();
-    let loaded = smol::unblock(move || {
+    let loaded = crate::offload::unblock(move || {
         spool
             .open_message(&id2)
             .map(|(env, _content)| (spool.status(&id2), env))
@@ -306,7 +306,7 @@ async fn process<D: Deliver>(
     status.attempts += 1;
     status.next_attempt = unix_now() + backoff(retry, status.attempts).as_secs();
     let next = status.next_attempt;
-    if let Err(e) = smol::unblock(move || spool.set_status(&id2, &status)).await {
+    if let Err(e) = crate::offload::unblock(move || spool.set_status(&id2, &status)).await {
         log::error!("{id}: cannot record delivery status: {e}");
     }
     (Some(next), new_ids)
@@ -317,7 +317,7 @@ async fn process<D: Deliver>(
 /// tried again later, not in a loop).
 async fn quarantine(q: &Scheduler, id: &QueueId, why: &std::io::Error) {
     let (spool, id2) = (q.spool.clone(), id.clone());
-    match smol::unblock(move || spool.quarantine(&id2)).await {
+    match crate::offload::unblock(move || spool.quarantine(&id2)).await {
         Ok(to) => log::error!(
             "{id}: corrupt queue file ({why}): moved to {}",
             to.display()
@@ -329,7 +329,7 @@ async fn quarantine(q: &Scheduler, id: &QueueId, why: &std::io::Error) {
 /// Removes a message that needs nothing more.
 async fn remove(q: &Scheduler, id: &QueueId) {
     let (spool, id2) = (q.spool.clone(), id.clone());
-    if let Err(e) = smol::unblock(move || spool.remove(&id2)).await {
+    if let Err(e) = crate::offload::unblock(move || spool.remove(&id2)).await {
         log::error!("{id}: cannot remove queue file: {e}");
     }
     logline::removed(&id.0);
@@ -403,7 +403,7 @@ async fn pick_up(
     let keys = q.dkim.borrow().clone();
     let signer = (!keys.is_empty()).then(Signer::new);
     let (spool, env2) = (q.spool.clone(), env.clone());
-    let copied = smol::unblock(move || copy_in(&spool, &env2, signer)).await;
+    let copied = crate::offload::unblock(move || copy_in(&spool, &env2, signer)).await;
     let (file, copied, signer) = match copied {
         Ok(c) => c,
         Err(e) => {
@@ -413,7 +413,7 @@ async fn pick_up(
     };
     let pending = signer.map(|s| s.finish(&rewriter.tables));
     let (spool, id) = (q.spool.clone(), env.id.clone());
-    let committed = smol::unblock(move || {
+    let committed = crate::offload::unblock(move || {
         let signing = pending.map(|p| p.sign(&keys, unix_now()));
         let fields = signing.as_ref().and_then(|s| s.as_ref().ok());
         let fields = fields.map_or(&[][..], |s| &s.fields);
@@ -741,7 +741,8 @@ impl<D: Deliver + 'static> Manager<D> {
         let reports = self.reports.clone();
         self.ex
             .spawn(async move {
-                let listed = smol::unblock(move || spool.keys().map(|keys| keys.collect())).await;
+                let listed =
+                    crate::offload::unblock(move || spool.keys().map(|keys| keys.collect())).await;
                 let _ = reports.send(Report::Listed(listed)).await;
             })
             .detach();
@@ -773,7 +774,7 @@ impl<D: Deliver + 'static> Manager<D> {
                         taken.set(end);
                         let chunk = keys[start..end].to_vec();
                         let spool = spool.clone();
-                        let found = smol::unblock(move || {
+                        let found = crate::offload::unblock(move || {
                             chunk
                                 .into_iter()
                                 .map(|key| {

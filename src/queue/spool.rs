@@ -829,7 +829,7 @@ impl GroupCommit {
                 waiters.push(more);
             }
             let d = dir.clone();
-            let res = smol::unblock(move || sync_dir(&d)).await;
+            let res = crate::offload::unblock(move || sync_dir(&d)).await;
             for w in waiters {
                 let r = match &res {
                     Ok(()) => Ok(()),
