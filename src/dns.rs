@@ -255,14 +255,8 @@ impl Resolver {
     /// successful A query does not (the A records are returned), but then the result
     /// is not authenticated. `authenticated` needs the AD bit on both answers.
     pub async fn ips(&self, host: &str) -> Result<Lookup<IpAddr>, DnsError> {
-        let v4 = self.lookup(host, RecordType::A, |data| match data {
-            Data::A(a) => Some(Ok(IpAddr::V4(a))),
-            _ => None,
-        });
-        let v6 = self.lookup(host, RecordType::AAAA, |data| match data {
-            Data::Aaaa(a) => Some(Ok(IpAddr::V6(a))),
-            _ => None,
-        });
+        let v4 = self.lookup(host, RecordType::A, address);
+        let v6 = self.lookup(host, RecordType::AAAA, address);
         let (v4, v6) = smol::future::zip(v4, v6).await;
         let mut out = v4?;
         match v6 {
@@ -292,20 +286,20 @@ impl Resolver {
     /// IPv4 addresses of `name`: one A query (SPF asks for one family at a time,
     /// RFC 7208 §5.3).
     pub async fn a(&self, name: &str) -> Result<Lookup<Ipv4Addr>, DnsError> {
-        self.lookup(name, RecordType::A, |data| match data {
-            Data::A(a) => Some(Ok(a)),
-            _ => None,
-        })
-        .await
+        let found = self.lookup(name, RecordType::A, address).await?;
+        Ok(found.keep(|ip| match ip {
+            IpAddr::V4(a) => Some(a),
+            IpAddr::V6(_) => None,
+        }))
     }
 
     /// IPv6 addresses of `name`: one AAAA query.
     pub async fn aaaa(&self, name: &str) -> Result<Lookup<Ipv6Addr>, DnsError> {
-        self.lookup(name, RecordType::AAAA, |data| match data {
-            Data::Aaaa(a) => Some(Ok(a)),
-            _ => None,
-        })
-        .await
+        let found = self.lookup(name, RecordType::AAAA, address).await?;
+        Ok(found.keep(|ip| match ip {
+            IpAddr::V6(a) => Some(a),
+            IpAddr::V4(_) => None,
+        }))
     }
 
     /// The names of `ip` in its reverse zone (`in-addr.arpa`, `ip6.arpa`), lower case
@@ -330,19 +324,37 @@ impl Resolver {
     }
 
     /// One query for `name`/`rtype`, its answer turned into a `Lookup` by `convert`
-    /// (which returns `None` for data of another type).
+    /// (which returns `None` for data of another type). Only the conversion is
+    /// generic: the query and its answer are one piece of code for every type.
     async fn lookup<T>(
         &self,
         name: &str,
         rtype: RecordType,
         convert: impl Fn(Data) -> Option<Result<T, DnsError>>,
     ) -> Result<Lookup<T>, DnsError> {
+        let found = self.query(name, rtype).await?;
+        let mut records = Vec::new();
+        for data in found.records {
+            if let Some(value) = convert(data) {
+                records.push(value?);
+            }
+        }
+        Ok(Lookup {
+            records,
+            authenticated: found.authenticated,
+            nxdomain: found.nxdomain,
+        })
+    }
+
+    /// One query for `name`/`rtype`: the data of the answer's records that belong
+    /// to `name` or to the names its CNAME chain leads to.
+    async fn query(&self, name: &str, rtype: RecordType) -> Result<Lookup<Data>, DnsError> {
         let qname = match self.names {
             Names::Hosts => parse_name(name)?,
             Names::Any => parse_any_name(name)?,
         };
         let answer = self.exchange(name, &qname, rtype).await?;
-        to_lookup(answer, &qname, convert)
+        Ok(in_chain(answer, &qname))
     }
 
     /// Ask the server: UDP attempts until one gets an answer, TCP if it is truncated.
@@ -692,11 +704,7 @@ fn answer_rcode(answer: Answer) -> Result<Answer, DnsError> {
 
 /// Records owned by `qname` or by a name its CNAME chain (as given in the answer
 /// section) leads to.
-fn to_lookup<T>(
-    answer: Answer,
-    qname: &Name,
-    convert: impl Fn(Data) -> Option<Result<T, DnsError>>,
-) -> Result<Lookup<T>, DnsError> {
+fn in_chain(answer: Answer, qname: &Name) -> Lookup<Data> {
     let mut owners = vec![qname.clone()];
     while owners.len() < MAX_CNAME_CHAIN {
         let last = &owners[owners.len() - 1];
@@ -709,20 +717,37 @@ fn to_lookup<T>(
             _ => break,
         }
     }
-    let mut records = Vec::new();
-    for (owner, data) in answer.records {
-        if !owners.contains(&owner) {
-            continue;
-        }
-        if let Some(value) = convert(data) {
-            records.push(value?);
-        }
-    }
-    Ok(Lookup {
+    let records = answer
+        .records
+        .into_iter()
+        .filter(|(owner, _)| owners.contains(owner))
+        .map(|(_, data)| data)
+        .collect();
+    Lookup {
         records,
         authenticated: answer.header.metadata.authentic_data,
         nxdomain: answer.rcode == ResponseCode::NXDomain,
-    })
+    }
+}
+
+/// The address in A or AAAA data.
+fn address(data: Data) -> Option<Result<IpAddr, DnsError>> {
+    match data {
+        Data::A(a) => Some(Ok(IpAddr::V4(a))),
+        Data::Aaaa(a) => Some(Ok(IpAddr::V6(a))),
+        _ => None,
+    }
+}
+
+impl<T> Lookup<T> {
+    /// The same lookup with the records `keep` maps to something.
+    fn keep<U>(self, keep: impl Fn(T) -> Option<U>) -> Lookup<U> {
+        Lookup {
+            records: self.records.into_iter().filter_map(keep).collect(),
+            authenticated: self.authenticated,
+            nxdomain: self.nxdomain,
+        }
+    }
 }
 
 /// A name from the caller (`NameRules::DNS`), with or without the trailing dot.
@@ -1093,11 +1118,10 @@ mod tests {
             ],
         );
         let answer = decode(&reply.to_vec().unwrap(), RecordType::A).unwrap();
-        let l = to_lookup(answer, &qn, |d| match d {
-            Data::A(a) => Some(Ok(a)),
+        let l = in_chain(answer, &qn).keep(|d| match d {
+            Data::A(a) => Some(a),
             _ => None,
-        })
-        .unwrap();
+        });
         assert_eq!(l.records, vec![Ipv4Addr::new(192, 0, 2, 1)]);
         assert!(!l.authenticated && !l.nxdomain);
     }
