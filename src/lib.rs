@@ -2,7 +2,7 @@
 //! binary (`main.rs`), the fuzz targets and the tests all use the same code.
 //!
 //! A module uses what is below it, never what is above it:
-//! - building blocks: `exit`, `clock`, `offload`, `host`, `cli`, `privileges`, `smtp`, `dns`,
+//! - building blocks: `exit`, `clock`, `runtime`, `host`, `cli`, `privileges`, `smtp`, `dns`,
 //!   `headers`
 //! - `tls`: profiles, contexts, the ordered levels, DANE and fingerprint matching
 //! - `logline`, `auth`
@@ -28,10 +28,10 @@ pub mod inbound;
 pub mod logline;
 pub mod mailauth;
 pub mod newaliases;
-pub mod offload;
 pub mod outbound;
 pub mod privileges;
 pub mod queue;
+pub mod runtime;
 pub mod sendmail;
 pub mod server;
 pub mod smtp;

@@ -291,15 +291,19 @@ async fn run(
     if let Some(settings) = &cfg.tls_rpt {
         let recorder = Rc::new(Recorder::new(&cfg.state_dir, settings.interval));
         remote.tls_rpt = recorder.clone();
-        ex.spawn(tlsrpt::run(Reporter {
-            recorder,
-            settings: settings.clone(),
-            hostname: cfg.hostname.clone(),
-            spool: spool.clone(),
-            events: events_tx.clone(),
-            resolver: crate::dns::Resolver::from_flag_or_system(cfg.outbound.resolver.as_deref()),
-        }))
-        .detach();
+        crate::runtime::spawn_detached(
+            &ex,
+            tlsrpt::run(Reporter {
+                recorder,
+                settings: settings.clone(),
+                hostname: cfg.hostname.clone(),
+                spool: spool.clone(),
+                events: events_tx.clone(),
+                resolver: crate::dns::Resolver::from_flag_or_system(
+                    cfg.outbound.resolver.as_deref(),
+                ),
+            }),
+        );
     }
     let delivery = Rc::new(DeliveryContext {
         hostname: cfg.hostname.clone(),
@@ -317,17 +321,13 @@ async fn run(
         dkim: loaded.dkim.clone(),
     };
     log::info!("queue: {} message(s) recovered", recovered.len());
-    ex.spawn(scheduler::run(
-        ex.clone(),
-        queue,
-        delivery.clone(),
-        events_rx,
-        recovered,
-    ))
-    .detach();
+    crate::runtime::spawn_detached(
+        &ex,
+        scheduler::run(ex.clone(), queue, delivery.clone(), events_rx, recovered),
+    );
 
     match wakeup::bind(&spool) {
-        Ok(sock) => ex.spawn(wakeup::listen(sock, events_tx.clone())).detach(),
+        Ok(sock) => crate::runtime::spawn_detached(&ex, wakeup::listen(sock, events_tx.clone())),
         Err(e) => log::warn!(
             "cannot open wakeup socket {}: {e}; sendmail drops are found by the periodic rescan",
             spool.wakeup_socket().display()
@@ -338,15 +338,17 @@ async fn run(
         Ok(sock) => {
             let (state_dir, spool) = (cfg.state_dir.clone(), spool.clone());
             let (hostname, max_size) = (cfg.hostname.clone(), cfg.limits.max_message_size);
-            ex.spawn(pick_up_loop(
-                sock,
-                state_dir,
-                spool,
-                hostname,
-                max_size,
-                events_tx.clone(),
-            ))
-            .detach();
+            crate::runtime::spawn_detached(
+                &ex,
+                pick_up_loop(
+                    sock,
+                    state_dir,
+                    spool,
+                    hostname,
+                    max_size,
+                    events_tx.clone(),
+                ),
+            );
         }
         Err(e) => log::error!(
             "cannot open pickup socket {}: {e}; sendmail from other users is not picked up",
@@ -369,8 +371,7 @@ async fn run(
             l.role.name(),
             l.tls.name()
         );
-        ex.spawn(listener::run(ex.clone(), shared.clone(), l, sock))
-            .detach();
+        crate::runtime::spawn_detached(&ex, listener::run(ex.clone(), shared.clone(), l, sock));
     }
     log::info!(
         "tinymta {} started: hostname {}, domains {}, profile {}",
@@ -453,7 +454,7 @@ async fn pick_up_loop(
     let mut buf = [0u8; 64];
     loop {
         let (d, s, h) = (state_dir.clone(), spool.clone(), hostname.clone());
-        for picked in crate::offload::unblock(move || maildrop::pick_up(&d, &s, &h, max_size)).await
+        for picked in crate::runtime::unblock(move || maildrop::pick_up(&d, &s, &h, max_size)).await
         {
             if events.send(Event::New(picked.id)).await.is_err() {
                 return;

@@ -305,7 +305,7 @@ impl Connection {
         };
         let user = credentials.user.clone();
         let password = credentials.password.clone();
-        crate::offload::unblock(move || users.verify(&user, &password)).await
+        crate::runtime::unblock(move || users.verify(&user, &password)).await
     }
 
     /// Starts a message for `txn`: the new queue file's envelope, our `Received:`
@@ -539,7 +539,7 @@ impl Connection {
             None => {
                 let (spool2, env2, id2) = (spool.clone(), env.clone(), id.clone());
                 let f = file.take();
-                let res = crate::offload::unblock(move || {
+                let res = crate::runtime::unblock(move || {
                     let mut f = match f {
                         Some(f) => f,
                         None => spool2.create(&env2)?,
@@ -701,7 +701,7 @@ async fn write_chunk(
     file: Option<File>,
     chunk: Vec<u8>,
 ) -> (Option<File>, Vec<u8>, std::io::Result<()>) {
-    crate::offload::unblock(move || {
+    crate::runtime::unblock(move || {
         let mut f = match file {
             Some(f) => f,
             None => match spool.create(&env) {

@@ -146,11 +146,10 @@ pub async fn run(
         match shared.admit(peer.ip()) {
             Ok(slot) => {
                 let connection = Connection::new(shared.clone(), &listener, stream, peer);
-                ex.spawn(async move {
+                crate::runtime::spawn_detached(&ex, async move {
                     connection.run().await;
                     drop(slot);
-                })
-                .detach();
+                });
             }
             Err(why) => {
                 let text = match why {
@@ -158,7 +157,7 @@ pub async fn run(
                     Refusal::TooManyFromIp => "Error: too many connections from your address",
                 };
                 log::warn!("{}: {} [{}]", text, listener.role.name(), peer.ip());
-                ex.spawn(async move {
+                crate::runtime::spawn_detached(&ex, async move {
                     let reply = Reply::new(421, "4.3.2", text).to_wire();
                     let _ = stream
                         .write_all(reply.as_bytes())
@@ -167,8 +166,7 @@ pub async fn run(
                             Ok(())
                         })
                         .await;
-                })
-                .detach();
+                });
             }
         }
     }

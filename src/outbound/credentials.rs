@@ -162,7 +162,7 @@ impl Entry {
                 let token = match from {
                     TokenSource::File(path) => {
                         let path = path.clone();
-                        crate::offload::unblock(move || read_token_file(&path)).await
+                        crate::runtime::unblock(move || read_token_file(&path)).await
                     }
                     TokenSource::Command(argv) => run_token_command(argv, command_timeout).await,
                 };
@@ -468,7 +468,7 @@ async fn run_token_command(argv: &[String], timeout: Duration) -> Result<String,
         Err(e) => {
             // Killed by its PID, the only process we started; reaped off this thread.
             let _ = child.kill();
-            crate::offload::detach(move || {
+            crate::runtime::unblock_detached(move || {
                 let _ = child.wait();
             });
             return Err(format!("token command {program}: {e}"));

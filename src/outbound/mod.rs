@@ -88,7 +88,7 @@ pub async fn attempt(
             env.clone(),
             content.clone(),
         );
-        let local_results = crate::offload::unblock(move || {
+        let local_results = crate::runtime::unblock(move || {
             local
                 .into_iter()
                 .map(|(rcpt, domain, user)| {

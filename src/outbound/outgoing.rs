@@ -104,7 +104,7 @@ impl Outgoing {
             None => env.sender.clone(),
         };
         let source2 = source.clone();
-        let found = crate::offload::unblock(move || scan(&source2)).await?;
+        let found = crate::runtime::unblock(move || scan(&source2)).await?;
         let tls_required_no = tls_required_no(found.prefix.whole_fields());
         let mut size = found.size;
         let header = tables
@@ -230,7 +230,7 @@ impl Body<'_> {
             self.msg.header.as_ref().map_or(0, |h| h.replaced),
         );
         let (mut piece, mut stuffer) = (std::mem::take(&mut self.piece), self.stuffer);
-        let (res, piece, stuffer) = crate::offload::unblock(move || {
+        let (res, piece, stuffer) = crate::runtime::unblock(move || {
             let res = opened
                 .map_or_else(|| open_past(&source, skip), Ok)
                 .and_then(|mut content| {

@@ -105,7 +105,7 @@ impl Parked {
     pub async fn expire(self: Rc<Self>, ex: Rc<LocalExecutor<'static>>) {
         loop {
             for session in self.expired() {
-                ex.spawn(session.quit()).detach();
+                crate::runtime::spawn_detached(&ex, session.quit());
             }
             match self.next_expiry() {
                 Some(wait) => {

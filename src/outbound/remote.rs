@@ -107,7 +107,7 @@ impl Remote {
     /// Starts closing parked sessions once they have been idle too long, on `ex`. The
     /// daemon calls it once; without it (`check-tls`) nothing is parked for long.
     pub fn expire_parked(&self, ex: &Rc<smol::LocalExecutor<'static>>) {
-        ex.spawn(self.parked.clone().expire(ex.clone())).detach();
+        crate::runtime::spawn_detached(ex, self.parked.clone().expire(ex.clone()));
     }
 
     /// The TLS policy for `hop`. A connection that starts with the handshake has no

@@ -796,7 +796,7 @@ impl Reporter {
         let content = message(&env, &self.hostname, &self.settings, domain, &report, &gz);
         self.recorder.reports.borrow_mut().insert(env.id.0.clone());
         let (spool, env2) = (self.spool.clone(), env.clone());
-        match crate::offload::unblock(move || spool.store(&env2, &content)).await {
+        match crate::runtime::unblock(move || spool.store(&env2, &content)).await {
             Ok(()) => {
                 log::info!(
                     "{}: TLS report for {domain} queued for {}",

@@ -83,7 +83,7 @@ pub fn backoff(retry: &Retry, attempts: u32) -> Duration {
 /// Writes a message the queue composed itself (a bounce, a notice) on the blocking pool.
 async fn store(spool: &Spool, env: Envelope, content: Vec<u8>) -> std::io::Result<QueueId> {
     let spool = spool.clone();
-    crate::offload::unblock(move || spool.store(&env, &content).map(|()| env.id)).await
+    crate::runtime::unblock(move || spool.store(&env, &content).map(|()| env.id)).await
 }
 
 /// Queues the report of `kind` to the sender of `env` about `reported`, returning what
@@ -99,7 +99,7 @@ async fn queue_report(
 ) -> Result<(), ()> {
     let source = ContentSource::new(&q.spool, &env.id);
     let original = env.clone();
-    let returned = crate::offload::unblock(move || {
+    let returned = crate::runtime::unblock(move || {
         let mut content = source.open()?;
         let size = content.size();
         bounce::returned(&original, kind, &mut content, size)
@@ -184,7 +184,7 @@ async fn process<D: Deliver>(
     let retry = &q.retry;
     let spool = q.spool.clone();
     let id2 = id.clone();
-    let loaded = crate::offload::unblock(move || {
+    let loaded = crate::runtime::unblock(move || {
         spool
             .open_message(&id2)
             .map(|(env, _content)| (spool.status(&id2), env))
@@ -306,7 +306,7 @@ async fn process<D: Deliver>(
     status.attempts += 1;
     status.next_attempt = unix_now() + backoff(retry, status.attempts).as_secs();
     let next = status.next_attempt;
-    if let Err(e) = crate::offload::unblock(move || spool.set_status(&id2, &status)).await {
+    if let Err(e) = crate::runtime::unblock(move || spool.set_status(&id2, &status)).await {
         log::error!("{id}: cannot record delivery status: {e}");
     }
     (Some(next), new_ids)
@@ -317,7 +317,7 @@ async fn process<D: Deliver>(
 /// tried again later, not in a loop).
 async fn quarantine(q: &Scheduler, id: &QueueId, why: &std::io::Error) {
     let (spool, id2) = (q.spool.clone(), id.clone());
-    match crate::offload::unblock(move || spool.quarantine(&id2)).await {
+    match crate::runtime::unblock(move || spool.quarantine(&id2)).await {
         Ok(to) => log::error!(
             "{id}: corrupt queue file ({why}): moved to {}",
             to.display()
@@ -329,7 +329,7 @@ async fn quarantine(q: &Scheduler, id: &QueueId, why: &std::io::Error) {
 /// Removes a message that needs nothing more.
 async fn remove(q: &Scheduler, id: &QueueId) {
     let (spool, id2) = (q.spool.clone(), id.clone());
-    if let Err(e) = crate::offload::unblock(move || spool.remove(&id2)).await {
+    if let Err(e) = crate::runtime::unblock(move || spool.remove(&id2)).await {
         log::error!("{id}: cannot remove queue file: {e}");
     }
     logline::removed(&id.0);
@@ -403,7 +403,7 @@ async fn pick_up(
     let keys = q.dkim.borrow().clone();
     let signer = (!keys.is_empty()).then(Signer::new);
     let (spool, env2) = (q.spool.clone(), env.clone());
-    let copied = crate::offload::unblock(move || copy_in(&spool, &env2, signer)).await;
+    let copied = crate::runtime::unblock(move || copy_in(&spool, &env2, signer)).await;
     let (file, copied, signer) = match copied {
         Ok(c) => c,
         Err(e) => {
@@ -413,7 +413,7 @@ async fn pick_up(
     };
     let pending = signer.map(|s| s.finish(&rewriter.tables));
     let (spool, id) = (q.spool.clone(), env.id.clone());
-    let committed = crate::offload::unblock(move || {
+    let committed = crate::runtime::unblock(move || {
         let signing = pending.map(|p| p.sign(&keys, unix_now()));
         let fields = signing.as_ref().and_then(|s| s.as_ref().ok());
         let fields = fields.map_or(&[][..], |s| &s.fields);
@@ -720,12 +720,10 @@ impl<D: Deliver + 'static> Manager<D> {
             self.stats.started += 1;
             let (queue, delivery) = (self.queue.clone(), self.delivery.clone());
             let reports = self.reports.clone();
-            self.ex
-                .spawn(async move {
-                    let (next, new_ids) = process(&queue, &*delivery, &id).await;
-                    let _ = reports.send(Report::Done((id, next, new_ids))).await;
-                })
-                .detach();
+            crate::runtime::spawn_detached(&self.ex, async move {
+                let (next, new_ids) = process(&queue, &*delivery, &id).await;
+                let _ = reports.send(Report::Done((id, next, new_ids))).await;
+            });
         }
     }
 
@@ -739,13 +737,11 @@ impl<D: Deliver + 'static> Manager<D> {
         let spool = self.queue.spool.clone();
         self.scan.listing = messages_mtime(&spool).map(|m| (m, SystemTime::now()));
         let reports = self.reports.clone();
-        self.ex
-            .spawn(async move {
-                let listed =
-                    crate::offload::unblock(move || spool.keys().map(|keys| keys.collect())).await;
-                let _ = reports.send(Report::Listed(listed)).await;
-            })
-            .detach();
+        crate::runtime::spawn_detached(&self.ex, async move {
+            let listed =
+                crate::runtime::unblock(move || spool.keys().map(|keys| keys.collect())).await;
+            let _ = reports.send(Report::Listed(listed)).await;
+        });
     }
 
     fn begin_scan(&mut self, recovery: bool) {
@@ -766,29 +762,27 @@ impl<D: Deliver + 'static> Manager<D> {
             let (spool, reports) = (self.queue.spool.clone(), self.reports.clone());
             let (keys, taken) = (keys.clone(), taken.clone());
             self.scan.jobs += 1;
-            self.ex
-                .spawn(async move {
-                    while taken.get() < keys.len() {
-                        let start = taken.get();
-                        let end = keys.len().min(start + LOAD_CHUNK);
-                        taken.set(end);
-                        let chunk = keys[start..end].to_vec();
-                        let spool = spool.clone();
-                        let found = crate::offload::unblock(move || {
-                            chunk
-                                .into_iter()
-                                .map(|key| {
-                                    let next = spool.status(&key.id()).next_attempt;
-                                    (key, next)
-                                })
-                                .collect()
-                        })
-                        .await;
-                        let _ = reports.send(Report::Found(found)).await;
-                    }
-                    let _ = reports.send(Report::Loaded).await;
-                })
-                .detach();
+            crate::runtime::spawn_detached(&self.ex, async move {
+                while taken.get() < keys.len() {
+                    let start = taken.get();
+                    let end = keys.len().min(start + LOAD_CHUNK);
+                    taken.set(end);
+                    let chunk = keys[start..end].to_vec();
+                    let spool = spool.clone();
+                    let found = crate::runtime::unblock(move || {
+                        chunk
+                            .into_iter()
+                            .map(|key| {
+                                let next = spool.status(&key.id()).next_attempt;
+                                (key, next)
+                            })
+                            .collect()
+                    })
+                    .await;
+                    let _ = reports.send(Report::Found(found)).await;
+                }
+                let _ = reports.send(Report::Loaded).await;
+            });
         }
         if self.scan.jobs == 0 {
             self.end_scan();

@@ -818,7 +818,7 @@ impl GroupCommit {
     /// Spawns the committer on the current executor; it ends when every handle is dropped.
     pub fn start(ex: &smol::LocalExecutor<'_>, dir: PathBuf) -> GroupCommit {
         let (tx, rx) = channel::unbounded::<Sender<io::Result<()>>>();
-        ex.spawn(Self::run(rx, dir)).detach();
+        crate::runtime::spawn_detached(ex, Self::run(rx, dir));
         GroupCommit { requests: tx }
     }
 
@@ -829,7 +829,7 @@ impl GroupCommit {
                 waiters.push(more);
             }
             let d = dir.clone();
-            let res = crate::offload::unblock(move || sync_dir(&d)).await;
+            let res = crate::runtime::unblock(move || sync_dir(&d)).await;
             for w in waiters {
                 let r = match &res {
                     Ok(()) => Ok(()),
