@@ -6,11 +6,11 @@
 //! transfer coding, or to the end of the connection. No redirects (§3.3), at most
 //! [`MAX_BODY`] bytes, everything within one timeout.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use smol::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use smol::net::TcpStream;
+use smol::Async;
 
 use super::policy::StsPolicy;
 use crate::dns::Resolver;
@@ -93,7 +93,7 @@ async fn fetch_from(
     let mut last = String::new();
     let mut tcp = None;
     for ip in addrs {
-        match TcpStream::connect(SocketAddr::new(ip, HTTPS_PORT)).await {
+        match Async::<TcpStream>::connect(SocketAddr::new(ip, HTTPS_PORT)).await {
             Ok(s) => {
                 tcp = Some(s);
                 break;
