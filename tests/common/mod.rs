@@ -508,6 +508,21 @@ impl Server {
             .map(|d| d.count())
             .unwrap_or(0)
     }
+
+    /// Waits (bounded) until the queue's `messages/` is empty. A delivered message
+    /// leaves its Maildir copy before its queue file goes (under QEMU well before).
+    pub fn wait_queue_drained(&self) {
+        let start = Instant::now();
+        while self.queued() > 0 {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "{} message(s) still queued; log:\n{}",
+                self.queued(),
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 impl Drop for Server {
