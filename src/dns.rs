@@ -368,6 +368,8 @@ impl Resolver {
     ) -> Result<Answer, DnsError> {
         let mut last = DnsError::Timeout;
         for attempt in 1..=self.attempts.max(1) {
+            // Past the deadline there is nothing to retry: no query is built or sent.
+            self.wait_limit()?;
             match self.attempt(qname, rtype).await {
                 Err(e @ (DnsError::Timeout | DnsError::Io(_))) => {
                     log::debug!(
