@@ -7,7 +7,7 @@ mod common;
 
 use std::path::Path;
 use std::process::Output;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::capture::{Capture, TlsMode};
 use common::{
@@ -31,19 +31,6 @@ fn sendmail(state: &Path, args: &[&str], msg: &str) -> Output {
         .args(["--hostname", DOMAIN])
         .args(args);
     run_with_timeout(&mut cmd, Some(msg.as_bytes()), Duration::from_secs(30))
-}
-
-/// Waits (bounded) until `cond` holds.
-fn wait_for(what: &str, s: &Server, cond: impl Fn() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "timed out waiting for {what}; log:\n{}",
-            s.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// An SMTP session from 127.0.0.1 (a relay network), after EHLO and MAIL.
@@ -167,7 +154,7 @@ fn forwarding_uses_srs_and_bounces_to_it_reach_the_original_sender() {
         "Subject: cron\n\ndisk full\n",
     );
     assert!(out.status.success(), "{}", output_text(&out));
-    wait_for("the alias target", &s, || cap.messages().len() == 1);
+    s.wait_until("the alias target", || cap.messages().len() == 1);
     let cmds = cap.commands();
     assert!(
         cmds.iter().any(|c| c == "RCPT TO:<admin@remote.test>"),
@@ -184,7 +171,7 @@ fn forwarding_uses_srs_and_bounces_to_it_reach_the_original_sender() {
     let mut c = transaction(&s, "carol@foreign.test");
     assert_eq!(c.cmd("RCPT TO:<fwd@example.test>").code, 250);
     assert_eq!(data(&mut c), 250);
-    wait_for("the forwarded message", &s, || cap.messages().len() == 2);
+    s.wait_until("the forwarded message", || cap.messages().len() == 2);
     let cmds = cap.commands();
     let mail = cmds
         .iter()
@@ -206,7 +193,7 @@ fn forwarding_uses_srs_and_bounces_to_it_reach_the_original_sender() {
     assert_eq!(r.code, 550, "{r:?}");
     assert!(r.text().starts_with("5.1.1 "), "{r:?}");
     assert_eq!(data(&mut c), 250);
-    wait_for("the returned bounce", &s, || cap.messages().len() == 3);
+    s.wait_until("the returned bounce", || cap.messages().len() == 3);
     let cmds = cap.commands();
     assert!(
         cmds.iter().any(|c| c == "RCPT TO:<carol@foreign.test>"),
@@ -239,7 +226,7 @@ fn an_alias_loop_from_sendmail_bounces_to_the_sender() {
         "{bounce}"
     );
     assert!(bounce.contains("Subject: looping"), "{bounce}");
-    wait_for("an empty queue", &s, || s.queued() == 0);
+    s.wait_queue_drained();
     assert!(s.delivered("loop").is_empty() && s.delivered("loop2").is_empty());
 }
 

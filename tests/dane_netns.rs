@@ -142,18 +142,7 @@ fn posttls_finger_and_check_tls_agree_on_dane() {
             Duration::from_secs(60),
         );
         let theirs = output_text(&theirs);
-        let ours = run_with_timeout(
-            ns.command(env!("CARGO_BIN_EXE_tinymta")).args([
-                "check-tls",
-                "--resolver",
-                "127.0.0.1:53",
-                "--tls-default-level",
-                "dane",
-                domain,
-            ]),
-            None,
-            Duration::from_secs(60),
-        );
+        let ours = ns.check_tls(&["--tls-default-level", "dane"], domain);
         let ours_text = output_text(&ours);
         match expect {
             Some("Verified") => {

@@ -18,31 +18,19 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::capture::{Capture, TlsMode};
 use common::postfix::{unique_listen_addr, Postfix, PostfixOptions};
-use common::{require_tool, Client, Server, TempDir};
+use common::{require_tool, wait_for, Client, Server, TempDir};
+
+/// How long the waits for reports and log lines may take.
+const WAIT: Duration = Duration::from_secs(40);
 
 /// `ip:port` as a bracketed next hop, `[ip]:port`.
 fn bracketed(addr: &str) -> String {
     let (ip, port) = addr.rsplit_once(':').unwrap();
     format!("[{ip}]:{port}")
-}
-
-/// Polls `f` until it returns something (bounded); `what` names it in the panic.
-fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(40),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// A Postfix sink as the next hop for `far.test`: it offers DSN (Postfix's default),
@@ -84,10 +72,14 @@ fn reports(s: &Server, user: &str, action: &str) -> Vec<String> {
 }
 
 fn wait_reports(s: &Server, user: &str, action: &str, n: usize) -> Vec<String> {
-    wait_for(&format!("{n} '{action}' report(s) for {user}"), || {
-        let r = reports(s, user, action);
-        (r.len() >= n).then_some(r)
-    })
+    wait_for(
+        &format!("{n} '{action}' report(s) for {user}"),
+        WAIT,
+        || {
+            let r = reports(s, user, action);
+            (r.len() >= n).then_some(r)
+        },
+    )
 }
 
 /// Lines of tinymta's log that contain every one of `needles`.
@@ -267,7 +259,7 @@ fn dsn_postfix_relayed_never_null_sender_notify_never_and_one_delay_warning() {
         !delayed.contains("full body"),
         "RET=FULL is for failures only"
     );
-    wait_for("three deferred attempts for later@far.test", || {
+    wait_for("three deferred attempts for later@far.test", WAIT, || {
         (log_lines(&s, &["to=<later@far.test>", "status=deferred"]).len() >= 3).then_some(())
     });
     assert_eq!(reports(&s, "sender", "delayed").len(), 1, "warned once");
@@ -276,7 +268,7 @@ fn dsn_postfix_relayed_never_null_sender_notify_never_and_one_delay_warning() {
     assert!(!log_lines(&s, &["to=<reject@far.test>", "status=bounced"]).is_empty());
     assert!(reports(&s, "sender", "failed").is_empty());
     // The null sender's message: delivered and bounced, and no report of either.
-    wait_for("the null sender's message to be done", || {
+    wait_for("the null sender's message to be done", WAIT, || {
         (!log_lines(&s, &[&null_id, "removed"]).is_empty()).then_some(())
     });
     assert!(!log_lines(&s, &[&null_id, "to=<alice@example.test>", "status=sent"]).is_empty());

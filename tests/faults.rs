@@ -151,19 +151,6 @@ fn count(dir: &Path) -> usize {
     fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
 }
 
-/// Waits (bounded) until `cond` holds.
-fn wait_until(what: &str, s: &Server, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "{what}; log:\n{}",
-            s.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// How many of the delivered messages of `user` carry `tag` on a line of their own.
 fn delivered_with(s: &Server, user: &str, tag: &str) -> usize {
     s.delivered(user)
@@ -255,7 +242,7 @@ fn a_full_queue_file_system_refuses_at_mail_then_recovers_without_restart() {
     // change is logged once; no restart.
     fs::remove_file(&filler).unwrap();
     assert_eq!(delivered_with(&s, "full", "kept"), 0);
-    wait_until("the deferred message delivered", &s, || {
+    s.wait_until("the deferred message delivered", || {
         delivered_with(&s, "full", "kept") == 1
     });
     let after = send(&s.smtp, None, "full@example.test", &body("after", 1000));
@@ -483,7 +470,7 @@ fn corrupt_queue_files_are_set_aside_and_todays_format_is_delivered() {
     assert!(ar < got[0].find("Received: from").unwrap(), "{}", got[0]);
     for (name, bytes) in corrupt {
         let aside = s.state.join("corrupt").join(name);
-        wait_until(&format!("{name} set aside"), &s, || aside.exists());
+        s.wait_until(&format!("{name} set aside"), || aside.exists());
         assert_eq!(fs::read(&aside).unwrap(), bytes, "kept as it was");
         // One line names the file and where it went.
         let line = s.wait_log(&format!("moved to {}", aside.display()));
@@ -497,7 +484,7 @@ fn corrupt_queue_files_are_set_aside_and_todays_format_is_delivered() {
         .contains("6930A6F1000003: corrupt queue file (not a tinymta queue file)"));
     // The fixture's queue file goes after its Maildir file is in place (slower under
     // QEMU): wait for it rather than race it.
-    wait_until("messages/ empty (the fixture's file removed)", &s, || {
+    s.wait_until("messages/ empty (the fixture's file removed)", || {
         count(&messages) == 0
     });
     assert!(s.running());
@@ -584,7 +571,7 @@ fn sigkill_at_random_points_of_a_delivery_run_loses_nothing() {
         kills.push((count(&maildir), s.queued()));
     }
     s.spawn();
-    wait_until("the queue drained", &s, || s.queued() == 0);
+    s.wait_queue_drained();
     let mut seen: HashMap<String, usize> = HashMap::new();
     for m in s.delivered("kill") {
         if let Some(tag) = m.lines().find_map(|l| l.strip_prefix("Subject: ")) {

@@ -152,18 +152,6 @@ fn sendmail(user: &User, state: &Path, args: &[&str], msg: &str) -> Output {
     run_with_timeout(&mut cmd, Some(msg.as_bytes()), Duration::from_secs(30))
 }
 
-fn wait_for(what: &str, s: &Server, cond: impl Fn() -> bool) {
-    let start = std::time::Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "timed out waiting for {what}; log:\n{}",
-            s.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn serve_started_as_root_runs_as_its_user_and_still_works() {
     require_root();
@@ -329,7 +317,7 @@ fn serve_started_as_root_runs_as_its_user_and_still_works() {
         "{third}"
     );
     s.wait_log(&format!("maildrop from uid {}", submitter.uid));
-    wait_for("the maildrop to be emptied", &s, || {
+    s.wait_until("the maildrop to be emptied", || {
         std::fs::read_dir(s.state.join("maildrop")).unwrap().count() == 0
     });
 
@@ -364,7 +352,7 @@ fn serve_started_as_root_runs_as_its_user_and_still_works() {
         "{}",
         s.log()
     );
-    wait_for("the forged files to be removed", &s, || {
+    s.wait_until("the forged files to be removed", || {
         std::fs::read_dir(s.state.join("maildrop")).unwrap().count() == 0
     });
     assert!(!s.delivered("carol").iter().any(|m| m.contains("forged")));

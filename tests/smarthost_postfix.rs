@@ -12,35 +12,24 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::capture::{Capture, TlsMode};
 use common::certs::{self, CertPair};
 use common::postfix::{is_listening, unique_listen_addr, unique_loopback, Postfix, PostfixOptions};
 use common::{
-    free_ports, output_text, run_with_timeout, tinymta, tinymta_command, Server, TempDir, DOMAIN,
+    free_ports, output_text, run_with_timeout, tinymta, tinymta_command, wait_for, Server, TempDir,
+    DOMAIN,
 };
+
+/// How long the waits for listeners and relayed mail may take.
+const WAIT: Duration = Duration::from_secs(30);
 use openssl::base64;
 
 /// The SASL realm of the smarthost's users: logins are `user@smarthost.test`.
 const REALM: &str = "smarthost.test";
 /// The name on the smarthost's certificate (the policy's `match=`).
 const CERT_NAME: &str = "smtp.smarthost.test";
-
-/// Polls `f` until it returns something (bounded); `what` names it in the panic.
-fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// `ip:port` as a bracketed next hop, `[ip]:port`.
 fn bracketed(addr: &str) -> String {
@@ -123,7 +112,7 @@ impl Smarthost {
             ..PostfixOptions::default()
         })
         .unwrap_or_else(|e| panic!("{e}"));
-        wait_for("the wrappermode listener", || {
+        wait_for("the wrappermode listener", WAIT, || {
             is_listening(&smtps).then_some(())
         });
         Smarthost {
@@ -174,7 +163,7 @@ impl Smarthost {
 
     /// The messages the smarthost relayed onward, once there are `n`.
     fn relayed(&self, n: usize) -> Vec<String> {
-        wait_for("mail relayed by the smarthost", || {
+        wait_for("mail relayed by the smarthost", WAIT, || {
             let m = self.onward.messages();
             (m.len() >= n).then_some(m)
         })
@@ -184,7 +173,7 @@ impl Smarthost {
 /// The delivery log line of `id` for `rcpt` that contains `status`.
 fn outcome(router: &Server, id: &str, rcpt: &str, status: &str) -> String {
     router.wait_log(&format!("{id}: to=<{rcpt}>"));
-    wait_for(&format!("{id} to {rcpt}: {status}"), || {
+    wait_for(&format!("{id} to {rcpt}: {status}"), WAIT, || {
         router
             .log()
             .lines()

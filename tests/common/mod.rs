@@ -512,16 +512,33 @@ impl Server {
     /// Waits (bounded) until the queue's `messages/` is empty. A delivered message
     /// leaves its Maildir copy before its queue file goes (under QEMU well before).
     pub fn wait_queue_drained(&self) {
+        self.wait_until("an empty queue", || self.queued() == 0);
+    }
+
+    /// Waits (bounded: 30 s) until `cond` holds; the daemon's log is in the panic.
+    pub fn wait_until(&self, what: &str, mut cond: impl FnMut() -> bool) {
         let start = Instant::now();
-        while self.queued() > 0 {
+        while !cond() {
             assert!(
                 start.elapsed() < Duration::from_secs(30),
-                "{} message(s) still queued; log:\n{}",
-                self.queued(),
+                "timed out waiting for {what}; log:\n{}",
                 self.log()
             );
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(50));
         }
+    }
+}
+
+/// Polls `f` until it returns something (bounded by `limit`); `what` names it in the
+/// panic.
+pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -6,10 +6,10 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{run_bounded, run_checked, test_runner, TempDir};
+use super::{run_bounded, run_checked, run_with_timeout, test_runner, TempDir};
 
 /// `program` run inside namespace `ns`.
 fn ns_command(ns: &str, program: &str) -> Command {
@@ -52,6 +52,19 @@ impl Netns {
     /// emulator of cross runs).
     pub fn command(&self, program: &str) -> Command {
         ns_command(&self.0, program)
+    }
+
+    /// `tinymta check-tls FLAGS DOMAIN` inside the namespace, asking the resolver on
+    /// its 127.0.0.1:53 (bounded: 60 s).
+    pub fn check_tls(&self, flags: &[&str], domain: &str) -> Output {
+        run_with_timeout(
+            self.command(env!("CARGO_BIN_EXE_tinymta"))
+                .args(["check-tls", "--resolver", "127.0.0.1:53"])
+                .args(flags)
+                .arg(domain),
+            None,
+            Duration::from_secs(60),
+        )
     }
 }
 
