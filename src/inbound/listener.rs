@@ -145,9 +145,10 @@ pub async fn run(
         let _ = stream.get_ref().set_nodelay(true);
         match shared.admit(peer.ip()) {
             Ok(slot) => {
-                let connection = Connection::new(shared.clone(), &listener, stream, peer);
+                let mut connection = Connection::new(shared.clone(), &listener, stream, peer);
                 crate::runtime::spawn_detached(&ex, async move {
                     connection.run().await;
+                    drop(connection);
                     drop(slot);
                 });
             }
