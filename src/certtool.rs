@@ -9,6 +9,7 @@
 //! Flags, validation and operator messages live here; the OpenSSL work is in
 //! `tls::cert` (generation, checks, atomic writes) and `tls::fingerprint` (digests).
 
+use crate::text::Joined;
 use std::fs;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -286,7 +287,7 @@ fn selfsigned(a: &SelfSignedArgs) -> Result<(), Fail> {
     println!(
         "wrote self-signed certificate {} for {}, valid until {}",
         cert_path.display(),
-        req.alt_names.join(", "),
+        req.alt_names.joined(", "),
         cert.not_after()
     );
     println!(
@@ -330,7 +331,7 @@ fn csr(a: &CsrArgs) -> Result<(), Fail> {
     println!(
         "wrote certificate signing request {} for {}",
         csr_path.display(),
-        req.alt_names.join(", ")
+        req.alt_names.joined(", ")
     );
     println!(
         "send the request to your CA, then: tinymta cert install CERT --key {} [--chain CA-CHAIN]",

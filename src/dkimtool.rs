@@ -7,6 +7,7 @@
 //!
 //! Flags, messages and exit codes live here; keys and records are `mailauth::dkim`'s.
 
+use crate::text::Joined;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -66,7 +67,7 @@ pub fn zone_line(key: &SigningKey, record: &str) -> String {
         "{}._domainkey.{}. IN TXT {}",
         key.selector(),
         key.domain(),
-        strings.join(" ")
+        strings.joined(" ")
     )
 }
 
@@ -197,7 +198,7 @@ fn check(a: &DkimCheckArgs) -> Result<(), Failure> {
         format!(
             "{name} does not publish the key of {}:\n  {}\n{to_publish}",
             a.key,
-            problems.join("\n  ")
+            problems.joined("\n  ")
         ),
     ))
 }

@@ -2,7 +2,7 @@
 //! binary (`main.rs`), the fuzz targets and the tests all use the same code.
 //!
 //! A module uses what is below it, never what is above it:
-//! - building blocks: `exit`, `clock`, `runtime`, `host`, `cli`, `privileges`, `smtp`, `dns`,
+//! - building blocks: `exit`, `clock`, `runtime`, `host`, `cli`, `privileges`, `text`, `smtp`, `dns`,
 //!   `headers`
 //! - `tls`: profiles, contexts, the ordered levels, DANE and fingerprint matching
 //! - `logline`, `auth`
@@ -35,4 +35,5 @@ pub mod runtime;
 pub mod sendmail;
 pub mod server;
 pub mod smtp;
+pub mod text;
 pub mod tls;

@@ -2,6 +2,7 @@
 //! Postfix's so existing log tooling (pflogsumm, fail2ban filters) reads them; they
 //! live here, in one place, so they stay the same wherever they are written.
 
+use crate::text::Joined;
 use std::fmt;
 use std::io::Write;
 use std::net::IpAddr;
@@ -244,7 +245,7 @@ pub fn requiretls(on: bool) -> Option<String> {
 /// the common case, not worth a line).
 pub fn dkim(id: &str, signing: &Result<Signed, Unsigned>) -> Option<String> {
     match signing {
-        Ok(s) => Some(format!("dkim={}/{}", s.domain, s.selectors.join("+"))),
+        Ok(s) => Some(format!("dkim={}/{}", s.domain, s.selectors.joined("+"))),
         Err(Unsigned::NoKey) => None,
         Err(why) => {
             log::warn!("{id}: not DKIM-signed: {why}");

@@ -5,6 +5,7 @@
 //! `--auth-file` users, the address tables, the smarthost logins and the DKIM keys;
 //! SIGTERM/SIGINT shut down gracefully).
 
+use crate::text::Joined;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -44,7 +45,7 @@ fn load_tls(cfg: &Config) -> Result<openssl::ssl::SslContext, String> {
     let certs: Vec<String> = pairs.iter().map(|(c, _)| c.display().to_string()).collect();
     log::warn!(
         "using the generated demonstration certificates {} (RSA and ECDSA): they are self-signed and not for production; give --tls-cert and --tls-key",
-        certs.join(" and ")
+        certs.joined(" and ")
     );
     tls::server_context(&pairs, &cfg.client_cert_request())
 }
@@ -222,7 +223,7 @@ pub fn serve(cfg: Config) -> i32 {
         log::warn!(
             "cipher profile {}: the linked OpenSSL cannot offer {}",
             tls::profile::active().name,
-            names.join(", ")
+            names.joined(", ")
         );
     }
 
@@ -377,7 +378,7 @@ async fn run(
         "tinymta {} started: hostname {}, domains {}, profile {}",
         env!("CARGO_PKG_VERSION"),
         cfg.hostname,
-        cfg.outbound.router.local_domains.join(" "),
+        cfg.outbound.router.local_domains.joined(" "),
         tls::profile::active().name
     );
 

@@ -26,6 +26,7 @@
 //! bounce"). The walk uses its own stack, not recursion: thread stacks on musl are
 //! small.
 
+use crate::text::Joined;
 use std::collections::HashSet;
 use std::fmt;
 
@@ -114,12 +115,12 @@ pub(crate) struct Walk {
 /// A chain of addresses for a message: all of a short one, the ends of a long one.
 fn chain_text(keys: &[String]) -> String {
     if keys.len() <= 8 {
-        keys.join(" -> ")
+        keys.joined(" -> ")
     } else {
         format!(
             "{} -> ... -> {}",
-            keys[..4].join(" -> "),
-            keys[keys.len() - 3..].join(" -> ")
+            keys[..4].joined(" -> "),
+            keys[keys.len() - 3..].joined(" -> ")
         )
     }
 }

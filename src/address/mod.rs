@@ -40,6 +40,7 @@ pub mod srs;
 mod table;
 pub mod virtual_map;
 
+use crate::text::Joined;
 use std::fmt;
 use std::path::PathBuf;
 
@@ -122,7 +123,7 @@ impl Tables {
         if errors.is_empty() {
             Ok(tables)
         } else {
-            Err(errors.join("\n"))
+            Err(errors.joined("\n"))
         }
     }
 
@@ -315,7 +316,7 @@ impl Tables {
                         } else {
                             "the loop is cut there"
                         };
-                        let msg = format!("alias loop: {} ({effect})", chain.join(" -> "));
+                        let msg = format!("alias loop: {} ({effect})", chain.joined(" -> "));
                         reports.push(at(origin, line, msg));
                     }
                 }

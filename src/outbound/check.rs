@@ -13,6 +13,7 @@ use super::Settings;
 use crate::cli::CheckTlsArgs;
 use crate::exit;
 use crate::host::system_hostname;
+use crate::text::Joined;
 
 /// Runs the check for `args.dest` under `out` (the outbound flags, validated by the
 /// caller as for `serve`).
@@ -63,7 +64,7 @@ async fn check(remote: &Remote, helo: &str, hop: &NextHop) -> i32 {
             "host: {} port {} addresses {} (DNSSEC {})",
             host.name,
             host.port,
-            addrs.join(" "),
+            addrs.joined(" "),
             if host.secure {
                 "validated"
             } else {

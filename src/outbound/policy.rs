@@ -22,6 +22,7 @@
 //! function of its text (every input gives a table or a `FILE:LINE: message` error),
 //! so it can be fuzzed.
 
+use crate::text::Joined;
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -560,7 +561,7 @@ fn list_versions(p: &Profile) -> String {
         .iter()
         .map(|v| v.to_string())
         .collect::<Vec<_>>()
-        .join(", ")
+        .joined(", ")
 }
 
 fn nonempty_path(name: &str, value: &str) -> Result<PathBuf, String> {

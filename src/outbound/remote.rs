@@ -7,6 +7,7 @@
 //! was required failed. Idle sessions are parked here for reuse and expire on their
 //! own timer.
 
+use crate::text::Joined;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -653,7 +654,7 @@ pub async fn host_plan(
                      delivering as without a policy",
                     testing.domain,
                     host.name,
-                    testing.policy.mx.join(" ")
+                    testing.policy.mx.joined(" ")
                 );
             }
         }
@@ -672,7 +673,7 @@ pub async fn host_plan(
             host.name,
             active.domain,
             active.id,
-            active.policy.mx.join(" ")
+            active.policy.mx.joined(" ")
         ));
     }
     plan(remote, &dp.effective, hop, host).await
@@ -1088,7 +1089,7 @@ fn sts_policy(domain: &str, active: Option<&Active>) -> tlsrpt::Policy {
         policy_type: PolicyType::Sts,
         policy_strings: active.map(|a| a.policy.lines()).unwrap_or_default(),
         policy_domain: domain.to_string(),
-        mx_host: active.map(|a| a.policy.mx.join(" ")),
+        mx_host: active.map(|a| a.policy.mx.joined(" ")),
     }
 }
 
@@ -1207,8 +1208,8 @@ async fn log_in(id: &str, session: &mut ClientSession, entry: &Entry) -> Result<
             format!(
                 "SASL authentication failed; cannot authenticate to server {relay}: no \
                  mechanism available (it offers {}, {who} needs {})",
-                session.ext.auth.join(" "),
-                wanted.join(" or ")
+                session.ext.auth.joined(" "),
+                wanted.joined(" or ")
             ),
         ));
     };

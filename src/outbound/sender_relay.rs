@@ -13,6 +13,7 @@
 //! entries; `Router` decides when it applies (after transport entries and local
 //! delivery, before the relay host).
 
+use crate::text::Joined;
 use std::path::Path;
 
 use super::route::NextHop;
@@ -37,7 +38,7 @@ impl SenderRelayTable {
         if errors.is_empty() {
             Ok(table)
         } else {
-            Err(errors.join("\n"))
+            Err(errors.joined("\n"))
         }
     }
 

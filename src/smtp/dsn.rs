@@ -4,6 +4,7 @@
 //! client all use these types, so a value is validated once, at the edge, and is kept
 //! and passed on in its wire form.
 
+use crate::text::Joined;
 use std::fmt;
 
 /// Longest ENVID (RFC 3461 §4.4: 100 characters, before xtext decoding).
@@ -86,7 +87,7 @@ impl fmt::Display for Notify {
             (self.delay, "DELAY"),
         ];
         let on: Vec<&str> = words.iter().filter(|w| w.0).map(|w| w.1).collect();
-        f.write_str(&on.join(","))
+        f.write_str(&on.joined(","))
     }
 }
 

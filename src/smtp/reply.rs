@@ -2,6 +2,7 @@
 //! both sides share and the replies the server sends. Parsing a server's reply is
 //! `reply_parser`'s job.
 
+use crate::text::Joined;
 use std::fmt::Write;
 
 /// A reply: a three-digit code and one or more text lines. The enhanced status code,
@@ -43,7 +44,7 @@ impl Reply {
 
     /// One-line form for logs: `550 5.1.1 text` (lines joined with spaces).
     pub fn summary(&self) -> String {
-        format!("{} {}", self.code, self.lines.join(" "))
+        format!("{} {}", self.code, self.lines.joined(" "))
     }
 }
 

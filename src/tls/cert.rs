@@ -7,6 +7,7 @@
 //! Only OpenSSL objects and files here; flags, messages for the operator and exit codes
 //! belong to `certtool`.
 
+use crate::text::Joined;
 use std::cmp::Ordering;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -455,7 +456,7 @@ pub fn name_text(name: &X509NameRef) -> String {
     if parts.is_empty() {
         "(empty)".to_string()
     } else {
-        parts.join(", ")
+        parts.joined(", ")
     }
 }
 

@@ -4,6 +4,7 @@
 //! outbound session gets a `TlsInfo` or the reason for failure; it never touches
 //! OpenSSL itself.
 
+use crate::text::Joined;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -466,12 +467,12 @@ fn peer_check(ssl: &SslRef, tls: &ClientTls) -> Result<TlsInfo, String> {
             if !name_matches(names, &cert_names) {
                 return Err(format!(
                     "server certificate names {} do not match {}",
-                    cert_names.join(", "),
+                    cert_names.joined(", "),
                     names
                         .iter()
                         .map(|n| n.to_string())
                         .collect::<Vec<_>>()
-                        .join(", ")
+                        .joined(", ")
                 ));
             }
             info.trust = Trust::Verified;

@@ -21,6 +21,7 @@
 //!   must already be A-labels, the certificate's names are compared as ASCII;
 //! - PKIX-TA(0)/PKIX-EE(1), which RFC 7672 §3.1.3 makes unusable for SMTP.
 
+use crate::text::Joined;
 use openssl::pkey::{PKey, Public};
 use openssl::stack::Stack;
 use openssl::x509::store::X509StoreBuilder;
@@ -290,8 +291,8 @@ fn after_name_check(
         "{} matched at depth {depth} but the name check failed: certificate names [{}] \
          match none of [{}]",
         short(r),
-        presented.join(", "),
-        reference_names.join(", ")
+        presented.joined(", "),
+        reference_names.joined(", ")
     ))
 }
 

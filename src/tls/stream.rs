@@ -1,6 +1,7 @@
 //! A connection that starts in plaintext and may switch to TLS (STARTTLS), or starts
 //! in TLS (port 465), as one `AsyncRead + AsyncWrite` type over smol sockets.
 
+use crate::text::Joined;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -78,7 +79,7 @@ pub(super) fn handshake_error(e: openssl::ssl::Error) -> String {
             .iter()
             .map(|e| e.reason().unwrap_or("unknown").to_string())
             .collect::<Vec<_>>()
-            .join(", "),
+            .joined(", "),
         None => match e.io_error() {
             Some(io) => io.to_string(),
             None => "connection closed during handshake".to_string(),

@@ -4,6 +4,7 @@
 //! one check. Pure: no DNS here — the evaluator looks up the validated name for `%{p}`
 //! before it expands a string that uses it ([`MacroString::uses_ptr`]).
 
+use crate::text::Joined;
 use std::fmt::Write;
 use std::net::IpAddr;
 
@@ -306,7 +307,7 @@ fn expand_macro(m: &Macro, v: &Values<'_>, out: &mut String) {
     if keep != 0 && keep < parts.len() {
         parts.drain(..parts.len() - keep);
     }
-    let joined = parts.join(".");
+    let joined = parts.joined(".");
     if m.escape {
         url_escape(&joined, out);
     } else {

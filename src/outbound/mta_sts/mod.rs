@@ -10,6 +10,7 @@ pub mod cache;
 pub mod fetch;
 pub mod policy;
 
+use crate::text::Joined;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -195,7 +196,7 @@ impl MtaSts {
                     entry.id,
                     entry.policy.mode,
                     entry.policy.max_age,
-                    entry.policy.mx.join(",")
+                    entry.policy.mx.joined(",")
                 );
                 let found = active(domain, &entry, Source::Fetched);
                 self.known.borrow_mut().insert(domain.to_string(), entry);
