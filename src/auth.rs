@@ -33,7 +33,11 @@ struct Credential {
 /// The users of `--auth-file`.
 #[derive(Clone, Default)]
 pub struct AuthFile {
-    users: HashMap<String, Credential>,
+    /// User name -> position in `users`: a map of row numbers is one hash map type
+    /// for every table of the binary (see `address::table::Table`), where a map of
+    /// `Credential`s had its own copy of the hash map code.
+    index: HashMap<String, usize>,
+    users: Vec<Credential>,
 }
 
 impl std::fmt::Debug for AuthFile {
@@ -52,7 +56,7 @@ impl AuthFile {
     }
 
     pub fn parse(text: &str, origin: &str) -> Result<AuthFile, String> {
-        let mut users = HashMap::new();
+        let mut file = AuthFile::default();
         for (n, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -83,27 +87,26 @@ impl AuthFile {
             if hash.len() != HASH_LEN {
                 return Err(err("hash must be 32 bytes (PBKDF2-HMAC-SHA256)"));
             }
-            if users
-                .insert(
-                    user.to_string(),
-                    Credential {
-                        iterations,
-                        salt,
-                        hash,
-                    },
-                )
+            if file
+                .index
+                .insert(user.to_string(), file.users.len())
                 .is_some()
             {
                 return Err(err(&format!("user '{user}' is listed twice")));
             }
+            file.users.push(Credential {
+                iterations,
+                salt,
+                hash,
+            });
         }
-        Ok(AuthFile { users })
+        Ok(file)
     }
 
     /// True when `password` is the user's. Unknown users cost the same PBKDF2 work, so
     /// timing does not tell which user names exist.
     pub fn verify(&self, user: &str, password: &[u8]) -> bool {
-        match self.users.get(user) {
+        match self.index.get(user).map(|&i| &self.users[i]) {
             Some(c) => pbkdf2(password, &c.salt, c.iterations.get())
                 .is_ok_and(|hash| openssl::memcmp::eq(&hash, &c.hash)),
             None => {

@@ -87,8 +87,12 @@ const MAX_STDERR: usize = 4096;
 /// The parsed credentials file.
 #[derive(Default)]
 pub struct Credentials {
-    /// Canonical key -> entry.
-    entries: HashMap<String, Entry>,
+    /// Canonical key -> position in `entries`: a map of row numbers is one hash map
+    /// type for every table of the binary (see `address::table::Table`), where a map
+    /// of `Entry`s had its own copy of the hash map code.
+    index: HashMap<String, usize>,
+    /// In file order.
+    entries: Vec<Entry>,
 }
 
 impl fmt::Debug for Credentials {
@@ -185,7 +189,7 @@ impl Credentials {
             .map_err(|e| format!("{e}; check --relay-credentials"))?;
         let text = fs::read_to_string(path).map_err(|e| format!("{origin}: cannot read: {e}"))?;
         let creds = Credentials::parse(&text, &origin)?;
-        for entry in creds.entries.values() {
+        for entry in &creds.entries {
             if let SecretSource::Token {
                 from: TokenSource::Command(argv),
                 ..
@@ -235,21 +239,19 @@ impl Credentials {
         for (key, n, value) in raws {
             let source = format!("{origin}:{n}");
             let canonical = canonical_key(key).map_err(|e| format!("{source}: {e}"))?;
-            if let Some(first) = creds.entries.get(&canonical) {
+            if let Some(first) = creds.get(&canonical) {
                 return Err(format!(
                     "{source}: duplicate key '{key}' (first defined at {}); keep one entry",
                     first.source
                 ));
             }
             let (user, secret) = parse_value(&value).map_err(|e| format!("{source}: {e}"))?;
-            creds.entries.insert(
-                canonical,
-                Entry {
-                    user,
-                    secret,
-                    source,
-                },
-            );
+            creds.index.insert(canonical, creds.entries.len());
+            creds.entries.push(Entry {
+                user,
+                secret,
+                source,
+            });
         }
         Ok(creds)
     }
@@ -278,7 +280,11 @@ impl Credentials {
     fn find<const N: usize>(&self, keys: [Result<String, String>; N]) -> Option<&Entry> {
         keys.iter()
             .filter_map(|k| k.as_ref().ok())
-            .find_map(|k| self.entries.get(k))
+            .find_map(|k| self.get(k))
+    }
+
+    fn get(&self, key: &str) -> Option<&Entry> {
+        self.index.get(key).map(|&i| &self.entries[i])
     }
 
     pub fn len(&self) -> usize {
