@@ -710,8 +710,10 @@ fn fetch_remote(host: &str, port: u16, implicit: bool) -> Result<Remote, String>
     };
     let helo = host::system_hostname();
     smol::block_on(async {
-        let addrs = smol::net::resolve((host, port))
-            .await
+        // std's resolver called directly: this command waits for nothing else meanwhile,
+        // and `smol::net::resolve` (the same std lookup on a pool thread) is a task type
+        // of its own, 3 KB on mipsel.
+        let addrs = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
             .map_err(|e| format!("cannot resolve {host}: {e}"))?;
         let mut last_err = format!("{host} has no address");
         for addr in addrs {
