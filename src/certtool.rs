@@ -709,7 +709,7 @@ fn fetch_remote(host: &str, port: u16, implicit: bool) -> Result<Remote, String>
         data_done: REMOTE_TIMEOUT,
     };
     let helo = host::system_hostname();
-    smol::block_on(async {
+    crate::runtime::block_on(async {
         // std's resolver called directly: this command waits for nothing else meanwhile,
         // and `smol::net::resolve` (the same std lookup on a pool thread) is a task type
         // of its own, 3 KB on mipsel.

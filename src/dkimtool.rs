@@ -151,7 +151,7 @@ fn check(a: &DkimCheckArgs) -> Result<(), Failure> {
         (code, e)
     })?;
     let name = format!("{selector}._domainkey.{domain}");
-    let lookup = smol::block_on(resolver.txt(&name))
+    let lookup = crate::runtime::block_on(resolver.txt(&name))
         .map_err(|e| (exit::TEMPFAIL, format!("cannot look up {name}: {e}")))?;
     let record = key.record().map_err(|e| (exit::SOFTWARE, e))?;
     let to_publish = format!("the record to publish:\n\n{}\n", zone_line(&key, &record));

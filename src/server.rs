@@ -265,7 +265,9 @@ pub fn serve(cfg: Config) -> i32 {
         rewriter: Rc::new(RefCell::new(Rc::new(rewriter))),
         dkim: Rc::new(RefCell::new(cfg.dkim_keys.clone())),
     };
-    smol::block_on(ex.run(async move { run(ex2, cfg, spool, recovered, loaded, sockets).await }))
+    crate::runtime::block_on(
+        ex.run(async move { run(ex2, cfg, spool, recovered, loaded, sockets).await }),
+    )
 }
 
 async fn run(

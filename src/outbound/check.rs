@@ -35,7 +35,7 @@ pub fn run(out: Settings, args: CheckTlsArgs) -> i32 {
     };
     let helo = args.hostname.clone().unwrap_or_else(system_hostname);
     let remote = Remote::new(&out, &helo, None);
-    smol::block_on(check(&remote, &helo, &hop))
+    crate::runtime::block_on(check(&remote, &helo, &hop))
 }
 
 async fn check(remote: &Remote, helo: &str, hop: &NextHop) -> i32 {
