@@ -16,9 +16,14 @@ pub struct Reply {
 impl Reply {
     /// A one-line reply with an enhanced status code, e.g. `(250, "2.1.0", "Ok")`.
     pub fn new(code: u16, enhanced: &str, text: impl AsRef<str>) -> Reply {
+        Reply::line(code, enhanced, text.as_ref())
+    }
+
+    /// `new`'s one copy for every text type.
+    fn line(code: u16, enhanced: &str, text: &str) -> Reply {
         Reply {
             code,
-            lines: vec![format!("{enhanced} {}", text.as_ref())],
+            lines: vec![format!("{enhanced} {text}")],
         }
     }
 
