@@ -452,8 +452,9 @@ async fn run_token_command(argv: &[String], timeout: Duration) -> Result<String,
         return Err(format!("token command {program}: no output pipes"));
     };
     let run = async {
-        let out = read_pipe(stdout, MAX_TOKEN + 2);
-        let err = read_pipe(stderr, MAX_STDERR);
+        // As plain descriptors: one copy of the reading loop for both pipes.
+        let out = read_pipe(stdout.into(), MAX_TOKEN + 2);
+        let err = read_pipe(stderr.into(), MAX_STDERR);
         let (out, err) = smol::future::zip(out, err).await;
         // Output is complete; the exit status says whether to trust it.
         loop {
@@ -490,9 +491,9 @@ async fn run_token_command(argv: &[String], timeout: Duration) -> Result<String,
 
 /// Reads a child's pipe to its end, keeping at most `limit` bytes (the rest is read
 /// and dropped so the child never blocks on a full pipe).
-async fn read_pipe(pipe: impl Into<OwnedFd>, limit: usize) -> Result<Vec<u8>, String> {
+async fn read_pipe(pipe: OwnedFd, limit: usize) -> Result<Vec<u8>, String> {
     // As a File, the pipe is something smol can read without blocking.
-    let mut pipe = Async::new(fs::File::from(pipe.into())).map_err(|e| e.to_string())?;
+    let mut pipe = Async::new(fs::File::from(pipe)).map_err(|e| e.to_string())?;
     let mut kept = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
