@@ -178,7 +178,9 @@ impl Maps<'_> {
         while let Some(top) = w.stack.last_mut() {
             let Some(t) = top.targets.get(top.next).cloned() else {
                 if let Some(f) = w.stack.pop() {
-                    w.done.insert((f.key, f.entered));
+                    if f.entered == Stage::Virtual {
+                        w.done.insert(f.key);
+                    }
                 }
                 continue;
             };
@@ -195,7 +197,7 @@ impl Maps<'_> {
                 chain.dedup();
                 chain.push(tk);
                 w.walk.loops.push(chain);
-            } else if !w.done.contains(&(tk, Stage::Virtual)) {
+            } else if !w.done.contains(&tk) {
                 w.enter(t, Stage::Virtual)?;
             }
         }
@@ -210,8 +212,11 @@ struct Walker<'a> {
     walk: Walk,
     /// Keys of the recipients found, for deduplication.
     delivered: HashSet<String>,
-    /// Addresses whose expansion is finished ("been here").
-    done: HashSet<(String, Stage)>,
+    /// Addresses entered at the virtual stage whose expansion is finished ("been
+    /// here"; only that stage is ever asked about). Keys alone: a set of `String`s
+    /// is a hash set type the binary has anyway, a set of `(String, Stage)` was 1 KB
+    /// of hash set code of its own.
+    done: HashSet<String>,
     /// The path from the recipient to the address being expanded.
     stack: Vec<Frame>,
 }
