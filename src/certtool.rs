@@ -9,7 +9,6 @@
 //! Flags, validation and operator messages live here; the OpenSSL work is in
 //! `tls::cert` (generation, checks, atomic writes) and `tls::fingerprint` (digests).
 
-use crate::text::Joined;
 use std::fs;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -25,6 +24,7 @@ use crate::domain::{self, check_name, NameRules};
 use crate::exit;
 use crate::host;
 use crate::outbound::client::{Candidate, ClientSession, Timeouts};
+use crate::text::Joined;
 use crate::tls::cert::{self, KeyKind, NotIssued, Staged, Subject, Validity};
 use crate::tls::client::{inspection_tls, ClientTls};
 use crate::tls::fingerprint::{self, Digest};

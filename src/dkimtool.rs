@@ -7,7 +7,6 @@
 //!
 //! Flags, messages and exit codes live here; keys and records are `mailauth::dkim`'s.
 
-use crate::text::Joined;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -17,6 +16,7 @@ use crate::cli::{DkimAction, DkimArgs, DkimCheckArgs, DkimKeygenArgs};
 use crate::dns::Resolver;
 use crate::exit;
 use crate::mailauth::dkim::{check_dns_name, parse_record, Algorithm, SigningKey};
+use crate::text::Joined;
 use crate::tls::cert::{generate_key, write_private, KeyKind};
 
 /// A failure: the exit code and the message for stderr.

@@ -2,7 +2,6 @@
 //! Postfix's so existing log tooling (pflogsumm, fail2ban filters) reads them; they
 //! live here, in one place, so they stay the same wherever they are written.
 
-use crate::text::Joined;
 use std::fmt;
 use std::io::Write;
 use std::net::IpAddr;
@@ -11,6 +10,7 @@ use std::time::Duration;
 use log::{Level, LevelFilter};
 
 use crate::mailauth::signing::{Signed, Unsigned};
+use crate::text::Joined;
 use crate::tls::fingerprint::colon_hex;
 use crate::tls::{ClientCert, TlsInfo, Trust};
 

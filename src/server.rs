@@ -5,7 +5,6 @@
 //! `--auth-file` users, the address tables, the smarthost logins and the DKIM keys;
 //! SIGTERM/SIGINT shut down gracefully).
 
-use crate::text::Joined;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -28,6 +27,7 @@ use crate::queue::scheduler::{self, Event, Scheduler};
 use crate::queue::spool::GroupCommit;
 use crate::queue::{maildrop, wakeup};
 use crate::queue::{QueueKey, Spool};
+use crate::text::Joined;
 use crate::tls;
 
 /// How long sessions get to finish after SIGTERM before the process exits anyway.

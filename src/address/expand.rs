@@ -26,7 +26,6 @@
 //! bounce"). The walk uses its own stack, not recursion: thread stacks on musl are
 //! small.
 
-use crate::text::Joined;
 use std::collections::HashSet;
 use std::fmt;
 
@@ -34,6 +33,7 @@ use super::aliases::Aliases;
 use super::table::{fold_domain, key};
 use super::virtual_map::VirtualMap;
 use crate::smtp::address::Mailbox;
+use crate::text::Joined;
 
 /// Postfix `virtual_alias_recursion_limit`.
 pub const RECURSION_LIMIT: usize = 1000;

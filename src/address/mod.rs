@@ -40,7 +40,6 @@ pub mod srs;
 mod table;
 pub mod virtual_map;
 
-use crate::text::Joined;
 use std::fmt;
 use std::path::PathBuf;
 
@@ -56,6 +55,7 @@ pub use table::Target;
 pub use virtual_map::VirtualMap;
 
 use crate::smtp::address::Mailbox;
+use crate::text::Joined;
 use expand::Maps;
 use table::{at, fold_domain, fold_local};
 

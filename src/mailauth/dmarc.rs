@@ -10,7 +10,6 @@
 //!
 //! Pure over the [`Dns`] trait; the inbound session decides what a verdict leads to.
 
-use crate::text::Joined;
 use std::fmt;
 
 use super::dkim::{DkimResult, Verdict as DkimVerdict};
@@ -22,6 +21,7 @@ use crate::dns::DnsError;
 use crate::domain::{check_name, NameRules};
 use crate::headers::Header;
 use crate::smtp::address::parse_mailbox;
+use crate::text::Joined;
 
 /// The walk asks at most this many names (RFC 9989 §4.10: a target of more labels is
 /// shortened to seven after the first query).

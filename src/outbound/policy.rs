@@ -22,13 +22,13 @@
 //! function of its text (every input gives a table or a `FILE:LINE: message` error),
 //! so it can be fuzzed.
 
-use crate::text::Joined;
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
 use super::route::NextHop;
 use crate::domain::{canonical_host, check_name, is_ip, parse_port, NameRules};
+use crate::text::Joined;
 use crate::tls::client::ContextPolicy;
 use crate::tls::fingerprint;
 use crate::tls::level::Level;

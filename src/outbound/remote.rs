@@ -7,9 +7,7 @@
 //! was required failed. Idle sessions are parked here for reuse and expire on their
 //! own timer.
 
-use crate::text::Joined;
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -29,12 +27,14 @@ use super::sasl::{self, AuthFailure};
 use super::tlsrpt::{self, FailureDetail, FailureType, PolicyType, Recorder};
 use super::Settings;
 use crate::dns::{DnsError, Resolver};
+use crate::keyed::Keyed;
 use crate::logline::{self, TlsStart};
 use crate::queue::outcome::{
     Attempt, Disposition, Notice, Outcome, Relay, RemoteReply, REQUIRETLS_DEFERRED,
 };
 use crate::queue::Envelope;
 use crate::smtp::reply::Reply;
+use crate::text::Joined;
 use crate::tls::client::{client_tls, ClientSettings, PeerCheck};
 use crate::tls::dane::{self, Tlsa};
 use crate::tls::fingerprint::{self, Digest};
@@ -64,7 +64,7 @@ pub struct Remote {
     credentials_file: Option<PathBuf>,
     /// Credentials are looked up by envelope sender first (`--sender-relay` is on).
     pub per_sender: bool,
-    alerts: RefCell<HashMap<String, Instant>>,
+    alerts: RefCell<Keyed<Instant>>,
     /// Idle sessions kept for the next message to the same destination.
     parked: Rc<Parked>,
     /// TLS sessions of the servers delivered to, offered on the next connection.
@@ -97,7 +97,7 @@ impl Remote {
             credentials: RefCell::new(out.credentials.clone()),
             credentials_file: out.credentials_file.clone(),
             per_sender: out.router.per_sender(),
-            alerts: RefCell::new(HashMap::new()),
+            alerts: RefCell::default(),
             parked: Rc::default(),
             tls_sessions: SessionCache::new(),
             sts: MtaSts::new(out.mta_sts, out.mta_sts_dir.clone()),

@@ -13,13 +13,13 @@
 //! entries; `Router` decides when it applies (after transport entries and local
 //! delivery, before the relay host).
 
-use crate::text::Joined;
 use std::path::Path;
 
 use super::route::NextHop;
 use super::transport::parse_nexthop;
 use crate::address::AddrMap;
 use crate::smtp::address::Mailbox;
+use crate::text::Joined;
 
 /// The parsed table.
 #[derive(Debug, Clone)]

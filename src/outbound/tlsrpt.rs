@@ -18,7 +18,6 @@
 //! `From:` domain) to its `mailto:` addresses. Then the file goes. Sessions carrying a
 //! report are not counted (§5.3).
 
-use crate::text::Joined;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
@@ -34,6 +33,7 @@ use crate::dns::Resolver;
 use crate::headers;
 use crate::queue::scheduler::Event;
 use crate::queue::{Envelope, QueueId, Spool};
+use crate::text::Joined;
 
 /// The reporting period: the UTC day (§4.1: reports cover whole UTC days).
 pub const DAY: u64 = 86_400;

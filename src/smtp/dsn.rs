@@ -4,8 +4,9 @@
 //! client all use these types, so a value is validated once, at the edge, and is kept
 //! and passed on in its wire form.
 
-use crate::text::Joined;
 use std::fmt;
+
+use crate::text::Joined;
 
 /// Longest ENVID (RFC 3461 §4.4: 100 characters, before xtext decoding).
 pub const MAX_ENVID: usize = 100;

@@ -2,8 +2,9 @@
 //! both sides share and the replies the server sends. Parsing a server's reply is
 //! `reply_parser`'s job.
 
-use crate::text::Joined;
 use std::fmt::Write;
+
+use crate::text::Joined;
 
 /// A reply: a three-digit code and one or more text lines. The enhanced status code,
 /// when there is one, is part of each line's text.

@@ -7,7 +7,6 @@
 //! Only OpenSSL objects and files here; flags, messages for the operator and exit codes
 //! belong to `certtool`.
 
-use crate::text::Joined;
 use std::cmp::Ordering;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -31,6 +30,8 @@ use openssl::x509::{
     X509Builder, X509Extension, X509Name, X509NameBuilder, X509NameRef, X509Ref, X509Req,
     X509ReqBuilder, X509VerifyResult, X509,
 };
+
+use crate::text::Joined;
 
 /// The demonstration certificates: RSA 2048 for every client, ECDSA P-256 beside it
 /// for the cheap handshake modern clients pick (both served, see

@@ -4,7 +4,6 @@
 //! outbound session gets a `TlsInfo` or the reason for failure; it never touches
 //! OpenSSL itself.
 
-use crate::text::Joined;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -25,6 +24,8 @@ use super::names::{name_matches, NamePattern};
 use super::profile::{self, Grade, Protocol, Protocols};
 use super::session::SessionCache;
 use super::{MaybeTls, TlsInfo, Trust};
+
+use crate::text::Joined;
 
 /// What must be true of the server's certificate for the delivery to go ahead.
 #[derive(Debug, Clone)]

@@ -21,7 +21,6 @@
 //!   must already be A-labels, the certificate's names are compared as ASCII;
 //! - PKIX-TA(0)/PKIX-EE(1), which RFC 7672 §3.1.3 makes unusable for SMTP.
 
-use crate::text::Joined;
 use openssl::pkey::{PKey, Public};
 use openssl::stack::Stack;
 use openssl::x509::store::X509StoreBuilder;
@@ -30,6 +29,8 @@ use openssl::x509::{X509PurposeId, X509Ref, X509StoreContext, X509};
 
 use super::fingerprint::{self, Digest};
 use super::names::{self, NamePattern};
+
+use crate::text::Joined;
 
 /// DANE-TA(2): the record names a trust anchor the chain must verify up to.
 pub const USAGE_DANE_TA: u8 = 2;

@@ -21,7 +21,6 @@
 //! lists they cut from. Which destination asks for what is the outbound policy
 //! table's business.
 
-use crate::text::Joined;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,6 +35,8 @@ use openssl::ssl::{
 };
 
 use super::level::Level;
+
+use crate::text::Joined;
 
 /// How many profile features are on; exactly one must be (checked at compile time).
 const PROFILES_ENABLED: usize = cfg!(feature = "profile-strict") as usize

@@ -1,7 +1,6 @@
 //! A connection that starts in plaintext and may switch to TLS (STARTTLS), or starts
 //! in TLS (port 465), as one `AsyncRead + AsyncWrite` type over smol sockets.
 
-use crate::text::Joined;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -12,6 +11,8 @@ use smol::io::{AsyncRead, AsyncWrite};
 
 use super::fingerprint::Digest;
 use super::{ClientCert, TlsInfo};
+
+use crate::text::Joined;
 
 /// Plaintext or TLS over the same transport.
 pub enum MaybeTls<S: Unpin> {

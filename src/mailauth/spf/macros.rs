@@ -4,9 +4,10 @@
 //! one check. Pure: no DNS here — the evaluator looks up the validated name for `%{p}`
 //! before it expands a string that uses it ([`MacroString::uses_ptr`]).
 
-use crate::text::Joined;
 use std::fmt::Write;
 use std::net::IpAddr;
+
+use crate::text::Joined;
 
 /// Where a macro string stands, which decides what it may contain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,7 +10,6 @@ pub mod cache;
 pub mod fetch;
 pub mod policy;
 
-use crate::text::Joined;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -19,6 +18,8 @@ use std::time::{Duration, Instant};
 use super::tlsrpt::FailureType;
 use crate::clock::unix_now;
 use crate::dns::Resolver;
+use crate::keyed::Keyed;
+use crate::text::Joined;
 use crate::tls::client::ClientSettings;
 use cache::Cached;
 use fetch::FetchError;
@@ -87,7 +88,7 @@ pub struct MtaSts {
     pub enabled: bool,
     /// `<state-dir>/mta-sts`; `None`: nothing is kept on disk (`check-tls`).
     dir: Option<PathBuf>,
-    known: RefCell<HashMap<String, Cached>>,
+    known: RefCell<Keyed<Cached>>,
     failed: RefCell<HashMap<String, (String, Instant, FetchError)>>,
 }
 

@@ -1,0 +1,59 @@
+//! `Keyed<V>`: values by `String` key, for maps that only grow (insert, overwrite,
+//! look up; nothing is removed).
+//!
+//! The hash map holds positions in a list, so every such map in the binary, whatever
+//! its values, is one `HashMap<String, usize>`: a `HashMap<String, V>` per value type
+//! is a copy of the hashing, growing and lookup code each (about 1 KB on mipsel).
+
+use std::collections::HashMap;
+
+#[derive(Debug, Clone)]
+pub struct Keyed<V> {
+    index: HashMap<String, usize>,
+    values: Vec<V>,
+}
+
+impl<V> Default for Keyed<V> {
+    fn default() -> Self {
+        Keyed {
+            index: HashMap::new(),
+            values: Vec::new(),
+        }
+    }
+}
+
+impl<V> Keyed<V> {
+    pub fn get(&self, key: &str) -> Option<&V> {
+        self.index.get(key).map(|&i| &self.values[i])
+    }
+
+    /// Sets the value of `key`, replacing the one it had.
+    pub fn insert(&mut self, key: String, value: V) {
+        match self.index.get(key.as_str()) {
+            Some(&i) => self.values[i] = value,
+            None => {
+                self.index.insert(key, self.values.len());
+                self.values.push(value);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Keyed;
+
+    #[test]
+    fn inserts_replace_and_lookups_find() {
+        let mut k = Keyed::default();
+        assert_eq!(k.get("a"), None);
+        k.insert("a".to_string(), 1);
+        k.insert("b".to_string(), 2);
+        k.insert("a".to_string(), 3);
+        assert_eq!(
+            (k.get("a"), k.get("b"), k.get("c")),
+            (Some(&3), Some(&2), None)
+        );
+        assert_eq!(k.values.len(), 2);
+    }
+}
