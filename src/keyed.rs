@@ -1,5 +1,5 @@
 //! `Keyed<V>`: values by `String` key, for maps that only grow (insert, overwrite,
-//! look up; nothing is removed).
+//! look up; nothing is removed: a map that forgets holds `Option`s).
 //!
 //! The hash map holds positions in a list, so every such map in the binary, whatever
 //! its values, is one `HashMap<String, usize>`: a `HashMap<String, V>` per value type
@@ -25,6 +25,10 @@ impl<V> Default for Keyed<V> {
 impl<V> Keyed<V> {
     pub fn get(&self, key: &str) -> Option<&V> {
         self.index.get(key).map(|&i| &self.values[i])
+    }
+
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut V> {
+        self.index.get(key).map(|&i| &mut self.values[i])
     }
 
     /// Sets the value of `key`, replacing the one it had.
@@ -55,5 +59,8 @@ mod tests {
             (Some(&3), Some(&2), None)
         );
         assert_eq!(k.values.len(), 2);
+        *k.get_mut("b").unwrap() += 5;
+        assert_eq!(k.get("b"), Some(&7));
+        assert_eq!(k.get_mut("c"), None);
     }
 }

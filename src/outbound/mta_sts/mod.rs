@@ -11,7 +11,6 @@ pub mod fetch;
 pub mod policy;
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -89,7 +88,8 @@ pub struct MtaSts {
     /// `<state-dir>/mta-sts`; `None`: nothing is kept on disk (`check-tls`).
     dir: Option<PathBuf>,
     known: RefCell<Keyed<Cached>>,
-    failed: RefCell<HashMap<String, (String, Instant, FetchError)>>,
+    /// The last failed fetch by domain (`id`, when, why); `None` once one succeeded.
+    failed: RefCell<Keyed<Option<(String, Instant, FetchError)>>>,
 }
 
 impl MtaSts {
@@ -174,6 +174,7 @@ impl MtaSts {
             .failed
             .borrow()
             .get(domain)
+            .and_then(Option::as_ref)
             .filter(|(fid, at, _)| *fid == id && at.elapsed() < FETCH_RETRY)
             .map(|(_, _, e)| e.clone());
         if let Some(e) = recent_failure {
@@ -181,7 +182,9 @@ impl MtaSts {
         }
         match fetch::fetch(resolver, tls, domain).await {
             Ok(policy) => {
-                self.failed.borrow_mut().remove(domain);
+                if let Some(failure) = self.failed.borrow_mut().get_mut(domain) {
+                    *failure = None;
+                }
                 let entry = Cached {
                     id,
                     fetched: now,
@@ -218,7 +221,7 @@ impl MtaSts {
                 );
                 self.failed
                     .borrow_mut()
-                    .insert(domain.to_string(), (id, Instant::now(), e.clone()));
+                    .insert(domain.to_string(), Some((id, Instant::now(), e.clone())));
                 fallback(Some(e))
             }
         }
