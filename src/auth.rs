@@ -5,7 +5,7 @@
 //! This module decides nothing about TLS or roles: the session offers AUTH only inside
 //! TLS and calls `Sasl` with what the client sent.
 
-use std::collections::HashMap;
+use crate::keyed::Keyed;
 use std::io::{BufRead, Write};
 use std::num::NonZeroU32;
 use std::path::Path;
@@ -33,11 +33,7 @@ struct Credential {
 /// The users of `--auth-file`.
 #[derive(Clone, Default)]
 pub struct AuthFile {
-    /// User name -> position in `users`: a map of row numbers is one hash map type
-    /// for every table of the binary (see `address::table::Table`), where a map of
-    /// `Credential`s had its own copy of the hash map code.
-    index: HashMap<String, usize>,
-    users: Vec<Credential>,
+    users: Keyed<Credential>,
 }
 
 impl std::fmt::Debug for AuthFile {
@@ -87,18 +83,15 @@ impl AuthFile {
             if hash.len() != HASH_LEN {
                 return Err(err("hash must be 32 bytes (PBKDF2-HMAC-SHA256)"));
             }
-            if file
-                .index
-                .insert(user.to_string(), file.users.len())
-                .is_some()
-            {
+            if file.users.contains_key(user) {
                 return Err(err(&format!("user '{user}' is listed twice")));
             }
-            file.users.push(Credential {
+            let credential = Credential {
                 iterations,
                 salt,
                 hash,
-            });
+            };
+            file.users.insert(user.to_string(), credential);
         }
         Ok(file)
     }
@@ -106,7 +99,7 @@ impl AuthFile {
     /// True when `password` is the user's. Unknown users cost the same PBKDF2 work, so
     /// timing does not tell which user names exist.
     pub fn verify(&self, user: &str, password: &[u8]) -> bool {
-        match self.index.get(user).map(|&i| &self.users[i]) {
+        match self.users.get(user) {
             Some(c) => pbkdf2(password, &c.salt, c.iterations.get())
                 .is_ok_and(|hash| openssl::memcmp::eq(&hash, &c.hash)),
             None => {

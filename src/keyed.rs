@@ -1,9 +1,12 @@
 //! `Keyed<V>`: values by `String` key, for maps that only grow (insert, overwrite,
-//! look up; nothing is removed: a map that forgets holds `Option`s).
+//! look up; nothing is removed: a map that forgets holds `Option`s) — the tables read
+//! from files (aliases, virtual, the `--auth-file` users, the smarthost credentials) and
+//! what delivery remembers by destination (alert times, MTA-STS policies).
 //!
 //! The hash map holds positions in a list, so every such map in the binary, whatever
 //! its values, is one `HashMap<String, usize>`: a `HashMap<String, V>` per value type
-//! is a copy of the hashing, growing and lookup code each (about 1 KB on mipsel).
+//! is a copy of the hashing, growing and lookup code each (1–2.5 KB on mipsel). The
+//! list keeps the order of insertion, which is the file order of a table.
 
 use std::collections::HashMap;
 
@@ -29,6 +32,34 @@ impl<V> Keyed<V> {
 
     pub fn get_mut(&mut self, key: &str) -> Option<&mut V> {
         self.index.get(key).map(|&i| &mut self.values[i])
+    }
+
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.index.contains_key(key)
+    }
+
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// The values in the order they were first inserted.
+    pub fn values(&self) -> impl Iterator<Item = &V> {
+        self.values.iter()
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.index.keys().map(String::as_str)
+    }
+
+    /// Every key with its value, in the hash map's order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &V)> {
+        self.index
+            .iter()
+            .map(|(k, &i)| (k.as_str(), &self.values[i]))
     }
 
     /// Sets the value of `key`, replacing the one it had.

@@ -59,7 +59,7 @@
 //! user than root or the daemon's owns, and a program that group or others may write.
 //! No secret appears in errors, logs or `Debug` output.
 
-use std::collections::HashMap;
+use crate::keyed::Keyed;
 use std::fmt;
 use std::fs;
 use std::io::Read;
@@ -87,12 +87,8 @@ const MAX_STDERR: usize = 4096;
 /// The parsed credentials file.
 #[derive(Default)]
 pub struct Credentials {
-    /// Canonical key -> position in `entries`: a map of row numbers is one hash map
-    /// type for every table of the binary (see `address::table::Table`), where a map
-    /// of `Entry`s had its own copy of the hash map code.
-    index: HashMap<String, usize>,
-    /// In file order.
-    entries: Vec<Entry>,
+    /// By canonical key; in file order.
+    entries: Keyed<Entry>,
 }
 
 impl fmt::Debug for Credentials {
@@ -189,7 +185,7 @@ impl Credentials {
             .map_err(|e| format!("{e}; check --relay-credentials"))?;
         let text = fs::read_to_string(path).map_err(|e| format!("{origin}: cannot read: {e}"))?;
         let creds = Credentials::parse(&text, &origin)?;
-        for entry in &creds.entries {
+        for entry in creds.entries.values() {
             if let SecretSource::Token {
                 from: TokenSource::Command(argv),
                 ..
@@ -246,12 +242,12 @@ impl Credentials {
                 ));
             }
             let (user, secret) = parse_value(&value).map_err(|e| format!("{source}: {e}"))?;
-            creds.index.insert(canonical, creds.entries.len());
-            creds.entries.push(Entry {
+            let entry = Entry {
                 user,
                 secret,
                 source,
-            });
+            };
+            creds.entries.insert(canonical, entry);
         }
         Ok(creds)
     }
@@ -284,7 +280,7 @@ impl Credentials {
     }
 
     fn get(&self, key: &str) -> Option<&Entry> {
-        self.index.get(key).map(|&i| &self.entries[i])
+        self.entries.get(key)
     }
 
     pub fn len(&self) -> usize {
