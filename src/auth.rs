@@ -5,7 +5,7 @@
 //! This module decides nothing about TLS or roles: the session offers AUTH only inside
 //! TLS and calls `Sasl` with what the client sent.
 
-use std::collections::HashMap;
+use crate::keyed::Keyed;
 use std::io::{BufRead, Write};
 use std::num::NonZeroU32;
 use std::path::Path;
@@ -33,7 +33,7 @@ struct Credential {
 /// The users of `--auth-file`.
 #[derive(Clone, Default)]
 pub struct AuthFile {
-    users: HashMap<String, Credential>,
+    users: Keyed<Credential>,
 }
 
 impl std::fmt::Debug for AuthFile {
@@ -52,7 +52,7 @@ impl AuthFile {
     }
 
     pub fn parse(text: &str, origin: &str) -> Result<AuthFile, String> {
-        let mut users = HashMap::new();
+        let mut file = AuthFile::default();
         for (n, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -83,21 +83,17 @@ impl AuthFile {
             if hash.len() != HASH_LEN {
                 return Err(err("hash must be 32 bytes (PBKDF2-HMAC-SHA256)"));
             }
-            if users
-                .insert(
-                    user.to_string(),
-                    Credential {
-                        iterations,
-                        salt,
-                        hash,
-                    },
-                )
-                .is_some()
-            {
+            if file.users.contains_key(user) {
                 return Err(err(&format!("user '{user}' is listed twice")));
             }
+            let credential = Credential {
+                iterations,
+                salt,
+                hash,
+            };
+            file.users.insert(user.to_string(), credential);
         }
-        Ok(AuthFile { users })
+        Ok(file)
     }
 
     /// True when `password` is the user's. Unknown users cost the same PBKDF2 work, so

@@ -24,6 +24,7 @@ use crate::domain::{self, check_name, NameRules};
 use crate::exit;
 use crate::host;
 use crate::outbound::client::{Candidate, ClientSession, Timeouts};
+use crate::text::Joined;
 use crate::tls::cert::{self, KeyKind, NotIssued, Staged, Subject, Validity};
 use crate::tls::client::{inspection_tls, ClientTls};
 use crate::tls::fingerprint::{self, Digest};
@@ -286,7 +287,7 @@ fn selfsigned(a: &SelfSignedArgs) -> Result<(), Fail> {
     println!(
         "wrote self-signed certificate {} for {}, valid until {}",
         cert_path.display(),
-        req.alt_names.join(", "),
+        req.alt_names.joined(", "),
         cert.not_after()
     );
     println!(
@@ -330,7 +331,7 @@ fn csr(a: &CsrArgs) -> Result<(), Fail> {
     println!(
         "wrote certificate signing request {} for {}",
         csr_path.display(),
-        req.alt_names.join(", ")
+        req.alt_names.joined(", ")
     );
     println!(
         "send the request to your CA, then: tinymta cert install CERT --key {} [--chain CA-CHAIN]",
@@ -708,9 +709,11 @@ fn fetch_remote(host: &str, port: u16, implicit: bool) -> Result<Remote, String>
         data_done: REMOTE_TIMEOUT,
     };
     let helo = host::system_hostname();
-    smol::block_on(async {
-        let addrs = smol::net::resolve((host, port))
-            .await
+    crate::runtime::block_on(async {
+        // std's resolver called directly: this command waits for nothing else meanwhile,
+        // and `smol::net::resolve` (the same std lookup on a pool thread) is a task type
+        // of its own, 3 KB on mipsel.
+        let addrs = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
             .map_err(|e| format!("cannot resolve {host}: {e}"))?;
         let mut last_err = format!("{host} has no address");
         for addr in addrs {

@@ -16,6 +16,7 @@ use crate::cli::{DkimAction, DkimArgs, DkimCheckArgs, DkimKeygenArgs};
 use crate::dns::Resolver;
 use crate::exit;
 use crate::mailauth::dkim::{check_dns_name, parse_record, Algorithm, SigningKey};
+use crate::text::Joined;
 use crate::tls::cert::{generate_key, write_private, KeyKind};
 
 /// A failure: the exit code and the message for stderr.
@@ -66,7 +67,7 @@ pub fn zone_line(key: &SigningKey, record: &str) -> String {
         "{}._domainkey.{}. IN TXT {}",
         key.selector(),
         key.domain(),
-        strings.join(" ")
+        strings.joined(" ")
     )
 }
 
@@ -150,7 +151,7 @@ fn check(a: &DkimCheckArgs) -> Result<(), Failure> {
         (code, e)
     })?;
     let name = format!("{selector}._domainkey.{domain}");
-    let lookup = smol::block_on(resolver.txt(&name))
+    let lookup = crate::runtime::block_on(resolver.txt(&name))
         .map_err(|e| (exit::TEMPFAIL, format!("cannot look up {name}: {e}")))?;
     let record = key.record().map_err(|e| (exit::SOFTWARE, e))?;
     let to_publish = format!("the record to publish:\n\n{}\n", zone_line(&key, &record));
@@ -197,7 +198,7 @@ fn check(a: &DkimCheckArgs) -> Result<(), Failure> {
         format!(
             "{name} does not publish the key of {}:\n  {}\n{to_publish}",
             a.key,
-            problems.join("\n  ")
+            problems.joined("\n  ")
         ),
     ))
 }

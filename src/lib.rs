@@ -2,8 +2,8 @@
 //! binary (`main.rs`), the fuzz targets and the tests all use the same code.
 //!
 //! A module uses what is below it, never what is above it:
-//! - building blocks: `exit`, `clock`, `runtime`, `host`, `cli`, `privileges`, `smtp`, `dns`,
-//!   `headers`
+//! - building blocks: `exit`, `clock`, `runtime`, `host`, `cli`, `privileges`, `text`,
+//!   `keyed`, `smtp`, `dns`, `headers`
 //! - `tls`: profiles, contexts, the ordered levels, DANE and fingerprint matching
 //! - `logline`, `auth`
 //! - `queue`: spool, recovery, retry schedule, bounces, the wakeup protocol
@@ -25,6 +25,7 @@ pub mod exit;
 pub mod headers;
 pub mod host;
 pub mod inbound;
+pub mod keyed;
 pub mod logline;
 pub mod mailauth;
 pub mod newaliases;
@@ -35,4 +36,5 @@ pub mod runtime;
 pub mod sendmail;
 pub mod server;
 pub mod smtp;
+pub mod text;
 pub mod tls;

@@ -38,6 +38,30 @@ pub fn unblock_detached(work: impl FnOnce() + Send + 'static) {
     smol::unblock(job).detach();
 }
 
+/// Runs `task` to its end on this thread (`smol::block_on`), through one copy of
+/// smol's polling loop: the future is polled as a `dyn Future`, its output handed
+/// back through a local. `smol::block_on` itself is generic over the future, and
+/// each caller had the whole loop (parker, reactor, waker cache) inlined.
+pub fn block_on<T>(task: impl Future<Output = T>) -> T {
+    let mut out = None;
+    {
+        let whole = std::pin::pin!(async {
+            out = Some(task.await);
+        });
+        poll_to_end(whole);
+    }
+    match out {
+        Some(out) => out,
+        // `poll_to_end` returns only once the future above has finished.
+        None => unreachable!("runtime: block_on returned before its future finished"),
+    }
+}
+
+/// The one instantiation of smol's loop.
+fn poll_to_end(task: Pin<&mut dyn Future<Output = ()>>) {
+    smol::block_on(task)
+}
+
 /// Spawns `task` on `ex` and lets it run to its end on its own (the daemon's tasks
 /// report through channels, nobody awaits them).
 pub fn spawn_detached<'a>(ex: &LocalExecutor<'a>, task: impl Future<Output = ()> + 'a) {
@@ -56,6 +80,17 @@ mod tests {
         assert_eq!(r.unwrap_err().kind(), std::io::ErrorKind::NotFound);
         let thread = smol::block_on(super::unblock(|| std::thread::current().id()));
         assert_ne!(thread, std::thread::current().id(), "ran on a pool thread");
+    }
+
+    #[test]
+    fn block_on_returns_what_the_future_returned() {
+        let s = super::block_on(async {
+            smol::Timer::after(std::time::Duration::from_millis(5)).await;
+            super::unblock(|| "from the pool".to_string()).await
+        });
+        assert_eq!(s, "from the pool");
+        let ex = smol::LocalExecutor::new();
+        assert_eq!(super::block_on(ex.run(async { 7 })), 7);
     }
 
     #[test]

@@ -27,6 +27,7 @@ use crate::queue::scheduler::{self, Event, Scheduler};
 use crate::queue::spool::GroupCommit;
 use crate::queue::{maildrop, wakeup};
 use crate::queue::{QueueKey, Spool};
+use crate::text::Joined;
 use crate::tls;
 
 /// How long sessions get to finish after SIGTERM before the process exits anyway.
@@ -44,7 +45,7 @@ fn load_tls(cfg: &Config) -> Result<openssl::ssl::SslContext, String> {
     let certs: Vec<String> = pairs.iter().map(|(c, _)| c.display().to_string()).collect();
     log::warn!(
         "using the generated demonstration certificates {} (RSA and ECDSA): they are self-signed and not for production; give --tls-cert and --tls-key",
-        certs.join(" and ")
+        certs.joined(" and ")
     );
     tls::server_context(&pairs, &cfg.client_cert_request())
 }
@@ -222,7 +223,7 @@ pub fn serve(cfg: Config) -> i32 {
         log::warn!(
             "cipher profile {}: the linked OpenSSL cannot offer {}",
             tls::profile::active().name,
-            names.join(", ")
+            names.joined(", ")
         );
     }
 
@@ -264,7 +265,9 @@ pub fn serve(cfg: Config) -> i32 {
         rewriter: Rc::new(RefCell::new(Rc::new(rewriter))),
         dkim: Rc::new(RefCell::new(cfg.dkim_keys.clone())),
     };
-    smol::block_on(ex.run(async move { run(ex2, cfg, spool, recovered, loaded, sockets).await }))
+    crate::runtime::block_on(
+        ex.run(async move { run(ex2, cfg, spool, recovered, loaded, sockets).await }),
+    )
 }
 
 async fn run(
@@ -377,7 +380,7 @@ async fn run(
         "tinymta {} started: hostname {}, domains {}, profile {}",
         env!("CARGO_PKG_VERSION"),
         cfg.hostname,
-        cfg.outbound.router.local_domains.join(" "),
+        cfg.outbound.router.local_domains.joined(" "),
         tls::profile::active().name
     );
 

@@ -14,24 +14,22 @@
 //! carried to the targets (Postfix's default `propagate_unmatched_extensions` leaves
 //! aliases out). `owner-name` aliases are plain names here (no list owner semantics).
 
-use std::collections::HashMap;
-
 use super::table::{
-    at, fold_local, insert_unique, logical_lines, split_extension, split_list, Row, Target,
+    at, fold_local, logical_lines, split_extension, split_list, Row, Table, Target,
 };
 
 /// A parsed aliases file: folded name to targets (each a `Target::Local` or
 /// `Target::Address`).
 #[derive(Debug, Clone, Default)]
 pub struct Aliases {
-    names: HashMap<String, Row<Vec<Target>>>,
+    names: Table<Vec<Target>>,
 }
 
 impl Aliases {
     /// Parses the file's text; `origin` (the path) names it in errors. Every bad line is
     /// reported; the good ones are kept.
     pub fn parse(text: &str, origin: &str, errors: &mut Vec<String>) -> Aliases {
-        let mut names = HashMap::new();
+        let mut names = Table::default();
         for entry in logical_lines(text, origin, errors) {
             match parse_entry(&entry.text) {
                 Ok((name, targets)) => {
@@ -39,7 +37,7 @@ impl Aliases {
                         value: targets,
                         line: entry.line,
                     };
-                    insert_unique(&mut names, name, row, origin, errors);
+                    names.insert_unique(name, row, origin, errors);
                 }
                 Err(e) => errors.push(at(origin, entry.line, e)),
             }
@@ -59,7 +57,7 @@ impl Aliases {
 
     /// Every name with the line it is on, for `check`.
     pub(crate) fn names(&self) -> impl Iterator<Item = (&str, usize)> {
-        self.names.iter().map(|(k, r)| (k.as_str(), r.line))
+        self.names.iter().map(|(k, r)| (k, r.line))
     }
 }
 

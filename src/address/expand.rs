@@ -33,6 +33,7 @@ use super::aliases::Aliases;
 use super::table::{fold_domain, key};
 use super::virtual_map::VirtualMap;
 use crate::smtp::address::Mailbox;
+use crate::text::Joined;
 
 /// Postfix `virtual_alias_recursion_limit`.
 pub const RECURSION_LIMIT: usize = 1000;
@@ -114,12 +115,12 @@ pub(crate) struct Walk {
 /// A chain of addresses for a message: all of a short one, the ends of a long one.
 fn chain_text(keys: &[String]) -> String {
     if keys.len() <= 8 {
-        keys.join(" -> ")
+        keys.joined(" -> ")
     } else {
         format!(
             "{} -> ... -> {}",
-            keys[..4].join(" -> "),
-            keys[keys.len() - 3..].join(" -> ")
+            keys[..4].joined(" -> "),
+            keys[keys.len() - 3..].joined(" -> ")
         )
     }
 }
@@ -177,7 +178,9 @@ impl Maps<'_> {
         while let Some(top) = w.stack.last_mut() {
             let Some(t) = top.targets.get(top.next).cloned() else {
                 if let Some(f) = w.stack.pop() {
-                    w.done.insert((f.key, f.entered));
+                    if f.entered == Stage::Virtual {
+                        w.done.insert(f.key);
+                    }
                 }
                 continue;
             };
@@ -194,7 +197,7 @@ impl Maps<'_> {
                 chain.dedup();
                 chain.push(tk);
                 w.walk.loops.push(chain);
-            } else if !w.done.contains(&(tk, Stage::Virtual)) {
+            } else if !w.done.contains(&tk) {
                 w.enter(t, Stage::Virtual)?;
             }
         }
@@ -209,8 +212,11 @@ struct Walker<'a> {
     walk: Walk,
     /// Keys of the recipients found, for deduplication.
     delivered: HashSet<String>,
-    /// Addresses whose expansion is finished ("been here").
-    done: HashSet<(String, Stage)>,
+    /// Addresses entered at the virtual stage whose expansion is finished ("been
+    /// here"; only that stage is ever asked about). Keys alone: a set of `String`s
+    /// is a hash set type the binary has anyway, a set of `(String, Stage)` was 1 KB
+    /// of hash set code of its own.
+    done: HashSet<String>,
     /// The path from the recipient to the address being expanded.
     stack: Vec<Frame>,
 }

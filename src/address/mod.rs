@@ -55,6 +55,7 @@ pub use table::Target;
 pub use virtual_map::VirtualMap;
 
 use crate::smtp::address::Mailbox;
+use crate::text::Joined;
 use expand::Maps;
 use table::{at, fold_domain, fold_local};
 
@@ -122,7 +123,7 @@ impl Tables {
         if errors.is_empty() {
             Ok(tables)
         } else {
-            Err(errors.join("\n"))
+            Err(errors.joined("\n"))
         }
     }
 
@@ -315,7 +316,7 @@ impl Tables {
                         } else {
                             "the loop is cut there"
                         };
-                        let msg = format!("alias loop: {} ({effect})", chain.join(" -> "));
+                        let msg = format!("alias loop: {} ({effect})", chain.joined(" -> "));
                         reports.push(at(origin, line, msg));
                     }
                 }

@@ -9,10 +9,10 @@
 //! it. A `#` later in a line is text, not a comment. This module does the same, so a
 //! file carried over from Postfix reads the same here.
 
-use std::collections::HashMap;
 use std::fmt::Display;
 use std::path::Path;
 
+use crate::keyed::Keyed;
 use crate::smtp::address::{check_domain, parse_mailbox, Mailbox};
 
 /// One logical line: its text (continuation lines joined by one space) and the number
@@ -271,26 +271,59 @@ pub(crate) struct Hit<'a, V> {
     pub unmatched: Option<String>,
 }
 
-/// Inserts a row, refusing a second entry for the same key. Postfix warns about
-/// duplicates and uses the first; an ambiguous mail route is better fixed than guessed.
-pub(crate) fn insert_unique<V>(
-    map: &mut HashMap<String, Row<V>>,
-    key: String,
-    row: Row<V>,
-    origin: &str,
-    errors: &mut Vec<String>,
-) {
-    if let Some(first) = map.get(&key) {
-        errors.push(at(
-            origin,
-            row.line,
-            format!(
-                "duplicate entry for '{key}' (first at line {}); keep one",
-                first.line
-            ),
-        ));
-    } else {
-        map.insert(key, row);
+/// Rows by key, with the line each came from.
+#[derive(Debug, Clone)]
+pub(crate) struct Table<V> {
+    rows: Keyed<Row<V>>,
+}
+
+impl<V> Default for Table<V> {
+    fn default() -> Self {
+        Table {
+            rows: Keyed::default(),
+        }
+    }
+}
+
+impl<V> Table<V> {
+    /// Inserts a row, refusing a second entry for the same key. Postfix warns about
+    /// duplicates and uses the first; an ambiguous mail route is better fixed than
+    /// guessed.
+    pub(crate) fn insert_unique(
+        &mut self,
+        key: String,
+        row: Row<V>,
+        origin: &str,
+        errors: &mut Vec<String>,
+    ) {
+        match self.rows.get(&key) {
+            Some(first) => errors.push(at(
+                origin,
+                row.line,
+                format!(
+                    "duplicate entry for '{key}' (first at line {}); keep one",
+                    first.line
+                ),
+            )),
+            None => self.rows.insert(key, row),
+        }
+    }
+
+    pub(crate) fn get(&self, key: &str) -> Option<&Row<V>> {
+        self.rows.get(key)
+    }
+
+    pub(crate) fn contains_key(&self, key: &str) -> bool {
+        self.rows.contains_key(key)
+    }
+
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &str> {
+        self.rows.keys()
+    }
+
+    /// Every key with its row (in hash order, as a map of rows has it).
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &Row<V>)> {
+        self.rows.iter()
     }
 }
 
@@ -300,9 +333,9 @@ pub(crate) fn insert_unique<V>(
 /// address extension and then without it.
 #[derive(Debug, Clone)]
 pub(crate) struct AddrMap<V> {
-    exact: HashMap<String, Row<V>>,
-    user: HashMap<String, Row<V>>,
-    domain: HashMap<String, Row<V>>,
+    exact: Table<V>,
+    user: Table<V>,
+    domain: Table<V>,
 }
 
 impl<V> AddrMap<V> {
@@ -315,9 +348,9 @@ impl<V> AddrMap<V> {
         value: impl Fn(&str) -> Result<V, String>,
     ) -> AddrMap<V> {
         let mut map = AddrMap {
-            exact: HashMap::new(),
-            user: HashMap::new(),
-            domain: HashMap::new(),
+            exact: Table::default(),
+            user: Table::default(),
+            domain: Table::default(),
         };
         for entry in logical_lines(text, origin, errors) {
             let (key, rest) = match entry.text.split_once([' ', '\t']) {
@@ -341,7 +374,7 @@ impl<V> AddrMap<V> {
                 value,
                 line: entry.line,
             };
-            insert_unique(table, key, row, origin, errors);
+            table.insert_unique(key, row, origin, errors);
         }
         map
     }
@@ -394,10 +427,7 @@ impl<V> AddrMap<V> {
 
     /// Every `user@domain` and bare `user` key with its row, for `check`.
     pub(crate) fn named_rows(&self) -> impl Iterator<Item = (&str, &Row<V>)> {
-        self.exact
-            .iter()
-            .chain(self.user.iter())
-            .map(|(k, r)| (k.as_str(), r))
+        self.exact.iter().chain(self.user.iter())
     }
 }
 

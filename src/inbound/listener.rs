@@ -131,7 +131,7 @@ pub async fn run(
                         "accept on {}: {e} ({failures} failed accept(s) since the last warning; \
                          retrying every {} ms while out of descriptors)",
                         listener.addr,
-                        ACCEPT_BACKOFF.as_millis()
+                        crate::clock::millis(ACCEPT_BACKOFF)
                     );
                     warned_at = Some(std::time::Instant::now());
                     failures = 0;

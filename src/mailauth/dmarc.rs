@@ -21,6 +21,7 @@ use crate::dns::DnsError;
 use crate::domain::{check_name, NameRules};
 use crate::headers::Header;
 use crate::smtp::address::parse_mailbox;
+use crate::text::Joined;
 
 /// The walk asks at most this many names (RFC 9989 §4.10: a target of more labels is
 /// shortened to seven after the first query).
@@ -391,7 +392,7 @@ fn top_label(domain: &str) -> &str {
 /// each time, down to a single label.
 pub fn walk_targets(domain: &str) -> Vec<String> {
     let labels: Vec<&str> = domain.split('.').filter(|l| !l.is_empty()).collect();
-    let mut out = vec![labels.join(".")];
+    let mut out = vec![labels.joined(".")];
     let mut n = labels.len().min(MAX_WALK_LABELS + 1);
     while n > 1 {
         n = if n > MAX_WALK_LABELS {
@@ -399,7 +400,7 @@ pub fn walk_targets(domain: &str) -> Vec<String> {
         } else {
             n - 1
         };
-        out.push(labels[labels.len() - n..].join("."));
+        out.push(labels[labels.len() - n..].joined("."));
     }
     out
 }
@@ -459,7 +460,7 @@ impl<D: Dns> Walk<'_, D> {
                 Psd::Yes if target == domain => return Ok(target),
                 Psd::Yes => {
                     let n = target.split('.').count() + 1;
-                    return Ok(labels[labels.len() - n..].join("."));
+                    return Ok(labels[labels.len() - n..].joined("."));
                 }
                 Psd::Unset => shortest = Some(target),
             }

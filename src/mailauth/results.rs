@@ -9,6 +9,7 @@ use super::dmarc::DmarcVerdict;
 use super::quoted;
 use super::spf::{Identity, SpfResult};
 use crate::headers::Field;
+use crate::text::Joined;
 
 /// The name of the field.
 pub const FIELD: &str = "Authentication-Results";
@@ -134,7 +135,7 @@ pub fn summary(spf: &SpfResult, dkim: &[dkim::Verdict], dmarc: &DmarcVerdict) ->
         "none".to_string()
     } else {
         let words: Vec<&str> = dkim.iter().map(|v| v.result.as_str()).collect();
-        words.join("+")
+        words.joined("+")
     };
     format!(
         "spf:{},dkim:{dkim},dmarc:{}",

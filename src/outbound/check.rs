@@ -13,6 +13,7 @@ use super::Settings;
 use crate::cli::CheckTlsArgs;
 use crate::exit;
 use crate::host::system_hostname;
+use crate::text::Joined;
 
 /// Runs the check for `args.dest` under `out` (the outbound flags, validated by the
 /// caller as for `serve`).
@@ -34,7 +35,7 @@ pub fn run(out: Settings, args: CheckTlsArgs) -> i32 {
     };
     let helo = args.hostname.clone().unwrap_or_else(system_hostname);
     let remote = Remote::new(&out, &helo, None);
-    smol::block_on(check(&remote, &helo, &hop))
+    crate::runtime::block_on(check(&remote, &helo, &hop))
 }
 
 async fn check(remote: &Remote, helo: &str, hop: &NextHop) -> i32 {
@@ -63,7 +64,7 @@ async fn check(remote: &Remote, helo: &str, hop: &NextHop) -> i32 {
             "host: {} port {} addresses {} (DNSSEC {})",
             host.name,
             host.port,
-            addrs.join(" "),
+            addrs.joined(" "),
             if host.secure {
                 "validated"
             } else {

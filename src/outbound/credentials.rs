@@ -59,7 +59,7 @@
 //! user than root or the daemon's owns, and a program that group or others may write.
 //! No secret appears in errors, logs or `Debug` output.
 
-use std::collections::HashMap;
+use crate::keyed::Keyed;
 use std::fmt;
 use std::fs;
 use std::io::Read;
@@ -87,8 +87,8 @@ const MAX_STDERR: usize = 4096;
 /// The parsed credentials file.
 #[derive(Default)]
 pub struct Credentials {
-    /// Canonical key -> entry.
-    entries: HashMap<String, Entry>,
+    /// By canonical key; in file order.
+    entries: Keyed<Entry>,
 }
 
 impl fmt::Debug for Credentials {
@@ -235,21 +235,19 @@ impl Credentials {
         for (key, n, value) in raws {
             let source = format!("{origin}:{n}");
             let canonical = canonical_key(key).map_err(|e| format!("{source}: {e}"))?;
-            if let Some(first) = creds.entries.get(&canonical) {
+            if let Some(first) = creds.get(&canonical) {
                 return Err(format!(
                     "{source}: duplicate key '{key}' (first defined at {}); keep one entry",
                     first.source
                 ));
             }
             let (user, secret) = parse_value(&value).map_err(|e| format!("{source}: {e}"))?;
-            creds.entries.insert(
-                canonical,
-                Entry {
-                    user,
-                    secret,
-                    source,
-                },
-            );
+            let entry = Entry {
+                user,
+                secret,
+                source,
+            };
+            creds.entries.insert(canonical, entry);
         }
         Ok(creds)
     }
@@ -278,7 +276,11 @@ impl Credentials {
     fn find<const N: usize>(&self, keys: [Result<String, String>; N]) -> Option<&Entry> {
         keys.iter()
             .filter_map(|k| k.as_ref().ok())
-            .find_map(|k| self.entries.get(k))
+            .find_map(|k| self.get(k))
+    }
+
+    fn get(&self, key: &str) -> Option<&Entry> {
+        self.entries.get(key)
     }
 
     pub fn len(&self) -> usize {
@@ -446,8 +448,9 @@ async fn run_token_command(argv: &[String], timeout: Duration) -> Result<String,
         return Err(format!("token command {program}: no output pipes"));
     };
     let run = async {
-        let out = read_pipe(stdout, MAX_TOKEN + 2);
-        let err = read_pipe(stderr, MAX_STDERR);
+        // As plain descriptors: one copy of the reading loop for both pipes.
+        let out = read_pipe(stdout.into(), MAX_TOKEN + 2);
+        let err = read_pipe(stderr.into(), MAX_STDERR);
         let (out, err) = smol::future::zip(out, err).await;
         // Output is complete; the exit status says whether to trust it.
         loop {
@@ -484,9 +487,9 @@ async fn run_token_command(argv: &[String], timeout: Duration) -> Result<String,
 
 /// Reads a child's pipe to its end, keeping at most `limit` bytes (the rest is read
 /// and dropped so the child never blocks on a full pipe).
-async fn read_pipe(pipe: impl Into<OwnedFd>, limit: usize) -> Result<Vec<u8>, String> {
+async fn read_pipe(pipe: OwnedFd, limit: usize) -> Result<Vec<u8>, String> {
     // As a File, the pipe is something smol can read without blocking.
-    let mut pipe = Async::new(fs::File::from(pipe.into())).map_err(|e| e.to_string())?;
+    let mut pipe = Async::new(fs::File::from(pipe)).map_err(|e| e.to_string())?;
     let mut kept = Vec::new();
     let mut buf = [0u8; 4096];
     loop {

@@ -28,6 +28,7 @@ use std::path::{Path, PathBuf};
 
 use super::route::NextHop;
 use crate::domain::{canonical_host, check_name, is_ip, parse_port, NameRules};
+use crate::text::Joined;
 use crate::tls::client::ContextPolicy;
 use crate::tls::fingerprint;
 use crate::tls::level::Level;
@@ -560,7 +561,7 @@ fn list_versions(p: &Profile) -> String {
         .iter()
         .map(|v| v.to_string())
         .collect::<Vec<_>>()
-        .join(", ")
+        .joined(", ")
 }
 
 fn nonempty_path(name: &str, value: &str) -> Result<PathBuf, String> {

@@ -8,7 +8,6 @@
 //! own timer.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -28,12 +27,14 @@ use super::sasl::{self, AuthFailure};
 use super::tlsrpt::{self, FailureDetail, FailureType, PolicyType, Recorder};
 use super::Settings;
 use crate::dns::{DnsError, Resolver};
+use crate::keyed::Keyed;
 use crate::logline::{self, TlsStart};
 use crate::queue::outcome::{
     Attempt, Disposition, Notice, Outcome, Relay, RemoteReply, REQUIRETLS_DEFERRED,
 };
 use crate::queue::Envelope;
 use crate::smtp::reply::Reply;
+use crate::text::Joined;
 use crate::tls::client::{client_tls, ClientSettings, PeerCheck};
 use crate::tls::dane::{self, Tlsa};
 use crate::tls::fingerprint::{self, Digest};
@@ -63,7 +64,7 @@ pub struct Remote {
     credentials_file: Option<PathBuf>,
     /// Credentials are looked up by envelope sender first (`--sender-relay` is on).
     pub per_sender: bool,
-    alerts: RefCell<HashMap<String, Instant>>,
+    alerts: RefCell<Keyed<Instant>>,
     /// Idle sessions kept for the next message to the same destination.
     parked: Rc<Parked>,
     /// TLS sessions of the servers delivered to, offered on the next connection.
@@ -96,7 +97,7 @@ impl Remote {
             credentials: RefCell::new(out.credentials.clone()),
             credentials_file: out.credentials_file.clone(),
             per_sender: out.router.per_sender(),
-            alerts: RefCell::new(HashMap::new()),
+            alerts: RefCell::default(),
             parked: Rc::default(),
             tls_sessions: SessionCache::new(),
             sts: MtaSts::new(out.mta_sts, out.mta_sts_dir.clone()),
@@ -653,7 +654,7 @@ pub async fn host_plan(
                      delivering as without a policy",
                     testing.domain,
                     host.name,
-                    testing.policy.mx.join(" ")
+                    testing.policy.mx.joined(" ")
                 );
             }
         }
@@ -672,7 +673,7 @@ pub async fn host_plan(
             host.name,
             active.domain,
             active.id,
-            active.policy.mx.join(" ")
+            active.policy.mx.joined(" ")
         ));
     }
     plan(remote, &dp.effective, hop, host).await
@@ -1088,7 +1089,7 @@ fn sts_policy(domain: &str, active: Option<&Active>) -> tlsrpt::Policy {
         policy_type: PolicyType::Sts,
         policy_strings: active.map(|a| a.policy.lines()).unwrap_or_default(),
         policy_domain: domain.to_string(),
-        mx_host: active.map(|a| a.policy.mx.join(" ")),
+        mx_host: active.map(|a| a.policy.mx.joined(" ")),
     }
 }
 
@@ -1207,8 +1208,8 @@ async fn log_in(id: &str, session: &mut ClientSession, entry: &Entry) -> Result<
             format!(
                 "SASL authentication failed; cannot authenticate to server {relay}: no \
                  mechanism available (it offers {}, {who} needs {})",
-                session.ext.auth.join(" "),
-                wanted.join(" or ")
+                session.ext.auth.joined(" "),
+                wanted.joined(" or ")
             ),
         ));
     };

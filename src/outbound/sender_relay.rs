@@ -19,6 +19,7 @@ use super::route::NextHop;
 use super::transport::parse_nexthop;
 use crate::address::AddrMap;
 use crate::smtp::address::Mailbox;
+use crate::text::Joined;
 
 /// The parsed table.
 #[derive(Debug, Clone)]
@@ -37,7 +38,7 @@ impl SenderRelayTable {
         if errors.is_empty() {
             Ok(table)
         } else {
-            Err(errors.join("\n"))
+            Err(errors.joined("\n"))
         }
     }
 

@@ -33,6 +33,7 @@ use crate::dns::Resolver;
 use crate::headers;
 use crate::queue::scheduler::Event;
 use crate::queue::{Envelope, QueueId, Spool};
+use crate::text::Joined;
 
 /// The reporting period: the UTC day (§4.1: reports cover whole UTC days).
 pub const DAY: u64 = 86_400;
@@ -356,7 +357,7 @@ fn encode_line(policy: &Policy, failure: Option<&FailureDetail>) -> String {
         opt(failure.and_then(|f| f.receiving_ip).map(|i| i.to_string())),
     ];
     fields.extend(policy.policy_strings.iter().map(|s| escape(s)));
-    let mut line = fields.join("\t");
+    let mut line = fields.joined("\t");
     line.push('\n');
     line
 }
@@ -595,7 +596,7 @@ fn message(
     let mut m = format!(
         "From: TLS reporting <{}>\r\nTo: {}\r\nSubject: Report Domain: {domain}\r\n Submitter: {submitter}\r\n Report-ID: <{}>\r\n{}{}TLS-Report-Domain: {domain}\r\nTLS-Report-Submitter: {submitter}\r\nAuto-Submitted: auto-generated\r\nTLS-Required: No\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=\"tlsrpt\";\r\n boundary=\"{boundary}\"\r\n\r\nThis is a multipart message in MIME format.\r\n\r\n",
         settings.contact,
-        to.join(",\r\n "),
+        to.joined(",\r\n "),
         report.report_id,
         headers::date(env.arrival),
         headers::message_id(env.arrival, &env.id.0, hostname),
@@ -801,7 +802,7 @@ impl Reporter {
                 log::info!(
                     "{}: TLS report for {domain} queued for {}",
                     env.id,
-                    env.recipients.join(", ")
+                    env.recipients.joined(", ")
                 );
                 let _ = self.events.send(Event::New(env.id)).await;
                 Ok(())

@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+use crate::text::Joined;
+
 /// Longest ENVID (RFC 3461 §4.4: 100 characters, before xtext decoding).
 pub const MAX_ENVID: usize = 100;
 /// Longest ORCPT value, address type included (§4.2: 500 characters).
@@ -86,7 +88,7 @@ impl fmt::Display for Notify {
             (self.delay, "DELAY"),
         ];
         let on: Vec<&str> = words.iter().filter(|w| w.0).map(|w| w.1).collect();
-        f.write_str(&on.join(","))
+        f.write_str(&on.joined(","))
     }
 }
 

@@ -4,6 +4,8 @@
 
 use std::fmt::Write;
 
+use crate::text::Joined;
+
 /// A reply: a three-digit code and one or more text lines. The enhanced status code,
 /// when there is one, is part of each line's text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,9 +17,14 @@ pub struct Reply {
 impl Reply {
     /// A one-line reply with an enhanced status code, e.g. `(250, "2.1.0", "Ok")`.
     pub fn new(code: u16, enhanced: &str, text: impl AsRef<str>) -> Reply {
+        Reply::line(code, enhanced, text.as_ref())
+    }
+
+    /// `new`'s one copy for every text type.
+    fn line(code: u16, enhanced: &str, text: &str) -> Reply {
         Reply {
             code,
-            lines: vec![format!("{enhanced} {}", text.as_ref())],
+            lines: vec![format!("{enhanced} {text}")],
         }
     }
 
@@ -43,7 +50,7 @@ impl Reply {
 
     /// One-line form for logs: `550 5.1.1 text` (lines joined with spaces).
     pub fn summary(&self) -> String {
-        format!("{} {}", self.code, self.lines.join(" "))
+        format!("{} {}", self.code, self.lines.joined(" "))
     }
 }
 

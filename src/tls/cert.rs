@@ -31,6 +31,8 @@ use openssl::x509::{
     X509ReqBuilder, X509VerifyResult, X509,
 };
 
+use crate::text::Joined;
+
 /// The demonstration certificates: RSA 2048 for every client, ECDSA P-256 beside it
 /// for the cheap handshake modern clients pick (both served, see
 /// `tls::server_context`), with their certificate and key file names in
@@ -455,7 +457,7 @@ pub fn name_text(name: &X509NameRef) -> String {
     if parts.is_empty() {
         "(empty)".to_string()
     } else {
-        parts.join(", ")
+        parts.joined(", ")
     }
 }
 

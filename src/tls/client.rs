@@ -25,6 +25,8 @@ use super::profile::{self, Grade, Protocol, Protocols};
 use super::session::SessionCache;
 use super::{MaybeTls, TlsInfo, Trust};
 
+use crate::text::Joined;
+
 /// What must be true of the server's certificate for the delivery to go ahead.
 #[derive(Debug, Clone)]
 pub enum PeerCheck {
@@ -466,12 +468,12 @@ fn peer_check(ssl: &SslRef, tls: &ClientTls) -> Result<TlsInfo, String> {
             if !name_matches(names, &cert_names) {
                 return Err(format!(
                     "server certificate names {} do not match {}",
-                    cert_names.join(", "),
+                    cert_names.joined(", "),
                     names
                         .iter()
                         .map(|n| n.to_string())
                         .collect::<Vec<_>>()
-                        .join(", ")
+                        .joined(", ")
                 ));
             }
             info.trust = Trust::Verified;

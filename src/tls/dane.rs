@@ -30,6 +30,8 @@ use openssl::x509::{X509PurposeId, X509Ref, X509StoreContext, X509};
 use super::fingerprint::{self, Digest};
 use super::names::{self, NamePattern};
 
+use crate::text::Joined;
+
 /// DANE-TA(2): the record names a trust anchor the chain must verify up to.
 pub const USAGE_DANE_TA: u8 = 2;
 /// DANE-EE(3): the record names the server's own certificate or key.
@@ -290,8 +292,8 @@ fn after_name_check(
         "{} matched at depth {depth} but the name check failed: certificate names [{}] \
          match none of [{}]",
         short(r),
-        presented.join(", "),
-        reference_names.join(", ")
+        presented.joined(", "),
+        reference_names.joined(", ")
     ))
 }
 

@@ -36,6 +36,8 @@ use openssl::ssl::{
 
 use super::level::Level;
 
+use crate::text::Joined;
+
 /// How many profile features are on; exactly one must be (checked at compile time).
 const PROFILES_ENABLED: usize = cfg!(feature = "profile-strict") as usize
     + cfg!(feature = "profile-medium") as usize
@@ -769,7 +771,7 @@ fn make_plan(p: &Profile) -> Plan {
         .iter()
         .filter_map(|s| usable(Protocol::Tls13, s))
         .collect();
-    let mut cipher_list = tls12.join(":");
+    let mut cipher_list = tls12.joined(":");
     if !cipher_list.is_empty() {
         cipher_list.push(':');
     }
@@ -777,7 +779,7 @@ fn make_plan(p: &Profile) -> Plan {
     cipher_list.push_str(&format!("@SECLEVEL={}", p.security_level()));
     Plan {
         cipher_list,
-        ciphersuites: tls13.join(":"),
+        ciphersuites: tls13.joined(":"),
         refused,
         legacy,
     }
@@ -968,7 +970,7 @@ fn client_cipher_string_for(
         items.push("!aNULL".to_string());
     }
     items.push(format!("@SECLEVEL={}", p.security_level()));
-    items.join(":")
+    items.joined(":")
 }
 
 /// The client's TLS 1.3 suites (for `set_ciphersuites`): the profile's list minus
@@ -982,7 +984,7 @@ pub fn client_ciphersuites(exclude: &[String]) -> String {
         .filter(|s| !exclude.iter().any(|x| x.eq_ignore_ascii_case(s)))
         .copied()
         .collect::<Vec<_>>()
-        .join(":")
+        .joined(":")
 }
 
 /// Listed suites the linked OpenSSL cannot offer, per version, in list order.

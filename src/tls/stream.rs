@@ -12,6 +12,8 @@ use smol::io::{AsyncRead, AsyncWrite};
 use super::fingerprint::Digest;
 use super::{ClientCert, TlsInfo};
 
+use crate::text::Joined;
+
 /// Plaintext or TLS over the same transport.
 pub enum MaybeTls<S: Unpin> {
     Plain(S),
@@ -78,7 +80,7 @@ pub(super) fn handshake_error(e: openssl::ssl::Error) -> String {
             .iter()
             .map(|e| e.reason().unwrap_or("unknown").to_string())
             .collect::<Vec<_>>()
-            .join(", "),
+            .joined(", "),
         None => match e.io_error() {
             Some(io) => io.to_string(),
             None => "connection closed during handshake".to_string(),

@@ -99,21 +99,24 @@ pub fn header_data(
 /// nothing more (that is how over-signing forbids adding one, §5.4.2).
 fn select<'a, 'f>(fields: &'f [Field<'a>], names: &[String]) -> Vec<&'f Field<'a>> {
     // One pass over the header instead of one per name: h= is the signer's to make
-    // long, and a header can hold thousands of fields.
-    let mut instances: HashMap<&str, Vec<&Field<'a>>> =
-        names.iter().map(|n| (n.as_str(), Vec::new())).collect();
+    // long, and a header can hold thousands of fields. The instances of each name in
+    // a list of lists, indexed by a HashMap<String, usize>: the hash map type the
+    // tables use already, where a map of lists was one more copy of the hash map code.
+    let mut index: HashMap<String, usize> = HashMap::with_capacity(names.len());
+    for n in names {
+        let next = index.len();
+        index.entry(n.clone()).or_insert(next);
+    }
+    let mut instances: Vec<Vec<&Field<'a>>> = vec![Vec::new(); index.len()];
     for field in fields {
         let lower = field.name.to_ascii_lowercase();
-        if let Some(list) = std::str::from_utf8(&lower)
-            .ok()
-            .and_then(|n| instances.get_mut(n))
-        {
-            list.push(field);
+        if let Some(&i) = std::str::from_utf8(&lower).ok().and_then(|n| index.get(n)) {
+            instances[i].push(field);
         }
     }
     names
         .iter()
-        .filter_map(|n| instances.get_mut(n.as_str()).and_then(Vec::pop))
+        .filter_map(|n| index.get(n.as_str()).and_then(|&i| instances[i].pop()))
         .collect()
 }
 

@@ -7,6 +7,8 @@
 use std::fmt::Write;
 use std::net::IpAddr;
 
+use crate::text::Joined;
+
 /// Where a macro string stands, which decides what it may contain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Place {
@@ -306,7 +308,7 @@ fn expand_macro(m: &Macro, v: &Values<'_>, out: &mut String) {
     if keep != 0 && keep < parts.len() {
         parts.drain(..parts.len() - keep);
     }
-    let joined = parts.join(".");
+    let joined = parts.joined(".");
     if m.escape {
         url_escape(&joined, out);
     } else {

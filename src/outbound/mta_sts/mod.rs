@@ -11,13 +11,14 @@ pub mod fetch;
 pub mod policy;
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::tlsrpt::FailureType;
 use crate::clock::unix_now;
 use crate::dns::Resolver;
+use crate::keyed::Keyed;
+use crate::text::Joined;
 use crate::tls::client::ClientSettings;
 use cache::Cached;
 use fetch::FetchError;
@@ -86,8 +87,9 @@ pub struct MtaSts {
     pub enabled: bool,
     /// `<state-dir>/mta-sts`; `None`: nothing is kept on disk (`check-tls`).
     dir: Option<PathBuf>,
-    known: RefCell<HashMap<String, Cached>>,
-    failed: RefCell<HashMap<String, (String, Instant, FetchError)>>,
+    known: RefCell<Keyed<Cached>>,
+    /// The last failed fetch by domain (`id`, when, why); `None` once one succeeded.
+    failed: RefCell<Keyed<Option<(String, Instant, FetchError)>>>,
 }
 
 impl MtaSts {
@@ -172,6 +174,7 @@ impl MtaSts {
             .failed
             .borrow()
             .get(domain)
+            .and_then(Option::as_ref)
             .filter(|(fid, at, _)| *fid == id && at.elapsed() < FETCH_RETRY)
             .map(|(_, _, e)| e.clone());
         if let Some(e) = recent_failure {
@@ -179,7 +182,9 @@ impl MtaSts {
         }
         match fetch::fetch(resolver, tls, domain).await {
             Ok(policy) => {
-                self.failed.borrow_mut().remove(domain);
+                if let Some(failure) = self.failed.borrow_mut().get_mut(domain) {
+                    *failure = None;
+                }
                 let entry = Cached {
                     id,
                     fetched: now,
@@ -195,7 +200,7 @@ impl MtaSts {
                     entry.id,
                     entry.policy.mode,
                     entry.policy.max_age,
-                    entry.policy.mx.join(",")
+                    entry.policy.mx.joined(",")
                 );
                 let found = active(domain, &entry, Source::Fetched);
                 self.known.borrow_mut().insert(domain.to_string(), entry);
@@ -216,7 +221,7 @@ impl MtaSts {
                 );
                 self.failed
                     .borrow_mut()
-                    .insert(domain.to_string(), (id, Instant::now(), e.clone()));
+                    .insert(domain.to_string(), Some((id, Instant::now(), e.clone())));
                 fallback(Some(e))
             }
         }
