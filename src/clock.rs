@@ -3,11 +3,19 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// `d.as_millis()` in u64 (the same number for any duration under 584 million
-/// years): `as_millis` is u128, whose division and formatting are 3 KB of code on
-/// 32-bit MIPS.
+/// `d.as_nanos()` in u64 (the same number for any duration under 584 years; more
+/// saturates). Durations become whole units (milliseconds, hundredths of a second,
+/// tenths of a µs) from this: `Duration`'s own `as_millis` and `as_nanos` are u128,
+/// whose division and formatting are 3 KB of code on 32-bit MIPS.
+pub fn nanos(d: Duration) -> u64 {
+    d.as_secs()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::from(d.subsec_nanos()))
+}
+
+/// `d.as_millis()` in u64 (see [`nanos`]).
 pub fn millis(d: Duration) -> u64 {
-    d.as_secs() * 1000 + u64::from(d.subsec_millis())
+    nanos(d) / 1_000_000
 }
 
 /// Seconds since the Unix epoch (0 if the clock is before it).
@@ -66,6 +74,7 @@ mod tests {
             Duration::new(86_400 * 365 * 100, 999_999_999),
         ] {
             assert_eq!(u128::from(millis(d)), d.as_millis(), "{d:?}");
+            assert_eq!(u128::from(nanos(d)), d.as_nanos(), "{d:?}");
         }
     }
 

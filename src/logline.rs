@@ -216,11 +216,7 @@ struct Seconds2(Duration);
 
 impl fmt::Display for Seconds2 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // `(as_nanos() + 5_000_000) / 10_000_000` exactly (a second is 100
-        // hundredths), in u64: u128 arithmetic and formatting are 3 KB of code on
-        // 32-bit MIPS.
-        let d = self.0;
-        let centis = d.as_secs() * 100 + u64::from((d.subsec_nanos() + 5_000_000) / 10_000_000);
+        let centis = (crate::clock::nanos(self.0) + 5_000_000) / 10_000_000;
         write!(f, "{}.{:02}", centis / 100, centis % 100)
     }
 }

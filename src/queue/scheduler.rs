@@ -822,13 +822,8 @@ impl<D: Deliver + 'static> Manager<D> {
                 if self.in_flight == 0 && self.stats.started > 0 {
                     let stats = std::mem::take(&mut self.stats);
                     // Tenths of a microsecond in integers: `{:.1}` of an f64 is 15 KB
-                    // of float formatting on a soft-float router (see logline). In
-                    // u64, as `as_nanos() / 100` exactly (10^9 ns are 10^7 tenths):
-                    // u128 division and formatting are 3 KB more on 32-bit MIPS.
-                    let busy = stats.busy;
-                    let tenths = (busy.as_secs() * 10_000_000
-                        + u64::from(busy.subsec_nanos() / 100))
-                        / stats.started;
+                    // of float formatting on a soft-float router (see logline).
+                    let tenths = crate::clock::nanos(stats.busy) / 100 / stats.started;
                     log::debug!(
                         "scheduler: {} attempt(s) started, {}.{} us of scheduling each; {} message(s) queued, {} timer(s)",
                         stats.started,
