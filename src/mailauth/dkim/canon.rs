@@ -6,11 +6,10 @@
 //! and keeps only a few flags and a count of held-back empty lines, so a queue file
 //! can be hashed as it is read (the daemon's memory bound) instead of loaded whole.
 
-use std::collections::HashMap;
-
 use openssl::sha::Sha256;
 
 use crate::headers::Field;
+use crate::keyed::Keyed;
 
 /// A canonicalisation algorithm (`c=`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,24 +98,26 @@ pub fn header_data(
 /// nothing more (that is how over-signing forbids adding one, §5.4.2).
 fn select<'a, 'f>(fields: &'f [Field<'a>], names: &[String]) -> Vec<&'f Field<'a>> {
     // One pass over the header instead of one per name: h= is the signer's to make
-    // long, and a header can hold thousands of fields. The instances of each name in
-    // a list of lists, indexed by a HashMap<String, usize>: the hash map type the
-    // tables use already, where a map of lists was one more copy of the hash map code.
-    let mut index: HashMap<String, usize> = HashMap::with_capacity(names.len());
+    // long, and a header can hold thousands of fields. `Keyed`, the map type of the
+    // tables: a map of lists of its own was one more copy of the hash map code.
+    let mut instances: Keyed<Vec<&Field<'a>>> = Keyed::default();
     for n in names {
-        let next = index.len();
-        index.entry(n.clone()).or_insert(next);
+        if !instances.contains_key(n) {
+            instances.insert(n.clone(), Vec::new());
+        }
     }
-    let mut instances: Vec<Vec<&Field<'a>>> = vec![Vec::new(); index.len()];
     for field in fields {
         let lower = field.name.to_ascii_lowercase();
-        if let Some(&i) = std::str::from_utf8(&lower).ok().and_then(|n| index.get(n)) {
-            instances[i].push(field);
+        if let Some(list) = std::str::from_utf8(&lower)
+            .ok()
+            .and_then(|n| instances.get_mut(n))
+        {
+            list.push(field);
         }
     }
     names
         .iter()
-        .filter_map(|n| index.get(n.as_str()).and_then(|&i| instances[i].pop()))
+        .filter_map(|n| instances.get_mut(n).and_then(Vec::pop))
         .collect()
 }
 
