@@ -5,13 +5,14 @@
 //! This module decides nothing about TLS or roles: the session offers AUTH only inside
 //! TLS and calls `Sasl` with what the client sent.
 
-use crate::keyed::Keyed;
 use std::io::{BufRead, Write};
 use std::num::NonZeroU32;
 use std::path::Path;
 
 use openssl::base64;
 use openssl::hash::MessageDigest;
+
+use crate::keyed::Keyed;
 
 /// PBKDF2 rounds for new entries: about 40 ms on a 500 MHz MIPS router, so a login
 /// costs little while a stolen file still resists guessing (Dovecot uses 5000).

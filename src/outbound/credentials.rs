@@ -59,7 +59,6 @@
 //! user than root or the daemon's owns, and a program that group or others may write.
 //! No secret appears in errors, logs or `Debug` output.
 
-use crate::keyed::Keyed;
 use std::fmt;
 use std::fs;
 use std::io::Read;
@@ -75,6 +74,7 @@ use smol::Async;
 
 use super::sasl::{self, Login, Mechanism, Secret};
 use crate::domain::{canonical_host, check_name, is_ip, split_host_port, NameRules};
+use crate::keyed::Keyed;
 
 /// How long a token command may take.
 pub const TOKEN_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
